@@ -185,3 +185,9 @@ func codeName(c codes.Code) string {
 	}
 	return c.String()
 }
+
+// KeyMetadata is the request metadata entry that carries a call's
+// idempotency key. The idempotency interceptors set and read it; the retry
+// interceptor checks for it to decide whether a method that requires a key
+// may be retried.
+const KeyMetadata = "idempotency-key"
