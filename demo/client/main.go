@@ -1,0 +1,154 @@
+// Command client plays the checkout story against the demo payment
+// server: load through healthy, flaky, outage and recovery phases, with
+// live progress, then a report and a reconciliation against the server's
+// ledger. It exits with status 1 when reconciliation fails (a duplicate or
+// lost payment, or a payment still pending).
+//
+//	go run ./demo/client -server 127.0.0.1:PORT -admin 127.0.0.1:PORT -duration 60s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/failsoft/failsoft/demo/internal/chaos"
+	"github.com/failsoft/failsoft/demo/internal/checkout"
+)
+
+func main() {
+	err := run()
+	var failed reconFailed
+	switch {
+	case errors.As(err, &failed):
+		fmt.Fprintln(os.Stderr, "client: reconciliation failed")
+		os.Exit(1)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "client:", err)
+		os.Exit(2)
+	}
+}
+
+type reconFailed struct{}
+
+func (reconFailed) Error() string { return "reconciliation failed" }
+
+func run() error {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	server := fs.String("server", "", "payment server gRPC address (required)")
+	admin := fs.String("admin", "", "payment server admin address, to switch chaos per phase (empty: leave the server's chaos as it is)")
+	outboxPath := fs.String("outbox", filepath.Join(os.TempDir(), "failsoft-demo", "outbox.db"), "outbox file")
+	duration := fs.Duration("duration", time.Minute, "length of the load, split into healthy 20%, flaky 30%, outage 20%, recovery 30%")
+	rate := fs.Float64("rate", 15, "operations started per second")
+	concurrency := fs.Int("concurrency", 8, "operations in flight at most")
+	seed := fs.Uint64("seed", 1, "seed of the operation mix and backoff jitter")
+	breakerOpen := fs.Duration("breaker-open", 3*time.Second, "how long the breaker stays open before probing")
+	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "how long to wait for the outbox to drain after the load")
+	runID := fs.String("run-id", "", "prefix of this run's order IDs (default: from the time)")
+	logPath := fs.String("log", "", "write the failure log (with trace IDs) to this file instead of stderr")
+	progress := fs.Duration("progress", time.Second, "interval of progress lines; 0 for none")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	switch {
+	case *server == "":
+		return errors.New("-server is required")
+	case *duration <= 0:
+		return fmt.Errorf("-duration %v must be positive", *duration)
+	case *breakerOpen <= 0:
+		return fmt.Errorf("-breaker-open %v must be positive", *breakerOpen)
+	case *drainTimeout < 0:
+		return fmt.Errorf("-drain-timeout %v is negative", *drainTimeout)
+	}
+	if *runID == "" {
+		*runID = "ord" + strconv.FormatInt(time.Now().Unix(), 36)
+	}
+	var logw io.Writer = os.Stderr
+	if *logPath != "" {
+		f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logw = f
+	}
+	log := slog.New(slog.NewTextHandler(logw, nil))
+	if err := os.MkdirAll(filepath.Dir(*outboxPath), 0o755); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	c, err := checkout.New(checkout.Config{
+		Target: *server, OutboxPath: *outboxPath, RunID: *runID,
+		Chain: checkout.StoryChain(*breakerOpen, *seed), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if n := c.Outbox().Len(); n > 0 {
+		fmt.Printf("outbox: %d payments pending from an earlier run; they will be sent again with their keys\n", n)
+	}
+	start := time.Now()
+	load := checkout.Load{
+		Rate: *rate, Concurrency: *concurrency, Phases: checkout.StoryPhases(*duration), Seed: *seed,
+		Progress: os.Stdout, ProgressEvery: *progress,
+	}
+	if *progress == 0 {
+		load.Progress = nil
+	}
+	if *admin != "" {
+		load.SetChaos = func(ctx context.Context, cfg chaos.Config) error { return chaos.Post(ctx, *admin, chaos.UpdateFrom(cfg)) }
+	}
+	if err := c.Run(ctx, load); err != nil {
+		return err
+	}
+	// Settle up: no more chaos, drain what is pending, confirm by email.
+	if *admin != "" {
+		if err := chaos.Post(ctx, *admin, chaos.UpdateFrom(chaos.Config{})); err != nil {
+			return err
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, *drainTimeout)
+	derr := c.DrainAll(dctx)
+	cancel()
+	if derr != nil {
+		fmt.Println("outbox:", derr)
+	}
+	confirmed, err := c.Confirm(ctx)
+	if err != nil {
+		log.Warn("confirmation watch failed", "err", err)
+	}
+	recon, err := c.Reconcile(ctx)
+	if err != nil {
+		return err
+	}
+	settled, _ := c.Outbox().Settled()
+	rep := checkout.Report{Stats: c.Stats().Snapshot(), Start: start, Confirmed: confirmed, Settled: len(settled), Recon: recon}
+	if *admin != "" {
+		var v checkout.ServerView
+		if err := chaos.Get(ctx, *admin, "/stats", &v); err == nil {
+			rep.Server = &v
+		}
+	}
+	fmt.Println()
+	rep.Print(os.Stdout)
+	if *logPath != "" {
+		fmt.Printf("  %-16s %s\n", "failure log", *logPath)
+	}
+	if !recon.OK() {
+		return reconFailed{}
+	}
+	return nil
+}

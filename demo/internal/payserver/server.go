@@ -1,0 +1,182 @@
+// Package payserver is the demo payment server: PaymentService over a
+// durable ledger, with chaos injection in front, the gRPC health service,
+// an admin HTTP endpoint for the chaos settings, and graceful shutdown.
+package payserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/failsoft/failsoft/demo/internal/chaos"
+	"github.com/failsoft/failsoft/demo/internal/ledger"
+	"github.com/failsoft/failsoft/interceptors/policy"
+	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
+)
+
+// Options configure Start.
+type Options struct {
+	// Addr is the gRPC listen address; "127.0.0.1:0" picks a free port.
+	Addr string
+	// AdminAddr is the admin HTTP listen address; empty for "127.0.0.1:0".
+	AdminAddr string
+	// LedgerPath is the bbolt file of the ledger.
+	LedgerPath string
+	// Chaos injects faults; nil injects none.
+	Chaos *chaos.Chaos
+	// Log receives the server's log; nil discards it.
+	Log *slog.Logger
+}
+
+// Server is a running payment server.
+type Server struct {
+	grpc   *grpc.Server
+	health *health.Server
+	admin  *http.Server
+	lis    net.Listener
+	alis   net.Listener
+	ledger *ledger.Ledger
+	svc    *service
+	chaos  *chaos.Chaos
+	log    *slog.Logger
+	done   chan error
+	adone  chan struct{}
+}
+
+// paymentsPrefix selects the methods chaos applies to: the payment service,
+// never the health service.
+const paymentsPrefix = "/" + "payments.v1.PaymentService" + "/"
+
+// Start opens the ledger, listens, and serves until Stop.
+func Start(o Options) (*Server, error) {
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:0"
+	}
+	if o.AdminAddr == "" {
+		o.AdminAddr = "127.0.0.1:0"
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Chaos == nil {
+		o.Chaos, _ = chaos.New(chaos.Config{}, 1, nil)
+	}
+	l, err := ledger.Open(o.LedgerPath, ledger.Options{Dedup: true})
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("listen %s: %w", o.Addr, err)
+	}
+	alis, err := net.Listen("tcp", o.AdminAddr)
+	if err != nil {
+		lis.Close()
+		l.Close()
+		return nil, fmt.Errorf("admin listen %s: %w", o.AdminAddr, err)
+	}
+	s := &Server{
+		ledger: l, lis: lis, alis: alis, chaos: o.Chaos, log: o.Log,
+		svc:    &service{ledger: l, log: o.Log},
+		health: health.NewServer(),
+		done:   make(chan error, 1), adone: make(chan struct{}),
+	}
+	resolver := policy.Default()
+	applies := func(m string) bool { return strings.HasPrefix(m, paymentsPrefix) }
+	sideEffects := func(m string) bool {
+		p, err := resolver.Resolve(m)
+		return err != nil || p.Idempotency != policy.NoSideEffects
+	}
+	cu, cs := o.Chaos.Interceptors(applies, sideEffects)
+	unary, stream := serverChain(cu, cs)
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	paymentsv1.RegisterPaymentServiceServer(s.grpc, s.svc)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(paymentsv1.PaymentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	mux := http.NewServeMux()
+	mux.Handle("/chaos", o.Chaos.Handler())
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.Stats())
+	})
+	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	go func() { s.done <- s.grpc.Serve(lis) }()
+	go func() {
+		defer close(s.adone)
+		if err := s.admin.Serve(alis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin endpoint failed", "err", err)
+		}
+	}()
+	s.log.Info("serving", "grpc", s.Addr(), "admin", "http://"+s.AdminAddr()+"/chaos", "ledger", o.LedgerPath, "chaos", o.Chaos.Config().String())
+	return s, nil
+}
+
+// Addr is the gRPC address.
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// AdminAddr is the admin HTTP address.
+func (s *Server) AdminAddr() string { return s.alis.Addr().String() }
+
+// Chaos returns the server's fault injector.
+func (s *Server) Chaos() *chaos.Chaos { return s.chaos }
+
+// Stats is what the server has done.
+type Stats struct {
+	Payments  int          `json:"payments"`
+	Committed uint64       `json:"charges_committed"`
+	Replayed  uint64       `json:"charges_replayed"`
+	Chaos     chaos.Status `json:"chaos"`
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Payments: s.ledger.Count(), Committed: s.svc.committed.Load(), Replayed: s.svc.replayed.Load(),
+		Chaos: s.chaos.Status(),
+	}
+}
+
+// Stop shuts down gracefully: the health service reports NOT_SERVING, new
+// calls are refused, and calls in flight may finish until ctx is done,
+// when the rest are cancelled. Then the ledger is closed.
+func (s *Server) Stop(ctx context.Context) error {
+	s.health.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-stopped
+	}
+	<-s.done
+	actx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := s.admin.Shutdown(actx)
+	<-s.adone
+	n := s.ledger.Count()
+	if cerr := s.ledger.Close(); err == nil {
+		err = cerr
+	}
+	s.log.Info("stopped", "payments", n)
+	return err
+}

@@ -1,0 +1,88 @@
+// Command server runs the demo payment service: a gRPC PaymentService on
+// 127.0.0.1 over a ledger file that survives restarts, with injectable
+// chaos, the gRPC health service and graceful shutdown.
+//
+//	go run ./demo/server -error-rate 0.1 -lost-rate 0.05
+//
+// The chaos settings can be changed while it runs:
+//
+//	curl -s localhost:PORT/chaos                                  # settings and fault counters
+//	curl -s -d '{"down":true}' localhost:PORT/chaos               # outage
+//	curl -s -d '{"reset":true,"latency":"20ms"}' localhost:PORT/chaos
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/failsoft/failsoft/demo/internal/chaos"
+	"github.com/failsoft/failsoft/demo/internal/payserver"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "gRPC listen address (port 0 picks a free one)")
+	admin := fs.String("admin-addr", "127.0.0.1:0", "admin HTTP listen address for /chaos and /stats")
+	data := fs.String("data", filepath.Join(os.TempDir(), "failsoft-demo", "ledger.db"), "ledger file")
+	addrFile := fs.String("addr-file", "", "write the chosen addresses to this file once serving (grpc=HOST:PORT and admin=HOST:PORT lines)")
+	seed := fs.Uint64("seed", 1, "seed of the chaos decisions")
+	grace := fs.Duration("grace", 5*time.Second, "how long calls in flight may finish on shutdown")
+	var cfg chaos.Config
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *grace < 0 {
+		return fmt.Errorf("-grace %v is negative", *grace)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ch, err := chaos.New(cfg, *seed, nil)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*data), 0o755); err != nil {
+		return err
+	}
+	srv, err := payserver.Start(payserver.Options{Addr: *addr, AdminAddr: *admin, LedgerPath: *data, Chaos: ch, Log: log})
+	if err != nil {
+		return err
+	}
+	if *addrFile != "" {
+		tmp := *addrFile + ".tmp"
+		body := fmt.Sprintf("grpc=%s\nadmin=%s\n", srv.Addr(), srv.AdminAddr())
+		if err := os.WriteFile(tmp, []byte(body), 0o644); err == nil {
+			err = os.Rename(tmp, *addrFile)
+		}
+		if err != nil {
+			_ = srv.Stop(context.Background())
+			return fmt.Errorf("write -addr-file: %w", err)
+		}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("shutting down", "signal", s.String(), "grace", *grace)
+	ctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	st := srv.Stats()
+	log.Info("faults injected", "total", st.Chaos.Total, "errors", st.Chaos.Faults.Errors, "outage", st.Chaos.Faults.Outage,
+		"lost", st.Chaos.Faults.Lost, "pushback", st.Chaos.Faults.Pushback, "slow", st.Chaos.Faults.Slow)
+	return srv.Stop(ctx)
+}
