@@ -109,7 +109,9 @@ func run() error {
 		load.Progress = nil
 	}
 	if *admin != "" {
-		load.SetChaos = func(ctx context.Context, cfg chaos.Config) error { return chaos.Post(ctx, *admin, chaos.UpdateFrom(cfg)) }
+		load.SetChaos = func(ctx context.Context, cfg chaos.Config) error {
+			return chaos.Post(ctx, *admin, chaos.UpdateFrom(cfg))
+		}
 	}
 	if err := c.Run(ctx, load); err != nil {
 		return err

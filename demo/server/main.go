@@ -67,7 +67,8 @@ func run() error {
 	if *addrFile != "" {
 		tmp := *addrFile + ".tmp"
 		body := fmt.Sprintf("grpc=%s\nadmin=%s\n", srv.Addr(), srv.AdminAddr())
-		if err := os.WriteFile(tmp, []byte(body), 0o644); err == nil {
+		err := os.WriteFile(tmp, []byte(body), 0o644)
+		if err == nil {
 			err = os.Rename(tmp, *addrFile)
 		}
 		if err != nil {
