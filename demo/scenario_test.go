@@ -1,0 +1,227 @@
+// The demo scenario in small: seconds of seeded chaos against a real
+// server on 127.0.0.1, a client restart with payments still in its outbox,
+// and a server restart in the middle of a run. Whatever the timing, the
+// ledger must end up with every payment once: no duplicates, none lost,
+// the outbox drained.
+package demo_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+
+	"github.com/failsoft/failsoft/demo/internal/chaos"
+	"github.com/failsoft/failsoft/demo/internal/checkout"
+	"github.com/failsoft/failsoft/demo/internal/payserver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type env struct {
+	t          *testing.T
+	dir        string
+	addr       string
+	srv        *payserver.Server
+	ledgerPath string
+	// ch is the chaos of every server incarnation, so that the load can
+	// change it while the server restarts.
+	ch *chaos.Chaos
+}
+
+func (e *env) start(cfg chaos.Config) {
+	e.t.Helper()
+	if e.ch == nil {
+		var err error
+		if e.ch, err = chaos.New(chaos.Config{}, 42, nil); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := e.ch.Set(cfg); err != nil {
+		e.t.Fatal(err)
+	}
+	var err error
+	addr := e.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	// The port of a stopped server is free again at once; a few tries
+	// cover a slow release.
+	for try := 0; ; try++ {
+		e.srv, err = payserver.Start(payserver.Options{Addr: addr, LedgerPath: e.ledgerPath, Chaos: e.ch})
+		if err == nil || try == 20 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.addr = e.srv.Addr()
+}
+
+func (e *env) stop() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := e.srv.Stop(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) client(runID string) *checkout.Client {
+	e.t.Helper()
+	c, err := checkout.New(checkout.Config{
+		Target: e.addr, OutboxPath: filepath.Join(e.dir, "outbox.db"), RunID: runID,
+		Chain: checkout.StoryChain(150*time.Millisecond, 7), DrainEvery: 40 * time.Millisecond,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) load(phases ...checkout.Phase) checkout.Load {
+	return checkout.Load{
+		Rate: 150, Concurrency: 6, Seed: 11, Phases: phases,
+		SetChaos: func(_ context.Context, c chaos.Config) error { return e.ch.Set(c) },
+	}
+}
+
+var (
+	flaky = chaos.Config{
+		ErrorRate: 0.1, ErrorCodes: []codes.Code{codes.Unavailable, codes.Internal},
+		Latency: time.Millisecond, SlowLatency: 150 * time.Millisecond, SlowFraction: 0.05,
+		LostRate: 0.25, PushbackRate: 0.05, Pushback: 20 * time.Millisecond,
+	}
+	down    = chaos.Config{Down: true}
+	healthy = chaos.Config{Latency: time.Millisecond, LostRate: 0.1}
+)
+
+func check(t *testing.T, name string, r checkout.Reconciliation, wantPending bool) {
+	t.Helper()
+	t.Logf("%s: %v", name, r)
+	if r.Duplicates != 0 || r.Lost != 0 || r.Unexpected != 0 {
+		t.Errorf("%s: reconciliation failed: %v, for example %v", name, r, r.Examples)
+	}
+	if wantPending != (r.StillPending > 0) {
+		t.Errorf("%s: %d payments still pending, want pending=%v", name, r.StillPending, wantPending)
+	}
+	if r.Expected == 0 {
+		t.Errorf("%s: no payments made", name)
+	}
+}
+
+func TestScenarioReconciles(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir()}
+	e.ledgerPath = filepath.Join(e.dir, "ledger.db")
+	e.start(chaos.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Run 1: flaky, then an outage that the run ends in. Payments made
+	// during the outage are pending in the outbox when the client stops.
+	c1 := e.client("run1")
+	err := c1.Run(ctx, e.load(
+		checkout.Phase{Name: "flaky", Duration: 400 * time.Millisecond, Chaos: flaky},
+		checkout.Phase{Name: "outage", Duration: 300 * time.Millisecond, Chaos: down},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ch.Set(chaos.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	r1, err := c1.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "run 1", r1, true)
+	pending := c1.Outbox().Len()
+	if err := c1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The server restarts between the runs, on the same ledger.
+	e.stop()
+	e.start(chaos.Config{})
+
+	// Run 2: a new client process finds run 1's payments in its outbox,
+	// and the server restarts once more in the middle of the run.
+	c2 := e.client("run2")
+	defer c2.Close()
+	if got := c2.Outbox().Len(); got != pending {
+		t.Fatalf("outbox after client restart holds %d payments, want %d", got, pending)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- c2.Run(ctx, e.load(
+			checkout.Phase{Name: "recovery", Duration: 400 * time.Millisecond, Chaos: healthy},
+			checkout.Phase{Name: "after-restart", Duration: 400 * time.Millisecond, Chaos: healthy},
+		))
+	}()
+	// Restart the server while the run is on. The timer only places the
+	// restart; the assertions hold wherever it falls.
+	select {
+	case <-time.After(300 * time.Millisecond):
+	case err := <-done:
+		t.Fatalf("run ended before the restart: %v", err)
+	}
+	e.stop()
+	e.start(healthy)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ch.Set(chaos.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	if err := c2.DrainAll(dctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c2.Confirm(ctx); err != nil || n == 0 {
+		t.Errorf("Confirm = %d, %v; want the settled outbox payments confirmed", n, err)
+	}
+	r2, err := c2.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "run 2", r2, false)
+	if !r2.OK() {
+		t.Errorf("run 2 not OK: %v", r2)
+	}
+
+	// Run 1's settled payments are still there once each, after two
+	// server restarts and the outbox drain.
+	r1again, err := c2.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1again.Duplicates != 0 {
+		t.Errorf("duplicates after the drain: %v", r1again)
+	}
+	snap := c2.Stats().Snapshot()
+	t.Logf("run 2: %d logical calls, %d attempts, %d retries, %d hedges, %d breaker transitions, fallbacks %v",
+		snap.LogicalCalls, snap.Attempts, snap.Retries, snap.Hedges, len(snap.Transitions), snap.Fallbacks)
+	st := e.srv.Stats()
+	e.stop()
+	t.Logf("server: %d payments, faults %v", st.Payments, st.Chaos.Faults)
+}
+
+// Ports must be free: a busy port is reported, not waited on forever.
+func TestBusyPortIsReported(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	_, err = payserver.Start(payserver.Options{Addr: lis.Addr().String(), LedgerPath: filepath.Join(t.TempDir(), "l.db")})
+	if err == nil {
+		t.Fatal("Start on a busy port succeeded")
+	}
+}
