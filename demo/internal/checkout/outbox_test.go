@@ -44,4 +44,3 @@ func TestOutboxSurvivesReopen(t *testing.T) {
 		t.Fatalf("Settled = %+v, %v; Len = %d", s, err, o.Len())
 	}
 }
-
