@@ -37,3 +37,9 @@ test: check-generated lint test-go
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The demo: a payment server with chaos and the checkout client, on free
+# ports of 127.0.0.1. DEMO_DURATION=60s, DEMO_RATE=15, DEMO_KEEP=1 keeps
+# the server running afterwards.
+demo:
+	DEMO_DURATION=$(DEMO_DURATION) DEMO_RATE=$(DEMO_RATE) DEMO_KEEP=$(DEMO_KEEP) GO=$(GO) demo/run.sh

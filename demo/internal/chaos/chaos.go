@@ -102,8 +102,11 @@ func (c Config) String() string {
 	if c.ErrorRate > 0 {
 		parts = append(parts, fmt.Sprintf("errors %.0f%% %s", 100*c.ErrorRate, codeList(c.ErrorCodes)))
 	}
-	if c.Latency > 0 || c.SlowFraction > 0 {
-		parts = append(parts, fmt.Sprintf("latency %v + %v for %.0f%%", c.Latency, c.SlowLatency, 100*c.SlowFraction))
+	if c.Latency > 0 {
+		parts = append(parts, fmt.Sprintf("latency %v", c.Latency))
+	}
+	if c.SlowFraction > 0 && c.SlowLatency > 0 {
+		parts = append(parts, fmt.Sprintf("%.0f%% slowed by %v", 100*c.SlowFraction, c.SlowLatency))
 	}
 	if c.OutageFor > 0 {
 		parts = append(parts, fmt.Sprintf("down %v every %v", c.OutageFor, c.OutageEvery))

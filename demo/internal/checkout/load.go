@@ -29,7 +29,7 @@ func StoryPhases(total time.Duration) []Phase {
 	part := func(f float64) time.Duration { return time.Duration(f * float64(total)) }
 	return []Phase{
 		{Name: "healthy", Duration: part(0.2), Note: "hedged reads cut the slow tail",
-			Chaos: chaos.Config{Latency: 5 * time.Millisecond, SlowLatency: 400 * time.Millisecond, SlowFraction: 0.03}},
+			Chaos: chaos.Config{Latency: 5 * time.Millisecond, SlowLatency: 300 * time.Millisecond, SlowFraction: 0.08}},
 		{Name: "flaky", Duration: part(0.3), Note: "retries with the same key; lost responses replayed, not charged twice",
 			Chaos: chaos.Config{
 				ErrorRate: 0.05, ErrorCodes: []codes.Code{codes.Unavailable},
