@@ -35,6 +35,7 @@ const (
 	mTimeout  = "/t.v1.S/Timeout"   // code: timeout 300ms
 	mMin      = "/t.v1.S/MinBudget" // code: min_budget 100ms
 	mTight    = "/t.v1.S/Tight"     // code: timeout 30ms, min_budget 100ms
+	mLong     = "/t.v1.S/Long"      // code: timeout 2h
 )
 
 func testResolver(t testing.TB) *policy.Resolver {
@@ -42,6 +43,7 @@ func testResolver(t testing.TB) *policy.Resolver {
 	r, err := policy.New(
 		policy.WithMethod(mTimeout, &failsoftv1.MethodPolicy{Timeout: durationpb.New(300 * time.Millisecond)}),
 		policy.WithMethod(mMin, &failsoftv1.MethodPolicy{MinBudget: durationpb.New(100 * time.Millisecond)}),
+		policy.WithMethod(mLong, &failsoftv1.MethodPolicy{Timeout: durationpb.New(2 * time.Hour)}),
 		policy.WithMethod(mTight, &failsoftv1.MethodPolicy{
 			Timeout: durationpb.New(30 * time.Millisecond), MinBudget: durationpb.New(100 * time.Millisecond),
 		}),
