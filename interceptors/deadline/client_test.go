@@ -198,7 +198,10 @@ func TestInvalidPolicyFailsCall(t *testing.T) {
 	}
 	called := false
 	err = dl.UnaryClientInterceptor()(context.Background(), mBroken, nil, nil, nil,
-		func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { called = true; return nil })
+		func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+			called = true
+			return nil
+		})
 	if called || status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "timeout") {
 		t.Errorf("unary: called=%v err=%v, want FailedPrecondition naming the field", called, err)
 	}

@@ -23,7 +23,7 @@ import (
 
 func ExampleNew() {
 	dl, err := deadline.New(
-		deadline.WithDefaultTimeout(5*time.Second),   // for methods without a timeout
+		deadline.WithDefaultTimeout(5*time.Second),  // for methods without a timeout
 		deadline.WithMinBudget(10*time.Millisecond), // for methods without a min_budget
 	)
 	if err != nil {
