@@ -100,6 +100,9 @@ func WithDefaultTimeout(d time.Duration) Option {
 // fails at once with DEADLINE_EXCEEDED. It must not be negative. The default
 // is DefaultMinBudget (0: only calls whose deadline has already passed fail
 // fast).
+//
+// A policy's min_budget of zero reads the same as an unset one (package
+// policy does not tell them apart), so such a method gets this minimum.
 func WithMinBudget(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {

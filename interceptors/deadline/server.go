@@ -12,7 +12,10 @@ import (
 // deadline minus the safety margin (see WithSafetyMargin), so the handler,
 // and every call it makes with its context, gives up early enough to send
 // its own answer before its caller's deadline. Calls without a deadline are
-// left alone. The shortened context is released when the handler returns.
+// left alone. A call that arrives with less than the margin left reaches
+// the handler with its context already done: the client interceptors fail
+// its outgoing calls fast, and the handler should answer at once. The
+// shortened context is released when the handler returns.
 func (i *Interceptor) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return i.unaryServer
 }
