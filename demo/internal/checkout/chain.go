@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/deadline"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -67,12 +68,19 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	clk := clock.OrSystem(cfg.Clock)
 	br := &standinBreaker{cfg: cfg, clk: clk, obs: cfg.Observer, state: map[string]*breakerState{}}
 	rt := &standinRetry{res: res, clk: clk, obs: cfg.Observer, rand: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed+1))}
+	dl, err := deadline.New(deadline.WithResolver(res), deadline.WithObserver(cfg.Observer), deadline.WithClock(clk))
+	if err != nil {
+		return nil, err
+	}
 	return &Chain{
 		Unary: []grpc.UnaryClientInterceptor{
-			standinDeadline(res, cfg.Observer),
+			dl.UnaryClientInterceptor(),
 			standinKey(res, cfg.Observer),
 			rt.unary,
 			br.unary(res),
+		},
+		Stream: []grpc.StreamClientInterceptor{
+			dl.StreamClientInterceptor(),
 		},
 		BreakerState: br.State,
 	}, nil
@@ -100,30 +108,6 @@ func resolve(res *policy.Resolver, method string) (*policy.Policy, error) {
 		return nil, &outcome.Rejection{Layer: "policy", Code: codes.FailedPrecondition, Message: err.Error(), Cause: err}
 	}
 	return p, nil
-}
-
-func standinDeadline(res *policy.Resolver, obs observe.Observer) grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		p, err := resolve(res, method)
-		if err != nil {
-			return err
-		}
-		if _, ok := ctx.Deadline(); !ok && p.Timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, p.Timeout)
-			defer cancel()
-		}
-		if dl, ok := ctx.Deadline(); ok {
-			left := time.Until(dl)
-			if left < p.MinBudget {
-				if obs != nil {
-					obs.Observe(ctx, observe.Event{Kind: observe.DeadlineFailFast, Method: method, Target: cc.Target(), Duration: left})
-				}
-				return &outcome.Rejection{Layer: "deadline", Target: cc.Target(), Code: codes.DeadlineExceeded, Message: "deadline too close to send " + method}
-			}
-		}
-		return invoker(ctx, method, req, reply, cc, opts...)
-	}
 }
 
 func hasKey(ctx context.Context) bool {

@@ -99,7 +99,13 @@ func Start(o Options) (*Server, error) {
 		return err != nil || p.Idempotency != policy.NoSideEffects
 	}
 	cu, cs := o.Chaos.Interceptors(applies, sideEffects)
-	unary, stream := serverChain(cu, cs)
+	unary, stream, err := serverChain(cu, cs)
+	if err != nil {
+		lis.Close()
+		alis.Close()
+		l.Close()
+		return nil, err
+	}
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
 	paymentsv1.RegisterPaymentServiceServer(s.grpc, s.svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
