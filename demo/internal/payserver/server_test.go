@@ -1,0 +1,184 @@
+package payserver
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/failsoft/failsoft/demo/internal/chaos"
+	"github.com/failsoft/failsoft/interceptors/policy"
+	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func start(t *testing.T, cfg chaos.Config) (*Server, paymentsv1.PaymentServiceClient, *grpc.ClientConn) {
+	t.Helper()
+	ch, err := chaos.New(cfg, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Start(Options{LedgerPath: filepath.Join(t.TempDir(), "ledger.db"), Chaos: ch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := srv.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv, paymentsv1.NewPaymentServiceClient(conn), conn
+}
+
+func withKey(key string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), policy.KeyMetadata, key)
+}
+
+func TestChargeNeedsKeyAndChargesOncePerKey(t *testing.T) {
+	_, api, _ := start(t, chaos.Config{})
+	req := &paymentsv1.ChargeRequest{OrderId: "o1", AmountMinor: 500, Currency: "EUR"}
+	if _, err := api.Charge(context.Background(), req); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Charge without key: %v, want INVALID_ARGUMENT", err)
+	}
+	a, err := api.Charge(withKey("k1"), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := api.Charge(withKey("k1"), req)
+	if err != nil || b.Payment.PaymentId != a.Payment.PaymentId {
+		t.Fatalf("second Charge with the same key = %v, %v; want payment %s again", b, err, a.Payment.PaymentId)
+	}
+	bad := &paymentsv1.ChargeRequest{OrderId: "o2", AmountMinor: -1, Currency: "EUR"}
+	if _, err := api.Charge(withKey("k2"), bad); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Charge of a negative amount: %v", err)
+	}
+	if _, err := api.GetPayment(context.Background(), &paymentsv1.GetPaymentRequest{PaymentId: "pay_x"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("GetPayment(unknown): %v", err)
+	}
+}
+
+// A lost response: the client sees UNAVAILABLE, the money moved, and the
+// retry with the same key gets the recorded payment.
+func TestLostResponseStillCommits(t *testing.T) {
+	srv, api, _ := start(t, chaos.Config{LostRate: 1})
+	req := &paymentsv1.ChargeRequest{OrderId: "o1", AmountMinor: 500, Currency: "EUR"}
+	if _, err := api.Charge(withKey("k1"), req); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Charge = %v, want UNAVAILABLE", err)
+	}
+	if n := srv.Stats().Payments; n != 1 {
+		t.Fatalf("ledger holds %d payments, want 1", n)
+	}
+	if err := srv.Chaos().Set(chaos.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := api.Charge(withKey("k1"), req)
+	if err != nil || srv.Stats().Payments != 1 || srv.Stats().Chaos.Faults.Lost != 1 {
+		t.Fatalf("retry = %v, %v; stats %+v", resp, err, srv.Stats())
+	}
+}
+
+func TestPushbackTrailer(t *testing.T) {
+	_, api, _ := start(t, chaos.Config{PushbackRate: 1, Pushback: 250 * time.Millisecond})
+	var tr metadata.MD
+	_, err := api.GetPayment(context.Background(), &paymentsv1.GetPaymentRequest{PaymentId: "x"}, grpc.Trailer(&tr))
+	if status.Code(err) != codes.ResourceExhausted || len(tr.Get(chaos.PushbackTrailer)) != 1 || tr.Get(chaos.PushbackTrailer)[0] != "250" {
+		t.Fatalf("err %v, trailer %v; want RESOURCE_EXHAUSTED with %s: 250", err, tr, chaos.PushbackTrailer)
+	}
+}
+
+func TestStreams(t *testing.T) {
+	_, api, conn := start(t, chaos.Config{})
+	ctx := withKey("batch1")
+
+	// Client streaming: a batch is charged once per call key.
+	charge := func() []*paymentsv1.Payment {
+		st, err := api.BatchCharge(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if err := st.Send(&paymentsv1.BatchChargeRequest{Charge: &paymentsv1.ChargeRequest{OrderId: "b" + string(rune('0'+i)), AmountMinor: 100, Currency: "EUR"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := st.CloseAndRecv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Payments
+	}
+	first, again := charge(), charge()
+	if len(first) != 3 || first[2].PaymentId != again[2].PaymentId || first[1].IdempotencyKey != "batch1/1" {
+		t.Fatalf("batches %v / %v", first, again)
+	}
+
+	// Bidi: the current status, then the change after a refund.
+	w, err := api.WatchPayments(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{first[0].PaymentId, "pay_none"} {
+		if err := w.Send(&paymentsv1.WatchPaymentsRequest{PaymentId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantStatus := func(want paymentsv1.PaymentStatus) {
+		t.Helper()
+		resp, err := w.Recv()
+		if err != nil || resp.Payment.Status != want {
+			t.Fatalf("watch: %v, %v; want %v", resp, err, want)
+		}
+	}
+	wantStatus(paymentsv1.PaymentStatus_PAYMENT_STATUS_SUCCEEDED)
+	wantStatus(paymentsv1.PaymentStatus_PAYMENT_STATUS_NOT_FOUND)
+	if _, err := api.Refund(ctx, &paymentsv1.RefundRequest{PaymentId: first[0].PaymentId}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(paymentsv1.PaymentStatus_PAYMENT_STATUS_REFUNDED)
+	if err := w.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != io.EOF {
+		t.Fatalf("watch end: %v, want io.EOF", err)
+	}
+
+	// Server streaming: the ledger, filtered by order prefix.
+	ls, err := api.ListPayments(ctx, &paymentsv1.ListPaymentsRequest{OrderIdPrefix: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		if _, err := ls.Recv(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("ListPayments streamed %d payments, want 3", n)
+	}
+
+	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: paymentsv1.PaymentService_ServiceDesc.ServiceName})
+	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health = %v, %v", h, err)
+	}
+}
