@@ -214,12 +214,8 @@ func (c *Client) Checkout(ctx context.Context, orderID string, amountMinor int64
 	start := time.Now()
 	resp, err := c.api.Charge(ctx, &paymentsv1.ChargeRequest{OrderId: orderID, AmountMinor: amountMinor, Currency: "EUR"})
 	end(err)
-	callDur := time.Since(start)
 	res := c.settle(o, []charge{{key: key, orderID: orderID, amount: amountMinor}}, resp.GetPayment(), err, tid)[0]
 	c.stats.charge(res.State, time.Since(start))
-	if d := time.Since(start); d > 2500*time.Millisecond {
-		c.log.Warn("DEBUG slow checkout", "call", callDur, "total", d, "trace_id", tid, "err", err)
-	}
 	return res
 }
 
