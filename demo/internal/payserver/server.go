@@ -36,6 +36,9 @@ type Options struct {
 	Chaos *chaos.Chaos
 	// Log receives the server's log; nil discards it.
 	Log *slog.Logger
+	// NoLedgerDedup turns off the ledger's own refusal of a repeated
+	// idempotency key, leaving deduplication to the idempotency layer alone.
+	NoLedgerDedup bool
 }
 
 // Server is a running payment server.
@@ -71,7 +74,7 @@ func Start(o Options) (*Server, error) {
 	if o.Chaos == nil {
 		o.Chaos, _ = chaos.New(chaos.Config{}, 1, nil)
 	}
-	l, err := ledger.Open(o.LedgerPath, ledger.Options{Dedup: true})
+	l, err := ledger.Open(o.LedgerPath, ledger.Options{Dedup: !o.NoLedgerDedup})
 	if err != nil {
 		return nil, err
 	}
