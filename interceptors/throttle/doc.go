@@ -1,0 +1,131 @@
+// Package throttle is client-side adaptive throttling per target, after the
+// Google SRE book's "Handling Overload": when a target has been refusing
+// work, the client refuses part of its own calls locally, at once, instead
+// of sending them to be refused.
+//
+// # How it decides
+//
+// For each target (a ClientConn's Target()) the throttle counts, over a
+// recent window,
+//
+//   - requests: every call that went through it, those it sent and
+//     finished and those it rejected itself;
+//   - accepts: the calls the target accepted;
+//
+// and rejects the next call with probability
+//
+//	min(cap, max(0, (requests - K*accepts) / (requests + 1)))
+//
+// drawn from a uniform random number. While the target accepts more than
+// one call in K, nothing is rejected and no random number is drawn. Under
+// overload the calls that get through settle near K times what the target
+// accepts: with K = 2, a client offering 4x what the server can take sends
+// it about 2x, and a client offering 1.5x is not throttled at all (its
+// rejected calls are few enough to be worth sending). The cap keeps a share
+// of calls going to a target that accepts nothing, so its recovery is seen.
+//
+// A local rejection is an *outcome.Rejection with Layer "throttle", Code
+// RESOURCE_EXHAUSTED and a message that says the client throttled itself,
+// with the probability and the counts; it is reported to the observer as an
+// observe.Throttled event whose Value is the probability.
+//
+// # Defaults
+//
+//   - K = 2 (WithMultiplier), the SRE book's value: a server that recovers
+//     is noticed quickly and at most about half of the calls it sees are
+//     wasted on rejections.
+//   - cap 0.9 (WithMaxProbability).
+//   - window 2 minutes in 10 buckets of 12 s (WithWindow), the book's two
+//     minutes: long enough that a burst of refusals does not swing the
+//     probability, short enough to forget an overload within a couple of
+//     minutes of its end. The window moves on a bucket at a time, so it
+//     forgets a tenth of its history at once.
+//   - at most 1024 targets tracked (WithMaxTargets).
+//
+// # What counts as accepted
+//
+// Results are classified by outcome.Default (changed with WithClassifier):
+//
+//   - Success and Ignored count as accepted. Ignored results are the
+//     caller's own (INVALID_ARGUMENT, NOT_FOUND, CANCELLED, ...): the
+//     target did its work, and refusing calls because of them would punish
+//     the caller twice.
+//   - Overload (RESOURCE_EXHAUSTED, or any error marked as carrying server
+//     pushback) is not accepted: this is what the throttle exists for.
+//   - Failure (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS, DEADLINE_EXCEEDED)
+//     is not accepted either, unless WithFailuresAsAccepts(true): grpc-go
+//     reports a live server that sheds load with UNAVAILABLE and a
+//     connection that failed with the same code, and in both cases the
+//     target did not do the work. A dead target is thus throttled too, up
+//     to the cap; the breaker, which sees these as failures, is what stops
+//     calls to it altogether.
+//   - An *outcome.Rejection returned by a layer closer to the network (an
+//     open breaker, a full bulkhead) is not counted at all: the target
+//     never saw the call.
+//
+// The throttle does not read trailers: it sees pushback only when an inner
+// layer marks the error (outcome's Overloaded marker). With the default
+// treatment of failures that changes nothing, since the codes pushback
+// comes with are not accepted anyway.
+//
+// # Signals: overload is not an outage
+//
+// failsoft sorts what a call's result says about its target in one place,
+// outcome.Classifier, so that the throttle, the retry budget and the
+// circuit breaker agree:
+//
+//   - Overload signals say the target is alive and shedding load:
+//     RESOURCE_EXHAUSTED, server pushback (a grpc-retry-pushback-ms trailer
+//     or google.rpc.RetryInfo), and UNAVAILABLE answered by a live server.
+//     They feed this throttle and the per-target retry budget, which keep
+//     the load that reaches the server near what is offered. They must not
+//     open the breaker: an overloaded server that is cut off delivers no
+//     goodput at all while it sits idle.
+//   - Broken or unreachable signals say the target cannot do the work:
+//     connection failures, attempt timeouts, storms of INTERNAL or UNKNOWN.
+//     They feed the breaker's trip rules.
+//   - The caller's own errors say nothing about the target; local
+//     rejections by a failsoft layer are never counted by another.
+//
+// outcome.Default maps RESOURCE_EXHAUSTED to Overload, and any error that
+// carries pushback is Overload whatever its code, so by default an
+// overloaded server does not open the breaker. A bare UNAVAILABLE stays
+// Failure: without pushback it cannot be told from a refused connection,
+// and calling it Overload would keep a dead target's breaker closed.
+// Servers that shed load with UNAVAILABLE should send pushback.
+//
+// Users change the classification with their own outcome.Classifier, given
+// to each layer (here with WithClassifier); for example, for servers that
+// answer "try later" with ABORTED:
+//
+//	cl := outcome.Default.With(codes.Aborted, outcome.Overload)
+//	t, err := throttle.New(throttle.WithClassifier(cl))
+//
+// # Where it sits in the chain
+//
+// Inside the retry layer, so that every attempt (retries and hedges too) is
+// a request and is throttled: the SRE book counts retries as requests,
+// which is what keeps a retrying client from multiplying an overload. A
+// throttled attempt fails fast with RESOURCE_EXHAUSTED and a Rejection,
+// which the retry layer does not retry. Whether it sits inside or outside
+// the breaker does not matter for counting, since each ignores the other's
+// rejections; outside it, the breaker is spared the throttle's work.
+//
+// # Streams
+//
+// Opening a stream is throttled like a unary call. Its result counts once:
+// a failure to open it, or its final status (RecvMsg's error, io.EOF being
+// success; for streams without server streaming, RecvMsg returning the
+// response). A stream abandoned before its end is not counted. The
+// interceptor starts no goroutine and never cancels a context.
+//
+// # Cost
+//
+// Per call: two clock reads and a sum over the buckets' atomic counters,
+// one compare-and-swap to count the result; no lock and no allocation on
+// the path of a call that is sent, and a random number only while the
+// probability is above zero. Each tracked target holds 16 bytes a bucket.
+// Targets are registered on first use (the only lock, taken once per
+// target); a call to a new target while every one of the WithMaxTargets
+// slots holds a target with calls in its window passes unthrottled.
+package throttle
