@@ -44,6 +44,9 @@ func bump(w *atomic.Uint64, epoch uint32) {
 		old := w.Load()
 		var next uint64
 		switch e := uint32(old >> 32); {
+		case old&countMask == 0:
+			// Never counted in (or zero): the bucket is free.
+			next = uint64(epoch)<<32 | 1
 		case e == epoch:
 			if old&countMask == countMask {
 				return // saturated
