@@ -37,10 +37,18 @@
 //   - cap 0.9 (WithMaxProbability).
 //   - window 2 minutes in 10 buckets of 12 s (WithWindow), the book's two
 //     minutes: long enough that a burst of refusals does not swing the
-//     probability, short enough to forget an overload within a couple of
-//     minutes of its end. The window moves on a bucket at a time, so it
-//     forgets a tenth of its history at once.
+//     probability, short enough to follow a server's capacity as it
+//     changes. The window moves on a bucket at a time, so it forgets a
+//     tenth of its history at once.
 //   - at most 1024 targets tracked (WithMaxTargets).
+//
+// The throttle's own rejections count as requests without accepts, so it
+// lets load back in gradually when a target recovers: after a target that
+// refused everything serves again, the share of calls sent grows from the
+// cap's 10% and the throttle stops rejecting after about two windows (218 s
+// with the defaults in this package's simulation, which serves 31% of the
+// calls meanwhile). A shorter window recovers faster, and the retry layer
+// or the breaker's fallback covers the calls rejected meanwhile.
 //
 // # What counts as accepted
 //
