@@ -47,8 +47,8 @@
 // refused everything serves again, the share of calls sent grows from the
 // cap's 10% and the throttle stops rejecting after about two windows (218 s
 // with the defaults in this package's simulation, which serves 31% of the
-// calls meanwhile). A shorter window recovers faster, and the retry layer
-// or the breaker's fallback covers the calls rejected meanwhile.
+// calls meanwhile). A shorter window recovers faster; a fallback can answer
+// the calls rejected meanwhile.
 //
 // # What counts as accepted
 //

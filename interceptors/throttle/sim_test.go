@@ -68,7 +68,7 @@ func simulate(t *testing.T, th *Interceptor, h *harness, ticks, offered, capacit
 					res.goodput++
 					break
 				}
-				if _, ok := outcome.AsRejection(err); ok {
+				if _, ok := err.(*outcome.Rejection); ok {
 					res.throttled++
 				}
 				if status.Code(err) != codes.ResourceExhausted {
@@ -84,8 +84,8 @@ func simulate(t *testing.T, th *Interceptor, h *harness, ticks, offered, capacit
 
 func TestSimulatedOverload(t *testing.T) {
 	const (
-		ticks    = 600 // ten minutes of fake time: five default windows
-		capacity = 100 // calls the server serves per tick
+		ticks    = 360 // six minutes of fake time: three default windows
+		capacity = 40  // calls the server serves per tick
 	)
 	tests := []struct {
 		name        string
@@ -96,33 +96,35 @@ func TestSimulatedOverload(t *testing.T) {
 		plainAttempts float64 // attempts reaching the server without the throttle
 		maxSent       float64 // bound on attempts reaching it with the throttle
 	}{
-		// 1.5x capacity, K=2. Each tick adds 150 requests and 100 accepts to
+		// C is the capacity, 40 calls a tick.
+		//
+		// 1.5x capacity, K=2. Each tick adds 1.5C requests and C accepts to
 		// the window, so requests - 2*accepts < 0 at every moment: the
 		// probability stays 0, the throttle never rejects, and the server
 		// sees exactly the offered load and serves its capacity: goodput is
 		// 100% of the capacity bound and attempts are 1.0x offered (goal:
 		// >= 90%, <= 1.2x). This is the case: a throttle must not
 		// cut an overloaded server's goodput as a breaker does.
-		{"plain client at 1.5x, K=2", 150, 1, 2, 150, 150},
+		{"plain client at 1.5x, K=2", 1.5 * capacity, 1, 2, 1.5 * capacity, 1.5 * capacity},
 		// 1.5x capacity, K=1.1: p settles where sent = 1.1*accepted, i.e.
-		// 1 - p = 110/150; sent ~ Binomial(150, 0.73), mean 110, sd 5.4,
-		// so in about 3% of ticks fewer than 100 calls get through:
-		// goodput ~99% of capacity, attempts ~0.73x offered.
-		{"plain client at 1.5x, K=1.1", 150, 1, 1.1, 150, 1.05 * 1.1 * capacity},
-		// 4x capacity, K=2: requests 400 and accepts 100 a tick give
-		// p = 200/401, so about 200 calls a tick reach the server (K times
-		// its capacity, 0.5x offered) and at least 100 always do.
-		{"plain client at 4x, K=2", 400, 1, 2, 400, 1.05 * 2 * capacity},
+		// 1 - p = 1.1/1.5; sent ~ Binomial(60, 0.73), mean 44, sd 3.4, so
+		// in about one tick in eight fewer than C calls get through, short
+		// by a few: goodput ~99% of capacity, attempts ~0.73x offered.
+		{"plain client at 1.5x, K=1.1", 1.5 * capacity, 1, 1.1, 1.5 * capacity, 1.05 * 1.1 * capacity},
+		// 4x capacity, K=2: requests 4C and accepts C a tick give
+		// p = 2C/(4C+1), so about 2C calls a tick reach the server (K times
+		// its capacity, 0.5x offered; sd 4.5) and at least C always do.
+		{"plain client at 4x, K=2", 4 * capacity, 1, 2, 4 * capacity, 1.05 * 2 * capacity},
 		// A naive client retrying RESOURCE_EXHAUSTED at once, up to 3
-		// attempts: without the throttle the first 100 calls succeed and
-		// each of the other 50 tries 3 times: 100 + 150 = 250 attempts a
+		// attempts: without the throttle the first C calls succeed and
+		// each of the other 0.5C tries 3 times: C + 1.5C = 2.5C attempts a
 		// tick, 1.67x offered. With the throttle every attempt is a request
 		// and only accepted ones are accepts, so the attempts that reach
-		// the server still settle near K*accepts = 200 (1.33x offered);
+		// the server still settle near K*accepts = 2C (1.33x offered);
 		// the rest of the way to 1.2x is the retry budget's job.
-		{"retrying client at 1.5x, K=2", 150, 3, 2, 250, 1.05 * 2 * capacity},
-		// The same with K=1.1: about 110 attempts a tick, 0.73x offered.
-		{"retrying client at 1.5x, K=1.1", 150, 3, 1.1, 250, 1.05 * 1.1 * capacity},
+		{"retrying client at 1.5x, K=2", 1.5 * capacity, 3, 2, 2.5 * capacity, 1.05 * 2 * capacity},
+		// The same with K=1.1: about 1.1C attempts a tick, 0.73x offered.
+		{"retrying client at 1.5x, K=1.1", 1.5 * capacity, 3, 1.1, 2.5 * capacity, 1.05 * 1.1 * capacity},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
