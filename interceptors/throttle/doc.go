@@ -119,7 +119,10 @@
 // the breaker does not matter for counting, since each ignores the other's
 // rejections; outside it, the breaker is spared the throttle's work.
 //
-// # Streams
+// # Calls and streams
+//
+// A call counts when it ends, in the bucket it started in (which spares a
+// clock read): a call that outlives the window is not counted.
 //
 // Opening a stream is throttled like a unary call. Its result counts once:
 // a failure to open it, or its final status (RecvMsg's error, io.EOF being
@@ -129,10 +132,11 @@
 //
 // # Cost
 //
-// Per call: two clock reads and a sum over the buckets' atomic counters,
-// one compare-and-swap to count the result; no lock and no allocation on
-// the path of a call that is sent, and a random number only while the
-// probability is above zero. Each tracked target holds 16 bytes a bucket.
+// Per call: one clock read (a monotonic read only, on the system clock), a
+// sum over the buckets' atomic counters and one or two compare-and-swaps to
+// count the result; no lock and no allocation on the path of a unary call
+// that is sent (a stream allocates its wrapper), and a random number only
+// while the probability is above zero. Each tracked target holds 16 bytes a bucket.
 // Targets are registered on first use (the only lock, taken once per
 // target); a call to a new target while every one of the WithMaxTargets
 // slots holds a target with calls in its window passes unthrottled.

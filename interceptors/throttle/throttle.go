@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -22,9 +23,10 @@ const Layer = "throttle"
 // Interceptor throttles calls per target. Build it with New; it is safe
 // for concurrent use, and one Interceptor serves any number of ClientConns.
 type Interceptor struct {
-	cfg   config
-	base  time.Time     // bucket 0 starts here
-	width time.Duration // of a bucket
+	cfg    config
+	base   time.Time     // bucket 0 starts here
+	width  time.Duration // of a bucket
+	system bool          // cfg.clock is the system clock
 
 	mu      sync.Mutex                       // serialises changes to targets
 	targets atomic.Pointer[map[string]*ring] // copied on write; read lock-free
@@ -42,7 +44,12 @@ func New(opts ...Option) (*Interceptor, error) {
 			return nil, err
 		}
 	}
-	t := &Interceptor{cfg: cfg, base: cfg.clock.Now(), width: cfg.window / time.Duration(cfg.buckets)}
+	t := &Interceptor{
+		cfg:    cfg,
+		base:   cfg.clock.Now(),
+		width:  cfg.window / time.Duration(cfg.buckets),
+		system: cfg.clock == clock.System(),
+	}
 	m := make(map[string]*ring)
 	t.targets.Store(&m)
 	return t, nil
@@ -79,11 +86,12 @@ func (t *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 		if r == nil {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
-		if err := t.admit(ctx, r, target, method); err != nil {
+		idx, err := t.admit(ctx, r, target, method)
+		if err != nil {
 			return err
 		}
-		err := invoker(ctx, method, req, reply, cc, opts...)
-		t.record(r, err)
+		err = invoker(ctx, method, req, reply, cc, opts...)
+		t.record(r, idx, err)
 		return err
 	}
 }
@@ -102,15 +110,16 @@ func (t *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 		if r == nil {
 			return streamer(ctx, desc, cc, method, opts...)
 		}
-		if err := t.admit(ctx, r, target, method); err != nil {
+		idx, err := t.admit(ctx, r, target, method)
+		if err != nil {
 			return nil, err
 		}
 		cs, err := streamer(ctx, desc, cc, method, opts...)
 		if err != nil {
-			t.record(r, err)
+			t.record(r, idx, err)
 			return nil, err
 		}
-		return &stream{ClientStream: cs, t: t, r: r, unaryResponse: !desc.ServerStreams}, nil
+		return &stream{ClientStream: cs, t: t, r: r, idx: idx, unaryResponse: !desc.ServerStreams}, nil
 	}
 }
 
@@ -120,6 +129,7 @@ type stream struct {
 	grpc.ClientStream
 	t             *Interceptor
 	r             *ring
+	idx           uint64 // bucket the stream was opened in
 	unaryResponse bool
 	done          bool
 }
@@ -132,14 +142,14 @@ func (s *stream) RecvMsg(m any) error {
 	switch {
 	case err == io.EOF:
 		s.done = true
-		s.t.record(s.r, nil)
+		s.t.record(s.r, s.idx, nil)
 	case err != nil:
 		s.done = true
-		s.t.record(s.r, err)
+		s.t.record(s.r, s.idx, err)
 	case s.unaryResponse:
 		// grpc-go has already read the status: the call succeeded.
 		s.done = true
-		s.t.record(s.r, nil)
+		s.t.record(s.r, s.idx, nil)
 	}
 	return err
 }
@@ -151,23 +161,31 @@ func targetOf(cc *grpc.ClientConn) string {
 	return cc.Target()
 }
 
-// index is the number of the bucket the clock is in now.
+// index is the number of the bucket the clock is in now. It is the one
+// clock read of a call: on the system clock, time.Since reads only the
+// monotonic clock, half the cost of Now.
 func (t *Interceptor) index() uint64 {
-	d := t.cfg.clock.Now().Sub(t.base)
+	var d time.Duration
+	if t.system {
+		d = time.Since(t.base)
+	} else {
+		d = t.cfg.clock.Now().Sub(t.base)
+	}
 	if d < 0 {
 		return 0
 	}
 	return uint64(d / t.width)
 }
 
-// admit decides whether a call may go; when not, it counts the call as a
-// request, reports it and returns the Rejection.
-func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string) error {
+// admit decides whether a call may go, and returns the bucket it is
+// counted in; when not, it counts the call as a request, reports it and
+// returns the Rejection.
+func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string) (uint64, error) {
 	idx := t.index()
 	req, acc := r.totals(idx)
 	p := probability(req, acc, t.cfg.k, t.cfg.maxProbability)
 	if p <= 0 || t.cfg.rand() >= p {
-		return nil
+		return idx, nil
 	}
 	r.add(idx, true, false)
 	rej := &outcome.Rejection{
@@ -180,11 +198,13 @@ func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string)
 	if o := t.cfg.observer; o != nil {
 		o.Observe(ctx, observe.Event{Kind: observe.Throttled, Method: method, Target: target, Value: p, Err: rej})
 	}
-	return rej
+	return idx, rej
 }
 
-// record counts a sent call's result.
-func (t *Interceptor) record(r *ring, err error) {
+// record counts a sent call's result in bucket idx, the one it started in:
+// a call is counted whole when it ends, in the bucket of its start, which
+// saves a second clock read.
+func (t *Interceptor) record(r *ring, idx uint64, err error) {
 	accepted := true
 	switch t.cfg.classifier.Classify(err) {
 	case outcome.Overload:
@@ -197,7 +217,7 @@ func (t *Interceptor) record(r *ring, err error) {
 			return
 		}
 	}
-	r.add(t.index(), true, accepted)
+	r.add(idx, true, accepted)
 }
 
 func isRejection(err error) bool {

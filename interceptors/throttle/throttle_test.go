@@ -465,3 +465,28 @@ func TestNilClientConn(t *testing.T) {
 }
 
 var _ = errors.New
+
+// TestLongCall: a call is counted when it ends, in the bucket it started
+// in, so one that outlives the window is not counted.
+func TestLongCall(t *testing.T) {
+	h := newHarness(t)
+	call := func(d time.Duration) {
+		h.unary(context.Background(), "/m", nil, nil, h.cc,
+			func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+				h.clk.Advance(d)
+				return status.Error(codes.ResourceExhausted, "busy")
+			})
+	}
+	call(30 * time.Second) // from 0 s to 30 s
+	if s := h.state(); s.Requests != 1 || s.Accepts != 0 {
+		t.Fatalf("state %+v", s)
+	}
+	h.clk.Advance(90 * time.Second) // 120 s: the call's bucket leaves the window
+	if s := h.state(); s.Requests != 0 {
+		t.Fatalf("state %+v", s)
+	}
+	call(DefaultWindow) // from 120 s to 240 s
+	if s := h.state(); s.Requests != 0 {
+		t.Fatalf("a call longer than the window: state %+v", s)
+	}
+}

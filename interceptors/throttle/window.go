@@ -89,9 +89,9 @@ func (r *ring) totals(idx uint64) (requests, accepts uint64) {
 // max(0, (requests - k*accepts) / (requests + 1)), capped at limit.
 func probability(requests, accepts uint64, k, limit float64) float64 {
 	r := float64(requests)
-	p := (r - k*float64(accepts)) / (r + 1)
-	if p <= 0 {
-		return 0
+	excess := r - k*float64(accepts)
+	if excess <= 0 {
+		return 0 // the common case: no division
 	}
-	return min(p, limit)
+	return min(excess/(r+1), limit)
 }
