@@ -114,15 +114,16 @@
 // Inside the retry layer, so that every attempt (retries and hedges too) is
 // a request and is throttled: the SRE book counts retries as requests,
 // which is what keeps a retrying client from multiplying an overload. A
-// throttled attempt fails fast with RESOURCE_EXHAUSTED and a Rejection,
-// which the retry layer does not retry. Whether it sits inside or outside
-// the breaker does not matter for counting, since each ignores the other's
-// rejections; outside it, the breaker is spared the throttle's work.
+// throttled attempt fails fast with RESOURCE_EXHAUSTED and a Rejection; a
+// retry layer should not retry it at once. Inside or outside the breaker
+// both count correctly, since each layer ignores the other's rejections;
+// the suggested order is retry, throttle, breaker, bulkhead, so that calls
+// the throttle rejects never take a breaker probe or a bulkhead slot.
 //
 // # Calls and streams
 //
 // A call counts when it ends, in the bucket it started in (which spares a
-// clock read): a call that outlives the window is not counted.
+// clock read), so a call that outlives the window may go uncounted.
 //
 // Opening a stream is throttled like a unary call. Its result counts once:
 // a failure to open it, or its final status (RecvMsg's error, io.EOF being
@@ -136,8 +137,9 @@
 // sum over the buckets' atomic counters and one or two compare-and-swaps to
 // count the result; no lock and no allocation on the path of a unary call
 // that is sent (a stream allocates its wrapper), and a random number only
-// while the probability is above zero. Each tracked target holds 16 bytes a bucket.
-// Targets are registered on first use (the only lock, taken once per
-// target); a call to a new target while every one of the WithMaxTargets
-// slots holds a target with calls in its window passes unthrottled.
+// while the probability is above zero. Each tracked target holds 16 bytes
+// a bucket. Targets are registered on first use (the only lock, taken once
+// per target); a call to a new target while every one of the
+// WithMaxTargets slots holds a target with calls in its window passes
+// unthrottled.
 package throttle

@@ -2,7 +2,6 @@ package throttle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -464,7 +463,6 @@ func TestNilClientConn(t *testing.T) {
 	}
 }
 
-var _ = errors.New
 
 // TestLongCall: a call is counted when it ends, in the bucket it started
 // in, so one that outlives the window is not counted.
