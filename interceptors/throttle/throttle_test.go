@@ -463,7 +463,6 @@ func TestNilClientConn(t *testing.T) {
 	}
 }
 
-
 // TestLongCall: a call is counted when it ends, in the bucket it started
 // in, so one that outlives the window is not counted.
 func TestLongCall(t *testing.T) {
