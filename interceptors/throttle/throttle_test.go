@@ -487,3 +487,50 @@ func TestLongCall(t *testing.T) {
 		t.Fatalf("a call longer than the window: state %+v", s)
 	}
 }
+
+// TestStress: calls from many goroutines while the clock moves across
+// buckets and windows; under -race this checks the lock-free counting, and
+// no call is ever counted twice.
+func TestStress(t *testing.T) {
+	h := newHarness(t, WithWindow(time.Second, 4), WithRand(fixed(0.5)))
+	const goroutines, calls = 6, 300
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				h.clk.Advance(10 * time.Millisecond)
+				h.t.State(h.cc.Target())
+			}
+		}
+	})
+	var sent sync.WaitGroup
+	for g := range goroutines {
+		sent.Go(func() {
+			cc := h.cc
+			if g%2 == 1 {
+				cc = nil // a second target
+			}
+			for i := range calls {
+				h.unary(context.Background(), "/m", nil, nil, cc,
+					func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+						if i%3 == 0 {
+							return nil
+						}
+						return status.Error(codes.ResourceExhausted, "busy")
+					})
+			}
+		})
+	}
+	sent.Wait()
+	close(stop)
+	wg.Wait()
+	for _, target := range []string{h.cc.Target(), ""} {
+		if s := h.t.State(target); s.Requests > goroutines/2*calls || s.Accepts > s.Requests {
+			t.Fatalf("%q: state %+v after %d calls", target, s, goroutines/2*calls)
+		}
+	}
+}
