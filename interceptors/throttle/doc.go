@@ -10,7 +10,8 @@
 //
 //   - requests: every call that went through it, those it sent and
 //     finished and those it rejected itself;
-//   - accepts: the calls the target accepted;
+//   - accepts: the calls the target accepted, that is whose result was not
+//     overload (see What counts as accepted);
 //
 // and rejects the next call with probability
 //
@@ -40,6 +41,8 @@
 //     probability, short enough to follow a server's capacity as it
 //     changes. The window moves on a bucket at a time, so it forgets a
 //     tenth of its history at once.
+//   - failures count as accepted (WithFailuresAsRejects): the throttle
+//     acts on overload, the breaker on outages.
 //   - at most 1024 targets tracked (WithMaxTargets).
 //
 // The throttle's own rejections count as requests without accepts, so it
@@ -61,20 +64,20 @@
 //   - Overload (RESOURCE_EXHAUSTED, or any error marked as carrying server
 //     pushback) is not accepted: this is what the throttle exists for.
 //   - Failure (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS, DEADLINE_EXCEEDED)
-//     is not accepted either, unless WithFailuresAsAccepts(true): grpc-go
-//     reports a live server that sheds load with UNAVAILABLE and a
-//     connection that failed with the same code, and in both cases the
-//     target did not do the work. A dead target is thus throttled too, up
-//     to the cap; the breaker, which sees these as failures, is what stops
-//     calls to it altogether.
+//     counts as accepted by default: it says the target is broken or
+//     unreachable, which is the breaker's business (see Signals below).
+//     Were failures to throttle, a dead target's calls would be cut to the
+//     cap's share before the breaker saw enough of them to trip, and on a
+//     client that calls seldom a rule such as "5 failures in 30 s" might
+//     never fire. WithFailuresAsRejects(true) makes failures throttle too,
+//     the SRE book's literal reading, for chains without a breaker.
 //   - An *outcome.Rejection returned by a layer closer to the network (an
 //     open breaker, a full bulkhead) is not counted at all: the target
 //     never saw the call.
 //
 // The throttle does not read trailers: it sees pushback only when an inner
-// layer marks the error (outcome's Overloaded marker). With the default
-// treatment of failures that changes nothing, since the codes pushback
-// comes with are not accepted anyway.
+// layer marks the error (outcome's Overloaded marker), or when the code
+// that comes with it is classified Overload.
 //
 // # Signals: overload is not an outage
 //
@@ -97,10 +100,12 @@
 //
 // outcome.Default maps RESOURCE_EXHAUSTED to Overload, and any error that
 // carries pushback is Overload whatever its code, so by default an
-// overloaded server does not open the breaker. A bare UNAVAILABLE stays
-// Failure: without pushback it cannot be told from a refused connection,
+// overloaded server feeds the throttle and does not open the breaker, and
+// a dead target opens the breaker and is not throttled. A bare UNAVAILABLE
+// stays Failure: grpc-go reports a refused connection with the same code,
 // and calling it Overload would keep a dead target's breaker closed.
-// Servers that shed load with UNAVAILABLE should send pushback.
+// Servers that shed load with UNAVAILABLE should send pushback, which makes
+// the answer of a live server recognisable as overload.
 //
 // Users change the classification with their own outcome.Classifier, given
 // to each layer (here with WithClassifier); for example, for servers that

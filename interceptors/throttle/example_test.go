@@ -149,19 +149,20 @@ func ExampleWithClassifier() {
 	// {1 0 0.5}
 }
 
-func ExampleWithFailuresAsAccepts() {
-	// Leave failures to the breaker: only overload throttles.
-	t, _ := throttle.New(throttle.WithFailuresAsAccepts(true), throttle.WithClock(clock.NewFake(time.Unix(0, 0))))
-	unary := t.UnaryClientInterceptor()
-	cc := dial("passthrough:///ledger")
-	defer cc.Close()
+func ExampleWithFailuresAsRejects() {
 	unavailable := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 		return status.Error(codes.Unavailable, "connection refused")
 	}
-	unary(context.Background(), "/ledger.v1.Ledger/Get", nil, nil, cc, unavailable)
-	fmt.Println(t.State(cc.Target()))
+	cc := dial("passthrough:///ledger")
+	defer cc.Close()
+	for _, rejects := range []bool{false, true} {
+		t, _ := throttle.New(throttle.WithFailuresAsRejects(rejects), throttle.WithClock(clock.NewFake(time.Unix(0, 0))))
+		t.UnaryClientInterceptor()(context.Background(), "/ledger.v1.Ledger/Get", nil, nil, cc, unavailable)
+		fmt.Println(rejects, t.State(cc.Target()))
+	}
 	// Output:
-	// {1 1 0}
+	// false {1 1 0}
+	// true {1 0 0.5}
 }
 
 func ExampleWithObserver() {

@@ -22,7 +22,7 @@ type model struct {
 	k, limit          float64
 	buckets           int64
 	width             time.Duration
-	failuresAsAccepts bool
+	failuresAsRejects bool
 	now               time.Duration // since the start
 	events            []modelEvent
 }
@@ -56,7 +56,7 @@ func (m *model) count(accepted bool) {
 }
 
 // results a call can end with, and whether the target accepted it (by the
-// default classification; nil means "only if failures are accepts"; a
+// default classification; nil means "unless failures are rejects"; a
 // result from an inner layer's Rejection is not counted at all).
 var modelResults = []struct {
 	err      error
@@ -83,13 +83,13 @@ func TestModel(t *testing.T) {
 			limit:             rapid.SampledFrom([]float64{0, 0.5, 0.9, 1}).Draw(rt, "cap"),
 			buckets:           int64(rapid.IntRange(1, 12).Draw(rt, "buckets")),
 			width:             rapid.SampledFrom([]time.Duration{time.Millisecond, time.Second, 12 * time.Second}).Draw(rt, "width"),
-			failuresAsAccepts: rapid.Bool().Draw(rt, "failuresAsAccepts"),
+			failuresAsRejects: rapid.Bool().Draw(rt, "failuresAsRejects"),
 		}
 		clk := clock.NewFake(epoch)
 		var u float64
 		th, err := New(WithClock(clk), WithMultiplier(m.k), WithMaxProbability(m.limit),
 			WithWindow(m.width*time.Duration(m.buckets), int(m.buckets)),
-			WithFailuresAsAccepts(m.failuresAsAccepts), WithRand(func() float64 { return u }))
+			WithFailuresAsRejects(m.failuresAsRejects), WithRand(func() float64 { return u }))
 		if err != nil {
 			rt.Fatal(err)
 		}
@@ -150,7 +150,7 @@ func TestModel(t *testing.T) {
 			switch {
 			case res.inner:
 			case res.accepted == nil:
-				m.count(m.failuresAsAccepts)
+				m.count(!m.failuresAsRejects)
 			default:
 				m.count(*res.accepted)
 			}

@@ -35,7 +35,7 @@ type config struct {
 	k                 float64
 	maxProbability    float64
 	classifier        outcome.Classifier
-	failuresAsAccepts bool
+	failuresAsRejects bool
 	observer          observe.Observer
 	clock             clock.Clock
 	rand              func() float64
@@ -107,7 +107,7 @@ func WithMaxProbability(p float64) Option {
 
 // WithClassifier sets the classification of results (default
 // outcome.Default). Success and Ignored count as accepts, Overload does
-// not, Failure does not unless WithFailuresAsAccepts(true).
+// not; Failure does, unless WithFailuresAsRejects(true).
 func WithClassifier(cl outcome.Classifier) Option {
 	return func(c *config) error {
 		c.classifier = cl
@@ -115,15 +115,19 @@ func WithClassifier(cl outcome.Classifier) Option {
 	}
 }
 
-// WithFailuresAsAccepts says whether a result classified outcome.Failure
+// WithFailuresAsRejects says whether a result classified outcome.Failure
 // (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS, DEADLINE_EXCEEDED by default)
-// counts as accepted. Default false: the target did not do the work, and a
-// live server that sheds load with UNAVAILABLE is throttled as one that
-// sheds with RESOURCE_EXHAUSTED. Set it when the circuit breaker alone
-// should act on failures and the throttle only on Overload results.
-func WithFailuresAsAccepts(accepted bool) Option {
+// counts as not accepted, and so throttles. Default false: failures say
+// the target is broken or unreachable, which is the circuit breaker's
+// business, and the throttle acts on overload alone. Were failures to
+// throttle, a dead target's calls would be cut to the cap's share, and a
+// breaker rule such as "5 failures in 30 s" would see too few calls to
+// trip on a client that calls seldom. Set it when no breaker is in the
+// chain, or to follow the SRE book to the letter ("accepted" meaning the
+// target did the work).
+func WithFailuresAsRejects(rejects bool) Option {
 	return func(c *config) error {
-		c.failuresAsAccepts = accepted
+		c.failuresAsRejects = rejects
 		return nil
 	}
 }

@@ -210,7 +210,7 @@ func (t *Interceptor) record(r *ring, idx uint64, err error) {
 	case outcome.Overload:
 		accepted = false
 	case outcome.Failure:
-		accepted = t.cfg.failuresAsAccepts
+		accepted = !t.cfg.failuresAsRejects
 	case outcome.Ignored:
 		if err != nil && isRejection(err) {
 			// A layer inside answered locally: the target never saw it.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -226,13 +227,16 @@ func TestCounting(t *testing.T) {
 		{status.Error(codes.Canceled, "x"), nil, 1, 1},
 		{context.Canceled, nil, 1, 1},
 		{status.Error(codes.ResourceExhausted, "x"), nil, 1, 0},
-		{status.Error(codes.ResourceExhausted, "x"), []Option{WithFailuresAsAccepts(true)}, 1, 0},
-		{pushback{status.Error(codes.Unavailable, "x")}, []Option{WithFailuresAsAccepts(true)}, 1, 0},
-		{status.Error(codes.Unavailable, "x"), nil, 1, 0},
-		{status.Error(codes.Internal, "x"), nil, 1, 0},
-		{status.Error(codes.DeadlineExceeded, "x"), nil, 1, 0},
-		{status.Error(codes.Unavailable, "x"), []Option{WithFailuresAsAccepts(true)}, 1, 1},
-		{io.ErrUnexpectedEOF, []Option{WithFailuresAsAccepts(true)}, 1, 1},
+		{status.Error(codes.ResourceExhausted, "x"), []Option{WithFailuresAsRejects(true)}, 1, 0},
+		{pushback{status.Error(codes.Unavailable, "x")}, nil, 1, 0},
+		{status.Error(codes.Unavailable, "x"), nil, 1, 1},
+		{status.Error(codes.Internal, "x"), nil, 1, 1},
+		{status.Error(codes.DeadlineExceeded, "x"), nil, 1, 1},
+		{io.ErrUnexpectedEOF, nil, 1, 1},
+		{status.Error(codes.Unavailable, "x"), []Option{WithFailuresAsRejects(true)}, 1, 0},
+		{status.Error(codes.Internal, "x"), []Option{WithFailuresAsRejects(true)}, 1, 0},
+		{io.ErrUnexpectedEOF, []Option{WithFailuresAsRejects(true)}, 1, 0},
+		{status.Error(codes.Unavailable, "x"), []Option{WithClassifier(outcome.Default.With(codes.Unavailable, outcome.Overload))}, 1, 0},
 		{inner, nil, 0, 0},
 		{fmt.Errorf("wrapped: %w", inner), nil, 0, 0},
 		{status.Error(codes.Aborted, "x"), []Option{WithClassifier(outcome.Default.With(codes.Aborted, outcome.Overload))}, 1, 0},
@@ -400,7 +404,8 @@ func TestStream(t *testing.T) {
 		{"server stream ends OK", serverStream, nil, []error{nil, nil, io.EOF}, 3, 1, 1},
 		{"counted once", serverStream, nil, []error{io.EOF, io.EOF}, 2, 1, 1},
 		{"server stream overloaded", serverStream, nil, []error{nil, overload}, 2, 1, 0},
-		{"failure after messages", serverStream, nil, []error{nil, status.Error(codes.Internal, "x")}, 2, 1, 0},
+		{"failure after messages", serverStream, nil, []error{nil, status.Error(codes.Internal, "x")}, 2, 1, 1},
+		{"overload after messages", serverStream, nil, []error{nil, nil, overload}, 3, 1, 0},
 		{"caller cancelled", serverStream, nil, []error{status.Error(codes.Canceled, "x")}, 1, 1, 1},
 		{"abandoned before its end", serverStream, nil, []error{nil, nil}, 1, 0, 0},
 		{"client stream response", clientStream, nil, []error{nil}, 1, 1, 1},
@@ -531,6 +536,25 @@ func TestStress(t *testing.T) {
 	for _, target := range []string{h.cc.Target(), ""} {
 		if s := h.t.State(target); s.Requests > goroutines/2*calls || s.Accepts > s.Requests {
 			t.Fatalf("%q: state %+v after %d calls", target, s, goroutines/2*calls)
+		}
+	}
+}
+
+// TestDeadTarget: a target that cannot be reached is the breaker's
+// business; the throttle leaves it alone unless failures are rejects.
+func TestDeadTarget(t *testing.T) {
+	down := status.Error(codes.Unavailable, "connection refused")
+	for _, rejects := range []bool{false, true} {
+		h := newHarness(t, WithFailuresAsRejects(rejects), WithRand(rand.New(rand.NewPCG(5, 6)).Float64))
+		for range 100 {
+			h.call(down)
+		}
+		s := h.state()
+		if !rejects && (h.sent != 100 || s.Probability != 0) {
+			t.Fatalf("failures as accepts: %d of 100 calls sent, state %+v", h.sent, s)
+		}
+		if rejects && (h.sent > 30 || s.Probability != DefaultMaxProbability) {
+			t.Fatalf("failures as rejects: %d of 100 calls sent, state %+v", h.sent, s)
 		}
 	}
 }
