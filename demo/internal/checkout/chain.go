@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/interceptors/clock"
-	"github.com/failsoft/failsoft/interceptors/deadline"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -43,45 +43,42 @@ type ChainConfig struct {
 
 // Chain is the client's interceptor chain.
 type Chain struct {
-	Unary  []grpc.UnaryClientInterceptor
-	Stream []grpc.StreamClientInterceptor
+	dial []grpc.DialOption
 	// BreakerState returns the breaker state of a target: "closed", "open"
 	// or "half-open".
 	BreakerState func(target string) string
 }
 
 // DialOptions returns the options that install the chain.
-func (c *Chain) DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithChainUnaryInterceptor(c.Unary...), grpc.WithChainStreamInterceptor(c.Stream...)}
-}
+func (c *Chain) DialOptions() []grpc.DialOption { return c.dial }
 
-// NewChain builds the chain, outermost first:
+// NewChain builds the chain: failsoft.DialOptions, the library's one entry
+// point, with the layers it has, and inside it stand-ins for the layers it
+// does not have yet, in the library's documented order:
 //
-//	deadline -> idempotency key -> retry/hedge -> breaker -> transport
+//	deadline -> throttle -> idempotency key -> retry/hedge -> breaker
 //
-// The deadline is outermost so that it bounds all attempts together; the
-// key is attached once, so every retry carries the same one; the breaker
-// sits inside retry so that each attempt is counted and an open breaker
-// stops retries at once.
+// (The library puts the key and retry outside the throttle; until they are
+// part of it, the throttle here sees logical calls, not attempts.)
 func NewChain(cfg ChainConfig) (*Chain, error) {
 	res := policy.Default()
 	clk := clock.OrSystem(cfg.Clock)
-	br := &standinBreaker{cfg: cfg, clk: clk, obs: cfg.Observer, state: map[string]*breakerState{}}
-	rt := &standinRetry{res: res, clk: clk, obs: cfg.Observer, rand: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed+1))}
-	dl, err := deadline.New(deadline.WithResolver(res), deadline.WithObserver(cfg.Observer), deadline.WithClock(clk))
+	opts := []failsoft.Option{failsoft.WithResolver(res), failsoft.WithClock(clk)}
+	if cfg.Observer != nil {
+		opts = append(opts, failsoft.WithObserver(cfg.Observer))
+	}
+	suite, err := failsoft.DialOptions(opts...)
 	if err != nil {
 		return nil, err
 	}
+	br := &standinBreaker{cfg: cfg, clk: clk, obs: cfg.Observer, state: map[string]*breakerState{}}
+	rt := &standinRetry{res: res, clk: clk, obs: cfg.Observer, rand: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed+1))}
 	return &Chain{
-		Unary: []grpc.UnaryClientInterceptor{
-			dl.UnaryClientInterceptor(),
+		dial: append(suite, grpc.WithChainUnaryInterceptor(
 			standinKey(res, cfg.Observer),
 			rt.unary,
 			br.unary(res),
-		},
-		Stream: []grpc.StreamClientInterceptor{
-			dl.StreamClientInterceptor(),
-		},
+		)),
 		BreakerState: br.State,
 	}, nil
 }
