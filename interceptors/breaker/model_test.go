@@ -253,3 +253,39 @@ func TestModel(t *testing.T) {
 		})
 	})
 }
+
+// TestOverloadNeverOpens: whatever the configuration, a server that only
+// sheds load (RESOURCE_EXHAUSTED) among successes never opens the breaker,
+// while a dead one (UNAVAILABLE) always does.
+func TestOverloadNeverOpens(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		c := drawConfig(rt)
+		h := newHarness(t, c.options()...)
+		n := rapid.IntRange(1, 200).Draw(rt, "calls")
+		for i := range n {
+			code := codes.ResourceExhausted
+			if rapid.Bool().Draw(rt, fmt.Sprint("ok", i)) {
+				code = codes.OK
+			}
+			dur := time.Duration(0)
+			if c.slowThreshold > 0 {
+				dur = c.slowThreshold / 2
+			}
+			if err := h.call(code, dur); errors.Is(err, breaker.ErrOpen) {
+				rt.Fatalf("call %d rejected", i)
+			}
+			h.clk.Advance(time.Duration(rapid.IntRange(0, 2000).Draw(rt, fmt.Sprint("step", i))) * time.Millisecond)
+		}
+		h.wantState(breaker.Closed)
+		if c.consecutive == 0 && c.withinN == 0 && c.failureRate == 0 {
+			return // only the slow-call rule, which failures alone do not trip
+		}
+		// A dead target: enough failures, close together, trip any failure
+		// rule once the time window forgot the successes.
+		h.clk.Advance(c.timeWindow)
+		for range max(c.consecutive, c.withinN, c.countWindow, c.minCalls, 1) {
+			h.call(codes.Unavailable, 0)
+		}
+		h.wantState(breaker.Open)
+	})
+}

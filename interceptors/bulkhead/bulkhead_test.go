@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -399,4 +401,49 @@ func BenchmarkBulkheadFull(b *testing.B) {
 		_ = unary(ctx, method, nil, nil, cc, noop)
 	}
 	close(release)
+}
+
+// TestStress checks under -race that the limit holds and that every
+// waiter is served, with many goroutines contending for a few slots.
+func TestStress(t *testing.T) {
+	const limit, goroutines, calls = 4, 32, 200
+	ic, err := bulkhead.New(bulkhead.Limit(limit), bulkhead.MaxWait(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unary := ic.UnaryClientInterceptor()
+	cc := newConn(t, "passthrough:///stress")
+	var cur, peak atomic.Int64
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range calls {
+				err := unary(context.Background(), method, nil, nil, cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+					n := cur.Add(1)
+					for {
+						p := peak.Load()
+						if n <= p || peak.CompareAndSwap(p, n) {
+							break
+						}
+					}
+					runtime.Gosched()
+					cur.Add(-1)
+					return nil
+				})
+				if err != nil {
+					t.Errorf("a waiter was not served: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if peak.Load() > limit {
+		t.Fatalf("%d calls in flight, limit %d", peak.Load(), limit)
+	}
+	if n, _, _ := ic.InFlight(cc.Target(), ""); n != 0 {
+		t.Fatalf("%d slots still taken", n)
+	}
 }
