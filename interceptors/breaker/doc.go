@@ -44,7 +44,10 @@
 //
 // Streams count like unary calls: a stream that fails to open counts at
 // once, and one that opens counts with its final status when RecvMsg
-// returns an error (io.EOF is a success).
+// returns an error (io.EOF is a success), or when its single response
+// arrived. The interceptor never cancels a stream's context. A half-open
+// probe stream that the caller abandons gives its probe slot back when its
+// context ends (through context.AfterFunc, registered for probes only).
 //
 // Methods whose policy sets skip_circuit_breaker are neither guarded nor
 // counted.
