@@ -9,8 +9,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/breaker"
+	"github.com/failsoft/failsoft/interceptors/bulkhead"
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/deadline"
+	"github.com/failsoft/failsoft/interceptors/fallback"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/interceptors/throttle"
@@ -19,10 +22,13 @@ import (
 // Option configures the client suite built by DialOptions.
 type Option func(*config) error
 
-// layer names, in chain order, used in error messages.
+// Layer names, used in error messages.
 const (
 	layerDeadline = "deadline"
+	layerFallback = "fallback"
 	layerThrottle = "throttle"
+	layerBreaker  = "breaker"
+	layerBulkhead = "bulkhead"
 )
 
 type config struct {
@@ -30,23 +36,38 @@ type config struct {
 	observer observe.Observer
 	clock    clock.Clock
 
-	set map[string]bool // layers configured with WithX or WithoutX
-
-	deadlineOff bool
-	deadline    []deadline.Option
-	throttleOff bool
-	throttle    []throttle.Option
+	deadline layer[deadline.Option]
+	fallback layer[fallback.Option]
+	throttle layer[throttle.Option]
+	breaker  layer[breaker.Option]
+	bulkhead layer[bulkhead.Option]
 }
 
-// configure records that a layer was configured, refusing a second time:
-// two configurations of one layer are almost always a mistake in assembling
-// options, and silently letting one win hides it.
-func (c *config) configure(layer string) error {
-	if c.set[layer] {
-		return fmt.Errorf("failsoft: the %s layer is configured twice", layer)
+// layer is one layer's configuration: its options, and whether it was
+// configured (With...) or switched off (Without...).
+type layer[O any] struct {
+	set, off bool
+	opts     []O
+}
+
+// configure records a layer's options, refusing a second configuration:
+// two configurations of one layer are almost always a mistake in
+// assembling options, and silently letting one win would hide it.
+func (l *layer[O]) configure(name string, off bool, opts []O) error {
+	if l.set {
+		return fmt.Errorf("failsoft: the %s layer is configured twice", name)
 	}
-	c.set[layer] = true
+	l.set, l.off, l.opts = true, off, opts
 	return nil
+}
+
+// enabled reports whether the layer runs: layers that are on by default run
+// unless switched off; the others run once configured.
+func (l *layer[O]) enabled(onByDefault bool) bool {
+	if l.set {
+		return !l.off
+	}
+	return onByDefault
 }
 
 // WithResolver makes every layer read method policies from r instead of
@@ -88,36 +109,54 @@ func WithClock(cl clock.Clock) Option {
 	}
 }
 
-// WithDeadline configures the deadline layer.
+// WithDeadline configures the deadline layer (on by default).
 func WithDeadline(opts ...deadline.Option) Option {
-	return func(c *config) error {
-		c.deadline = opts
-		return c.configure(layerDeadline)
-	}
+	return func(c *config) error { return c.deadline.configure(layerDeadline, false, opts) }
 }
 
 // WithoutDeadline switches the deadline layer off.
 func WithoutDeadline() Option {
-	return func(c *config) error {
-		c.deadlineOff = true
-		return c.configure(layerDeadline)
-	}
+	return func(c *config) error { return c.deadline.configure(layerDeadline, true, nil) }
 }
 
-// WithThrottle configures the adaptive throttle.
+// WithFallback configures the fallback chains (on by default; without
+// chains configured it passes every call through).
+func WithFallback(opts ...fallback.Option) Option {
+	return func(c *config) error { return c.fallback.configure(layerFallback, false, opts) }
+}
+
+// WithoutFallback switches the fallback layer off.
+func WithoutFallback() Option {
+	return func(c *config) error { return c.fallback.configure(layerFallback, true, nil) }
+}
+
+// WithThrottle configures the adaptive throttle (on by default).
 func WithThrottle(opts ...throttle.Option) Option {
-	return func(c *config) error {
-		c.throttle = opts
-		return c.configure(layerThrottle)
-	}
+	return func(c *config) error { return c.throttle.configure(layerThrottle, false, opts) }
 }
 
 // WithoutThrottle switches the adaptive throttle off.
 func WithoutThrottle() Option {
-	return func(c *config) error {
-		c.throttleOff = true
-		return c.configure(layerThrottle)
-	}
+	return func(c *config) error { return c.throttle.configure(layerThrottle, true, nil) }
+}
+
+// WithBreaker configures the circuit breakers (on by default). The seed's
+// rule for a payment gateway is
+// WithBreaker(breaker.FailuresWithin(5, 30*time.Second)).
+func WithBreaker(opts ...breaker.Option) Option {
+	return func(c *config) error { return c.breaker.configure(layerBreaker, false, opts) }
+}
+
+// WithoutBreaker switches the circuit breakers off.
+func WithoutBreaker() Option {
+	return func(c *config) error { return c.breaker.configure(layerBreaker, true, nil) }
+}
+
+// WithBulkhead switches on the bulkhead, a concurrency limit per target.
+// It is off by default: a limit is a capacity decision only its user can
+// make.
+func WithBulkhead(opts ...bulkhead.Option) Option {
+	return func(c *config) error { return c.bulkhead.configure(layerBulkhead, false, opts) }
 }
 
 // chain collects the interceptors of the enabled layers, outermost first.
@@ -131,9 +170,19 @@ type clientLayer interface {
 	StreamClientInterceptor() grpc.StreamClientInterceptor
 }
 
-func (ch *chain) add(l clientLayer) {
-	ch.unary = append(ch.unary, l.UnaryClientInterceptor())
-	ch.stream = append(ch.stream, l.StreamClientInterceptor())
+// add builds a layer from the suite's shared options followed by the
+// user's, so the user's win, and appends its interceptors to the chain.
+func add[O any, L clientLayer](ch *chain, name string, l *layer[O], onByDefault bool, shared []O, newLayer func(...O) (L, error)) error {
+	if !l.enabled(onByDefault) {
+		return nil
+	}
+	built, err := newLayer(append(shared, l.opts...)...)
+	if err != nil {
+		return fmt.Errorf("failsoft: %s layer: %w", name, err)
+	}
+	ch.unary = append(ch.unary, built.UnaryClientInterceptor())
+	ch.stream = append(ch.stream, built.StreamClientInterceptor())
+	return nil
 }
 
 // DialOptions returns the dial options that install the failsoft client
@@ -146,7 +195,21 @@ func (ch *chain) add(l clientLayer) {
 // half-built. Pass the result to grpc.NewClient along with the dial
 // options you already use.
 func DialOptions(opts ...Option) ([]grpc.DialOption, error) {
-	c := &config{set: map[string]bool{}}
+	ch, id, err := build(opts)
+	if err != nil {
+		return nil, err
+	}
+	return []grpc.DialOption{
+		grpc.WithDisableRetry(),
+		grpc.WithDefaultCallOptions(suiteMarker{id: id}),
+		grpc.WithChainUnaryInterceptor(ch.unary...),
+		grpc.WithChainStreamInterceptor(ch.stream...),
+	}, nil
+}
+
+// build validates the options and builds the chain; id marks the suite.
+func build(opts []Option) (*chain, *byte, error) {
+	c := &config{}
 	var errs []error
 	for _, o := range opts {
 		if o == nil {
@@ -158,7 +221,7 @@ func DialOptions(opts ...Option) ([]grpc.DialOption, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
 	if c.resolver == nil {
 		c.resolver = policy.Default()
@@ -170,32 +233,38 @@ func DialOptions(opts ...Option) ([]grpc.DialOption, error) {
 	id := new(byte)
 	gu, gs := guard(id)
 	ch := &chain{unary: []grpc.UnaryClientInterceptor{gu}, stream: []grpc.StreamClientInterceptor{gs}}
-
-	if !c.deadlineOff {
-		d, err := deadline.New(append([]deadline.Option{
-			deadline.WithResolver(c.resolver), deadline.WithObserver(c.observer), deadline.WithClock(c.clock),
-		}, c.deadline...)...)
-		if err != nil {
-			return nil, fmt.Errorf("failsoft: deadline layer: %w", err)
-		}
-		ch.add(d)
+	r, o, k := c.resolver, c.observer, c.clock
+	steps := []func() error{
+		func() error {
+			return add(ch, layerDeadline, &c.deadline, true,
+				[]deadline.Option{deadline.WithResolver(r), deadline.WithObserver(o), deadline.WithClock(k)}, deadline.New)
+		},
+		func() error {
+			return add(ch, layerFallback, &c.fallback, true,
+				[]fallback.Option{fallback.WithResolver(r), fallback.WithObserver(o), fallback.WithClock(k)}, fallback.New)
+		},
+		func() error {
+			return add(ch, layerThrottle, &c.throttle, true,
+				[]throttle.Option{throttle.WithObserver(o), throttle.WithClock(k)}, throttle.New)
+		},
+		func() error {
+			return add(ch, layerBreaker, &c.breaker, true,
+				[]breaker.Option{breaker.WithResolver(r), breaker.WithObserver(o), breaker.WithClock(k)}, breaker.New)
+		},
+		func() error {
+			return add(ch, layerBulkhead, &c.bulkhead, false,
+				[]bulkhead.Option{bulkhead.WithObserver(o), bulkhead.WithClock(k)}, bulkhead.New)
+		},
 	}
-	if !c.throttleOff {
-		t, err := throttle.New(append([]throttle.Option{
-			throttle.WithObserver(c.observer), throttle.WithClock(c.clock),
-		}, c.throttle...)...)
-		if err != nil {
-			return nil, fmt.Errorf("failsoft: throttle layer: %w", err)
+	for _, step := range steps {
+		if err := step(); err != nil {
+			errs = append(errs, err)
 		}
-		ch.add(t)
 	}
-
-	return []grpc.DialOption{
-		grpc.WithDisableRetry(),
-		grpc.WithDefaultCallOptions(suiteMarker{id: id}),
-		grpc.WithChainUnaryInterceptor(ch.unary...),
-		grpc.WithChainStreamInterceptor(ch.stream...),
-	}, nil
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	return ch, id, nil
 }
 
 // suiteMarker is a default call option that each suite adds to its
