@@ -20,10 +20,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft"
+	"github.com/failsoft/failsoft/interceptors/breaker"
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/fallback"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
 )
 
 // ChainConfig is what the checkout story asks of the chain.
@@ -35,51 +38,83 @@ type ChainConfig struct {
 	// Seed seeds backoff jitter.
 	Seed uint64
 	// BreakerFailures failures within BreakerWindow open the breaker for
-	// BreakerOpenFor, after which one probe decides.
+	// BreakerOpenFor (doubling up to twice that while probes fail).
 	BreakerFailures int
 	BreakerWindow   time.Duration
 	BreakerOpenFor  time.Duration
+	// ChargeFallback answers a charge that could not be confirmed.
+	ChargeFallback func(ctx context.Context, req *paymentsv1.ChargeRequest, cause error) (*paymentsv1.ChargeResponse, error)
+	// OnBreaker hears breaker state changes.
+	OnBreaker func(target string, from, to string, at time.Time)
 }
 
 // Chain is the client's interceptor chain.
 type Chain struct {
 	dial []grpc.DialOption
-	// BreakerState returns the breaker state of a target: "closed", "open"
-	// or "half-open".
-	BreakerState func(target string) string
 }
 
 // DialOptions returns the options that install the chain.
 func (c *Chain) DialOptions() []grpc.DialOption { return c.dial }
 
-// NewChain builds the chain: failsoft.DialOptions, the library's one entry
-// point, with the layers it has, and inside it stand-ins for the layers it
-// does not have yet, in the library's documented order:
+// Methods with fallbacks.
+var (
+	methodCharge     = "/" + paymentsv1.PaymentService_ServiceDesc.ServiceName + "/Charge"
+	methodGetPayment = "/" + paymentsv1.PaymentService_ServiceDesc.ServiceName + "/GetPayment"
+)
+
+// NewChain builds the chain with failsoft.DialOptions, the library's one
+// entry point, and inside it stand-ins for the layers it does not have
+// yet. The library's order, outermost first, is
 //
-//	deadline -> throttle -> idempotency key -> retry/hedge -> breaker
+//	deadline -> idempotency key -> fallback -> retry/hedge -> throttle -> breaker -> bulkhead
 //
-// (The library puts the key and retry outside the throttle; until they are
-// part of it, the throttle here sees logical calls, not attempts.)
+// Until retry is part of it, the suite here runs deadline, fallback and
+// throttle, and the inner chain runs the key and retry stand-ins and the
+// real breaker, so the breaker still counts every attempt and the
+// fallback sees the final outcome.
+//
+// The fallback answers a charge that could not be confirmed with a pending
+// payment (ChargeFallback puts it in the outbox), and a payment read with
+// the last good answer for the same payment.
 func NewChain(cfg ChainConfig) (*Chain, error) {
 	res := policy.Default()
 	clk := clock.OrSystem(cfg.Clock)
-	opts := []failsoft.Option{failsoft.WithResolver(res), failsoft.WithClock(clk)}
+	opts := []failsoft.Option{failsoft.WithResolver(res), failsoft.WithClock(clk), failsoft.WithoutBreaker()}
 	if cfg.Observer != nil {
 		opts = append(opts, failsoft.WithObserver(cfg.Observer))
 	}
+	fb := []fallback.Option{fallback.WithCache(methodGetPayment)}
+	if cfg.ChargeFallback != nil {
+		fb = append(fb, fallback.WithFunc(methodCharge, fallback.Typed(cfg.ChargeFallback)))
+	}
+	opts = append(opts, failsoft.WithFallback(fb...))
 	suite, err := failsoft.DialOptions(opts...)
 	if err != nil {
 		return nil, err
 	}
-	br := &standinBreaker{cfg: cfg, clk: clk, obs: cfg.Observer, state: map[string]*breakerState{}}
+	bopts := []breaker.Option{
+		breaker.WithResolver(res), breaker.WithClock(clk),
+		breaker.FailuresWithin(cfg.BreakerFailures, cfg.BreakerWindow),
+		breaker.OpenFor(cfg.BreakerOpenFor, 2*cfg.BreakerOpenFor),
+	}
+	if cfg.Observer != nil {
+		bopts = append(bopts, breaker.WithObserver(cfg.Observer))
+	}
+	if cfg.OnBreaker != nil {
+		bopts = append(bopts, breaker.OnStateChange(func(c breaker.Change) {
+			cfg.OnBreaker(c.Target, c.From.String(), c.To.String(), c.At)
+		}))
+	}
+	br, err := breaker.New(bopts...)
+	if err != nil {
+		return nil, err
+	}
 	rt := &standinRetry{res: res, clk: clk, obs: cfg.Observer, rand: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed+1))}
 	return &Chain{
-		dial: append(suite, grpc.WithChainUnaryInterceptor(
-			standinKey(res, cfg.Observer),
-			rt.unary,
-			br.unary(res),
-		)),
-		BreakerState: br.State,
+		dial: append(suite,
+			grpc.WithChainUnaryInterceptor(standinKey(res, cfg.Observer), rt.unary, br.UnaryClientInterceptor()),
+			grpc.WithChainStreamInterceptor(br.StreamClientInterceptor()),
+		),
 	}, nil
 }
 
@@ -92,6 +127,15 @@ func startTrace(ctx context.Context, _ string) (context.Context, string, func(er
 	tid := hex.EncodeToString(b[:16])
 	ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", "00-"+tid+"-"+hex.EncodeToString(b[16:])+"-01")
 	return ctx, tid, func(error) {}
+}
+
+// traceIDOf returns the trace ID of the call ctx belongs to.
+func traceIDOf(ctx context.Context) string {
+	tp := firstMD(ctx, "traceparent")
+	if len(tp) >= 35 {
+		return tp[3:35]
+	}
+	return ""
 }
 
 // closeChain releases what the chain holds (exporters).
@@ -283,116 +327,5 @@ func (r *standinRetry) hedge(ctx context.Context, p *policy.Policy, method strin
 				launch(sent)
 			}
 		}
-	}
-}
-
-type breakerState struct {
-	state    string
-	failures []time.Time
-	openedAt time.Time
-	probing  bool
-}
-
-type standinBreaker struct {
-	cfg   ChainConfig
-	clk   clock.Clock
-	obs   observe.Observer
-	mu    sync.Mutex
-	state map[string]*breakerState
-}
-
-// State returns the state of target's breaker.
-func (b *standinBreaker) State(target string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if s := b.state[target]; s != nil {
-		if s.state == "open" && b.clk.Now().Sub(s.openedAt) >= b.cfg.BreakerOpenFor {
-			return "half-open"
-		}
-		return s.state
-	}
-	return "closed"
-}
-
-func (b *standinBreaker) transition(ctx context.Context, target, method string, s *breakerState, to string) {
-	from := s.state
-	s.state = to
-	if b.obs != nil {
-		b.obs.Observe(ctx, observe.Event{Kind: observe.BreakerState, Method: method, Target: target, From: from, To: to,
-			Counts: observe.Counts{Failures: uint32(len(s.failures))}})
-	}
-}
-
-func (b *standinBreaker) unary(res *policy.Resolver) grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		p, err := resolve(res, method)
-		if err != nil {
-			return err
-		}
-		if p.SkipBreaker {
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}
-		target := cc.Target()
-		b.mu.Lock()
-		s := b.state[target]
-		if s == nil {
-			s = &breakerState{state: "closed"}
-			b.state[target] = s
-		}
-		now := b.clk.Now()
-		if s.state == "open" {
-			if wait := b.cfg.BreakerOpenFor - now.Sub(s.openedAt); wait > 0 || s.probing {
-				b.mu.Unlock()
-				if b.obs != nil {
-					b.obs.Observe(ctx, observe.Event{Kind: observe.BreakerRejected, Method: method, Target: target})
-				}
-				return &outcome.Rejection{Layer: "breaker", Target: target, Code: codes.Unavailable,
-					Message: "circuit breaker open for " + target, RetryAfter: max(wait, 0)}
-			}
-			s.probing = true
-			b.transition(ctx, target, method, s, "half-open")
-		} else if s.state == "half-open" {
-			b.mu.Unlock()
-			if b.obs != nil {
-				b.obs.Observe(ctx, observe.Event{Kind: observe.BreakerRejected, Method: method, Target: target})
-			}
-			return &outcome.Rejection{Layer: "breaker", Target: target, Code: codes.Unavailable, Message: "circuit breaker half-open for " + target + ": probe in flight"}
-		}
-		b.mu.Unlock()
-
-		err = invoker(ctx, method, req, reply, cc, opts...)
-		class := outcome.Default.Classify(err)
-
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		now = b.clk.Now()
-		switch s.state {
-		case "half-open":
-			s.probing = false
-			if class == outcome.Failure {
-				s.openedAt = now
-				b.transition(ctx, target, method, s, "open")
-			} else {
-				s.failures = s.failures[:0]
-				b.transition(ctx, target, method, s, "closed")
-			}
-		case "closed":
-			if class == outcome.Failure {
-				s.failures = append(s.failures, now)
-				keep := s.failures[:0]
-				for _, t := range s.failures {
-					if now.Sub(t) < b.cfg.BreakerWindow {
-						keep = append(keep, t)
-					}
-				}
-				s.failures = keep
-				if len(s.failures) >= b.cfg.BreakerFailures {
-					s.openedAt = now
-					b.transition(ctx, target, method, s, "open")
-					s.failures = s.failures[:0]
-				}
-			}
-		}
-		return err
 	}
 }

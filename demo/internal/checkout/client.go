@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/fallback"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
@@ -60,7 +62,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	orders  map[string]*order // by order ID
-	cache   map[string]*paymentsv1.Payment
+	breaker atomic.Pointer[string]
 	settled []string // payment IDs, for reads and refunds
 	seq     int
 	drainMu sync.Mutex
@@ -88,8 +90,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, stats: NewStats(), log: cfg.Log, orders: map[string]*order{}, cache: map[string]*paymentsv1.Payment{}}
+	c := &Client{cfg: cfg, stats: NewStats(), log: cfg.Log, orders: map[string]*order{}}
+	closed := "closed"
+	c.breaker.Store(&closed)
 	cfg.Chain.Observer = c.stats
+	cfg.Chain.ChargeFallback = c.chargeFallback
+	cfg.Chain.OnBreaker = func(_, _, to string, _ time.Time) { c.breaker.Store(&to) }
 	chain, err := NewChain(cfg.Chain)
 	if err != nil {
 		return nil, err
@@ -140,7 +146,7 @@ func (c *Client) Stats() *Stats { return c.stats }
 func (c *Client) Outbox() *Outbox { return c.outbox }
 
 // BreakerState returns the breaker state of the payment server.
-func (c *Client) BreakerState() string { return c.chain.BreakerState(c.conn.Target()) }
+func (c *Client) BreakerState() string { return *c.breaker.Load() }
 
 // NextOrder returns a new order ID of this run.
 func (c *Client) NextOrder() string {
@@ -193,12 +199,45 @@ func definitive(err error) bool {
 	return false
 }
 
-// fallbackLevel names how a charge that could not be confirmed is answered.
-func fallbackLevel(err error) string {
-	if r, ok := outcome.AsRejection(err); ok {
-		return "charge:" + r.Layer + "-rejected"
+// appFallback names the fallback the checkout itself gives a charge that
+// failed in a way the fallback layer leaves alone (ABORTED for a key in
+// flight, for example): it may still have committed, so it is pending.
+const appFallback = "pending (checkout)"
+
+// chargeFallback is the fallback layer's answer to a charge that could not
+// be confirmed: the charge goes into the outbox with its idempotency key,
+// and the customer is told it is pending.
+func (c *Client) chargeFallback(ctx context.Context, req *paymentsv1.ChargeRequest, cause error) (*paymentsv1.ChargeResponse, error) {
+	key := firstMD(ctx, policy.KeyMetadata)
+	if key == "" {
+		return nil, fmt.Errorf("charge of %s has no idempotency key to queue it with", req.OrderId)
 	}
-	return "charge:unconfirmed"
+	tid := traceIDOf(ctx)
+	err := c.outbox.Put(Entry{Key: key, OrderID: req.OrderId, AmountMinor: req.AmountMinor, Currency: req.Currency,
+		Reason: reasonOf(cause), TraceID: tid, QueuedAt: time.Now()})
+	if err != nil {
+		c.log.Error("outbox write failed", "order", req.OrderId, "trace_id", tid, "err", err)
+		return nil, err
+	}
+	c.log.Warn("charge pending", "order", req.OrderId, "trace_id", tid, "err", cause)
+	return &paymentsv1.ChargeResponse{Payment: &paymentsv1.Payment{
+		OrderId: req.OrderId, AmountMinor: req.AmountMinor, Currency: req.Currency,
+		Status: paymentsv1.PaymentStatus_PAYMENT_STATUS_PENDING, IdempotencyKey: key,
+	}}, nil
+}
+
+func reasonOf(err error) string {
+	if r, ok := outcome.AsRejection(err); ok {
+		return r.Layer + " rejected"
+	}
+	return outcome.Code(err).String()
+}
+
+func firstMD(ctx context.Context, key string) string {
+	if v := metadata.ValueFromOutgoingContext(ctx, key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // PendingMessage is what a customer sees while their payment is pending.
@@ -212,9 +251,10 @@ func (c *Client) Checkout(ctx context.Context, orderID string, amountMinor int64
 	ctx, tid, end := startTrace(ctx, "checkout")
 	ctx = metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key)
 	start := time.Now()
-	resp, err := c.api.Charge(ctx, &paymentsv1.ChargeRequest{OrderId: orderID, AmountMinor: amountMinor, Currency: "EUR"})
+	var lvl fallback.Level
+	resp, err := c.api.Charge(ctx, &paymentsv1.ChargeRequest{OrderId: orderID, AmountMinor: amountMinor, Currency: "EUR"}, fallback.Report(&lvl))
 	end(err)
-	res := c.settle(o, []charge{{key: key, orderID: orderID, amount: amountMinor}}, resp.GetPayment(), err, tid)[0]
+	res := c.settle("Charge", o, []charge{{key: key, orderID: orderID, amount: amountMinor}}, resp.GetPayment(), err, tid)[0]
 	c.stats.charge(res.State, time.Since(start))
 	return res
 }
@@ -225,7 +265,7 @@ type charge struct {
 }
 
 // settle records the outcome of charges sent in one call.
-func (c *Client) settle(o *order, charges []charge, p *paymentsv1.Payment, err error, tid string) []Result {
+func (c *Client) settle(method string, o *order, charges []charge, p *paymentsv1.Payment, err error, tid string) []Result {
 	out := make([]Result, len(charges))
 	orders := []*order{o}
 	if o == nil {
@@ -239,22 +279,25 @@ func (c *Client) settle(o *order, charges []charge, p *paymentsv1.Payment, err e
 	for i, ch := range charges {
 		r := Result{OrderID: ch.orderID, TraceID: tid, Err: err}
 		switch {
+		case err == nil && p.GetStatus() == paymentsv1.PaymentStatus_PAYMENT_STATUS_PENDING:
+			// The fallback layer queued it.
+			r.State, r.Message = StatePending, PendingMessage
 		case err == nil:
 			r.State, r.PaymentID, r.Message = StateSettled, p.GetPaymentId(), "paid"
 		case definitive(err):
 			r.State, r.Message = StateDeclined, "payment declined: "+status.Convert(err).Message()
 			c.log.Error("charge declined", "order", ch.orderID, "trace_id", tid, "err", err)
 		default:
-			level := fallbackLevel(err)
+			level := appFallback
 			qerr := c.outbox.Put(Entry{Key: ch.key, OrderID: ch.orderID, AmountMinor: ch.amount, Currency: "EUR",
-				Reason: level, TraceID: tid, QueuedAt: time.Now()})
+				Reason: reasonOf(err), TraceID: tid, QueuedAt: time.Now()})
 			if qerr != nil {
 				// Not even the outbox took it: the customer must be told.
 				r.State, r.Message = StateDeclined, "payment failed, please try again"
 				c.log.Error("outbox write failed", "order", ch.orderID, "trace_id", tid, "err", qerr)
 				break
 			}
-			c.stats.Fallback(level)
+			c.stats.Fallback(method + ":" + level)
 			r.State, r.Message = StatePending, PendingMessage
 			c.log.Warn("charge pending", "order", ch.orderID, "trace_id", tid, "fallback", level, "err", err)
 		}
@@ -289,10 +332,10 @@ func (c *Client) BatchCheckout(ctx context.Context, amounts []int64) []Result {
 			c.mu.Lock()
 			o := c.orders[ch.orderID]
 			c.mu.Unlock()
-			out[i] = c.settle(o, charges[i:i+1], payments[i], nil, tid)[0]
+			out[i] = c.settle("BatchCharge", o, charges[i:i+1], payments[i], nil, tid)[0]
 		}
 	} else {
-		out = c.settle(nil, charges, nil, err, tid)
+		out = c.settle("BatchCharge", nil, charges, nil, err, tid)
 	}
 	d := time.Since(start)
 	for _, r := range out {
@@ -337,33 +380,25 @@ func (c *Client) RandomSettled(n int) (string, bool) {
 	return c.settled[n%len(c.settled)], true
 }
 
-// Lookup reads a payment. When the service cannot answer, the last status
-// this client saw is returned from its cache (fallback level "read:cache").
-func (c *Client) Lookup(ctx context.Context, id string) (*paymentsv1.Payment, bool, error) {
+// Lookup reads a payment. When the service cannot answer, the fallback
+// layer answers with the last good answer for the same payment, and cached
+// reports true.
+func (c *Client) Lookup(ctx context.Context, id string) (p *paymentsv1.Payment, cached bool, err error) {
 	c.stats.call("GetPayment")
 	ctx, tid, end := startTrace(ctx, "lookup")
 	start := time.Now()
-	resp, err := c.api.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: id})
+	var lvl fallback.Level
+	resp, err := c.api.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: id}, fallback.Report(&lvl))
 	end(err)
 	c.stats.read(time.Since(start))
-	if err == nil {
-		c.mu.Lock()
-		c.cache[id] = resp.Payment
-		c.mu.Unlock()
-		return resp.Payment, false, nil
+	if err != nil {
+		c.log.Warn("payment read failed", "payment", id, "trace_id", tid, "err", err)
+		return nil, false, err
 	}
-	if !definitive(err) {
-		c.mu.Lock()
-		p, ok := c.cache[id]
-		c.mu.Unlock()
-		if ok {
-			c.stats.Fallback("read:cache")
-			c.log.Warn("payment read from cache", "payment", id, "trace_id", tid, "err", err)
-			return p, true, nil
-		}
+	if lvl != fallback.None {
+		c.log.Warn("payment read answered by fallback", "payment", id, "trace_id", tid, "level", lvl.String())
 	}
-	c.log.Warn("payment read failed", "payment", id, "trace_id", tid, "err", err)
-	return nil, false, err
+	return resp.Payment, lvl != fallback.None, nil
 }
 
 // Refund refunds a payment.
@@ -384,9 +419,6 @@ func (c *Client) Refund(ctx context.Context, id string) error {
 func (c *Client) DrainOnce(ctx context.Context, max int) (int, error) {
 	c.drainMu.Lock()
 	defer c.drainMu.Unlock()
-	if c.BreakerState() == "open" {
-		return 0, nil
-	}
 	pending, err := c.outbox.Pending(max)
 	if err != nil {
 		return 0, err
@@ -399,8 +431,14 @@ func (c *Client) DrainOnce(ctx context.Context, max int) (int, error) {
 		c.stats.call("Charge(outbox)")
 		cctx, tid, end := startTrace(ctx, "outbox-drain")
 		cctx = metadata.AppendToOutgoingContext(cctx, policy.KeyMetadata, e.Key)
-		resp, err := c.api.Charge(cctx, &paymentsv1.ChargeRequest{OrderId: e.OrderID, AmountMinor: e.AmountMinor, Currency: e.Currency})
+		var lvl fallback.Level
+		resp, err := c.api.Charge(cctx, &paymentsv1.ChargeRequest{OrderId: e.OrderID, AmountMinor: e.AmountMinor, Currency: e.Currency}, fallback.Report(&lvl))
 		end(err)
+		if err == nil && lvl != fallback.None {
+			// Still not confirmed: the fallback answered (and kept the
+			// entry). Try again on the next pass.
+			err = errors.New("still pending: " + lvl.String() + " fallback answered")
+		}
 		if err != nil {
 			_ = c.outbox.Touch(e.Key)
 			if definitive(err) {

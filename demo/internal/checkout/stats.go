@@ -2,6 +2,7 @@ package checkout
 
 import (
 	"context"
+	"path"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -75,7 +76,7 @@ func (s *Stats) Observe(_ context.Context, e observe.Event) {
 		s.stops[e.Reason]++
 		s.mu.Unlock()
 	case observe.Fallback:
-		s.Fallback(e.Reason)
+		s.Fallback(path.Base(e.Method) + ":" + e.Reason)
 	}
 }
 

@@ -39,6 +39,10 @@ const (
 	PaymentStatus_PAYMENT_STATUS_REFUNDED PaymentStatus = 2
 	// No payment has this ID.
 	PaymentStatus_PAYMENT_STATUS_NOT_FOUND PaymentStatus = 3
+	// Not confirmed yet. Never sent by the server: a client's fallback
+	// answers a charge it could not confirm with it, and sends the charge
+	// again later with the same idempotency key.
+	PaymentStatus_PAYMENT_STATUS_PENDING PaymentStatus = 4
 )
 
 // Enum value maps for PaymentStatus.
@@ -48,12 +52,14 @@ var (
 		1: "PAYMENT_STATUS_SUCCEEDED",
 		2: "PAYMENT_STATUS_REFUNDED",
 		3: "PAYMENT_STATUS_NOT_FOUND",
+		4: "PAYMENT_STATUS_PENDING",
 	}
 	PaymentStatus_value = map[string]int32{
 		"PAYMENT_STATUS_UNSPECIFIED": 0,
 		"PAYMENT_STATUS_SUCCEEDED":   1,
 		"PAYMENT_STATUS_REFUNDED":    2,
 		"PAYMENT_STATUS_NOT_FOUND":   3,
+		"PAYMENT_STATUS_PENDING":     4,
 	}
 )
 
@@ -771,12 +777,13 @@ const file_payments_v1_payments_proto_rawDesc = "" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\tR\tpaymentId\"G\n" +
 	"\x15WatchPaymentsResponse\x12.\n" +
-	"\apayment\x18\x01 \x01(\v2\x14.payments.v1.PaymentR\apayment*\x88\x01\n" +
+	"\apayment\x18\x01 \x01(\v2\x14.payments.v1.PaymentR\apayment*\xa4\x01\n" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18PAYMENT_STATUS_SUCCEEDED\x10\x01\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_REFUNDED\x10\x02\x12\x1c\n" +
-	"\x18PAYMENT_STATUS_NOT_FOUND\x10\x032\xfd\x05\n" +
+	"\x18PAYMENT_STATUS_NOT_FOUND\x10\x03\x12\x1a\n" +
+	"\x16PAYMENT_STATUS_PENDING\x10\x042\xfd\x05\n" +
 	"\x0ePaymentService\x12\x87\x01\n" +
 	"\x06Charge\x12\x1a.payments.v1.ChargeRequest\x1a\x1b.payments.v1.ChargeResponse\"D\xb2\xe1\x18@ \x012<*\vUNAVAILABLE*\x12RESOURCE_EXHAUSTED*\x11DEADLINE_EXCEEDED2\x06\x10\x80\xce\xe4\xcd\x02\x12\x9b\x01\n" +
 	"\n" +
