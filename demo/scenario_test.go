@@ -141,6 +141,14 @@ func TestScenarioReconciles(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, "run 1", r1, true)
+	s1 := c1.Stats().Snapshot()
+	opened := false
+	for _, tr := range s1.Transitions {
+		opened = opened || tr.To == "open"
+	}
+	if !opened || s1.Fallbacks["Charge:function"] == 0 {
+		t.Errorf("run 1: the outage should open the breaker and charges fall back to the outbox; transitions %v, fallbacks %v", s1.Transitions, s1.Fallbacks)
+	}
 	pending := c1.Outbox().Len()
 	if err := c1.Close(); err != nil {
 		t.Fatal(err)
