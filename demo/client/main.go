@@ -55,6 +55,7 @@ func run() error {
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "how long to wait for the outbox to drain after the load")
 	runID := fs.String("run-id", "", "prefix of this run's order IDs (default: from the time)")
 	logPath := fs.String("log", "", "write the failure log (with trace IDs) to this file instead of stderr")
+	traceFile := fs.String("trace-file", "", "write the trace ID of one retried charge to this file")
 	progress := fs.Duration("progress", time.Second, "interval of progress lines; 0 for none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -146,6 +147,11 @@ func run() error {
 	}
 	fmt.Println()
 	rep.Print(os.Stdout)
+	if *traceFile != "" && rep.Stats.RetriedTrace != "" {
+		if err := os.WriteFile(*traceFile, []byte(rep.Stats.RetriedTrace+"\n"), 0o644); err != nil {
+			log.Warn("writing -trace-file failed", "err", err)
+		}
+	}
 	if *logPath != "" {
 		fmt.Printf("  %-16s %s\n", "failure log", *logPath)
 	}

@@ -52,6 +52,9 @@ func (r *Report) Print(w io.Writer) {
 	line("logical calls", "%d (%s)", s.LogicalCalls, counts(s.Calls))
 	line("attempts", "%d: %d retries, %d hedges, %d backoffs (%d on server pushback)", s.Attempts, s.Retries, s.Hedges, s.Backoffs, s.Pushbacks)
 	line("retries stopped", "%s", counts(s.RetryStops))
+	if s.RetriedTrace != "" {
+		line("a retried charge", "trace %s", s.RetriedTrace)
+	}
 	var tr []string
 	for _, t := range s.Transitions {
 		tr = append(tr, fmt.Sprintf("+%.1fs %s→%s", t.At.Sub(r.Start).Seconds(), t.From, t.To))

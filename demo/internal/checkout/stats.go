@@ -25,6 +25,8 @@ type Stats struct {
 	BreakerRejected, DeadlineFailFast, Throttled   atomic.Int64
 	BulkheadRejected, BudgetExhausted, Replays     atomic.Int64
 
+	retried atomic.Pointer[string] // trace ID of the first retried charge
+
 	mu          sync.Mutex
 	calls       map[string]int // logical calls by method
 	outcomes    map[string]int // charge outcomes: settled, pending, declined
@@ -41,12 +43,17 @@ func NewStats() *Stats {
 }
 
 // Observe implements observe.Observer.
-func (s *Stats) Observe(_ context.Context, e observe.Event) {
+func (s *Stats) Observe(ctx context.Context, e observe.Event) {
 	switch e.Kind {
 	case observe.AttemptStart:
 		s.Attempts.Add(1)
 		if e.Attempt > 1 && !e.Hedge {
 			s.Retries.Add(1)
+			if path.Base(e.Method) == "Charge" && s.retried.Load() == nil {
+				if tid := traceIDOf(ctx); tid != "" {
+					s.retried.CompareAndSwap(nil, &tid)
+				}
+			}
 		}
 	case observe.Hedge:
 		s.Hedges.Add(1)
@@ -119,6 +126,8 @@ type Snapshot struct {
 	Throttled, BulkheadRejected, Exhausted int64
 	Replays                                int64
 	Charge, Read                           Percentiles
+	// RetriedTrace is the trace ID of a charge that was retried.
+	RetriedTrace string
 }
 
 // Percentiles of a latency distribution.
@@ -149,6 +158,9 @@ func (s *Stats) Snapshot() Snapshot {
 		Throttled: s.Throttled.Load(), BulkheadRejected: s.BulkheadRejected.Load(), Exhausted: s.BudgetExhausted.Load(),
 		Replays: s.Replays.Load(),
 		Charge:  percentiles(s.chargeLat), Read: percentiles(s.readLat),
+	}
+	if p := s.retried.Load(); p != nil {
+		snap.RetriedTrace = *p
 	}
 	for _, n := range s.calls {
 		snap.LogicalCalls += n
