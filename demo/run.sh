@@ -27,23 +27,77 @@ say() { printf '\033[1m%s\033[0m\n' "$*"; }
 say "building into $DIR"
 "$GO" build -o "$DIR/server" ./demo/server
 "$GO" build -o "$DIR/client" ./demo/client
+"$GO" build -o "$DIR/demotool" ./demo/demotool
+
+# --- Jaeger (optional) -------------------------------------------------------
+jaeger_pid=""
+otlp_flags=()
+JAEGER=${DEMO_JAEGER:-auto}
+jaeger_off() {
+	if [[ "$JAEGER" == 1 ]]; then
+		echo "Jaeger was asked for (DEMO_JAEGER=1) but $1"; exit 1
+	fi
+	echo "running without Jaeger: $1"
+	JAEGER=0
+}
+start_jaeger() {
+	[[ "$JAEGER" != 0 ]] || return 0
+	if [[ ! -f tools/jaeger/go.mod || ! -f tools/jaeger/config.yaml ]]; then
+		jaeger_off "tools/jaeger is not in this checkout"; return 0
+	fi
+	local cache="${FAILSOFT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/failsoft}"
+	local sum; sum=$(cksum < tools/jaeger/go.sum | cut -d' ' -f1)
+	local bin="${FAILSOFT_JAEGER_BIN:-$cache/jaeger-$sum-$("$GO" env GOOS)-$("$GO" env GOARCH)}"
+	if [[ ! -x "$bin" ]]; then
+		say "building Jaeger into $bin (first run only; takes a few minutes)"
+		mkdir -p "$(dirname "$bin")"
+		if ! "$GO" build -modfile=tools/jaeger/go.mod -o "$bin.tmp.$$" github.com/jaegertracing/jaeger/cmd/jaeger >"$DIR/jaeger-build.log" 2>&1; then
+			rm -f "$bin.tmp.$$"; jaeger_off "it did not build (see $DIR/jaeger-build.log)"; return 0
+		fi
+		mv "$bin.tmp.$$" "$bin"
+	fi
+	local ports; mapfile -t ports < <("$DIR/demotool" ports 4)
+	sed -e "s/127.0.0.1:4317/127.0.0.1:${ports[0]}/; s/127.0.0.1:4318/127.0.0.1:${ports[1]}/" \
+		-e "s/127.0.0.1:16686/127.0.0.1:${ports[2]}/; s/127.0.0.1:16685/127.0.0.1:${ports[3]}/" \
+		tools/jaeger/config.yaml >"$DIR/jaeger.yaml"
+	"$bin" --config "$DIR/jaeger.yaml" >"$DIR/jaeger.log" 2>&1 &
+	jaeger_pid=$!
+	jaeger_query="http://127.0.0.1:${ports[2]}"
+	for _ in $(seq 1 300); do
+		if ! kill -0 "$jaeger_pid" 2>/dev/null; then
+			jaeger_pid=""; jaeger_off "it exited at start (see $DIR/jaeger.log)"; return 0
+		fi
+		if "$DIR/demotool" ok "$jaeger_query/api/services" 2>/dev/null; then
+			otlp_flags=(-otlp "127.0.0.1:${ports[0]}")
+			say "Jaeger on $jaeger_query (pid $jaeger_pid)"
+			return 0
+		fi
+		sleep 0.1
+	done
+	stop_pid "$jaeger_pid"; jaeger_pid=""
+	jaeger_off "it did not answer within 30 s (see $DIR/jaeger.log)"
+}
+
+stop_pid() {
+	local pid=$1
+	[[ -n "$pid" ]] || return 0
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "process $pid did not stop in time; killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	wait "$pid" 2>/dev/null || true
+}
 
 server_pid=""
 stop_server() {
-	[[ -n "$server_pid" ]] || return 0
-	if kill -0 "$server_pid" 2>/dev/null; then
-		kill -TERM "$server_pid" 2>/dev/null || true
-		# Graceful shutdown takes at most the server's -grace (5 s).
-		for _ in $(seq 1 100); do
-			kill -0 "$server_pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$server_pid" 2>/dev/null; then
-			echo "server did not stop in time; killing it"
-			kill -KILL "$server_pid" 2>/dev/null || true
-		fi
-	fi
-	wait "$server_pid" 2>/dev/null || true
+	stop_pid "$server_pid"
 	server_pid=""
 }
 cleanup() {
@@ -51,13 +105,16 @@ cleanup() {
 		return
 	fi
 	stop_server
+	stop_pid "$jaeger_pid"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+start_jaeger
+
 rm -f "$DIR/addr"
 "$DIR/server" -addr 127.0.0.1:0 -admin-addr 127.0.0.1:0 -data "$DIR/ledger.db" \
-	-addr-file "$DIR/addr" 2>"$DIR/server.log" &
+	-addr-file "$DIR/addr" "${otlp_flags[@]}" 2>"$DIR/server.log" &
 server_pid=$!
 for _ in $(seq 1 100); do
 	[[ -s "$DIR/addr" ]] && break
@@ -74,10 +131,29 @@ admin_addr=$(sed -n 's/^admin=//p' "$DIR/addr")
 say "payment server on $grpc_addr (pid $server_pid), chaos at http://$admin_addr/chaos"
 
 status=0
+rm -f "$DIR/retried-trace"
 "$DIR/client" -server "$grpc_addr" -admin "$admin_addr" -outbox "$DIR/outbox.db" \
-	-duration "$DURATION" -rate "$RATE" -log "$DIR/client.log" || status=$?
+	-duration "$DURATION" -rate "$RATE" -log "$DIR/client.log" -trace-file "$DIR/retried-trace" \
+	"${otlp_flags[@]}" || status=$?
+
+if [[ -n "$jaeger_pid" && -s "$DIR/retried-trace" ]]; then
+	trace_id=$(cat "$DIR/retried-trace")
+	say "waterfall of retried charge $trace_id, from Jaeger"
+	# Spans are exported in batches; give the last ones a moment to land.
+	for _ in 1 2 3 4 5; do
+		if "$GO" run ./cmd/tracewaterfall -jaeger "$jaeger_query" "$trace_id" 2>"$DIR/waterfall.err"; then
+			break
+		fi
+		sleep 1
+	done
+	[[ -s "$DIR/waterfall.err" ]] && cat "$DIR/waterfall.err"
+fi
 
 if [[ "$KEEP" == 1 ]]; then
+	if [[ -n "$jaeger_pid" ]]; then
+		echo "  Jaeger   $jaeger_query (pid $jaeger_pid; stop with kill $jaeger_pid)"
+		echo "  traces   go run ./cmd/tracewaterfall -jaeger $jaeger_query -service <name>"
+	fi
 	say "server left running (pid $server_pid):"
 	echo "  gRPC     $grpc_addr"
 	echo "  chaos    curl -s http://$admin_addr/chaos    (POST JSON to change, e.g. -d '{\"down\":true}')"
@@ -86,6 +162,8 @@ if [[ "$KEEP" == 1 ]]; then
 	echo "  stop     kill $server_pid"
 else
 	stop_server
-	say "server stopped; logs in $DIR"
+	stop_pid "$jaeger_pid"
+	jaeger_pid=""
+	say "stopped; logs in $DIR"
 fi
 exit "$status"
