@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
 
 	"github.com/google/uuid"
@@ -61,10 +62,17 @@ func ValidateKey(key string) error {
 }
 
 // Generated keys are random (version 4) UUIDs in their 36-character text
-// form. They are made in batches: one read from crypto/rand and one string
-// allocation serve keysPerBatch keys, which keeps key generation off the
-// allocation budget of a call. A key is a substring of its batch, so a key
-// kept alive keeps its batch's 2.3 KiB alive.
+// form, made in batches: one string allocation serves keysPerBatch keys,
+// which keeps key generation off the allocation budget of a call. A key is
+// a substring of its batch, so a key kept alive keeps its batch's 2.3 KiB
+// alive.
+//
+// The random bits come from a ChaCha8 generator per batch, seeded from
+// crypto/rand: ChaCha8 is cryptographically strong (math/rand/v2 documents
+// it as such, and the Go runtime uses it for the same purpose), and about
+// twice as fast as reading crypto/rand for every batch. Keys are as
+// unpredictable as crypto/rand's, and collide only with the probability
+// of random 122-bit values.
 const (
 	uuidTextLen  = 36
 	keysPerBatch = 64
@@ -73,11 +81,18 @@ const (
 type keyBatch struct {
 	text string
 	next int
+	rng  *mrand.ChaCha8
 	rnd  [keysPerBatch * 16]byte
 	buf  [keysPerBatch * uuidTextLen]byte
 }
 
-var keyBatches = sync.Pool{New: func() any { return &keyBatch{next: keysPerBatch} }}
+var keyBatches = sync.Pool{New: func() any {
+	var seed [32]byte
+	// crypto/rand.Read never fails on supported platforms (it crashes the
+	// program instead), so its error is not checked.
+	_, _ = rand.Read(seed[:])
+	return &keyBatch{next: keysPerBatch, rng: mrand.NewChaCha8(seed)}
+}}
 
 // NewKey returns a fresh random idempotency key, a version 4 UUID such as
 // "9b2f0c4e-3c1d-4f6e-8a6b-2f1d0e9c7a55".
@@ -93,14 +108,12 @@ func NewKey() string {
 }
 
 func (b *keyBatch) refill() {
-	// crypto/rand.Read never fails on supported platforms (it crashes the
-	// program instead), so its error is not checked.
-	_, _ = rand.Read(b.rnd[:])
+	_, _ = b.rng.Read(b.rnd[:])
 	for i := range keysPerBatch {
 		u := uuid.UUID(b.rnd[i*16 : (i+1)*16])
 		u[6] = u[6]&0x0f | 0x40 // version 4
 		u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-		encodeUUID(b.buf[i*uuidTextLen:(i+1)*uuidTextLen], u)
+		encodeUUID((*[uuidTextLen]byte)(b.buf[i*uuidTextLen:]), &u)
 	}
 	b.text = string(b.buf[:])
 	b.next = 0
@@ -108,19 +121,26 @@ func (b *keyBatch) refill() {
 
 const hexDigits = "0123456789abcdef"
 
+// hexPairs[b] is the two hex digits of b.
+var hexPairs = func() (t [256][2]byte) {
+	for i := range t {
+		t[i] = [2]byte{hexDigits[i>>4], hexDigits[i&0x0f]}
+	}
+	return t
+}()
+
+// uuidOffsets[i] is where byte i of a UUID goes in its text form.
+var uuidOffsets = [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
 // encodeUUID writes u in its canonical 8-4-4-4-12 form, as u.String()
 // would, without allocating.
-func encodeUUID(dst []byte, u uuid.UUID) {
-	j := 0
+func encodeUUID(dst *[uuidTextLen]byte, u *uuid.UUID) {
 	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst[j] = '-'
-			j++
-		}
-		dst[j] = hexDigits[c>>4]
-		dst[j+1] = hexDigits[c&0x0f]
-		j += 2
+		p := hexPairs[c]
+		o := uuidOffsets[i]
+		dst[o], dst[o+1] = p[0], p[1]
 	}
+	dst[8], dst[13], dst[18], dst[23] = '-', '-', '-', '-'
 }
 
 // KeyHash returns the hash by which events name a key: 16 hex digits of

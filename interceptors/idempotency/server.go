@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -237,7 +238,7 @@ func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (an
 	}
 	// Without a transport stream (a handler called directly in a test)
 	// there is no header to set; the replay is still correct.
-	_ = grpc.SetHeader(ctx, metadata.Pairs(ReplayedMetadata, "true"))
+	_ = grpc.SetHeader(ctx, metadata.MD{ReplayedMetadata: {"true"}})
 	if o.Code != codes.OK {
 		var sp spb.Status
 		if err := proto.Unmarshal(o.Status, &sp); err != nil {
@@ -283,7 +284,10 @@ func PeerIdentity(ctx context.Context) (string, error) {
 		}
 	}
 	if a, ok := p.Addr.(*net.TCPAddr); ok {
-		return "ip:" + a.IP.String(), nil
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			var buf [3 + 45]byte // "ip:" and the longest IPv6 text
+			return string(ip.Unmap().AppendTo(append(buf[:0], "ip:"...))), nil
+		}
 	}
 	if p.Addr == nil {
 		return "", status.Error(codes.Unauthenticated, "idempotency: the request's peer has no address")
