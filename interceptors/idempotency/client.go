@@ -64,9 +64,10 @@ func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 }
 
 // attach returns ctx with the call's key in its outgoing metadata when the
-// method requires one. The key is, in order: the one set with WithKey, one
-// already in the outgoing metadata (set by the application or an outer
-// interceptor; left as it is), or a new one.
+// method requires one. The key is, in order: one already in the outgoing
+// metadata (set by the application or an outer layer; left as it is, and
+// it must agree with a key set by WithKey), the one set with WithKey, or a
+// new one.
 func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.ClientConn) (context.Context, error) {
 	p, err := i.cfg.resolver.Resolve(method)
 	if err != nil {
@@ -76,19 +77,22 @@ func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.Client
 		return ctx, nil
 	}
 	key, fromCaller := KeyFrom(ctx)
-	if !fromCaller {
-		if vals := metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata); len(vals) > 0 {
-			if len(vals) > 1 {
-				return ctx, i.reject(cc, method, fmt.Sprintf("idempotency: %d %s entries in the outgoing metadata of %s, want one", len(vals), policy.KeyMetadata, method))
-			}
-			if err := ValidateKey(vals[0]); err != nil {
-				return ctx, i.reject(cc, method, fmt.Sprintf("idempotency: %s of %s: %v", policy.KeyMetadata, method, err))
-			}
-			return ctx, nil
+	if vals := metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata); len(vals) > 0 {
+		switch {
+		case len(vals) > 1:
+			return ctx, reject(cc, fmt.Sprintf("idempotency: %d %s entries in the outgoing metadata of %s, want one", len(vals), policy.KeyMetadata, method))
+		case fromCaller && vals[0] != key:
+			return ctx, reject(cc, fmt.Sprintf("idempotency: %s of %s: the outgoing metadata and WithKey hold different keys", policy.KeyMetadata, method))
 		}
+		if err := ValidateKey(vals[0]); err != nil {
+			return ctx, reject(cc, fmt.Sprintf("idempotency: %s of %s: %v", policy.KeyMetadata, method, err))
+		}
+		return ctx, nil
+	}
+	if !fromCaller {
 		key = NewKey()
 	} else if err := ValidateKey(key); err != nil {
-		return ctx, i.reject(cc, method, fmt.Sprintf("idempotency: key of %s: %v", method, err))
+		return ctx, reject(cc, fmt.Sprintf("idempotency: key of %s: %v", method, err))
 	}
 	ctx = metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key)
 	if o := i.cfg.observer; o != nil {
@@ -101,7 +105,8 @@ func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.Client
 	return ctx, nil
 }
 
-func (i *Interceptor) reject(cc *grpc.ClientConn, method, msg string) error {
+// reject fails a call locally: nothing is sent.
+func reject(cc *grpc.ClientConn, msg string) error {
 	return &outcome.Rejection{Layer: "idempotency", Target: target(cc), Code: codes.InvalidArgument, Message: msg}
 }
 

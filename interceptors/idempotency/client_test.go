@@ -71,6 +71,8 @@ func TestClientKeys(t *testing.T) {
 		{name: "leading space", method: keyedWrite, ctx: func(c context.Context) context.Context { return idempotency.WithKey(c, " a") }, wantCode: codes.InvalidArgument},
 		{name: "key already in metadata", method: keyedWrite, ctx: func(c context.Context) context.Context { return withKeyMD(c, "from-md") }, wantKey: "from-md"},
 		{name: "two keys in metadata", method: keyedWrite, ctx: func(c context.Context) context.Context { return withKeyMD(c, "a", "b") }, wantCode: codes.InvalidArgument},
+		{name: "same key in metadata and WithKey", method: keyedWrite, ctx: func(c context.Context) context.Context { return idempotency.WithKey(withKeyMD(c, "k"), "k") }, wantKey: "k"},
+		{name: "different keys in metadata and WithKey", method: keyedWrite, ctx: func(c context.Context) context.Context { return idempotency.WithKey(withKeyMD(c, "k"), "j") }, wantCode: codes.InvalidArgument},
 		{name: "invalid key in metadata", method: keyedWrite, ctx: func(c context.Context) context.Context { return withKeyMD(c, " a") }, wantCode: codes.InvalidArgument},
 		{name: "broken policy", method: "/failsoft.policytest.v1.BrokenService/ZeroTimeout", wantCode: codes.FailedPrecondition},
 	}

@@ -19,12 +19,15 @@
 // puts one in the request metadata entry policy.KeyMetadata
 // ("idempotency-key"):
 //
-//   - the caller's key, set with WithKey, after checking it with
-//     ValidateKey (printable ASCII, 1 to 255 bytes, no leading or trailing
-//     space); an invalid key fails the call locally with INVALID_ARGUMENT,
-//     as an *outcome.Rejection, and nothing is sent;
-//   - or a key already in the outgoing metadata, left as it is;
+//   - a key already in the outgoing metadata (set by the application, or
+//     by an outer copy of the interceptor), left as it is;
+//   - or the caller's key, set with WithKey;
 //   - or a new random UUID (NewKey).
+//
+// Keys are checked with ValidateKey (printable ASCII, 1 to 255 bytes, no
+// leading or trailing space); an invalid key, or a WithKey key that
+// differs from one already in the metadata, fails the call locally with
+// INVALID_ARGUMENT, as an *outcome.Rejection, and nothing is sent.
 //
 // It must sit outside the retry and hedging interceptors, so that every
 // attempt of a call reuses the key in its context, and each new call gets a
