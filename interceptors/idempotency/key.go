@@ -3,6 +3,7 @@ package idempotency
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -83,6 +84,7 @@ type keyBatch struct {
 	next int
 	rng  *mrand.ChaCha8
 	rnd  [keysPerBatch * 16]byte
+	hex  [keysPerBatch * 32]byte
 	buf  [keysPerBatch * uuidTextLen]byte
 }
 
@@ -110,38 +112,28 @@ func NewKey() string {
 func (b *keyBatch) refill() {
 	_, _ = b.rng.Read(b.rnd[:])
 	for i := range keysPerBatch {
-		u := uuid.UUID(b.rnd[i*16 : (i+1)*16])
+		u := (*uuid.UUID)(b.rnd[i*16:])
 		u[6] = u[6]&0x0f | 0x40 // version 4
 		u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-		encodeUUID((*[uuidTextLen]byte)(b.buf[i*uuidTextLen:]), &u)
+	}
+	// One hex pass over the whole batch, then the dashes: the canonical
+	// 8-4-4-4-12 form that uuid.UUID.String returns.
+	hex.Encode(b.hex[:], b.rnd[:])
+	for i := range keysPerBatch {
+		h := (*[32]byte)(b.hex[i*32:])
+		t := (*[uuidTextLen]byte)(b.buf[i*uuidTextLen:])
+		copy(t[0:8], h[0:8])
+		copy(t[9:13], h[8:12])
+		copy(t[14:18], h[12:16])
+		copy(t[19:23], h[16:20])
+		copy(t[24:36], h[20:32])
+		t[8], t[13], t[18], t[23] = '-', '-', '-', '-'
 	}
 	b.text = string(b.buf[:])
 	b.next = 0
 }
 
 const hexDigits = "0123456789abcdef"
-
-// hexPairs[b] is the two hex digits of b.
-var hexPairs = func() (t [256][2]byte) {
-	for i := range t {
-		t[i] = [2]byte{hexDigits[i>>4], hexDigits[i&0x0f]}
-	}
-	return t
-}()
-
-// uuidOffsets[i] is where byte i of a UUID goes in its text form.
-var uuidOffsets = [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
-
-// encodeUUID writes u in its canonical 8-4-4-4-12 form, as u.String()
-// would, without allocating.
-func encodeUUID(dst *[uuidTextLen]byte, u *uuid.UUID) {
-	for i, c := range u {
-		p := hexPairs[c]
-		o := uuidOffsets[i]
-		dst[o], dst[o+1] = p[0], p[1]
-	}
-	dst[8], dst[13], dst[18], dst[23] = '-', '-', '-', '-'
-}
 
 // KeyHash returns the hash by which events name a key: 16 hex digits of
 // its 64-bit FNV-1a hash. It lets client and server events about one key
