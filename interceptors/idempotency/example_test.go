@@ -140,3 +140,11 @@ func ExamplePeerIdentity() {
 	fmt.Println(err)
 	// Output: rpc error: code = Unauthenticated desc = idempotency: the request has no peer to identify the caller by
 }
+
+// A client can tell that an answer came from the server's store.
+func ExampleReplayed() {
+	// In a client, grpc.Header(&header) fills the header of a call.
+	header := metadata.Pairs(idempotency.ReplayedMetadata, "true")
+	fmt.Println(idempotency.Replayed(header), idempotency.Replayed(nil))
+	// Output: true false
+}

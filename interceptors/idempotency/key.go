@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc/metadata"
 )
 
 // MaxKeyLen is the longest idempotency key accepted, in bytes.
@@ -156,4 +157,11 @@ func KeyHash(key string) string {
 		h >>= 4
 	}
 	return string(out[:])
+}
+
+// Replayed reports whether a response header (from grpc.Header) marks the
+// response as a replay of a stored outcome.
+func Replayed(header metadata.MD) bool {
+	v := header.Get(ReplayedMetadata)
+	return len(v) == 1 && v[0] == "true"
 }

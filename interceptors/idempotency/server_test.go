@@ -62,10 +62,7 @@ func (ks *keyedServer) call(ctx context.Context, payload string) (*policytestv1.
 	return resp, hdr, err
 }
 
-func replayed(hdr metadata.MD) bool {
-	v := hdr.Get(idempotency.ReplayedMetadata)
-	return len(v) == 1 && v[0] == "true"
-}
+func replayed(hdr metadata.MD) bool { return idempotency.Replayed(hdr) }
 
 func TestServerReplay(t *testing.T) {
 	ks := newKeyedServer(t, echo)

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -23,14 +24,24 @@ type Server struct {
 	done chan struct{}
 }
 
+// RequireEnv, when set to a non-empty value, makes a missing redis-server
+// fail the test instead of skipping it, so that CI cannot pass without
+// running the Redis tests.
+const RequireEnv = "FAILSOFT_REQUIRE_REDIS"
+
 // Start starts redis-server on a free 127.0.0.1 port, without persistence,
 // and stops it when the test ends, passed or failed. It skips the test when
-// redis-server is not installed (Debian package redis-server).
+// redis-server is not installed (Debian package redis-server), unless
+// RequireEnv is set.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Skip("redis-server is not installed (apt-get install redis-server); skipping the Redis test")
+		const msg = "redis-server is not installed (apt-get install redis-server)"
+		if os.Getenv(RequireEnv) != "" {
+			t.Fatalf("%s, and %s is set", msg, RequireEnv)
+		}
+		t.Skip(msg + "; skipping the Redis test")
 	}
 	var last error
 	// A free port found by listening can be taken by someone else before
