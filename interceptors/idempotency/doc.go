@@ -72,8 +72,9 @@
 // handler releases its claim before the panic goes on.
 //
 // Stored outcomes are the response message (rebuilt on replay from the
-// type registry, WithTypes) or the full status with its details. Response
-// headers and trailers the handler set are not stored.
+// type registry, WithTypes) or the full status with its details, and the
+// response header and trailer metadata the handler set (grpc.SetHeader,
+// grpc.SendHeader, grpc.SetTrailer), which a replay sends again.
 //
 // # Stores
 //

@@ -185,6 +185,11 @@ func (s *Server) run(ctx context.Context, req any, method string, k Key, token s
 			cancel()
 		}
 	}()
+	var cs *capturingStream
+	if sts := grpc.ServerTransportStreamFromContext(ctx); sts != nil {
+		cs = &capturingStream{ServerTransportStream: sts}
+		ctx = grpc.NewContextWithServerTransportStream(ctx, cs)
+	}
 	resp, err = handler(ctx, req)
 	finished = true
 
@@ -196,6 +201,9 @@ func (s *Server) run(ctx context.Context, req any, method string, k Key, token s
 		return resp, err
 	}
 	o, encErr := encodeOutcome(code, resp, err)
+	if encErr == nil && cs != nil {
+		o.Header, o.Trailer = cs.captured()
+	}
 	if encErr != nil {
 		// The outcome cannot be stored. The claim is kept until its lease
 		// ends, so that a retry is answered ABORTED rather than run again
@@ -236,9 +244,21 @@ func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (an
 		}
 		s.cfg.observer.Observe(ctx, observe.Event{Kind: observe.Replay, Method: method, Reason: reason})
 	}
+	header, herr := decodeMD(o.Header)
+	trailer, terr := decodeMD(o.Trailer)
+	if herr != nil || terr != nil {
+		return nil, status.Errorf(codes.Internal, "idempotency: stored metadata of %s is corrupt", method)
+	}
+	if header == nil {
+		header = metadata.MD{}
+	}
+	header[ReplayedMetadata] = []string{"true"}
 	// Without a transport stream (a handler called directly in a test)
 	// there is no header to set; the replay is still correct.
-	_ = grpc.SetHeader(ctx, metadata.MD{ReplayedMetadata: {"true"}})
+	_ = grpc.SetHeader(ctx, header)
+	if trailer != nil {
+		_ = grpc.SetTrailer(ctx, trailer)
+	}
 	if o.Code != codes.OK {
 		var sp spb.Status
 		if err := proto.Unmarshal(o.Status, &sp); err != nil {

@@ -399,3 +399,37 @@ func TestPeerIdentity(t *testing.T) {
 		t.Errorf("no address: %v", err)
 	}
 }
+
+// A replay sends the header and trailer metadata the handler set.
+func TestServerReplaysMetadata(t *testing.T) {
+	ks := newKeyedServer(t, func(ctx context.Context, r *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+		if err := grpc.SetHeader(ctx, metadata.Pairs("x-charge-id", "ch_1", "x-bin-bin", "\x00\xff")); err != nil {
+			return nil, err
+		}
+		if err := grpc.SetTrailer(ctx, metadata.Pairs("x-ledger-seq", "42")); err != nil {
+			return nil, err
+		}
+		return echo(ctx, r)
+	})
+	call := func() (metadata.MD, metadata.MD) {
+		var hdr, trl metadata.MD
+		_, err := ks.client.KeyedWrite(withKeyMD(context.Background(), "k"), &policytestv1.PingRequest{Payload: "p"}, grpc.Header(&hdr), grpc.Trailer(&trl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hdr, trl
+	}
+	h1, t1 := call()
+	h2, t2 := call()
+	if ks.runs.Load() != 1 || !replayed(h2) || replayed(h1) {
+		t.Fatalf("runs %d, headers %v then %v", ks.runs.Load(), h1, h2)
+	}
+	for _, k := range []string{"x-charge-id", "x-bin-bin"} {
+		if a, b := h1.Get(k), h2.Get(k); len(a) != 1 || len(b) != 1 || a[0] != b[0] {
+			t.Errorf("header %s: first %q, replay %q", k, a, b)
+		}
+	}
+	if a, b := t1.Get("x-ledger-seq"), t2.Get("x-ledger-seq"); len(a) != 1 || len(b) != 1 || a[0] != b[0] {
+		t.Errorf("trailer: first %q, replay %q", a, b)
+	}
+}

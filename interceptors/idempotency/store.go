@@ -33,10 +33,16 @@ type Outcome struct {
 	ResponseType string
 	// Response is the marshalled response message of a success.
 	Response []byte
+	// Header and Trailer are the response header and trailer metadata the
+	// handler set, in an encoding private to this package; nil when none.
+	// Stores keep them as opaque bytes.
+	Header, Trailer []byte
 }
 
 // Size is the number of bytes the outcome's payload takes.
-func (o *Outcome) Size() int { return len(o.Status) + len(o.ResponseType) + len(o.Response) }
+func (o *Outcome) Size() int {
+	return len(o.Status) + len(o.ResponseType) + len(o.Response) + len(o.Header) + len(o.Trailer)
+}
 
 // State is what Claim found.
 type State uint8

@@ -187,11 +187,11 @@ func (s *Store) Release(ctx context.Context, k idempotency.Key, token string) er
 }
 
 func encodeDone(fp idempotency.Fingerprint, o *idempotency.Outcome) []byte {
-	b := make([]byte, 0, headerLen+3*binary.MaxVarintLen64+1+o.Size())
+	b := make([]byte, 0, headerLen+6*binary.MaxVarintLen64+o.Size())
 	b = append(b, stateDone)
 	b = append(b, fp[:]...)
 	b = binary.AppendUvarint(b, uint64(o.Code))
-	for _, part := range [...][]byte{o.Status, []byte(o.ResponseType), o.Response} {
+	for _, part := range [...][]byte{o.Status, []byte(o.ResponseType), o.Response, o.Header, o.Trailer} {
 		b = binary.AppendUvarint(b, uint64(len(part)))
 		b = append(b, part...)
 	}
@@ -226,7 +226,7 @@ func decodeOutcome(b []byte) (*idempotency.Outcome, error) {
 		return nil, errors.New("redisstore: stored outcome has a bad code")
 	}
 	b = b[n:]
-	var parts [3][]byte
+	var parts [5][]byte
 	for i := range parts {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || l > uint64(len(b)-n) {
@@ -244,6 +244,12 @@ func decodeOutcome(b []byte) (*idempotency.Outcome, error) {
 	}
 	if len(parts[2]) > 0 || o.Code == codes.OK {
 		o.Response = parts[2]
+	}
+	if len(parts[3]) > 0 {
+		o.Header = parts[3]
+	}
+	if len(parts[4]) > 0 {
+		o.Trailer = parts[4]
 	}
 	return o, nil
 }

@@ -63,6 +63,7 @@ func Run(t *testing.T, st idempotency.Store, expire func(t *testing.T, k idempot
 			{Code: codes.OK, ResponseType: "s.v1.Empty"},
 			{Code: codes.FailedPrecondition, Status: []byte("\x08\x09\x12\x08declined")},
 			{Code: codes.OK, ResponseType: "s.v1.Big", Response: bytes.Repeat([]byte{0xff, 0}, 40_000)},
+			{Code: codes.OK, ResponseType: "s.v1.R", Response: []byte{8, 1}, Header: []byte("h\x00"), Trailer: []byte{0, 1, 2}},
 		} {
 			k := key(string(rune('p' + i)))
 			c := claim(t, k, fp1, idempotency.Claimed)
