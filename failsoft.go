@@ -14,6 +14,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/deadline"
 	"github.com/failsoft/failsoft/interceptors/fallback"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/interceptors/throttle"
@@ -25,6 +26,7 @@ type Option func(*config) error
 // Layer names, used in error messages.
 const (
 	layerDeadline = "deadline"
+	layerKey      = "idempotency"
 	layerFallback = "fallback"
 	layerThrottle = "throttle"
 	layerBreaker  = "breaker"
@@ -37,6 +39,7 @@ type config struct {
 	clock    clock.Clock
 
 	deadline layer[deadline.Option]
+	key      layer[idempotency.Option]
 	fallback layer[fallback.Option]
 	throttle layer[throttle.Option]
 	breaker  layer[breaker.Option]
@@ -117,6 +120,19 @@ func WithDeadline(opts ...deadline.Option) Option {
 // WithoutDeadline switches the deadline layer off.
 func WithoutDeadline() Option {
 	return func(c *config) error { return c.deadline.configure(layerDeadline, true, nil) }
+}
+
+// WithIdempotency configures the idempotency-key layer (on by default):
+// methods whose policy requires a key get one per logical call, reused by
+// every retry and hedge.
+func WithIdempotency(opts ...idempotency.Option) Option {
+	return func(c *config) error { return c.key.configure(layerKey, false, opts) }
+}
+
+// WithoutIdempotency switches the idempotency-key layer off. Methods that
+// require a key are then not retried unless the caller attaches one.
+func WithoutIdempotency() Option {
+	return func(c *config) error { return c.key.configure(layerKey, true, nil) }
 }
 
 // WithFallback configures the fallback chains (on by default; without
@@ -238,6 +254,10 @@ func build(opts []Option) (*chain, *byte, error) {
 		func() error {
 			return add(ch, layerDeadline, &c.deadline, true,
 				[]deadline.Option{deadline.WithResolver(r), deadline.WithObserver(o), deadline.WithClock(k)}, deadline.New)
+		},
+		func() error {
+			return add(ch, layerKey, &c.key, true,
+				[]idempotency.Option{idempotency.WithResolver(r), idempotency.WithObserver(o)}, idempotency.New)
 		},
 		func() error {
 			return add(ch, layerFallback, &c.fallback, true,
