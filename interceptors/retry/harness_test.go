@@ -250,6 +250,7 @@ func (e *env) invoke(ctx context.Context, method, payload string, opts ...grpc.C
 // recorder is an Observer that keeps every event.
 type recorder struct {
 	mu     sync.Mutex
+	cond   *sync.Cond
 	events []observe.Event
 }
 
@@ -257,6 +258,30 @@ func (r *recorder) Observe(_ context.Context, ev observe.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, ev)
+	if r.cond != nil {
+		r.cond.Broadcast()
+	}
+}
+
+// waitFor blocks until n events of kind k were observed.
+func (r *recorder) waitFor(k observe.Kind, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cond == nil {
+		r.cond = sync.NewCond(&r.mu)
+	}
+	for {
+		c := 0
+		for _, ev := range r.events {
+			if ev.Kind == k {
+				c++
+			}
+		}
+		if c >= n {
+			return
+		}
+		r.cond.Wait()
+	}
 }
 
 func (r *recorder) of(k observe.Kind) []observe.Event {

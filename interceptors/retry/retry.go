@@ -441,10 +441,11 @@ type attemptTimer struct {
 	// deadline is the attempt's own deadline on the system clock, when it
 	// is earlier than the caller's.
 	deadline time.Time
-	cancel context.CancelCauseFunc
-	plain  context.CancelFunc
-	timer  *time.Timer
-	stop   chan struct{}
+	cancel   context.CancelCauseFunc
+	plain    context.CancelFunc
+	timer    *time.Timer
+	ftimer   clock.Timer
+	stop     chan struct{}
 }
 
 func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Duration, stream bool) context.Context {
@@ -464,6 +465,7 @@ func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Durati
 		return t.ctx
 	}
 	tm := ic.clock.NewTimer(d)
+	t.ftimer = tm
 	t.stop = make(chan struct{})
 	go func(ctx context.Context, cancel context.CancelCauseFunc, stop chan struct{}) {
 		select {
@@ -495,6 +497,9 @@ func (t *attemptTimer) timedOut() bool {
 func (t *attemptTimer) disarm() {
 	if t.timer != nil {
 		t.timer.Stop()
+	}
+	if t.ftimer != nil {
+		t.ftimer.Stop()
 	}
 	if t.stop != nil {
 		close(t.stop)
