@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -31,6 +32,7 @@ type Interceptor struct {
 	budgets      *budgets // nil: no budget
 	replayBuffer int
 	latency      sync.Map // method -> *latency, for quantile hedge delays
+	policies     [64]atomic.Pointer[policyEntry]
 }
 
 // New returns an Interceptor configured by opts. It fails with an error
@@ -75,6 +77,31 @@ func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 // three stream kinds.
 func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return ic.stream
+}
+
+// resolve returns a method's policy. A small cache in front of the
+// resolver, indexed by a cheap hash of the name, saves hashing the whole
+// name on every call; a slot keeps the first method stored in it, so that
+// two methods sharing a slot never make calls allocate.
+func (ic *Interceptor) resolve(method string) (*policy.Policy, error) {
+	n := len(method)
+	if n < 2 {
+		return ic.resolver.Resolve(method)
+	}
+	i := (uint(n)*131 + uint(method[n-1])*31 + uint(method[n-2])*7 + uint(method[n/2])) % uint(len(ic.policies))
+	if e := ic.policies[i].Load(); e != nil && e.method == method {
+		return e.p, nil
+	}
+	p, err := ic.resolver.Resolve(method)
+	if err == nil && ic.policies[i].Load() == nil {
+		ic.policies[i].CompareAndSwap(nil, &policyEntry{method: method, p: p})
+	}
+	return p, err
+}
+
+type policyEntry struct {
+	method string
+	p      *policy.Policy
 }
 
 // errAttemptTimeout is the cause of an attempt's context when its
@@ -139,7 +166,7 @@ func hasKey(ctx context.Context) bool {
 }
 
 func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	p, err := ic.resolver.Resolve(method)
+	p, err := ic.resolve(method)
 	if err != nil {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -153,8 +180,8 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 		b.deposit()
 	}
 	var cfg callConfig
+	var found bool
 	if len(opts) > 0 {
-		var found bool
 		if cfg, found = callOptions(opts); found && cfg.err != nil {
 			return status.Error(codes.InvalidArgument, cfg.err.Error())
 		}
@@ -162,6 +189,18 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 	hedge, retry := false, false
 	if !cfg.disabled {
 		hedge, retry = eligible(ctx, p)
+	}
+	if retry && !found && ic.obs == nil && p.Retry.AttemptTimeout == 0 {
+		// The common case: the first attempt needs nothing but a place for
+		// its trailer; the call's state is built only if it fails.
+		tr := getTrailers(opts)
+		err := invoker(ctx, method, req, reply, cc, tr.opts...)
+		if err == nil {
+			tr.release()
+			return nil
+		}
+		c := ic.newCall(ctx, method, target, p, b, &cfg, false)
+		return ic.retryUnary(&c, tr, err, req, reply, cc, invoker)
 	}
 	if hedge {
 		if m, ok := reply.(proto.Message); ok {
@@ -178,7 +217,7 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 	if retry {
 		c := ic.newCall(ctx, method, target, p, b, &cfg, false)
 		if c.max > 1 {
-			return ic.retryUnary(&c, req, reply, cc, invoker, opts)
+			return ic.retryUnary(&c, getTrailers(opts), nil, req, reply, cc, invoker)
 		}
 	}
 	if ic.obs == nil {
@@ -197,35 +236,55 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 // call does not allocate.
 type trailers struct {
 	md   metadata.MD
-	opt  grpc.CallOption // grpc.Trailer(&md)
-	opts []grpc.CallOption
+	one  [1]grpc.CallOption // grpc.Trailer(&md)
+	buf  []grpc.CallOption  // the caller's options and one[0]
+	opts []grpc.CallOption  // one[:] or buf
 }
 
 var trailerPool = sync.Pool{New: func() any {
 	t := &trailers{}
-	t.opt = grpc.Trailer(&t.md)
+	t.one[0] = grpc.Trailer(&t.md)
 	return t
 }}
 
 func getTrailers(opts []grpc.CallOption) *trailers {
 	t := trailerPool.Get().(*trailers)
-	t.opts = append(append(t.opts[:0], opts...), t.opt)
+	if len(opts) == 0 {
+		t.opts = t.one[:]
+	} else {
+		t.buf = append(append(t.buf[:0], opts...), t.one[0])
+		t.opts = t.buf
+	}
 	return t
 }
 
 func (t *trailers) release() {
-	clear(t.opts)
-	t.opts, t.md = t.opts[:0], nil
+	if len(t.buf) > 0 {
+		clear(t.buf)
+		t.buf = t.buf[:0]
+	}
+	t.opts, t.md = nil, nil
 	trailerPool.Put(t)
 }
 
-func (ic *Interceptor) retryUnary(c *call, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
-	tr := getTrailers(opts)
+// retryUnary runs the attempts of a retryable unary call. When first is
+// not nil, the first attempt was already sent and failed with it.
+func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker) error {
 	defer tr.release()
 	var wait time.Duration
 	var reason string
 	for n := 1; ; n++ {
 		c.n = n
+		if n == 1 && first != nil {
+			var stop error
+			if wait, reason, stop = c.next(first, tr.md, false); stop != nil {
+				return stop
+			}
+			if err := c.sleep(wait, reason, first); err != nil {
+				return err
+			}
+			continue
+		}
 		actx := c.ctx
 		if n > 1 || ic.obs != nil {
 			actx = c.attemptContext(n, false, wait, reason)

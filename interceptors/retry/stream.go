@@ -19,7 +19,7 @@ import (
 )
 
 func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	p, err := ic.resolver.Resolve(method)
+	p, err := ic.resolve(method)
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -113,13 +113,24 @@ type retryStream struct {
 	busy    bool  // a goroutine is inside cur.cs.RecvMsg
 	final   error // what RecvMsg returns once retries ended in failure
 	pending []byte
+
+	// first and inline save allocations on the common path: the first
+	// attempt, and a buffer for one request message.
+	first  streamAttempt
+	inline [1]any
 }
 
 // newAttempt opens attempt s.c.n+1 after waiting wait.
 func (s *retryStream) newAttempt(wait time.Duration, reason string) (*streamAttempt, error) {
 	c := &s.c
 	c.n++
-	a := &streamAttempt{n: c.n}
+	var a *streamAttempt
+	if c.n == 1 {
+		a = &s.first
+		a.n = 1
+	} else {
+		a = &streamAttempt{n: c.n}
+	}
 	ctx := c.ctx
 	if a.n > 1 || c.ic.obs != nil {
 		ctx = c.attemptContext(a.n, false, wait, reason)
@@ -245,7 +256,7 @@ func (s *retryStream) commitLocked(reason string) {
 	if s.committed.Load() {
 		return
 	}
-	s.buf, s.bufSize = nil, 0
+	s.buf, s.bufSize, s.inline[0] = nil, 0, nil
 	s.cur.timer.disarm()
 	s.committed.Store(true)
 	s.cond.Broadcast()
@@ -394,6 +405,9 @@ func (s *retryStream) SendMsg(m any) error {
 		s.commitLocked("buffer")
 		s.mu.Unlock()
 		return s.sendCommitted(m)
+	}
+	if s.buf == nil {
+		s.buf = s.inline[:0]
 	}
 	s.buf = append(s.buf, m)
 	s.bufSize += size

@@ -453,7 +453,7 @@ func TestPerAttemptTimeoutSystemClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !sawDeadline.Load() || e.b.count(mIdempotent) != 2 {
-		t.Fatalf("server saw deadline %v, %d attempts", sawDeadline, e.b.count(mIdempotent))
+		t.Fatalf("server saw deadline %v, %d attempts", sawDeadline.Load(), e.b.count(mIdempotent))
 	}
 	_, err := e.invoke(within(t, 10*time.Second), mIdempotent, "hang", retry.WithAttemptTimeout(20*time.Millisecond), retry.WithMax(2))
 	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "per-attempt timeout of 20ms") {
