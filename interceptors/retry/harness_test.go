@@ -296,12 +296,6 @@ func (r *recorder) of(k observe.Kind) []observe.Event {
 	return out
 }
 
-func (r *recorder) reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = nil
-}
-
 // stopReasons lists the Reason of every RetryStopped event.
 func (r *recorder) stopReasons() []string {
 	var out []string

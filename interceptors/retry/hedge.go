@@ -152,6 +152,7 @@ func (ic *Interceptor) hedge(c *call, req any, reply proto.Message, cc *grpc.Cli
 	defer disarm()
 
 	var last error
+	var lastRes *hedgeResult
 	stop := "" // why no further hedges are sent
 	// another sends the next hedge if the deadline and the budget allow.
 	another := func(wait time.Duration) {
@@ -201,7 +202,7 @@ func (ic *Interceptor) hedge(c *call, req any, reply proto.Message, cc *grpc.Cli
 				}
 				return nil
 			}
-			last = r.err
+			last, lastRes = r.err, r
 			if why, ok := c.retryable(r.err, false); !ok {
 				// A fatal status ends the call at once, as in gRFC A6.
 				disarm()
@@ -217,6 +218,9 @@ func (ic *Interceptor) hedge(c *call, req any, reply proto.Message, cc *grpc.Cli
 			case sent >= c.max || stop != "":
 			case pb.allow:
 				arm(pb.delay)
+				if ic.obs != nil {
+					c.event(c.ctx, observe.Event{Kind: observe.Backoff, Attempt: sent + 1, Duration: pb.delay, Reason: "pushback"})
+				}
 			default:
 				// A retryable failure sends the next hedge at once.
 				another(0)
@@ -239,12 +243,16 @@ func (ic *Interceptor) hedge(c *call, req any, reply proto.Message, cc *grpc.Cli
 			if inflight == 0 && timerC == nil {
 				// Reached when a hedge due after a server's pushback could
 				// not be sent.
+				user.set(lastRes)
 				return failed(last)
 			}
 		case <-doneC:
 			doneC = nil
 			disarm()
 			if inflight == 0 {
+				if lastRes != nil {
+					user.set(lastRes)
+				}
 				return c.interrupted(last)
 			}
 			// The attempts in flight end with the context's error, which

@@ -190,8 +190,7 @@ func TestHedgePushback(t *testing.T) {
 		_, err := e.invoke(within(t, 10*time.Second), mHedged, "x")
 		done <- err
 	}()
-	e.obs.waitFor(observe.AttemptEnd, 1)
-	e.clock.BlockUntil(1)
+	e.obs.waitFor(observe.Backoff, 1) // reported once the pushback's timer is set
 	e.clock.Advance(300 * time.Millisecond)
 	if err := <-done; err != nil {
 		t.Fatal(err)

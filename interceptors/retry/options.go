@@ -39,7 +39,7 @@ type Budget struct {
 	Ratio float64
 	// MinPerSecond is the floor: tokens added per second whatever the
 	// traffic, so that a client that calls rarely can still retry.
-	// Default 1; zero turns the floor off.
+	// DefaultBudget has 1; zero turns the floor off.
 	MinPerSecond float64
 	// Burst is the most tokens the bucket holds. Default 10; at least 1.
 	Burst float64
@@ -120,8 +120,8 @@ func WithRand(f func() float64) Option {
 	}
 }
 
-// WithBudget sets the per-target retry budget. Zero fields take the
-// defaults of DefaultBudget.
+// WithBudget sets the per-target retry budget. A zero Ratio or Burst takes
+// DefaultBudget's; a zero MinPerSecond turns the floor off.
 func WithBudget(b Budget) Option {
 	return func(c *config) error {
 		if b.Ratio == 0 {
