@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -35,6 +36,7 @@ const (
 	mOverride   = "/failsoft.policytest.v1.TunedService/Override"
 	mInherit    = "/failsoft.policytest.v1.TunedService/Inherit"
 	mHedged     = "/failsoft.policytest.v1.TunedService/Hedged"
+	mQuantile   = "/failsoft.policytest.v1.TunedService/HedgedQuantile"
 	mKeyed      = "/failsoft.policytest.v1.TunedService/KeyedWrite"
 	mVetoed     = "/failsoft.policytest.v1.TunedService/Vetoed"
 	mWatch      = "/failsoft.policytest.v1.TunedService/Watch"
@@ -128,6 +130,9 @@ func (s tunedServer) Override(ctx context.Context, r *pb.PingRequest) (*pb.PingR
 }
 func (s tunedServer) Hedged(ctx context.Context, r *pb.PingRequest) (*pb.PingResponse, error) {
 	return s.b.handleUnary(ctx, mHedged, r)
+}
+func (s tunedServer) HedgedQuantile(ctx context.Context, r *pb.PingRequest) (*pb.PingResponse, error) {
+	return s.b.handleUnary(ctx, mQuantile, r)
 }
 func (s tunedServer) KeyedWrite(ctx context.Context, r *pb.PingRequest) (*pb.PingResponse, error) {
 	return s.b.handleUnary(ctx, mKeyed, r)
@@ -238,6 +243,15 @@ func newEnv(t *testing.T, o envOpts) *env {
 		_ = cc.Close()
 		srv.Stop()
 	})
+	// Connect first, so that tests with short deadlines measure calls,
+	// not the connection.
+	cc.Connect()
+	ctx := within(t, 10*time.Second)
+	for st := cc.GetState(); st != connectivity.Ready; st = cc.GetState() {
+		if !cc.WaitForStateChange(ctx, st) {
+			t.Fatalf("connection not ready: %v", st)
+		}
+	}
 	return e
 }
 

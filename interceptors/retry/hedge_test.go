@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,5 +236,41 @@ func TestHedgeSpendsBudget(t *testing.T) {
 	}
 	if e.b.count(mHedged) != 2 {
 		t.Errorf("attempts = %d", e.b.count(mHedged))
+	}
+}
+
+// TestHedgeQuantileDelay: HedgedQuantile hedges at the 95th percentile of
+// its recent latencies once it has enough of them; before, at its fixed
+// 200 ms.
+func TestHedgeQuantileDelay(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	var slow atomic.Bool
+	h := newHedgeServer(e, func(c *serverCall) (*pb.PingResponse, error) {
+		if slow.Load() && c.n == 33 {
+			return hang(c)
+		}
+		return reply(c)
+	})
+	// 32 calls answered at once (on the fake clock: 0 s) fill the window.
+	for range 32 {
+		if _, err := e.invoke(within(t, 10*time.Second), mQuantile, "x"); err != nil {
+			t.Fatal(err)
+		}
+		<-h.arrived
+	}
+	slow.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.invoke(within(t, 10*time.Second), mQuantile, "x")
+		done <- err
+	}()
+	<-h.arrived
+	e.clock.BlockUntil(1)
+	e.clock.Advance(time.Nanosecond) // the quantile, floored at 1 ns
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if hs := e.obs.of(observe.Hedge); len(hs) != 1 || hs[0].Duration != time.Nanosecond {
+		t.Errorf("hedges = %+v", hs)
 	}
 }

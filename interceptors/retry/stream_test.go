@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/retry"
@@ -515,5 +516,134 @@ func TestStreamAttemptTimeout(t *testing.T) {
 	}
 	if got, err := recvAll(s); err != nil || !slices.Equal(got, []string{"later"}) {
 		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+// fakeStream is a scripted first attempt: it accepts okSends messages,
+// then reports io.EOF on send (as grpc-go does once the server ended the
+// stream); RecvMsg returns the queued responses, then err.
+type fakeStream struct {
+	grpc.ClientStream
+	ctx       context.Context
+	okSends   int
+	sent      int
+	responses []*pb.PingResponse
+	err       error
+}
+
+func (f *fakeStream) Context() context.Context     { return f.ctx }
+func (f *fakeStream) Header() (metadata.MD, error) { return nil, nil }
+func (f *fakeStream) Trailer() metadata.MD         { return nil }
+func (f *fakeStream) CloseSend() error             { return nil }
+func (f *fakeStream) SendMsg(any) error {
+	f.sent++
+	if f.sent > f.okSends {
+		return io.EOF
+	}
+	return nil
+}
+func (f *fakeStream) RecvMsg(m any) error {
+	if len(f.responses) == 0 {
+		return f.err
+	}
+	b, err := proto.Marshal(f.responses[0])
+	if err != nil {
+		return err
+	}
+	f.responses = f.responses[1:]
+	return proto.Unmarshal(b, m.(proto.Message))
+}
+
+// scripted replaces the attempts for which fakes has an entry.
+func scripted(fakes map[int]*fakeStream) grpc.StreamClientInterceptor {
+	n := 0
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		n++
+		if f, ok := fakes[n]; ok {
+			f.ctx = ctx
+			return f, nil
+		}
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+}
+
+// TestSendFindsAttemptEnded: a send that finds the attempt ended learns
+// its status, retries, and replays every message, this one included; the
+// caller's sends all succeed.
+func TestSendFindsAttemptEnded(t *testing.T) {
+	fakes := map[int]*fakeStream{
+		1: {okSends: 2, err: fail(codes.Unavailable)},
+		2: {okSends: 1, err: fail(codes.Unavailable)}, // ends during the replay
+	}
+	e := newEnv(t, envOpts{stream: []grpc.StreamClientInterceptor{scripted(fakes)}})
+	var seen []string
+	e.b.stream = func(c *serverCall) error {
+		got, err := readAll(c.stream)
+		if err != nil {
+			return err
+		}
+		seen = got
+		return send(c.stream, strings.Join(got, ""))
+	}
+	s := openUpload(t, e)
+	if err := sendAll(s, "a", "b", "c", "d"); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	var out pb.PingResponse
+	if err := s.RecvMsg(&out); err != nil || out.GetPayload() != "abcd" {
+		t.Fatalf("got %q, %v", out.GetPayload(), err)
+	}
+	if !slices.Equal(seen, []string{"a", "b", "c", "d"}) || e.b.count(mUpload) != 1 {
+		t.Errorf("server saw %q in %d attempts", seen, e.b.count(mUpload))
+	}
+	if s.Context() == nil {
+		t.Error("nil context")
+	}
+	if got := len(e.obs.of(observe.AttemptStart)); got != 3 {
+		t.Errorf("%d attempts started, want 3", got)
+	}
+}
+
+// TestSendFindsResponse: when the ended attempt had answered first, the
+// stream commits to it: the send reports io.EOF as gRPC would, and the
+// caller receives the answer, then the status.
+func TestSendFindsResponse(t *testing.T) {
+	fakes := map[int]*fakeStream{
+		1: {okSends: 1, responses: []*pb.PingResponse{{Payload: "early"}}, err: fail(codes.Unavailable)},
+	}
+	e := newEnv(t, envOpts{stream: []grpc.StreamClientInterceptor{scripted(fakes)}})
+	s, err := e.cc.NewStream(within(t, 10*time.Second), chatDesc, mChat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendMsg(&pb.PingRequest{Payload: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendMsg(&pb.PingRequest{Payload: "2"}); err != io.EOF {
+		t.Fatalf("second send: %v, want io.EOF", err)
+	}
+	if err := s.SendMsg(&pb.PingRequest{Payload: "3"}); err != io.EOF {
+		t.Fatalf("third send: %v, want io.EOF", err)
+	}
+	got, err := recvAll(s)
+	if status.Code(err) != codes.Unavailable || !slices.Equal(got, []string{"early"}) {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+// TestSendFindsFatalStatus: a non-retryable status ends the stream; sends
+// report io.EOF and RecvMsg the status.
+func TestSendFindsFatalStatus(t *testing.T) {
+	fakes := map[int]*fakeStream{1: {okSends: 0, err: fail(codes.PermissionDenied)}}
+	e := newEnv(t, envOpts{stream: []grpc.StreamClientInterceptor{scripted(fakes)}})
+	s := openUpload(t, e)
+	if err := s.SendMsg(&pb.PingRequest{Payload: "a"}); err != io.EOF {
+		t.Fatalf("send: %v", err)
+	}
+	if err := s.RecvMsg(new(pb.PingResponse)); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("recv: %v", err)
+	}
+	if err := s.RecvMsg(new(pb.PingResponse)); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("second recv: %v", err)
 	}
 }
