@@ -186,6 +186,9 @@ func (s *retryStream) recoverLocked(a *streamAttempt, err error) error {
 			stop = s.c.sleep(wait, reason, err)
 		}
 		if stop != nil {
+			if a.cs != nil {
+				s.cur = a // its header and trailer go with the error
+			}
 			s.failLocked(stop)
 			return stop
 		}
@@ -197,6 +200,13 @@ func (s *retryStream) recoverLocked(a *streamAttempt, err error) error {
 			s.cur = na
 			s.cond.Broadcast()
 			return nil
+		}
+		if le, ok := nerr.(localSendError); ok {
+			// The client could not send a message (too large, cannot be
+			// encoded): another attempt would fail the same way.
+			s.cur = na
+			s.failLocked(le.err)
+			return le.err
 		}
 		if s.committed.Load() {
 			return nil // the new attempt answered while replaying
@@ -217,12 +227,21 @@ func (s *retryStream) replayLocked(a *streamAttempt) error {
 	if err == nil && s.closed {
 		err = a.cs.CloseSend()
 	}
-	if err != io.EOF {
-		return err
+	switch err {
+	case nil:
+		return nil
+	case io.EOF:
+		// The attempt ended while replaying; RecvMsg says how.
+		return s.probe(a)
 	}
-	// The attempt ended while replaying; RecvMsg says how.
-	return s.probe(a)
+	return localSendError{err}
 }
+
+// localSendError is a send that failed in the client; gRPC ends the stream
+// with it.
+type localSendError struct{ err error }
+
+func (e localSendError) Error() string { return e.err.Error() }
 
 // probe receives from an attempt that ended (a send returned io.EOF, or
 // Header returned none), to learn its status. A response message that

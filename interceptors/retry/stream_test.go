@@ -529,6 +529,7 @@ type fakeStream struct {
 	sent      int
 	responses []*pb.PingResponse
 	err       error
+	sendErr   error // instead of io.EOF
 }
 
 func (f *fakeStream) Context() context.Context     { return f.ctx }
@@ -538,6 +539,9 @@ func (f *fakeStream) CloseSend() error             { return nil }
 func (f *fakeStream) SendMsg(any) error {
 	f.sent++
 	if f.sent > f.okSends {
+		if f.sendErr != nil {
+			return f.sendErr
+		}
 		return io.EOF
 	}
 	return nil
@@ -645,5 +649,29 @@ func TestSendFindsFatalStatus(t *testing.T) {
 	}
 	if err := s.RecvMsg(new(pb.PingResponse)); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("second recv: %v", err)
+	}
+}
+
+// TestReplayLocalError: a send that fails in the client while replaying
+// ends the stream with that error; it is not retried.
+func TestReplayLocalError(t *testing.T) {
+	tooLarge := status.Error(codes.ResourceExhausted, "trying to send message larger than max")
+	fakes := map[int]*fakeStream{
+		1: {okSends: 1, err: fail(codes.Unavailable)},
+		2: {okSends: 0, sendErr: tooLarge, err: tooLarge},
+	}
+	e := newEnv(t, envOpts{stream: []grpc.StreamClientInterceptor{scripted(fakes)}})
+	s := openUpload(t, e)
+	if err := s.SendMsg(&pb.PingRequest{Payload: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SendMsg(&pb.PingRequest{Payload: "b"}); err != io.EOF {
+		t.Fatalf("send: %v", err)
+	}
+	if err := s.RecvMsg(new(pb.PingResponse)); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("recv: %v", err)
+	}
+	if got := len(e.obs.of(observe.AttemptStart)); got != 2 {
+		t.Errorf("%d attempts, want 2", got)
 	}
 }
