@@ -17,6 +17,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/retry"
 	"github.com/failsoft/failsoft/interceptors/throttle"
 )
 
@@ -28,6 +29,7 @@ const (
 	layerDeadline = "deadline"
 	layerKey      = "idempotency"
 	layerFallback = "fallback"
+	layerRetry    = "retry"
 	layerThrottle = "throttle"
 	layerBreaker  = "breaker"
 	layerBulkhead = "bulkhead"
@@ -41,6 +43,7 @@ type config struct {
 	deadline layer[deadline.Option]
 	key      layer[idempotency.Option]
 	fallback layer[fallback.Option]
+	retry    layer[retry.Option]
 	throttle layer[throttle.Option]
 	breaker  layer[breaker.Option]
 	bulkhead layer[bulkhead.Option]
@@ -144,6 +147,17 @@ func WithFallback(opts ...fallback.Option) Option {
 // WithoutFallback switches the fallback layer off.
 func WithoutFallback() Option {
 	return func(c *config) error { return c.fallback.configure(layerFallback, true, nil) }
+}
+
+// WithRetry configures retries and hedging (on by default; only methods
+// whose policy says they are safe are ever retried).
+func WithRetry(opts ...retry.Option) Option {
+	return func(c *config) error { return c.retry.configure(layerRetry, false, opts) }
+}
+
+// WithoutRetry switches retries and hedging off.
+func WithoutRetry() Option {
+	return func(c *config) error { return c.retry.configure(layerRetry, true, nil) }
 }
 
 // WithThrottle configures the adaptive throttle (on by default).
@@ -262,6 +276,10 @@ func build(opts []Option) (*chain, *byte, error) {
 		func() error {
 			return add(ch, layerFallback, &c.fallback, true,
 				[]fallback.Option{fallback.WithResolver(r), fallback.WithObserver(o), fallback.WithClock(k)}, fallback.New)
+		},
+		func() error {
+			return add(ch, layerRetry, &c.retry, true,
+				[]retry.Option{retry.WithResolver(r), retry.WithObserver(o), retry.WithClock(k)}, retry.New)
 		},
 		func() error {
 			return add(ch, layerThrottle, &c.throttle, true,
