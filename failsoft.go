@@ -14,8 +14,10 @@ import (
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/deadline"
 	"github.com/failsoft/failsoft/interceptors/fallback"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/retry"
 	"github.com/failsoft/failsoft/interceptors/throttle"
 )
 
@@ -25,7 +27,9 @@ type Option func(*config) error
 // Layer names, used in error messages.
 const (
 	layerDeadline = "deadline"
+	layerKey      = "idempotency"
 	layerFallback = "fallback"
+	layerRetry    = "retry"
 	layerThrottle = "throttle"
 	layerBreaker  = "breaker"
 	layerBulkhead = "bulkhead"
@@ -37,7 +41,9 @@ type config struct {
 	clock    clock.Clock
 
 	deadline layer[deadline.Option]
+	key      layer[idempotency.Option]
 	fallback layer[fallback.Option]
+	retry    layer[retry.Option]
 	throttle layer[throttle.Option]
 	breaker  layer[breaker.Option]
 	bulkhead layer[bulkhead.Option]
@@ -119,6 +125,19 @@ func WithoutDeadline() Option {
 	return func(c *config) error { return c.deadline.configure(layerDeadline, true, nil) }
 }
 
+// WithIdempotency configures the idempotency-key layer (on by default):
+// methods whose policy requires a key get one per logical call, reused by
+// every retry and hedge.
+func WithIdempotency(opts ...idempotency.Option) Option {
+	return func(c *config) error { return c.key.configure(layerKey, false, opts) }
+}
+
+// WithoutIdempotency switches the idempotency-key layer off. Methods that
+// require a key are then not retried unless the caller attaches one.
+func WithoutIdempotency() Option {
+	return func(c *config) error { return c.key.configure(layerKey, true, nil) }
+}
+
 // WithFallback configures the fallback chains (on by default; without
 // chains configured it passes every call through).
 func WithFallback(opts ...fallback.Option) Option {
@@ -128,6 +147,17 @@ func WithFallback(opts ...fallback.Option) Option {
 // WithoutFallback switches the fallback layer off.
 func WithoutFallback() Option {
 	return func(c *config) error { return c.fallback.configure(layerFallback, true, nil) }
+}
+
+// WithRetry configures retries and hedging (on by default; only methods
+// whose policy says they are safe are ever retried).
+func WithRetry(opts ...retry.Option) Option {
+	return func(c *config) error { return c.retry.configure(layerRetry, false, opts) }
+}
+
+// WithoutRetry switches retries and hedging off.
+func WithoutRetry() Option {
+	return func(c *config) error { return c.retry.configure(layerRetry, true, nil) }
 }
 
 // WithThrottle configures the adaptive throttle (on by default).
@@ -240,8 +270,16 @@ func build(opts []Option) (*chain, *byte, error) {
 				[]deadline.Option{deadline.WithResolver(r), deadline.WithObserver(o), deadline.WithClock(k)}, deadline.New)
 		},
 		func() error {
+			return add(ch, layerKey, &c.key, true,
+				[]idempotency.Option{idempotency.WithResolver(r), idempotency.WithObserver(o)}, idempotency.New)
+		},
+		func() error {
 			return add(ch, layerFallback, &c.fallback, true,
 				[]fallback.Option{fallback.WithResolver(r), fallback.WithObserver(o), fallback.WithClock(k)}, fallback.New)
+		},
+		func() error {
+			return add(ch, layerRetry, &c.retry, true,
+				[]retry.Option{retry.WithResolver(r), retry.WithObserver(o), retry.WithClock(k)}, retry.New)
 		},
 		func() error {
 			return add(ch, layerThrottle, &c.throttle, true,
