@@ -28,6 +28,8 @@ type env struct {
 	addr       string
 	srv        *payserver.Server
 	ledgerPath string
+	// noLedgerDedup leaves unary charges to the idempotency interceptor.
+	noLedgerDedup bool
 	// ch is the chaos of every server incarnation, so that the load can
 	// change it while the server restarts.
 	ch *chaos.Chaos
@@ -52,7 +54,7 @@ func (e *env) start(cfg chaos.Config) {
 	// The port of a stopped server is free again at once; a few tries
 	// cover a slow release.
 	for try := 0; ; try++ {
-		e.srv, err = payserver.Start(payserver.Options{Addr: addr, LedgerPath: e.ledgerPath, Chaos: e.ch})
+		e.srv, err = payserver.Start(payserver.Options{Addr: addr, LedgerPath: e.ledgerPath, Chaos: e.ch, NoLedgerDedup: e.noLedgerDedup})
 		if err == nil || try == 20 {
 			break
 		}
@@ -219,6 +221,42 @@ func TestScenarioReconciles(t *testing.T) {
 	st := e.srv.Stats()
 	e.stop()
 	t.Logf("server: %d payments, faults %v", st.Payments, st.Chaos.Faults)
+}
+
+// Without restarts, the idempotency interceptor alone keeps lost responses
+// from turning into duplicate charges: the ledger's own check is off, and
+// every repeated key is answered from the interceptor's store.
+func TestIdempotencyInterceptorAloneDedups(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir(), noLedgerDedup: true}
+	e.ledgerPath = filepath.Join(e.dir, "ledger.db")
+	e.start(chaos.Config{})
+	defer e.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := e.client("solo")
+	defer c.Close()
+	lossy := chaos.Config{Latency: time.Millisecond, LostRate: 0.3, ErrorRate: 0.05}
+	if err := c.Run(ctx, e.load(checkout.Phase{Name: "lossy", Duration: 500 * time.Millisecond, Chaos: lossy})); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ch.Set(chaos.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	if err := c.DrainAll(dctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "interceptor alone", r, false)
+	st := e.srv.Stats()
+	if st.Chaos.Faults.Lost == 0 || st.KeyReplays == 0 {
+		t.Errorf("want lost responses answered by the interceptor: %d lost, %d interceptor replays", st.Chaos.Faults.Lost, st.KeyReplays)
+	}
+	t.Logf("lost %d, interceptor replays %d, ledger replays %d, conflicts %d", st.Chaos.Faults.Lost, st.KeyReplays, st.Replayed, st.KeyConflicts)
 }
 
 // Ports must be free: a busy port is reported, not waited on forever.

@@ -40,6 +40,7 @@ func run() error {
 	data := fs.String("data", filepath.Join(os.TempDir(), "failsoft-demo", "ledger.db"), "ledger file")
 	addrFile := fs.String("addr-file", "", "write the chosen addresses to this file once serving (grpc=HOST:PORT and admin=HOST:PORT lines)")
 	seed := fs.Uint64("seed", 1, "seed of the chaos decisions")
+	redisURL := fs.String("redis", "", "keep idempotency outcomes in Redis at this URL (redis://HOST:PORT/DB) instead of in memory")
 	noLedgerDedup := fs.Bool("no-ledger-dedup", false, "record a repeated idempotency key as a new payment, leaving deduplication to the idempotency interceptor alone (duplicates appear after a restart)")
 	grace := fs.Duration("grace", 5*time.Second, "how long calls in flight may finish on shutdown")
 	var cfg chaos.Config
@@ -61,7 +62,7 @@ func run() error {
 	if err := os.MkdirAll(filepath.Dir(*data), 0o755); err != nil {
 		return err
 	}
-	srv, err := payserver.Start(payserver.Options{Addr: *addr, AdminAddr: *admin, LedgerPath: *data, Chaos: ch, Log: log, NoLedgerDedup: *noLedgerDedup})
+	srv, err := payserver.Start(payserver.Options{Addr: *addr, AdminAddr: *admin, LedgerPath: *data, Chaos: ch, Log: log, NoLedgerDedup: *noLedgerDedup, Redis: *redisURL})
 	if err != nil {
 		return err
 	}

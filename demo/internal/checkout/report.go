@@ -13,10 +13,12 @@ import (
 
 // ServerView is what the server says about itself, for the report.
 type ServerView struct {
-	Payments  int          `json:"payments"`
-	Committed uint64       `json:"charges_committed"`
-	Replayed  uint64       `json:"charges_replayed"`
-	Chaos     chaos.Status `json:"chaos"`
+	Payments     int          `json:"payments"`
+	Committed    uint64       `json:"charges_committed"`
+	Replayed     uint64       `json:"charges_replayed"`
+	KeyReplays   uint64       `json:"key_replays"`
+	KeyConflicts uint64       `json:"key_conflicts"`
+	Chaos        chaos.Status `json:"chaos"`
 }
 
 // Report is the end-of-run summary.
@@ -79,7 +81,8 @@ func (r *Report) Print(w io.Writer) {
 		if len(errs) == 0 {
 			errs = []string{"none"}
 		}
-		line("server", "%d payments in the ledger; %d charges committed, %d answered from the ledger by key", v.Payments, v.Committed, v.Replayed)
+		line("server", "%d payments in the ledger; %d charges committed; repeated keys answered: %d by the idempotency interceptor, %d by the ledger; %d refused as in flight",
+			v.Payments, v.Committed, v.KeyReplays, v.Replayed, v.KeyConflicts)
 		line("faults injected", "%d of %d calls: errors %s; outage %d; responses lost after commit %d; pushback %d; slow %d",
 			v.Chaos.Total, f.Calls, strings.Join(errs, ", "), f.Outage, f.Lost, f.Pushback, f.Slow)
 	}

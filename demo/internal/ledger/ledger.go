@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -28,25 +27,15 @@ var ErrNotFound = errors.New("payment not found")
 
 // Ledger is a durable payment ledger. It is safe for concurrent use.
 type Ledger struct {
-	db    *bolt.DB
-	dedup bool
+	db *bolt.DB
 
 	mu       sync.Mutex
 	watchers map[chan *paymentsv1.Payment]struct{}
 }
 
-// Options configure Open.
-type Options struct {
-	// Dedup makes Charge return the existing payment for a key it has
-	// already recorded, instead of recording a second one. It makes the
-	// ledger itself a durable deduplication point, independent of any
-	// idempotency layer in front of it.
-	Dedup bool
-}
-
 // Open opens (creating if needed) the ledger file at path. It fails after a
 // second if another process holds the file.
-func Open(path string, o Options) (*Ledger, error) {
+func Open(path string) (*Ledger, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
@@ -63,7 +52,7 @@ func Open(path string, o Options) (*Ledger, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger: init %s: %w", path, err)
 	}
-	return &Ledger{db: db, dedup: o.Dedup, watchers: map[chan *paymentsv1.Payment]struct{}{}}, nil
+	return &Ledger{db: db, watchers: map[chan *paymentsv1.Payment]struct{}{}}, nil
 }
 
 // Close closes the file.
@@ -77,16 +66,18 @@ type Charge struct {
 	Currency    string
 }
 
-// Charge records the charges atomically: all of them or none. With Dedup,
+// Charge records the charges atomically: all of them or none. With dedup,
 // a charge whose key is already recorded is answered with the recorded
-// payment, and replayed reports true when every charge was.
-func (l *Ledger) Charge(now time.Time, charges ...Charge) (out []*paymentsv1.Payment, replayed bool, err error) {
+// payment, in the same transaction, and replayed reports true when every
+// charge was: the ledger is then a durable deduplication point,
+// independent of any idempotency layer in front of it.
+func (l *Ledger) Charge(now time.Time, dedup bool, charges ...Charge) (out []*paymentsv1.Payment, replayed bool, err error) {
 	var fresh []*paymentsv1.Payment
 	err = l.db.Update(func(tx *bolt.Tx) error {
 		out, fresh = out[:0], fresh[:0]
 		pays, keys := tx.Bucket(bucketPayments), tx.Bucket(bucketKeys)
 		for _, c := range charges {
-			if l.dedup && c.Key != "" {
+			if dedup && c.Key != "" {
 				if id := keys.Get([]byte(c.Key)); id != nil {
 					p, err := decode(pays.Get(id))
 					if err != nil {
@@ -253,13 +244,4 @@ func decode(v []byte) (*paymentsv1.Payment, error) {
 		return nil, fmt.Errorf("ledger: corrupt payment: %w", err)
 	}
 	return p, nil
-}
-
-// ParseSeq returns the sequence number of a payment ID.
-func ParseSeq(id string) (uint64, bool) {
-	if len(id) < 5 || id[:4] != "pay_" {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(id[4:], 10, 64)
-	return n, err == nil
 }

@@ -11,12 +11,12 @@ import (
 
 func TestLedgerSurvivesReopenAndDedups(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	l, err := Open(path, Options{Dedup: true})
+	l, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Unix(100, 0)
-	p1, replayed, err := l.Charge(now, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"})
+	p1, replayed, err := l.Charge(now, true, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"})
 	if err != nil || replayed {
 		t.Fatalf("first charge: replayed=%v err=%v", replayed, err)
 	}
@@ -27,12 +27,12 @@ func TestLedgerSurvivesReopenAndDedups(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, err = Open(path, Options{Dedup: true})
+	l, err = Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	p2, replayed, err := l.Charge(now, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"})
+	p2, replayed, err := l.Charge(now, true, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"})
 	if err != nil || !replayed || p2[0].PaymentId != p1[0].PaymentId {
 		t.Fatalf("charge again after reopen: %v replayed=%v err=%v, want %v replayed", p2, replayed, err, p1[0].PaymentId)
 	}
@@ -44,7 +44,7 @@ func TestLedgerSurvivesReopenAndDedups(t *testing.T) {
 		t.Fatalf("Get(unknown) err = %v", err)
 	}
 	// A batch is all new or replayed item by item.
-	batch, _, err := l.Charge(now, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"}, Charge{Key: "k2", OrderID: "o2", AmountMinor: 5, Currency: "EUR"})
+	batch, _, err := l.Charge(now, true, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"}, Charge{Key: "k2", OrderID: "o2", AmountMinor: 5, Currency: "EUR"})
 	if err != nil || batch[0].PaymentId != p1[0].PaymentId || l.Count() != 2 {
 		t.Fatalf("batch = %v, %v, count %d", batch, err, l.Count())
 	}
@@ -55,13 +55,13 @@ func TestLedgerSurvivesReopenAndDedups(t *testing.T) {
 }
 
 func TestLedgerWithoutDedupRecordsEveryCharge(t *testing.T) {
-	l, err := Open(filepath.Join(t.TempDir(), "ledger.db"), Options{})
+	l, err := Open(filepath.Join(t.TempDir(), "ledger.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	for range 2 {
-		if _, _, err := l.Charge(time.Now(), Charge{Key: "k", OrderID: "o", AmountMinor: 1, Currency: "EUR"}); err != nil {
+		if _, _, err := l.Charge(time.Now(), false, Charge{Key: "k", OrderID: "o", AmountMinor: 1, Currency: "EUR"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -36,24 +36,30 @@ type Options struct {
 	Chaos *chaos.Chaos
 	// Log receives the server's log; nil discards it.
 	Log *slog.Logger
-	// NoLedgerDedup turns off the ledger's own refusal of a repeated
-	// idempotency key, leaving deduplication to the idempotency layer alone.
+	// Redis, when set, keeps the idempotency interceptor's outcomes in
+	// Redis (a redis:// URL) instead of in memory.
+	Redis string
+	// NoLedgerDedup turns off the ledger's own answer to a repeated
+	// idempotency key of a unary Charge, leaving deduplication to the
+	// idempotency interceptor alone (whose memory store forgets on restart).
 	NoLedgerDedup bool
 }
 
 // Server is a running payment server.
 type Server struct {
-	grpc   *grpc.Server
-	health *health.Server
-	admin  *http.Server
-	lis    net.Listener
-	alis   net.Listener
-	ledger *ledger.Ledger
-	svc    *service
-	chaos  *chaos.Chaos
-	log    *slog.Logger
-	done   chan error
-	adone  chan struct{}
+	grpc       *grpc.Server
+	health     *health.Server
+	admin      *http.Server
+	lis        net.Listener
+	alis       net.Listener
+	ledger     *ledger.Ledger
+	svc        *service
+	chaos      *chaos.Chaos
+	log        *slog.Logger
+	done       chan error
+	adone      chan struct{}
+	keys       keyEvents
+	closeStore func() error
 }
 
 // paymentsPrefix selects the methods chaos applies to: the payment service,
@@ -74,7 +80,7 @@ func Start(o Options) (*Server, error) {
 	if o.Chaos == nil {
 		o.Chaos, _ = chaos.New(chaos.Config{}, 1, nil)
 	}
-	l, err := ledger.Open(o.LedgerPath, ledger.Options{Dedup: !o.NoLedgerDedup})
+	l, err := ledger.Open(o.LedgerPath)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +97,7 @@ func Start(o Options) (*Server, error) {
 	}
 	s := &Server{
 		ledger: l, lis: lis, alis: alis, chaos: o.Chaos, log: o.Log,
-		svc:    &service{ledger: l, log: o.Log},
+		svc:    &service{ledger: l, log: o.Log, dedupUnary: !o.NoLedgerDedup},
 		health: health.NewServer(),
 		done:   make(chan error, 1), adone: make(chan struct{}),
 	}
@@ -102,7 +108,8 @@ func Start(o Options) (*Server, error) {
 		return err != nil || p.Idempotency != policy.NoSideEffects
 	}
 	cu, cs := o.Chaos.Interceptors(applies, sideEffects)
-	unary, stream, err := serverChain(cu, cs)
+	unary, stream, closeStore, err := serverChain(cu, cs, o.Redis, &s.keys)
+	s.closeStore = closeStore
 	if err != nil {
 		lis.Close()
 		alis.Close()
@@ -147,16 +154,23 @@ func (s *Server) Chaos() *chaos.Chaos { return s.chaos }
 
 // Stats is what the server has done.
 type Stats struct {
-	Payments  int          `json:"payments"`
-	Committed uint64       `json:"charges_committed"`
-	Replayed  uint64       `json:"charges_replayed"`
-	Chaos     chaos.Status `json:"chaos"`
+	Payments  int    `json:"payments"`
+	Committed uint64 `json:"charges_committed"`
+	// Replayed counts charges the ledger answered with the payment it
+	// already held for the key.
+	Replayed uint64 `json:"charges_replayed"`
+	// KeyReplays and KeyConflicts count what the idempotency interceptor
+	// answered from its store, and refused as in flight or reused.
+	KeyReplays   uint64       `json:"key_replays"`
+	KeyConflicts uint64       `json:"key_conflicts"`
+	Chaos        chaos.Status `json:"chaos"`
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{
 		Payments: s.ledger.Count(), Committed: s.svc.committed.Load(), Replayed: s.svc.replayed.Load(),
+		KeyReplays: s.keys.replays.Load(), KeyConflicts: s.keys.conflicts.Load(),
 		Chaos: s.chaos.Status(),
 	}
 }
@@ -184,6 +198,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	<-s.adone
 	n := s.ledger.Count()
 	if cerr := s.ledger.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.closeStore(); err == nil {
 		err = cerr
 	}
 	s.log.Info("stopped", "payments", n)
