@@ -349,10 +349,13 @@ const jaegerConfig = `service:
   telemetry:
     metrics:
       level: none
+    traces:
+      level: none
     logs:
       level: warn
 extensions:
   jaeger_query:
+    enable_tracing: false # else it exports its own spans to localhost:4317 and stalls on shutdown
     storage:
       traces: memstore
     http:
@@ -403,6 +406,7 @@ func startJaeger(t *testing.T, bin string) jaeger {
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		pgid := cmd.Process.Pid
+		http.DefaultClient.CloseIdleConnections()
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
 		select {
 		case <-exited:

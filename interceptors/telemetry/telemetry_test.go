@@ -446,6 +446,33 @@ func TestPropagation(t *testing.T) {
 	})
 }
 
+// Runs before any test installs a global provider: it measures the
+// placeholder every program starts with.
+func TestNoopAddsNoAllocations(t *testing.T) {
+	if !isNoopProvider(otel.GetTracerProvider()) {
+		t.Fatalf("global provider %T not recognised as a no-op", otel.GetTracerProvider())
+	}
+	tel, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := newIdleConn(t)
+	call, attempt := tel.UnaryClientInterceptor(), tel.UnaryAttemptInterceptor()
+	invoker := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+		return attempt(ctx, method, req, reply, cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil })
+	}
+	ctx := observe.WithAttempt(context.Background(), observe.Attempt{N: 2})
+	ev := observe.Event{Kind: observe.Backoff, Method: "/p.S/M", Target: "t", Duration: time.Millisecond}
+	allocs := testing.AllocsPerRun(200, func() {
+		_ = call(ctx, "/p.S/M", nil, nil, cc, invoker)
+		tel.Observe(ctx, ev)
+		tel.Observe(ctx, observe.Event{Kind: observe.BreakerRejected, Target: "t"})
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per call with no-op providers, want 0", allocs)
+	}
+}
+
 func TestGlobalProviderInstalledLater(t *testing.T) {
 	tel, err := New()
 	if err != nil {
@@ -471,24 +498,47 @@ func TestGlobalProviderInstalledLater(t *testing.T) {
 	}
 }
 
-func TestNoopAddsNoAllocations(t *testing.T) {
-	tel, err := New()
-	if err != nil {
-		t.Fatal(err)
+type fakeStream struct {
+	grpc.ClientStream
+	recv      []error
+	headerErr error
+}
+
+func (f *fakeStream) RecvMsg(any) error {
+	err := f.recv[0]
+	f.recv = f.recv[1:]
+	return err
+}
+
+func (f *fakeStream) Header() (metadata.MD, error) { return nil, f.headerErr }
+
+func TestStreamEndsOnce(t *testing.T) {
+	tests := []struct {
+		name    string
+		desc    grpc.StreamDesc
+		recv    []error
+		header  error
+		wantErr error
+	}{
+		{"client streaming ends at the response", grpc.StreamDesc{ClientStreams: true}, []error{nil}, nil, nil},
+		{"server streaming ends at EOF", grpc.StreamDesc{ServerStreams: true}, []error{nil, nil, io.EOF}, nil, nil},
+		{"error", grpc.StreamDesc{ServerStreams: true}, []error{nil, status.Error(codes.Internal, "x")}, nil, status.Error(codes.Internal, "x")},
+		{"header error", grpc.StreamDesc{ServerStreams: true}, nil, status.Error(codes.Unavailable, "h"), status.Error(codes.Unavailable, "h")},
 	}
-	cc := newIdleConn(t)
-	call, attempt := tel.UnaryClientInterceptor(), tel.UnaryAttemptInterceptor()
-	invoker := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
-		return attempt(ctx, method, req, reply, cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil })
-	}
-	ctx := observe.WithAttempt(context.Background(), observe.Attempt{N: 2})
-	ev := observe.Event{Kind: observe.Backoff, Method: "/p.S/M", Target: "t", Duration: time.Millisecond}
-	allocs := testing.AllocsPerRun(200, func() {
-		_ = call(ctx, "/p.S/M", nil, nil, cc, invoker)
-		tel.Observe(ctx, ev)
-		tel.Observe(ctx, observe.Event{Kind: observe.BreakerRejected, Target: "t"})
-	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per call with no-op providers, want 0", allocs)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var ends []error
+			fs := &fakeStream{recv: tc.recv, headerErr: tc.header}
+			s := newStream(context.Background(), fs, &tc.desc, func(err error) { ends = append(ends, err) })
+			if tc.header != nil {
+				_, _ = s.Header()
+			}
+			for range tc.recv {
+				_ = s.RecvMsg(nil)
+			}
+			if len(ends) != 1 || status.Code(ends[0]) != status.Code(tc.wantErr) {
+				t.Fatalf("span ended %d times with %v, want once with %v", len(ends), ends, tc.wantErr)
+			}
+		})
 	}
 }
