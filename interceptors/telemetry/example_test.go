@@ -7,6 +7,8 @@ import (
 
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/telemetry"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
@@ -74,4 +76,23 @@ func ExampleInterceptor_Observe() {
 func ExampleHashKey() {
 	fmt.Println(telemetry.HashKey("order-42"))
 	// Output: 3bf8b157c4238eef
+}
+
+// Explicit providers and propagator instead of the global ones, and the raw
+// idempotency key on spans (only where the trace store may hold it).
+func ExampleNew() {
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	tel, err := telemetry.New(
+		telemetry.WithTracerProvider(tp),
+		telemetry.WithMeterProvider(metricnoop.NewMeterProvider()),
+		telemetry.WithPropagator(propagation.TraceContext{}),
+		telemetry.WithRawIdempotencyKey(),
+	)
+	fmt.Println(tel != nil, err)
+	_, err = telemetry.New(telemetry.WithTracerProvider(nil))
+	fmt.Println(err)
+	// Output:
+	// true <nil>
+	// telemetry: WithTracerProvider: nil provider
 }
