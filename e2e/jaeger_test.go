@@ -510,11 +510,26 @@ func jaegerBinary(t *testing.T) string {
 	defer os.Remove(tmp.Name())
 	// go test puts the go command that runs it first on PATH.
 	goTool := "go"
-	t.Logf("building Jaeger into %s (first run only; takes a few minutes)", bin)
+	t.Logf("building Jaeger into %s (first run only; up to ~10 minutes on 2 cores)", bin)
 	start := time.Now()
-	cmd := exec.Command(goTool, "build", "-modfile="+modfile, "-o", tmp.Name(), "github.com/jaegertracing/jaeger/cmd/jaeger")
+	// Stop the build before the test binary's -timeout would kill it, to
+	// fail with advice rather than a goroutine dump.
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-30*time.Second))
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, goTool, "build", "-modfile="+modfile, "-o", tmp.Name(), "github.com/jaegertracing/jaeger/cmd/jaeger")
 	cmd.Dir = root
+	// Stopping the build stops the compilers it started too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("building Jaeger did not finish within the test timeout; run with -timeout 30m, " +
+				"or build it first and set FAILSOFT_JAEGER_BIN (the Makefile does both)")
+		}
 		t.Fatalf("building Jaeger: %v\n%s", err, tail(out, 4000))
 	}
 	if err := os.Rename(tmp.Name(), bin); err != nil && !errors.Is(err, os.ErrExist) {
