@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/interceptors/telemetry"
@@ -243,7 +244,7 @@ func retry(obs observe.Observer, attempts int) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if md, ok := metadata.FromOutgoingContext(ctx); ok {
 			if v := md.Get(policy.KeyMetadata); len(v) > 0 {
-				obs.Observe(ctx, observe.Event{Kind: observe.KeyAttached, Method: method, Target: cc.Target(), Reason: telemetry.HashKey(v[0])})
+				obs.Observe(ctx, observe.Event{Kind: observe.KeyAttached, Method: method, Target: cc.Target(), Reason: idempotency.KeyHash(v[0])})
 			}
 		}
 		var err error

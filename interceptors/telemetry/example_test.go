@@ -73,11 +73,6 @@ func ExampleInterceptor_Observe() {
 	// Output: failsoft.breaker.rejected dns:///orders.example:443
 }
 
-func ExampleHashKey() {
-	fmt.Println(telemetry.HashKey("order-42"))
-	// Output: 3bf8b157c4238eef
-}
-
 // Explicit providers and propagator instead of the global ones, and the raw
 // idempotency key on spans (only where the trace store may hold it).
 func ExampleNew() {

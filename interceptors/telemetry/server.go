@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -52,7 +53,7 @@ func (i *Interceptor) startServer(ctx context.Context, tr trace.Tracer, method s
 		if i.cfg.rawKeys {
 			attrs = append(attrs, Key.String(v[0]))
 		} else {
-			attrs = append(attrs, KeyHash.String(HashKey(v[0])))
+			attrs = append(attrs, KeyHash.String(idempotency.KeyHash(v[0])))
 		}
 	}
 	if v := metadata.ValueFromIncomingContext(ctx, "grpc-previous-rpc-attempts"); len(v) > 0 {

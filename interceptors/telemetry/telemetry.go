@@ -2,8 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net"
 	"reflect"
@@ -143,13 +141,6 @@ func (i *Interceptor) extract(ctx context.Context) context.Context {
 		out = propagation.TraceContext{}.Extract(out, c)
 	}
 	return out
-}
-
-// HashKey is the hash recorded for an idempotency key: the first 8 bytes of
-// its SHA-256, in hex. It identifies repeats of one key without revealing it.
-func HashKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:8])
 }
 
 // rpcName is the span name and rpc.method value: the full method without

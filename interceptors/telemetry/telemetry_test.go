@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
@@ -309,7 +310,7 @@ func TestRawKeyOnlyWhenConfigured(t *testing.T) {
 		if _, ok := sa[Key]; ok {
 			t.Error("server span carries the raw key")
 		}
-		if sa[KeyHash].AsString() != HashKey("secret-key") {
+		if sa[KeyHash].AsString() != idempotency.KeyHash("secret-key") {
 			t.Errorf("server key hash %v", sa[KeyHash])
 		}
 	}
