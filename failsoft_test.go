@@ -57,12 +57,17 @@ func serve(t *testing.T, srv *plainServer) string {
 
 func dial(t *testing.T, addr string, opts ...grpc.DialOption) policytestv1.PlainServiceClient {
 	t.Helper()
+	return policytestv1.NewPlainServiceClient(dialConn(t, addr, opts...))
+}
+
+func dialConn(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
 	conn, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return policytestv1.NewPlainServiceClient(conn)
+	return conn
 }
 
 func TestDialOptionsErrors(t *testing.T) {
