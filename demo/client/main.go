@@ -23,6 +23,7 @@ import (
 
 	"github.com/failsoft/failsoft/demo/internal/chaos"
 	"github.com/failsoft/failsoft/demo/internal/checkout"
+	"github.com/failsoft/failsoft/demo/internal/tracing"
 )
 
 func main() {
@@ -55,6 +56,7 @@ func run() error {
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "how long to wait for the outbox to drain after the load")
 	runID := fs.String("run-id", "", "prefix of this run's order IDs (default: from the time)")
 	logPath := fs.String("log", "", "write the failure log (with trace IDs) to this file instead of stderr")
+	otlp := fs.String("otlp", "", "export spans over OTLP gRPC to this HOST:PORT (a local Jaeger, for example)")
 	traceFile := fs.String("trace-file", "", "write the trace ID of one retried charge to this file")
 	progress := fs.Duration("progress", time.Second, "interval of progress lines; 0 for none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -90,9 +92,19 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	tp, shutdownTracing, err := tracing.Setup(ctx, "payments-checkout", *otlp)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+	chain := checkout.StoryChain(*breakerOpen, *seed)
+	chain.TracerProvider = tp
 	c, err := checkout.New(checkout.Config{
-		Target: *server, OutboxPath: *outboxPath, RunID: *runID,
-		Chain: checkout.StoryChain(*breakerOpen, *seed), Log: log,
+		Target: *server, OutboxPath: *outboxPath, RunID: *runID, Chain: chain, Log: log,
 	})
 	if err != nil {
 		return err
@@ -145,6 +157,12 @@ func run() error {
 			rep.Server = &v
 		}
 	}
+	// Flush the spans before the report names a trace to look up.
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := tp.ForceFlush(fctx); err != nil {
+		log.Warn("exporting spans failed", "err", err)
+	}
+	cancel()
 	fmt.Println()
 	rep.Print(os.Stdout)
 	if *traceFile != "" && rep.Stats.RetriedTrace != "" {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/failsoft/failsoft/demo/internal/chaos"
 	"github.com/failsoft/failsoft/demo/internal/payserver"
+	"github.com/failsoft/failsoft/demo/internal/tracing"
 )
 
 func main() {
@@ -40,6 +41,7 @@ func run() error {
 	data := fs.String("data", filepath.Join(os.TempDir(), "failsoft-demo", "ledger.db"), "ledger file")
 	addrFile := fs.String("addr-file", "", "write the chosen addresses to this file once serving (grpc=HOST:PORT and admin=HOST:PORT lines)")
 	seed := fs.Uint64("seed", 1, "seed of the chaos decisions")
+	otlp := fs.String("otlp", "", "export spans over OTLP gRPC to this HOST:PORT (a local Jaeger, for example)")
 	redisURL := fs.String("redis", "", "keep idempotency outcomes in Redis at this URL (redis://HOST:PORT/DB) instead of in memory")
 	noLedgerDedup := fs.Bool("no-ledger-dedup", false, "record a repeated idempotency key as a new payment, leaving deduplication to the idempotency interceptor alone (duplicates appear after a restart)")
 	grace := fs.Duration("grace", 5*time.Second, "how long calls in flight may finish on shutdown")
@@ -62,7 +64,16 @@ func run() error {
 	if err := os.MkdirAll(filepath.Dir(*data), 0o755); err != nil {
 		return err
 	}
-	srv, err := payserver.Start(payserver.Options{Addr: *addr, AdminAddr: *admin, LedgerPath: *data, Chaos: ch, Log: log, NoLedgerDedup: *noLedgerDedup, Redis: *redisURL})
+	tp, shutdownTracing, err := tracing.Setup(context.Background(), "payments-server", *otlp)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+	srv, err := payserver.Start(payserver.Options{TracerProvider: tp, Addr: *addr, AdminAddr: *admin, LedgerPath: *data, Chaos: ch, Log: log, NoLedgerDedup: *noLedgerDedup, Redis: *redisURL})
 	if err != nil {
 		return err
 	}

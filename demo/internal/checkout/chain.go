@@ -5,14 +5,14 @@ package checkout
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"math/rand/v2"
 	"sync"
 	"time"
 
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/interceptors/breaker"
@@ -22,6 +22,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/interceptors/retry"
+	"github.com/failsoft/failsoft/interceptors/telemetry"
 	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
 )
 
@@ -42,11 +43,15 @@ type ChainConfig struct {
 	ChargeFallback func(ctx context.Context, req *paymentsv1.ChargeRequest, cause error) (*paymentsv1.ChargeResponse, error)
 	// OnBreaker hears breaker state changes.
 	OnBreaker func(target string, from, to string, at time.Time)
+	// TracerProvider makes the spans; nil for none (trace IDs are then
+	// empty).
+	TracerProvider trace.TracerProvider
 }
 
 // Chain is the client's interceptor chain.
 type Chain struct {
-	dial []grpc.DialOption
+	dial   []grpc.DialOption
+	tracer trace.Tracer
 }
 
 // DialOptions returns the options that install the chain.
@@ -61,7 +66,9 @@ var (
 // NewChain builds the chain with failsoft.DialOptions, the library's one
 // entry point, which orders the layers (outermost first): deadline,
 // idempotency key, fallback, retry and hedging, throttle, circuit breaker.
-// What each may do with a method comes from payments.proto.
+// What each may do with a method comes from payments.proto. The telemetry
+// layer wraps it: its call span outermost, one attempt span per attempt
+// innermost, and it hears every layer's decisions as span events.
 //
 // The checkout story adds: a breaker that opens after BreakerFailures
 // failures within BreakerWindow; a fallback that answers a charge that
@@ -86,7 +93,16 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	if cfg.ChargeFallback != nil {
 		fb = append(fb, fallback.WithFunc(methodCharge, fallback.Typed(cfg.ChargeFallback)))
 	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	tel, err := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithClock(clk))
+	if err != nil {
+		return nil, err
+	}
 	opts := []failsoft.Option{
+		failsoft.WithObserver(tel),
 		failsoft.WithResolver(res),
 		failsoft.WithClock(clk),
 		failsoft.WithRetry(retry.WithRand(func() float64 {
@@ -104,31 +120,38 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Chain{dial: suite}, nil
+	dial := []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(tel.UnaryClientInterceptor()),
+		grpc.WithChainStreamInterceptor(tel.StreamClientInterceptor()),
+	}
+	dial = append(dial, suite...)
+	dial = append(dial,
+		grpc.WithChainUnaryInterceptor(tel.UnaryAttemptInterceptor()),
+		grpc.WithChainStreamInterceptor(tel.StreamAttemptInterceptor()),
+	)
+	return &Chain{dial: dial, tracer: tp.Tracer("github.com/failsoft/failsoft/demo/checkout")}, nil
 }
 
-// startTrace starts the trace of one logical call and returns its ID for
-// logs. The stand-in makes a random W3C trace ID and sends it as a
-// traceparent entry.
-func startTrace(ctx context.Context, _ string) (context.Context, string, func(error)) {
-	var b [24]byte
-	_, _ = crand.Read(b[:])
-	tid := hex.EncodeToString(b[:16])
-	ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", "00-"+tid+"-"+hex.EncodeToString(b[16:])+"-01")
-	return ctx, tid, func(error) {}
+// startTrace starts the span of one operation of the checkout, under which
+// the telemetry layer puts the call and attempt spans, and returns its
+// trace ID for logs and a function that ends it.
+func (c *Chain) startTrace(ctx context.Context, name string) (context.Context, string, func(error)) {
+	ctx, span := c.tracer.Start(ctx, name)
+	return ctx, traceIDOf(ctx), func(err error) {
+		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+		span.End()
+	}
 }
 
-// traceIDOf returns the trace ID of the call ctx belongs to.
+// traceIDOf returns the trace ID of the span in ctx, or "" without one.
 func traceIDOf(ctx context.Context) string {
-	tp := firstMD(ctx, "traceparent")
-	if len(tp) >= 35 {
-		return tp[3:35]
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		return sc.TraceID().String()
 	}
 	return ""
 }
-
-// closeChain releases what the chain holds (exporters).
-func closeChain(*Chain) {}
 
 // NewKey returns a fresh idempotency key.
 func NewKey() string { return idempotency.NewKey() }

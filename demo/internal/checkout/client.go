@@ -103,7 +103,6 @@ func New(cfg Config) (*Client, error) {
 	c.chain = chain
 	ob, err := OpenOutbox(cfg.OutboxPath)
 	if err != nil {
-		closeChain(chain)
 		return nil, err
 	}
 	c.outbox = ob
@@ -111,7 +110,6 @@ func New(cfg Config) (*Client, error) {
 	conn, err := grpc.NewClient(cfg.Target, opts...)
 	if err != nil {
 		ob.Close()
-		closeChain(chain)
 		return nil, err
 	}
 	c.conn, c.api = conn, paymentsv1.NewPaymentServiceClient(conn)
@@ -135,7 +133,6 @@ func (c *Client) Close() error {
 	if cerr := c.outbox.Close(); err == nil {
 		err = cerr
 	}
-	closeChain(c.chain)
 	return err
 }
 
@@ -248,7 +245,7 @@ func (c *Client) Checkout(ctx context.Context, orderID string, amountMinor int64
 	key := NewKey()
 	o := c.track(orderID, key)
 	c.stats.call("Charge")
-	ctx, tid, end := startTrace(ctx, "checkout")
+	ctx, tid, end := c.chain.startTrace(ctx, "checkout")
 	ctx = metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key)
 	start := time.Now()
 	var lvl fallback.Level
@@ -320,7 +317,7 @@ func (c *Client) BatchCheckout(ctx context.Context, amounts []int64) []Result {
 		c.track(id, charges[i].key)
 	}
 	c.stats.call("BatchCharge")
-	ctx, tid, end := startTrace(ctx, "batch-checkout")
+	ctx, tid, end := c.chain.startTrace(ctx, "batch-checkout")
 	ctx = metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key)
 	start := time.Now()
 	payments, err := c.batch(ctx, charges)
@@ -385,7 +382,7 @@ func (c *Client) RandomSettled(n int) (string, bool) {
 // reports true.
 func (c *Client) Lookup(ctx context.Context, id string) (p *paymentsv1.Payment, cached bool, err error) {
 	c.stats.call("GetPayment")
-	ctx, tid, end := startTrace(ctx, "lookup")
+	ctx, tid, end := c.chain.startTrace(ctx, "lookup")
 	start := time.Now()
 	var lvl fallback.Level
 	resp, err := c.api.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: id}, fallback.Report(&lvl))
@@ -404,7 +401,7 @@ func (c *Client) Lookup(ctx context.Context, id string) (p *paymentsv1.Payment, 
 // Refund refunds a payment.
 func (c *Client) Refund(ctx context.Context, id string) error {
 	c.stats.call("Refund")
-	ctx, tid, end := startTrace(ctx, "refund")
+	ctx, tid, end := c.chain.startTrace(ctx, "refund")
 	_, err := c.api.Refund(ctx, &paymentsv1.RefundRequest{PaymentId: id})
 	end(err)
 	if err != nil {
@@ -429,7 +426,7 @@ func (c *Client) DrainOnce(ctx context.Context, max int) (int, error) {
 			return n, ctx.Err()
 		}
 		c.stats.call("Charge(outbox)")
-		cctx, tid, end := startTrace(ctx, "outbox-drain")
+		cctx, tid, end := c.chain.startTrace(ctx, "outbox-drain")
 		cctx = metadata.AppendToOutgoingContext(cctx, policy.KeyMetadata, e.Key)
 		var lvl fallback.Level
 		resp, err := c.api.Charge(cctx, &paymentsv1.ChargeRequest{OrderId: e.OrderID, AmountMinor: e.AmountMinor, Currency: e.Currency}, fallback.Report(&lvl))

@@ -18,8 +18,24 @@ import (
 )
 
 var (
-	bucketPayments = []byte("payments") // payment ID -> Payment
-	bucketKeys     = []byte("keys")     // idempotency key -> payment ID
+	bucketPayments = []byte("payments")  // payment ID -> Payment
+	bucketKeys     = []byte("keys")      // idempotency key -> payment ID
+	bucketBatch    = []byte("batchkeys") // keys of batch items -> empty
+)
+
+// Dedup says which repeated keys Charge answers with the recorded payment.
+type Dedup uint8
+
+const (
+	// DedupNone records every charge, repeated key or not.
+	DedupNone Dedup = iota
+	// DedupAll answers every repeated key with the recorded payment.
+	DedupAll
+	// DedupBatchItems answers a key with the recorded payment only when a
+	// batch recorded it: batches are streams, which an idempotency layer
+	// in front cannot store and replay, so the ledger is their only
+	// deduplication point, also when an item is later sent on its own.
+	DedupBatchItems
 )
 
 // ErrNotFound is returned for an unknown payment ID.
@@ -41,7 +57,7 @@ func Open(path string) (*Ledger, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPayments, bucketKeys} {
+		for _, b := range [][]byte{bucketPayments, bucketKeys, bucketBatch} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -66,18 +82,20 @@ type Charge struct {
 	Currency    string
 }
 
-// Charge records the charges atomically: all of them or none. With dedup,
-// a charge whose key is already recorded is answered with the recorded
-// payment, in the same transaction, and replayed reports true when every
-// charge was: the ledger is then a durable deduplication point,
-// independent of any idempotency layer in front of it.
-func (l *Ledger) Charge(now time.Time, dedup bool, charges ...Charge) (out []*paymentsv1.Payment, replayed bool, err error) {
+// Charge records the charges atomically: all of them or none. A charge
+// whose key is already recorded is answered with the recorded payment, in
+// the same transaction, as dedup says, and replayed reports true when
+// every charge was: the ledger is then a durable deduplication point,
+// independent of any idempotency layer in front of it. batch marks the
+// charges as items of a batch.
+func (l *Ledger) Charge(now time.Time, dedup Dedup, batch bool, charges ...Charge) (out []*paymentsv1.Payment, replayed bool, err error) {
 	var fresh []*paymentsv1.Payment
 	err = l.db.Update(func(tx *bolt.Tx) error {
 		out, fresh = out[:0], fresh[:0]
-		pays, keys := tx.Bucket(bucketPayments), tx.Bucket(bucketKeys)
+		pays, keys, batchKeys := tx.Bucket(bucketPayments), tx.Bucket(bucketKeys), tx.Bucket(bucketBatch)
 		for _, c := range charges {
-			if dedup && c.Key != "" {
+			check := dedup == DedupAll || dedup == DedupBatchItems && batchKeys.Get([]byte(c.Key)) != nil
+			if check && c.Key != "" {
 				if id := keys.Get([]byte(c.Key)); id != nil {
 					p, err := decode(pays.Get(id))
 					if err != nil {
@@ -106,6 +124,11 @@ func (l *Ledger) Charge(now time.Time, dedup bool, charges ...Charge) (out []*pa
 			if c.Key != "" {
 				if err := keys.Put([]byte(c.Key), []byte(p.PaymentId)); err != nil {
 					return err
+				}
+				if batch {
+					if err := batchKeys.Put([]byte(c.Key), nil); err != nil {
+						return err
+					}
 				}
 			}
 			out = append(out, p)

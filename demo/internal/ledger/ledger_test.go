@@ -16,7 +16,7 @@ func TestLedgerSurvivesReopenAndDedups(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Unix(100, 0)
-	p1, replayed, err := l.Charge(now, true, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"})
+	p1, replayed, err := l.Charge(now, DedupAll, false, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"})
 	if err != nil || replayed {
 		t.Fatalf("first charge: replayed=%v err=%v", replayed, err)
 	}
@@ -32,7 +32,7 @@ func TestLedgerSurvivesReopenAndDedups(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	p2, replayed, err := l.Charge(now, true, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"})
+	p2, replayed, err := l.Charge(now, DedupAll, false, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"})
 	if err != nil || !replayed || p2[0].PaymentId != p1[0].PaymentId {
 		t.Fatalf("charge again after reopen: %v replayed=%v err=%v, want %v replayed", p2, replayed, err, p1[0].PaymentId)
 	}
@@ -44,7 +44,7 @@ func TestLedgerSurvivesReopenAndDedups(t *testing.T) {
 		t.Fatalf("Get(unknown) err = %v", err)
 	}
 	// A batch is all new or replayed item by item.
-	batch, _, err := l.Charge(now, true, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"}, Charge{Key: "k2", OrderID: "o2", AmountMinor: 5, Currency: "EUR"})
+	batch, _, err := l.Charge(now, DedupAll, false, Charge{Key: "k1", OrderID: "o1", AmountMinor: 100, Currency: "EUR"}, Charge{Key: "k2", OrderID: "o2", AmountMinor: 5, Currency: "EUR"})
 	if err != nil || batch[0].PaymentId != p1[0].PaymentId || l.Count() != 2 {
 		t.Fatalf("batch = %v, %v, count %d", batch, err, l.Count())
 	}
@@ -61,11 +61,20 @@ func TestLedgerWithoutDedupRecordsEveryCharge(t *testing.T) {
 	}
 	defer l.Close()
 	for range 2 {
-		if _, _, err := l.Charge(time.Now(), false, Charge{Key: "k", OrderID: "o", AmountMinor: 1, Currency: "EUR"}); err != nil {
+		if _, _, err := l.Charge(time.Now(), DedupNone, false, Charge{Key: "k", OrderID: "o", AmountMinor: 1, Currency: "EUR"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := l.Count(); n != 2 {
 		t.Fatalf("Count = %d, want 2", n)
+	}
+	// Batch items are answered from the ledger even when sent on their own.
+	b, _, err := l.Charge(time.Now(), DedupAll, true, Charge{Key: "b/0", OrderID: "ob", AmountMinor: 1, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, replayed, err := l.Charge(time.Now(), DedupBatchItems, false, Charge{Key: "b/0", OrderID: "ob", AmountMinor: 1, Currency: "EUR"})
+	if err != nil || !replayed || again[0].PaymentId != b[0].PaymentId || l.Count() != 3 {
+		t.Fatalf("batch item sent alone: %v replayed=%v err=%v count=%d", again, replayed, err, l.Count())
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -36,6 +37,8 @@ type Options struct {
 	Chaos *chaos.Chaos
 	// Log receives the server's log; nil discards it.
 	Log *slog.Logger
+	// TracerProvider makes the server spans; nil for none.
+	TracerProvider trace.TracerProvider
 	// Redis, when set, keeps the idempotency interceptor's outcomes in
 	// Redis (a redis:// URL) instead of in memory.
 	Redis string
@@ -97,9 +100,12 @@ func Start(o Options) (*Server, error) {
 	}
 	s := &Server{
 		ledger: l, lis: lis, alis: alis, chaos: o.Chaos, log: o.Log,
-		svc:    &service{ledger: l, log: o.Log, dedupUnary: !o.NoLedgerDedup},
+		svc:    &service{ledger: l, log: o.Log, dedup: ledger.DedupAll},
 		health: health.NewServer(),
 		done:   make(chan error, 1), adone: make(chan struct{}),
+	}
+	if o.NoLedgerDedup {
+		s.svc.dedup = ledger.DedupBatchItems
 	}
 	resolver := policy.Default()
 	applies := func(m string) bool { return strings.HasPrefix(m, paymentsPrefix) }
@@ -108,7 +114,7 @@ func Start(o Options) (*Server, error) {
 		return err != nil || p.Idempotency != policy.NoSideEffects
 	}
 	cu, cs := o.Chaos.Interceptors(applies, sideEffects)
-	unary, stream, closeStore, err := serverChain(cu, cs, o.Redis, &s.keys)
+	unary, stream, closeStore, err := serverChain(o.TracerProvider, cu, cs, o.Redis, &s.keys)
 	s.closeStore = closeStore
 	if err != nil {
 		lis.Close()

@@ -24,10 +24,10 @@ type service struct {
 	paymentsv1.UnimplementedPaymentServiceServer
 	ledger *ledger.Ledger
 	log    *slog.Logger
-	// dedupUnary makes the ledger answer a repeated key of a unary Charge
-	// itself. Batches are always deduplicated by the ledger: the
-	// idempotency interceptor leaves streams to the handler.
-	dedupUnary bool
+	// dedup is how the ledger answers a repeated key of a unary Charge.
+	// Batches are always deduplicated by the ledger: the idempotency
+	// interceptor leaves streams to the handler.
+	dedup ledger.Dedup
 
 	committed, replayed atomic.Uint64
 }
@@ -61,12 +61,12 @@ func needKey(ctx context.Context, method string) (string, error) {
 	return key, nil
 }
 
-func (s *service) charge(ctx context.Context, dedup bool, charges []ledger.Charge) ([]*paymentsv1.Payment, error) {
+func (s *service) charge(ctx context.Context, dedup ledger.Dedup, batch bool, charges []ledger.Charge) ([]*paymentsv1.Payment, error) {
 	if err := ctx.Err(); err != nil {
 		// The client gave up before the work started: do not commit.
 		return nil, status.FromContextError(err).Err()
 	}
-	out, replayed, err := s.ledger.Charge(time.Now(), dedup, charges...)
+	out, replayed, err := s.ledger.Charge(time.Now(), dedup, batch, charges...)
 	if err != nil {
 		s.log.Error("ledger write failed", "err", err)
 		return nil, status.Error(codes.Internal, err.Error())
@@ -87,7 +87,7 @@ func (s *service) Charge(ctx context.Context, req *paymentsv1.ChargeRequest) (*p
 	if err := checkCharge(req); err != nil {
 		return nil, err
 	}
-	out, err := s.charge(ctx, s.dedupUnary, []ledger.Charge{{Key: key, OrderID: req.OrderId, AmountMinor: req.AmountMinor, Currency: req.Currency}})
+	out, err := s.charge(ctx, s.dedup, false, []ledger.Charge{{Key: key, OrderID: req.OrderId, AmountMinor: req.AmountMinor, Currency: req.Currency}})
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func (s *service) BatchCharge(stream grpc.ClientStreamingServer[paymentsv1.Batch
 	if len(charges) == 0 {
 		return status.Error(codes.InvalidArgument, "empty batch")
 	}
-	out, err := s.charge(stream.Context(), true, charges)
+	out, err := s.charge(stream.Context(), ledger.DedupAll, true, charges)
 	if err != nil {
 		return err
 	}
