@@ -38,8 +38,9 @@ test: check-generated lint test-go
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# The demo: a payment server with chaos and the checkout client, on free
-# ports of 127.0.0.1. DEMO_DURATION=60s, DEMO_RATE=15, DEMO_KEEP=1 keeps
-# the server running afterwards.
+# The demo (demo/README.md): Jaeger when it can start, the payment server
+# with chaos and the checkout client, on free ports of 127.0.0.1.
+# DEMO_DURATION=60s, DEMO_RATE=15, DEMO_KEEP=1 keeps the server and Jaeger
+# running afterwards, DEMO_JAEGER=0 runs without Jaeger (1: require it).
 demo:
-	DEMO_DURATION=$(DEMO_DURATION) DEMO_RATE=$(DEMO_RATE) DEMO_KEEP=$(DEMO_KEEP) GO=$(GO) demo/run.sh
+	DEMO_DURATION=$(DEMO_DURATION) DEMO_RATE=$(DEMO_RATE) DEMO_KEEP=$(DEMO_KEEP) DEMO_JAEGER=$(DEMO_JAEGER) GO=$(GO) demo/run.sh

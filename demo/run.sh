@@ -46,7 +46,8 @@ start_jaeger() {
 		jaeger_off "tools/jaeger is not in this checkout"; return 0
 	fi
 	local cache="${FAILSOFT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/failsoft}"
-	local sum; sum=$(cksum < tools/jaeger/go.sum | cut -d' ' -f1)
+	# Same cache key as the Jaeger end-to-end test, so either builds it once.
+	local sum; sum=$( { sha256sum 2>/dev/null || shasum -a 256; } < tools/jaeger/go.sum | cut -c1-12)
 	local bin="${FAILSOFT_JAEGER_BIN:-$cache/jaeger-$sum-$("$GO" env GOOS)-$("$GO" env GOARCH)}"
 	if [[ ! -x "$bin" ]]; then
 		say "building Jaeger into $bin (first run only; takes a few minutes)"
