@@ -22,7 +22,11 @@ KEEP=${DEMO_KEEP:-0}
 DIR=${DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/failsoft-demo.XXXXXX")}
 mkdir -p "$DIR"
 
-say() { printf '\033[1m%s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then
+	say() { printf '\033[1m%s\033[0m\n' "$*"; }
+else
+	say() { printf '%s\n' "$*"; }
+fi
 
 say "building into $DIR"
 "$GO" build -o "$DIR/server" ./demo/server
