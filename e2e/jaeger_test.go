@@ -11,18 +11,18 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
 	"github.com/failsoft/failsoft"
+	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
 	"github.com/failsoft/failsoft/interceptors/retry"
 	"github.com/failsoft/failsoft/interceptors/telemetry"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
@@ -43,9 +43,9 @@ const (
 	serverService = "failsoft-e2e-server"
 	// KeyedWrite is not idempotent but requires an idempotency key: the
 	// suite attaches one and may then retry it.
-	callName = "failsoft.policytest.v1.TunedService/KeyedWrite"
-	logicalCalls  = 3
-	failuresEach  = 2 // the server fails the first two attempts of every call
+	callName     = "failsoft.policytest.v1.TunedService/KeyedWrite"
+	logicalCalls = 3
+	failuresEach = 2 // the server fails the first two attempts of every call
 )
 
 // TestJaeger sends retried calls through the telemetry interceptors, with
