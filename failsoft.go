@@ -18,6 +18,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/interceptors/retry"
+	"github.com/failsoft/failsoft/interceptors/telemetry"
 	"github.com/failsoft/failsoft/interceptors/throttle"
 )
 
@@ -26,13 +27,14 @@ type Option func(*config) error
 
 // Layer names, used in error messages.
 const (
-	layerDeadline = "deadline"
-	layerKey      = "idempotency"
-	layerFallback = "fallback"
-	layerRetry    = "retry"
-	layerThrottle = "throttle"
-	layerBreaker  = "breaker"
-	layerBulkhead = "bulkhead"
+	layerTelemetry = "telemetry"
+	layerDeadline  = "deadline"
+	layerKey       = "idempotency"
+	layerFallback  = "fallback"
+	layerRetry     = "retry"
+	layerThrottle  = "throttle"
+	layerBreaker   = "breaker"
+	layerBulkhead  = "bulkhead"
 )
 
 type config struct {
@@ -40,13 +42,14 @@ type config struct {
 	observer observe.Observer
 	clock    clock.Clock
 
-	deadline layer[deadline.Option]
-	key      layer[idempotency.Option]
-	fallback layer[fallback.Option]
-	retry    layer[retry.Option]
-	throttle layer[throttle.Option]
-	breaker  layer[breaker.Option]
-	bulkhead layer[bulkhead.Option]
+	telemetry layer[telemetry.Option]
+	deadline  layer[deadline.Option]
+	key       layer[idempotency.Option]
+	fallback  layer[fallback.Option]
+	retry     layer[retry.Option]
+	throttle  layer[throttle.Option]
+	breaker   layer[breaker.Option]
+	bulkhead  layer[bulkhead.Option]
 }
 
 // layer is one layer's configuration: its options, and whether it was
@@ -113,6 +116,18 @@ func WithClock(cl clock.Clock) Option {
 		c.clock = cl
 		return nil
 	}
+}
+
+// WithTelemetry configures the OpenTelemetry layer (on by default, with
+// the global tracer and meter providers: with none installed it costs no
+// allocation). It hears every other layer's decisions.
+func WithTelemetry(opts ...telemetry.Option) Option {
+	return func(c *config) error { return c.telemetry.configure(layerTelemetry, false, opts) }
+}
+
+// WithoutTelemetry switches the OpenTelemetry layer off.
+func WithoutTelemetry() Option {
+	return func(c *config) error { return c.telemetry.configure(layerTelemetry, true, nil) }
 }
 
 // WithDeadline configures the deadline layer (on by default).
@@ -263,6 +278,20 @@ func build(opts []Option) (*chain, *byte, error) {
 	id := new(byte)
 	gu, gs := guard(id)
 	ch := &chain{unary: []grpc.UnaryClientInterceptor{gu}, stream: []grpc.StreamClientInterceptor{gs}}
+
+	// Telemetry is built first: it is both the outermost and the innermost
+	// layer, and every other layer reports to it.
+	var tel *telemetry.Interceptor
+	if c.telemetry.enabled(true) {
+		var err error
+		tel, err = telemetry.New(append([]telemetry.Option{telemetry.WithClock(c.clock)}, c.telemetry.opts...)...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("failsoft: telemetry layer: %w", err)
+		}
+		ch.unary = append(ch.unary, tel.UnaryClientInterceptor())
+		ch.stream = append(ch.stream, tel.StreamClientInterceptor())
+		c.observer = observe.Multi(tel, c.observer)
+	}
 	r, o, k := c.resolver, c.observer, c.clock
 	steps := []func() error{
 		func() error {
@@ -301,6 +330,10 @@ func build(opts []Option) (*chain, *byte, error) {
 	}
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
+	}
+	if tel != nil {
+		ch.unary = append(ch.unary, tel.UnaryAttemptInterceptor())
+		ch.stream = append(ch.stream, tel.StreamAttemptInterceptor())
 	}
 	return ch, id, nil
 }

@@ -349,6 +349,11 @@ func (c *call) attemptContext(n int, hedge bool, wait time.Duration, reason stri
 	if n > 1 {
 		ctx = metadata.AppendToOutgoingContext(ctx, AttemptMetadata, attemptString(n))
 	}
+	if n == 1 && !hedge && c.timeout == 0 {
+		// observe.AttemptFrom already reads a context without an attempt
+		// as the first one: saving the value costs two allocations.
+		return ctx
+	}
 	return observe.WithAttempt(ctx, observe.Attempt{N: n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.timeout})
 }
 
