@@ -67,8 +67,8 @@ var (
 // entry point, which orders the layers (outermost first): deadline,
 // idempotency key, fallback, retry and hedging, throttle, circuit breaker.
 // What each may do with a method comes from payments.proto. The telemetry
-// layer wraps it: its call span outermost, one attempt span per attempt
-// innermost, and it hears every layer's decisions as span events.
+// layer wraps them all: its call span outermost, one attempt span per
+// attempt innermost, and it hears every layer's decisions as span events.
 //
 // The checkout story adds: a breaker that opens after BreakerFailures
 // failures within BreakerWindow; a fallback that answers a charge that
@@ -97,12 +97,8 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	tel, err := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithClock(clk))
-	if err != nil {
-		return nil, err
-	}
 	opts := []failsoft.Option{
-		failsoft.WithObserver(tel),
+		failsoft.WithTelemetry(telemetry.WithTracerProvider(tp)),
 		failsoft.WithResolver(res),
 		failsoft.WithClock(clk),
 		failsoft.WithRetry(retry.WithRand(func() float64 {
@@ -120,16 +116,7 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	dial := []grpc.DialOption{
-		grpc.WithChainUnaryInterceptor(tel.UnaryClientInterceptor()),
-		grpc.WithChainStreamInterceptor(tel.StreamClientInterceptor()),
-	}
-	dial = append(dial, suite...)
-	dial = append(dial,
-		grpc.WithChainUnaryInterceptor(tel.UnaryAttemptInterceptor()),
-		grpc.WithChainStreamInterceptor(tel.StreamAttemptInterceptor()),
-	)
-	return &Chain{dial: dial, tracer: tp.Tracer("github.com/failsoft/failsoft/demo/checkout")}, nil
+	return &Chain{dial: suite, tracer: tp.Tracer("github.com/failsoft/failsoft/demo/checkout")}, nil
 }
 
 // startTrace starts the span of one operation of the checkout, under which

@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
-	"github.com/failsoft/failsoft/interceptors/deadline"
+	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/idempotency/redisstore"
 	"github.com/failsoft/failsoft/interceptors/observe"
@@ -31,58 +31,49 @@ func (k *keyEvents) Observe(_ context.Context, e observe.Event) {
 	}
 }
 
-// serverChain builds the server interceptors, outermost first:
+// serverChain returns the server's interceptors, outermost first:
 //
-//	telemetry -> chaos -> idempotency -> deadline -> service
+//	chaos -> failsoft.ServerOptions (telemetry -> deadline -> idempotency) -> service
 //
-// Telemetry comes first so that the server span continues the client's
-// trace and shows the injected faults.
-// Chaos comes first so that an injected fault looks like the network
-// failing: nothing behind it runs for an injected error, and a lost
-// response is dropped after the idempotency interceptor stored it, so the
-// retry is answered from the store. The deadline interceptor gives the
-// handler a deadline a safety margin before the caller's.
+// Chaos comes first because it plays the network: an injected error or
+// outage never reaches the server (no server span, nothing runs), and a
+// response lost after commit is dropped after the idempotency interceptor
+// stored it, so the retry is answered from the store, while the server
+// span shows the call succeeded.
 //
 // The idempotency store is in memory, or in Redis when redisURL is set
 // (for example redis://127.0.0.1:6379/0). The returned close function
 // releases the Redis client.
 func serverChain(tp trace.TracerProvider, chaosU grpc.UnaryServerInterceptor, chaosS grpc.StreamServerInterceptor, redisURL string, ev *keyEvents) (
-	[]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor, func() error, error,
+	[]grpc.ServerOption, func() error, error,
 ) {
 	closeStore := func() error { return nil }
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	tel, err := telemetry.New(telemetry.WithTracerProvider(tp))
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	opts := []idempotency.ServerOption{idempotency.WithObserver(observe.Multi(ev, tel))}
+	var idem []idempotency.ServerOption
 	if redisURL != "" {
 		ro, err := redis.ParseURL(redisURL)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("idempotency store: %w", err)
+			return nil, nil, fmt.Errorf("idempotency store: %w", err)
 		}
 		rc := redis.NewClient(ro)
 		st, err := redisstore.New(rc)
 		if err != nil {
 			rc.Close()
-			return nil, nil, nil, fmt.Errorf("idempotency store: %w", err)
+			return nil, nil, fmt.Errorf("idempotency store: %w", err)
 		}
-		opts = append(opts, idempotency.WithStore(st))
+		idem = append(idem, idempotency.WithStore(st))
 		closeStore = rc.Close
 	}
-	idem, err := idempotency.NewServer(opts...)
+	suite, err := failsoft.ServerOptions(
+		failsoft.WithServerObserver(ev),
+		failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)),
+		failsoft.WithServerIdempotency(idem...),
+	)
 	if err != nil {
 		closeStore()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	dl, err := deadline.New()
-	if err != nil {
-		closeStore()
-		return nil, nil, nil, err
-	}
-	return []grpc.UnaryServerInterceptor{tel.UnaryServerInterceptor(), chaosU, idem.UnaryServerInterceptor(), dl.UnaryServerInterceptor()},
-		[]grpc.StreamServerInterceptor{tel.StreamServerInterceptor(), chaosS, idem.StreamServerInterceptor(), dl.StreamServerInterceptor()},
-		closeStore, nil
+	return append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(chaosU), grpc.ChainStreamInterceptor(chaosS)}, suite...), closeStore, nil
 }

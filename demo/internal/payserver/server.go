@@ -114,7 +114,7 @@ func Start(o Options) (*Server, error) {
 		return err != nil || p.Idempotency != policy.NoSideEffects
 	}
 	cu, cs := o.Chaos.Interceptors(applies, sideEffects)
-	unary, stream, closeStore, err := serverChain(o.TracerProvider, cu, cs, o.Redis, &s.keys)
+	sopts, closeStore, err := serverChain(o.TracerProvider, cu, cs, o.Redis, &s.keys)
 	s.closeStore = closeStore
 	if err != nil {
 		lis.Close()
@@ -122,7 +122,7 @@ func Start(o Options) (*Server, error) {
 		l.Close()
 		return nil, err
 	}
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	s.grpc = grpc.NewServer(sopts...)
 	paymentsv1.RegisterPaymentServiceServer(s.grpc, s.svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
