@@ -119,7 +119,7 @@ start_jaeger
 
 rm -f "$DIR/addr"
 "$DIR/server" -addr 127.0.0.1:0 -admin-addr 127.0.0.1:0 -data "$DIR/ledger.db" \
-	-addr-file "$DIR/addr" "${otlp_flags[@]}" 2>"$DIR/server.log" &
+	-addr-file "$DIR/addr" "${otlp_flags[@]}" >"$DIR/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
 	[[ -s "$DIR/addr" ]] && break
