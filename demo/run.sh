@@ -13,6 +13,7 @@
 #   DEMO_JAEGER    auto (default), 1 or 0: trace export to Jaeger, when the
 #                  telemetry tooling is available
 set -euo pipefail
+# Written for bash 3.2 too (macOS): no mapfile, no empty-array expansions.
 
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -61,7 +62,9 @@ start_jaeger() {
 		fi
 		mv "$bin.tmp.$$" "$bin"
 	fi
-	local ports; mapfile -t ports < <("$DIR/demotool" ports 4)
+	local ports=() p
+	while read -r p; do ports+=("$p"); done < <("$DIR/demotool" ports 4)
+	if [[ ${#ports[@]} -ne 4 ]]; then jaeger_off "no free ports"; return 0; fi
 	sed -e "s/127.0.0.1:4317/127.0.0.1:${ports[0]}/; s/127.0.0.1:4318/127.0.0.1:${ports[1]}/" \
 		-e "s/127.0.0.1:16686/127.0.0.1:${ports[2]}/; s/127.0.0.1:16685/127.0.0.1:${ports[3]}/" \
 		tools/jaeger/config.yaml >"$DIR/jaeger.yaml"
@@ -119,7 +122,7 @@ start_jaeger
 
 rm -f "$DIR/addr"
 "$DIR/server" -addr 127.0.0.1:0 -admin-addr 127.0.0.1:0 -data "$DIR/ledger.db" \
-	-addr-file "$DIR/addr" "${otlp_flags[@]}" >"$DIR/server.log" 2>&1 &
+	-addr-file "$DIR/addr" ${otlp_flags[@]+"${otlp_flags[@]}"} >"$DIR/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
 	[[ -s "$DIR/addr" ]] && break
@@ -139,7 +142,7 @@ status=0
 rm -f "$DIR/retried-trace"
 "$DIR/client" -server "$grpc_addr" -admin "$admin_addr" -outbox "$DIR/outbox.db" \
 	-duration "$DURATION" -rate "$RATE" -log "$DIR/client.log" -trace-file "$DIR/retried-trace" \
-	"${otlp_flags[@]}" || status=$?
+	${otlp_flags[@]+"${otlp_flags[@]}"} || status=$?
 
 if [[ -n "$jaeger_pid" && -s "$DIR/retried-trace" ]]; then
 	trace_id=$(cat "$DIR/retried-trace")
