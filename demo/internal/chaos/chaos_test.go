@@ -167,3 +167,30 @@ func TestFaultsAreCountedAndSeeded(t *testing.T) {
 		t.Errorf("counters %+v / %+v", c1, c2)
 	}
 }
+
+// Settings posted to the admin endpoint are untrusted: whatever the body,
+// parsing and applying it either fails or yields valid settings.
+func FuzzParseUpdate(f *testing.F) {
+	for _, s := range []string{
+		`{"error_rate":0.1,"error_codes":["UNAVAILABLE","INTERNAL"]}`,
+		`{"latency":"20ms","slow_latency":"1s","slow_fraction":0.05}`,
+		`{"outage_every":"30s","outage_for":"5s"}`,
+		`{"reset":true,"down":true}`,
+		`{"error_rate":1.5}`, `{"latency":"-1s"}`, `{`, `[]`, `{"pushback":"1h","pushback_rate":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		u, err := ParseUpdate(body)
+		if err != nil {
+			return
+		}
+		c, err := u.apply(Config{})
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("applied settings are invalid: %v", err)
+		}
+	})
+}

@@ -41,8 +41,9 @@ type ChainConfig struct {
 	BreakerOpenFor  time.Duration
 	// ChargeFallback answers a charge that could not be confirmed.
 	ChargeFallback func(ctx context.Context, req *paymentsv1.ChargeRequest, cause error) (*paymentsv1.ChargeResponse, error)
-	// OnBreaker hears breaker state changes.
-	OnBreaker func(target string, from, to string, at time.Time)
+	// OnBreaker hears breaker state changes; probeAt is when an open
+	// breaker lets a probe through (zero for other states).
+	OnBreaker func(target string, from, to string, probeAt time.Time)
 	// TracerProvider makes the spans; nil for none (trace IDs are then
 	// empty).
 	TracerProvider trace.TracerProvider
@@ -86,7 +87,11 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	}
 	if cfg.OnBreaker != nil {
 		bopts = append(bopts, breaker.OnStateChange(func(c breaker.Change) {
-			cfg.OnBreaker(c.Target, c.From.String(), c.To.String(), c.At)
+			var probeAt time.Time
+			if c.To == breaker.Open {
+				probeAt = c.At.Add(c.OpenFor)
+			}
+			cfg.OnBreaker(c.Target, c.From.String(), c.To.String(), probeAt)
 		}))
 	}
 	fb := []fallback.Option{fallback.WithCache(methodGetPayment)}

@@ -63,7 +63,8 @@ type Client struct {
 	mu      sync.Mutex
 	orders  map[string]*order // by order ID
 	breaker atomic.Pointer[string]
-	settled []string // payment IDs, for reads and refunds
+	probeAt atomic.Int64 // Unix ns when an open breaker probes; 0 when not open
+	settled []string     // payment IDs, for reads and refunds
 	seq     int
 	drainMu sync.Mutex
 }
@@ -95,7 +96,14 @@ func New(cfg Config) (*Client, error) {
 	c.breaker.Store(&closed)
 	cfg.Chain.Observer = c.stats
 	cfg.Chain.ChargeFallback = c.chargeFallback
-	cfg.Chain.OnBreaker = func(_, _, to string, _ time.Time) { c.breaker.Store(&to) }
+	cfg.Chain.OnBreaker = func(_, _, to string, probeAt time.Time) {
+		c.breaker.Store(&to)
+		var at int64
+		if !probeAt.IsZero() {
+			at = probeAt.UnixNano()
+		}
+		c.probeAt.Store(at)
+	}
 	chain, err := NewChain(cfg.Chain)
 	if err != nil {
 		return nil, err
@@ -416,6 +424,11 @@ func (c *Client) Refund(ctx context.Context, id string) error {
 func (c *Client) DrainOnce(ctx context.Context, max int) (int, error) {
 	c.drainMu.Lock()
 	defer c.drainMu.Unlock()
+	if at := c.probeAt.Load(); at > 0 && time.Now().UnixNano() < at {
+		// The breaker is open and would answer at once: wait for its
+		// probe time, when a drained charge can be the probe.
+		return 0, nil
+	}
 	pending, err := c.outbox.Pending(max)
 	if err != nil {
 		return 0, err
