@@ -32,14 +32,14 @@ func StoryPhases(total time.Duration) []Phase {
 			Chaos: chaos.Config{Latency: 5 * time.Millisecond, SlowLatency: 300 * time.Millisecond, SlowFraction: 0.08}},
 		{Name: "flaky", Duration: part(0.3), Note: "retries with the same key; lost responses replayed, not charged twice",
 			Chaos: chaos.Config{
-				ErrorRate: 0.05, ErrorCodes: []codes.Code{codes.Unavailable},
-				Latency: 10 * time.Millisecond, SlowLatency: 900 * time.Millisecond, SlowFraction: 0.04,
-				LostRate: 0.10, PushbackRate: 0.03, Pushback: 100 * time.Millisecond,
+				ErrorRate: 0.03, ErrorCodes: []codes.Code{codes.Unavailable},
+				Latency: 10 * time.Millisecond, SlowLatency: 900 * time.Millisecond, SlowFraction: 0.03,
+				LostRate: 0.06, PushbackRate: 0.03, Pushback: 100 * time.Millisecond,
 			}},
 		{Name: "outage", Duration: part(0.2), Note: "breaker opens; charges answered pending and kept in the outbox",
 			Chaos: chaos.Config{Down: true}},
 		{Name: "recovery", Duration: part(0.3), Note: "breaker probes and closes; the outbox drains with the same keys",
-			Chaos: chaos.Config{Latency: 5 * time.Millisecond, LostRate: 0.02}},
+			Chaos: chaos.Config{Latency: 5 * time.Millisecond}},
 	}
 }
 
