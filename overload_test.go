@@ -23,8 +23,8 @@ import (
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/interceptors/retry"
 	"github.com/failsoft/failsoft/interceptors/throttle"
-	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
+	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
 
 // These tests drive the whole client suite (the chain DialOptions
