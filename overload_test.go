@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -788,23 +787,14 @@ func TestOverloadModel(t *testing.T) {
 
 // TestOverloadModelUnavailablePushback is TestOverloadModel with targets
 // that shed load with UNAVAILABLE and a pushback trailer, which issue 10
-// and the throttle's documentation call overload. It fails: no layer of
-// the chain reads the trailer, so the breaker counts those answers as
-// failures and opens. Set FAILSOFT_KNOWN_BUGS=1 to run it.
+// and the throttle's documentation call overload: the chain's pushback
+// marking makes the breaker and the throttle see them as overload.
 func TestOverloadModelUnavailablePushback(t *testing.T) {
-	knownBug(t)
 	cc := overloadConn(t)
 	rapid.Check(t, func(rt *rapid.T) {
 		sc := drawScenario(rt, true)
 		checkOverloadProperties(rt, cc, sc)
 	})
-}
-
-func knownBug(t *testing.T) {
-	t.Helper()
-	if os.Getenv("FAILSOFT_KNOWN_BUGS") == "" {
-		t.Skip("known bug: UNAVAILABLE with server pushback opens the breaker (no layer marks pushback as overload); set FAILSOFT_KNOWN_BUGS=1 to run")
-	}
 }
 
 func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *model {
@@ -889,6 +879,16 @@ func TestOverloadRegimes(t *testing.T) {
 			capacity: offered * 2 / 3, code: codes.ResourceExhausted, pushback: "20"},
 		retryOverRE: true, maxPerCall: 1.2,
 	}, {
+		name: "overloaded/1.5x capacity/UNAVAILABLE+pushback/seed rule",
+		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
+			capacity: offered * 2 / 3, code: codes.Unavailable, pushback: "20"},
+		withinRule: true, maxPerCall: 1.2,
+	}, {
+		name: "overloaded/1.5x capacity/UNAVAILABLE+pushback/default rule",
+		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
+			capacity: offered * 2 / 3, code: codes.Unavailable, pushback: "20"},
+		maxPerCall: 1.2,
+	}, {
 		name: "overloaded/4x capacity/RESOURCE_EXHAUSTED retried/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered / 4, code: codes.ResourceExhausted},
@@ -946,11 +946,10 @@ func TestOverloadRegimes(t *testing.T) {
 // TestOverloadUnavailablePushbackKeepsBreakerClosed: a server that sheds
 // load with UNAVAILABLE and a grpc-retry-pushback-ms trailer is
 // overloaded, not dead (issue 10; the throttle's and outcome's
-// documentation), so the breaker must stay closed. It opens after five
-// answers: the breaker and the throttle classify the bare status, and no
-// layer inside them reads the trailer and marks the error as overload.
+// documentation), so the breaker must stay closed. The breaker and the
+// throttle classify the error alone: the pushback marking inside them
+// reads the trailer and marks the error as overload.
 func TestOverloadUnavailablePushbackKeepsBreakerClosed(t *testing.T) {
-	knownBug(t)
 	cc := overloadConn(t)
 	h, cancel := newHarness(t, cc, scenario{withinRule: true, throttleSeed: 1, retrySeed: 2, targetSeed: 3})
 	defer cancel()
