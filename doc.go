@@ -32,7 +32,11 @@
 //     retry layer does not retry that answer against the same target.
 //  8. bulkhead: limits the attempts in flight to a target; inside the
 //     breaker so rejected calls never take a slot.
-//  9. telemetry attempt span: innermost, so it covers exactly one attempt
+//  9. pushback marking: an attempt answered with server pushback (a
+//     grpc-retry-pushback-ms trailer, a google.rpc.RetryInfo) is marked as
+//     overload; inside the breaker and the throttle, which see only the
+//     error, so that a live server shedding load never opens the breaker.
+//  10. telemetry attempt span: innermost, so it covers exactly one attempt
 //     on the wire and carries the trace context to the server.
 //
 // Each layer can be configured (WithDeadline, WithThrottle, ...) or

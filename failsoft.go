@@ -331,6 +331,12 @@ func build(opts []Option) (*chain, *byte, error) {
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
 	}
+	// Pushback marking sits inside every layer that classifies attempts
+	// (throttle, breaker, and the retry and fallback layers above them),
+	// so that a live server's pushback reaches them as overload. It is on
+	// whatever the layers: it holds no state and costs nothing on success.
+	ch.unary = append(ch.unary, retry.UnaryPushbackInterceptor())
+	ch.stream = append(ch.stream, retry.StreamPushbackInterceptor())
 	if tel != nil {
 		ch.unary = append(ch.unary, tel.UnaryAttemptInterceptor())
 		ch.stream = append(ch.stream, tel.StreamAttemptInterceptor())

@@ -64,7 +64,7 @@ type Classifier [17]Class
 //	UNAUTHENTICATED, FAILED_PRECONDITION, ABORTED,
 //	OUT_OF_RANGE, UNIMPLEMENTED)                Ignored
 //
-// An error that carries server pushback (see Overloaded) is Overload
+// An error that carries server pushback (see MarkOverloaded) is Overload
 // whatever its code, and a Rejection is always Ignored.
 var Default = func() Classifier {
 	var c Classifier

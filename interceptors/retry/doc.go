@@ -64,6 +64,25 @@
 // retry. Pushback never makes a non-retryable code retryable, and the
 // deadline check and the budget still apply.
 //
+// # Pushback is overload
+//
+// Pushback comes from a live server that sheds load, whatever the status
+// code with it: UNAVAILABLE with a pushback is an overloaded server, not a
+// broken one. The layers inside this one (circuit breaker, throttle) see
+// only an attempt's error, not its trailer, so UnaryPushbackInterceptor and
+// StreamPushbackInterceptor, chained inside them, mark a failed attempt
+// whose trailer holds grpc-retry-pushback-ms (any value: even one that says
+// "do not retry" comes from a live server) or whose status holds a
+// google.rpc.RetryInfo with a delay, using outcome.MarkOverloaded, so that
+// outcome's classification says Overload. The marked error keeps the
+// attempt's status (code, message, details), so this layer, outside, reads
+// the same pushback and returns the same status; the marking reaches the
+// caller too, where status.FromError and status.Code see the server's
+// status unchanged. They need no configuration; they read the trailer
+// through the grpc.Trailer option this layer adds to every retryable
+// attempt, and add one of their own (pooled) otherwise: a unary attempt
+// that succeeds costs no allocation, a stream one (its wrapper).
+//
 // # Retry budget
 //
 // Each target (cc.Target()) has a budget that limits retries and hedges to
@@ -174,6 +193,8 @@
 // it) and before the layers that act on each attempt (circuit breaker,
 // bulkhead, throttle, per-attempt telemetry), so that each attempt is
 // admitted and observed on its own and a local rejection stops retrying.
+// Chain the pushback interceptors inside the breaker and the throttle,
+// after the bulkhead.
 //
 // # grpc-go's own retries
 //
