@@ -2,7 +2,6 @@ package breaker
 
 import (
 	"context"
-	"errors"
 	"io"
 	"sort"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -43,25 +43,15 @@ type targetEntry struct {
 // when half of the last 100 calls (at least 20) failed.
 func New(opts ...Option) (*Interceptor, error) {
 	ic := &Interceptor{cfg: defaultConfig()}
-	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&ic.cfg); err != nil {
-			errs = append(errs, err)
-		}
+	err := option.Apply(&ic.cfg, opts...)
+	if err == nil {
+		err = ic.cfg.finish()
 	}
-	if len(errs) == 0 {
-		if err := ic.cfg.finish(); err != nil {
-			errs = append(errs, err)
-		}
+	if err != nil {
+		return nil, err
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	ic.base = ic.cfg.clock.Now()
-	ic.system = ic.cfg.clock == clock.System()
+	ic.base = ic.cfg.Clock.Now()
+	ic.system = ic.cfg.Clock == clock.System()
 	ic.clocked = ic.cfg.timeWindow > 0 || ic.cfg.slowThreshold > 0
 	empty := map[string]*targetEntry{}
 	ic.reg.Store(&empty)
@@ -74,7 +64,7 @@ func (ic *Interceptor) now() int64 {
 	if ic.system {
 		return int64(time.Since(ic.base))
 	}
-	return int64(ic.cfg.clock.Now().Sub(ic.base))
+	return int64(ic.cfg.Clock.Now().Sub(ic.base))
 }
 
 func (ic *Interceptor) at(off int64) time.Time { return ic.base.Add(time.Duration(off)) }
@@ -217,7 +207,7 @@ func (ic *Interceptor) Snapshots() []Snapshot {
 // breaker when the call is not guarded, and a non-nil error when the call
 // must fail without being sent.
 func (ic *Interceptor) guard(ctx context.Context, target, method string) (*breaker, uint64, int64, error) {
-	p, err := ic.cfg.resolver.Resolve(method)
+	p, err := ic.cfg.Resolver.Resolve(method)
 	if err != nil {
 		return nil, 0, 0, status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -230,7 +220,7 @@ func (ic *Interceptor) guard(ctx context.Context, target, method string) (*break
 	}
 	tok, rej := b.allow(ctx, method)
 	if rej != nil {
-		if o := ic.cfg.observer; o != nil {
+		if o := ic.cfg.Observer; o != nil {
 			var counts observe.Counts
 			if info := b.open.Load(); info != nil {
 				counts = info.counts

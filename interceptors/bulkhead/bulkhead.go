@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -93,20 +94,12 @@ func (c *compartment) wait(ctx context.Context, clk clock.Clock, d time.Duration
 // New returns an Interceptor.
 func New(opts ...Option) (*Interceptor, error) {
 	ic := &Interceptor{cfg: defaultConfig()}
-	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&ic.cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	err := option.Apply(&ic.cfg, opts...)
 	if len(ic.cfg.methodLimits) > 0 && !ic.cfg.perMethod {
-		errs = append(errs, errors.New("bulkhead.MethodLimit: needs PerMethod"))
+		err = errors.Join(err, errors.New("bulkhead.MethodLimit: needs PerMethod"))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err != nil {
+		return nil, err
 	}
 	empty := map[string]*entry{}
 	ic.reg.Store(&empty)
@@ -269,17 +262,17 @@ func (ic *Interceptor) acquire(ctx context.Context, target, method string) (*com
 	rej := c.full
 	var waited time.Duration
 	if d := ic.cfg.maxWait; d > 0 {
-		start := ic.cfg.clock.Now()
-		ok, err := c.wait(ctx, ic.cfg.clock, d)
+		start := ic.cfg.Clock.Now()
+		ok, err := c.wait(ctx, ic.cfg.Clock, d)
 		if err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
 		if ok {
 			return c, nil
 		}
-		rej, waited = c.waitedOut, ic.cfg.clock.Now().Sub(start)
+		rej, waited = c.waitedOut, ic.cfg.Clock.Now().Sub(start)
 	}
-	if o := ic.cfg.observer; o != nil {
+	if o := ic.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{Kind: observe.BulkheadRejected, Method: method, Target: target,
 			Duration: waited, Value: float64(c.limit), Err: rej})
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -26,29 +27,24 @@ type Interceptor struct {
 	cfg    config
 	base   time.Time     // bucket 0 starts here
 	width  time.Duration // of a bucket
-	system bool          // cfg.clock is the system clock
+	system bool          // cfg.Clock is the system clock
 
 	mu      sync.Mutex                       // serialises changes to targets
 	targets atomic.Pointer[map[string]*ring] // copied on write; read lock-free
 }
 
-// New returns an Interceptor configured by opts, or an error naming the
-// first invalid option.
+// New returns an Interceptor configured by opts, or an error naming every
+// invalid option.
 func New(opts ...Option) (*Interceptor, error) {
 	cfg := defaults()
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	if err := option.Apply(&cfg, opts...); err != nil {
+		return nil, err
 	}
 	t := &Interceptor{
 		cfg:    cfg,
-		base:   cfg.clock.Now(),
+		base:   cfg.Clock.Now(),
 		width:  cfg.window / time.Duration(cfg.buckets),
-		system: cfg.clock == clock.System(),
+		system: cfg.Clock == clock.System(),
 	}
 	m := make(map[string]*ring)
 	t.targets.Store(&m)
@@ -169,7 +165,7 @@ func (t *Interceptor) index() uint64 {
 	if t.system {
 		d = time.Since(t.base)
 	} else {
-		d = t.cfg.clock.Now().Sub(t.base)
+		d = t.cfg.Clock.Now().Sub(t.base)
 	}
 	if d < 0 {
 		return 0
@@ -195,7 +191,7 @@ func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string)
 		Message: fmt.Sprintf("client throttled itself: call to %s rejected locally with probability %.2f: the target accepted %d of the last %d requests in %v",
 			target, p, acc, req, t.cfg.window),
 	}
-	if o := t.cfg.observer; o != nil {
+	if o := t.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{Kind: observe.Throttled, Method: method, Target: target, Value: p, Err: rej})
 	}
 	return idx, rej
