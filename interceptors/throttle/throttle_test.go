@@ -339,7 +339,7 @@ func TestRegistry(t *testing.T) {
 	if s := h.t.State("passthrough:///c"); s.Requests != 1 {
 		t.Fatalf("c not tracked after the others fell idle: %+v", s)
 	}
-	if got := len(*h.t.targets.Load()); got != 2 {
+	if got := h.t.targets.Len(); got != 2 {
 		t.Fatalf("%d targets tracked, bound 2", got)
 	}
 	// Two ClientConns to one target share its counts.
