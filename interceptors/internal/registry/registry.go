@@ -20,14 +20,16 @@ type Registry[T any] struct {
 	create    func(target, method string) *T
 	idle      func(*T) bool
 
+	// One of the two maps is used: values by target, or with per-method
+	// keys, entries by target holding values by method.
+	flat    atomic.Pointer[map[string]*T]
 	targets atomic.Pointer[map[string]*entry[T]]
 	mu      sync.Mutex // serialises changes
 	count   int        // values held, under mu
 }
 
-// entry is one target's value, or with per-method keys its methods'.
+// entry is one target's values by method.
 type entry[T any] struct {
-	v       *T
 	methods atomic.Pointer[map[string]*T]
 }
 
@@ -37,20 +39,17 @@ type entry[T any] struct {
 // Both are called with the registry's lock held.
 func (r *Registry[T]) Init(perMethod bool, max int, create func(target, method string) *T, idle func(*T) bool) {
 	r.perMethod, r.max, r.create, r.idle, r.count = perMethod, max, create, idle, 0
-	empty := map[string]*entry[T]{}
-	r.targets.Store(&empty)
+	flat := map[string]*T{}
+	r.flat.Store(&flat)
+	targets := map[string]*entry[T]{}
+	r.targets.Store(&targets)
 }
 
 // Get returns the value for a call, creating it on first use, or nil when
 // the registry is full and no value is idle.
 func (r *Registry[T]) Get(target, method string) *T {
-	if e, ok := (*r.targets.Load())[target]; ok {
-		if !r.perMethod {
-			return e.v
-		}
-		if v, ok := (*e.methods.Load())[method]; ok {
-			return v
-		}
+	if v := r.Lookup(target, method); v != nil {
+		return v
 	}
 	return r.add(target, method)
 }
@@ -58,14 +57,13 @@ func (r *Registry[T]) Get(target, method string) *T {
 // Lookup returns the value for target (and method, with per-method keys),
 // or nil if there is none.
 func (r *Registry[T]) Lookup(target, method string) *T {
-	e, ok := (*r.targets.Load())[target]
-	switch {
-	case !ok:
-		return nil
-	case !r.perMethod:
-		return e.v
+	if !r.perMethod {
+		return (*r.flat.Load())[target]
 	}
-	return (*e.methods.Load())[method]
+	if e := (*r.targets.Load())[target]; e != nil {
+		return (*e.methods.Load())[method]
+	}
+	return nil
 }
 
 // Len returns the number of values held.
@@ -78,13 +76,15 @@ func (r *Registry[T]) Len() int {
 // All yields every value, in no particular order.
 func (r *Registry[T]) All() iter.Seq[*T] {
 	return func(yield func(*T) bool) {
-		for _, e := range *r.targets.Load() {
-			if !r.perMethod {
-				if !yield(e.v) {
+		if !r.perMethod {
+			for _, v := range *r.flat.Load() {
+				if !yield(v) {
 					return
 				}
-				continue
 			}
+			return
+		}
+		for _, e := range *r.targets.Load() {
 			for _, v := range *e.methods.Load() {
 				if !yield(v) {
 					return
@@ -104,7 +104,10 @@ func (r *Registry[T]) add(target, method string) *T {
 		return nil
 	}
 	if !r.perMethod {
-		method = ""
+		v := r.create(target, "")
+		r.count++
+		r.flat.Store(with(*r.flat.Load(), target, v))
+		return v
 	}
 	v := r.create(target, method)
 	r.count++
@@ -112,52 +115,48 @@ func (r *Registry[T]) add(target, method string) *T {
 	e, ok := targets[target]
 	if !ok {
 		e = &entry[T]{}
-		empty := map[string]*T{}
-		e.methods.Store(&empty)
-		next := make(map[string]*entry[T], len(targets)+1)
-		for k, x := range targets {
-			next[k] = x
-		}
-		next[target] = e
-		defer r.targets.Store(&next) // publish once e is complete
-	}
-	if !r.perMethod {
-		e.v = v
+		e.methods.Store(&map[string]*T{method: v})
+		r.targets.Store(with(targets, target, e))
 		return v
 	}
-	old := *e.methods.Load()
-	next := make(map[string]*T, len(old)+1)
-	for k, x := range old {
-		next[k] = x
-	}
-	next[method] = v
-	e.methods.Store(&next)
+	e.methods.Store(with(*e.methods.Load(), method, v))
 	return v
 }
 
 // evict drops one idle value. Called with mu held.
 func (r *Registry[T]) evict() bool {
-	targets := *r.targets.Load()
-	for t, e := range targets {
-		if !r.perMethod {
-			if !r.idle(e.v) {
-				continue
+	if !r.perMethod {
+		flat := *r.flat.Load()
+		for t, v := range flat {
+			if r.idle(v) {
+				r.flat.Store(without(flat, t))
+				r.count--
+				return true
 			}
-			r.targets.Store(without(targets, t))
-			r.count--
-			return true
 		}
+		return false
+	}
+	for _, e := range *r.targets.Load() {
 		methods := *e.methods.Load()
 		for m, v := range methods {
-			if !r.idle(v) {
-				continue
+			if r.idle(v) {
+				e.methods.Store(without(methods, m))
+				r.count--
+				return true
 			}
-			e.methods.Store(without(methods, m))
-			r.count--
-			return true
 		}
 	}
 	return false
+}
+
+// with returns a copy of m with key set to v.
+func with[V any](m map[string]V, key string, v V) *map[string]V {
+	next := make(map[string]V, len(m)+1)
+	for k, x := range m {
+		next[k] = x
+	}
+	next[key] = v
+	return &next
 }
 
 // without returns a copy of m without key.
