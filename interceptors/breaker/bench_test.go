@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/breaker"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 )
 
 func noop(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
@@ -18,7 +19,7 @@ func noop(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOptio
 // the breaker to it.
 func BenchmarkBaseline(b *testing.B) {
 	ctx := context.Background()
-	cc := newConn(b, "passthrough:///payments")
+	cc := testserver.Dial(b, "passthrough:///payments")
 	var invoker grpc.UnaryInvoker = noop
 	b.ReportAllocs()
 	for b.Loop() {
@@ -33,7 +34,7 @@ func benchClosed(b *testing.B, opts ...breaker.Option) {
 	}
 	unary := ic.UnaryClientInterceptor()
 	ctx := context.Background()
-	cc := newConn(b, "passthrough:///payments")
+	cc := testserver.Dial(b, "passthrough:///payments")
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -75,7 +76,7 @@ func BenchmarkOpen(b *testing.B) {
 	}
 	unary := ic.UnaryClientInterceptor()
 	ctx := context.Background()
-	cc := newConn(b, "passthrough:///payments")
+	cc := testserver.Dial(b, "passthrough:///payments")
 	_ = unary(ctx, plainMethod, nil, nil, cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 		return status.Error(codes.Unavailable, "down")
 	})

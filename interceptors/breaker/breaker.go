@@ -2,10 +2,8 @@ package breaker
 
 import (
 	"context"
-	"errors"
 	"io"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/option"
+	"github.com/failsoft/failsoft/interceptors/internal/registry"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -26,45 +26,28 @@ type Interceptor struct {
 	system  bool
 	clocked bool // the fast path reads the clock (time window, slow calls)
 
-	// The registry: targets, and per target either one breaker or, with
-	// PerMethod, one per method. Maps are copied on write, so lookups are
-	// lock-free.
-	reg   atomic.Pointer[map[string]*targetEntry]
-	regMu sync.Mutex
-	count int // breakers in the registry, under regMu
-}
-
-type targetEntry struct {
-	b       *breaker
-	methods atomic.Pointer[map[string]*breaker]
+	// The breakers: one per target or, with PerMethod, one per target and
+	// method. When the registry is full, a closed breaker makes room.
+	reg registry.Registry[breaker]
 }
 
 // New returns an Interceptor. With no trip rule given, a breaker opens
 // when half of the last 100 calls (at least 20) failed.
 func New(opts ...Option) (*Interceptor, error) {
 	ic := &Interceptor{cfg: defaultConfig()}
-	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&ic.cfg); err != nil {
-			errs = append(errs, err)
-		}
+	err := option.Apply(&ic.cfg, opts...)
+	if err == nil {
+		err = ic.cfg.finish()
 	}
-	if len(errs) == 0 {
-		if err := ic.cfg.finish(); err != nil {
-			errs = append(errs, err)
-		}
+	if err != nil {
+		return nil, err
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	ic.base = ic.cfg.clock.Now()
-	ic.system = ic.cfg.clock == clock.System()
+	ic.base = ic.cfg.Clock.Now()
+	ic.system = ic.cfg.Clock == clock.System()
 	ic.clocked = ic.cfg.timeWindow > 0 || ic.cfg.slowThreshold > 0
-	empty := map[string]*targetEntry{}
-	ic.reg.Store(&empty)
+	ic.reg.Init(ic.cfg.perMethod, ic.cfg.maxBreakers,
+		func(target, method string) *breaker { return newBreaker(ic, target, method) },
+		func(b *breaker) bool { return State(b.sg.Load()&stateMask) == Closed })
 	return ic, nil
 }
 
@@ -74,118 +57,15 @@ func (ic *Interceptor) now() int64 {
 	if ic.system {
 		return int64(time.Since(ic.base))
 	}
-	return int64(ic.cfg.clock.Now().Sub(ic.base))
+	return int64(ic.cfg.Clock.Now().Sub(ic.base))
 }
 
 func (ic *Interceptor) at(off int64) time.Time { return ic.base.Add(time.Duration(off)) }
 
-// get returns the breaker for a call, creating it on first use, or nil
-// when the registry is full of breakers that are not closed.
-func (ic *Interceptor) get(target, method string) *breaker {
-	if e, ok := (*ic.reg.Load())[target]; ok {
-		if !ic.cfg.perMethod {
-			return e.b
-		}
-		if b, ok := (*e.methods.Load())[method]; ok {
-			return b
-		}
-	}
-	return ic.create(target, method)
-}
-
-func (ic *Interceptor) lookup(target, method string) *breaker {
-	e, ok := (*ic.reg.Load())[target]
-	if !ok {
-		return nil
-	}
-	if !ic.cfg.perMethod {
-		return e.b
-	}
-	return (*e.methods.Load())[method]
-}
-
-func (ic *Interceptor) create(target, method string) *breaker {
-	ic.regMu.Lock()
-	defer ic.regMu.Unlock()
-	if b := ic.lookup(target, method); b != nil {
-		return b
-	}
-	if ic.count >= ic.cfg.maxBreakers && !ic.evict() {
-		return nil
-	}
-	if !ic.cfg.perMethod {
-		method = ""
-	}
-	b := newBreaker(ic, target, method)
-	ic.count++
-	targets := *ic.reg.Load()
-	e, ok := targets[target]
-	if !ok {
-		e = &targetEntry{}
-		empty := map[string]*breaker{}
-		e.methods.Store(&empty)
-		next := make(map[string]*targetEntry, len(targets)+1)
-		for k, v := range targets {
-			next[k] = v
-		}
-		next[target] = e
-		defer ic.reg.Store(&next) // publish once e is complete
-	}
-	if !ic.cfg.perMethod {
-		e.b = b
-		return b
-	}
-	old := *e.methods.Load()
-	next := make(map[string]*breaker, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[method] = b
-	e.methods.Store(&next)
-	return b
-}
-
-// evict drops one closed breaker. Called with regMu held.
-func (ic *Interceptor) evict() bool {
-	targets := *ic.reg.Load()
-	for t, e := range targets {
-		if !ic.cfg.perMethod {
-			if State(e.b.sg.Load()&stateMask) != Closed {
-				continue
-			}
-			next := make(map[string]*targetEntry, len(targets))
-			for k, v := range targets {
-				if k != t {
-					next[k] = v
-				}
-			}
-			ic.reg.Store(&next)
-			ic.count--
-			return true
-		}
-		methods := *e.methods.Load()
-		for m, b := range methods {
-			if State(b.sg.Load()&stateMask) != Closed {
-				continue
-			}
-			next := make(map[string]*breaker, len(methods))
-			for k, v := range methods {
-				if k != m {
-					next[k] = v
-				}
-			}
-			e.methods.Store(&next)
-			ic.count--
-			return true
-		}
-	}
-	return false
-}
-
 // State returns the state of the breaker for target (and method, when
 // breakers are kept per method), and false if it does not exist yet.
 func (ic *Interceptor) State(target, method string) (State, bool) {
-	b := ic.lookup(target, method)
+	b := ic.reg.Lookup(target, method)
 	if b == nil {
 		return Closed, false
 	}
@@ -196,13 +76,8 @@ func (ic *Interceptor) State(target, method string) (State, bool) {
 // target and method, for metrics. It does not lock the breakers.
 func (ic *Interceptor) Snapshots() []Snapshot {
 	var out []Snapshot
-	for _, e := range *ic.reg.Load() {
-		if e.b != nil {
-			out = append(out, e.b.snapshot())
-		}
-		for _, b := range *e.methods.Load() {
-			out = append(out, b.snapshot())
-		}
+	for b := range ic.reg.All() {
+		out = append(out, b.snapshot())
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Target != out[j].Target {
@@ -217,20 +92,21 @@ func (ic *Interceptor) Snapshots() []Snapshot {
 // breaker when the call is not guarded, and a non-nil error when the call
 // must fail without being sent.
 func (ic *Interceptor) guard(ctx context.Context, target, method string) (*breaker, uint64, int64, error) {
-	p, err := ic.cfg.resolver.Resolve(method)
+	p, err := ic.cfg.Resolver.Resolve(method)
 	if err != nil {
 		return nil, 0, 0, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	if p.SkipBreaker {
 		return nil, 0, 0, nil
 	}
-	b := ic.get(target, method)
+	// nil when the registry is full of breakers that are not closed.
+	b := ic.reg.Get(target, method)
 	if b == nil {
 		return nil, 0, 0, nil
 	}
 	tok, rej := b.allow(ctx, method)
 	if rej != nil {
-		if o := ic.cfg.observer; o != nil {
+		if o := ic.cfg.Observer; o != nil {
 			var counts observe.Counts
 			if info := b.open.Load(); info != nil {
 				counts = info.counts

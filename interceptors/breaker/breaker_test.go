@@ -11,11 +11,11 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/breaker"
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	_ "github.com/failsoft/failsoft/proto/failsoft/policytest/v1" // the test service's options
@@ -29,17 +29,6 @@ const (
 	skipMethod  = "/failsoft.policytest.v1.TunedService/KeyedWrite"
 	badMethod   = "/failsoft.policytest.v1.BrokenService/ZeroTimeout"
 )
-
-// newConn returns an idle ClientConn, used only for its Target.
-func newConn(t testing.TB, target string) *grpc.ClientConn {
-	t.Helper()
-	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
-}
 
 // harness drives a unary interceptor with a fake invoker and a fake clock.
 type harness struct {
@@ -58,7 +47,7 @@ func newHarness(t testing.TB, opts ...breaker.Option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, clk: clk, ic: ic, unary: ic.UnaryClientInterceptor(), cc: newConn(t, "passthrough:///payments")}
+	return &harness{t: t, clk: clk, ic: ic, unary: ic.UnaryClientInterceptor(), cc: testserver.Dial(t, "passthrough:///payments")}
 }
 
 // call makes a call whose invoker takes d on the fake clock and returns
@@ -297,7 +286,7 @@ func TestPerMethod(t *testing.T) {
 func TestTargetsAreSeparate(t *testing.T) {
 	h := newHarness(t, breaker.ConsecutiveFailures(1))
 	h.call(codes.Unavailable, 0)
-	other := newConn(t, "passthrough:///notifications")
+	other := testserver.Dial(t, "passthrough:///notifications")
 	err := h.unary(context.Background(), plainMethod, nil, nil, other, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil })
 	if err != nil {
 		t.Fatalf("another target: %v", err)
@@ -314,7 +303,7 @@ func TestRegistryBound(t *testing.T) {
 			return status.Error(code, "x")
 		})
 	}
-	a, b, c := newConn(t, "passthrough:///a"), newConn(t, "passthrough:///b"), newConn(t, "passthrough:///c")
+	a, b, c := testserver.Dial(t, "passthrough:///a"), testserver.Dial(t, "passthrough:///b"), testserver.Dial(t, "passthrough:///c")
 	invoke(a, codes.Unavailable)
 	invoke(b, codes.OK)
 	invoke(c, codes.OK) // evicts b, the only closed breaker

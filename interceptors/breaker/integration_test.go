@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,11 +11,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/breaker"
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
@@ -57,23 +56,9 @@ func (s *testServer) Watch(r *policytestv1.PingRequest, stream grpc.ServerStream
 // connection through the breaker.
 func startServer(t *testing.T, ic *breaker.Interceptor) (*testServer, *grpc.ClientConn) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
 	ts := &testServer{}
-	policytestv1.RegisterPlainServiceServer(srv, ts)
-	policytestv1.RegisterTunedServiceServer(srv, ts)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(ic.UnaryClientInterceptor()), grpc.WithStreamInterceptor(ic.StreamClientInterceptor()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return ts, cc
+	addr := testserver.Serve(t, testserver.Policytest(ts))
+	return ts, testserver.Dial(t, addr, testserver.Through(ic)...)
 }
 
 func TestIntegrationTripProbeRecover(t *testing.T) {

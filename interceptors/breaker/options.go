@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/common"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -41,9 +42,7 @@ const (
 type Option func(*config) error
 
 type config struct {
-	resolver   *policy.Resolver
-	observer   observe.Observer
-	clock      clock.Clock
+	common.Config
 	classifier outcome.Classifier
 	hooks      []func(Change)
 
@@ -68,8 +67,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		resolver:    policy.Default(),
-		clock:       clock.System(),
+		Config:      common.Config{Resolver: policy.Default(), Clock: clock.System()},
 		classifier:  outcome.Default,
 		openFor:     DefaultOpenFor,
 		maxOpenFor:  DefaultMaxOpenFor,
@@ -106,36 +104,15 @@ func (c *config) finish() error {
 
 // WithResolver sets the policy resolver that says which methods skip the
 // breaker. Default: policy.Default().
-func WithResolver(r *policy.Resolver) Option {
-	return func(c *config) error {
-		if r == nil {
-			return errors.New("breaker.WithResolver: nil resolver")
-		}
-		c.resolver = r
-		return nil
-	}
-}
+func WithResolver(r *policy.Resolver) Option { return common.Resolver[config]("breaker", r) }
 
 // WithObserver reports state changes (observe.BreakerState) and rejections
 // (observe.BreakerRejected) to o. Nil, the default, reports nothing.
-func WithObserver(o observe.Observer) Option {
-	return func(c *config) error {
-		c.observer = o
-		return nil
-	}
-}
+func WithObserver(o observe.Observer) Option { return common.Observer[config](o) }
 
 // WithClock sets the clock used for windows, open periods and slow calls.
 // Default: the system clock.
-func WithClock(clk clock.Clock) Option {
-	return func(c *config) error {
-		if clk == nil {
-			return errors.New("breaker.WithClock: nil clock")
-		}
-		c.clock = clk
-		return nil
-	}
-}
+func WithClock(clk clock.Clock) Option { return common.Clock[config]("breaker", clk) }
 
 // WithClassifier sets how a call's result is classified. Only
 // outcome.Failure feeds the trip rules; Success counts in the windows and

@@ -437,8 +437,8 @@ func (b *breaker) emit(ctx context.Context, method string, from, to State, count
 			h(ch)
 		}
 	}
-	if ic.cfg.observer != nil {
-		ic.cfg.observer.Observe(ctx, observe.Event{
+	if ic.cfg.Observer != nil {
+		ic.cfg.Observer.Observe(ctx, observe.Event{
 			Kind: observe.BreakerState, Method: method, Target: b.target,
 			From: from.String(), To: to.String(), Counts: counts, Reason: reason, Duration: openFor,
 		})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/option"
+	"github.com/failsoft/failsoft/interceptors/internal/registry"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -21,16 +22,9 @@ import (
 // Interceptor limits concurrent calls per target (or target and method).
 type Interceptor struct {
 	cfg config
-	// Compartments by target, and with PerMethod by method within a
-	// target. Maps and entries are copied on write: lookups are lock-free.
-	reg   atomic.Pointer[map[string]*entry]
-	regMu sync.Mutex
-	count int // compartments, under regMu
-}
-
-type entry struct {
-	c       *compartment
-	methods map[string]*compartment
+	// Compartments by target, or with PerMethod by target and method. When
+	// the registry is full, an idle compartment makes room.
+	reg registry.Registry[compartment]
 }
 
 // compartment is one target's (or method's) semaphore: an atomic count
@@ -93,71 +87,22 @@ func (c *compartment) wait(ctx context.Context, clk clock.Clock, d time.Duration
 // New returns an Interceptor.
 func New(opts ...Option) (*Interceptor, error) {
 	ic := &Interceptor{cfg: defaultConfig()}
-	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&ic.cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	err := option.Apply(&ic.cfg, opts...)
 	if len(ic.cfg.methodLimits) > 0 && !ic.cfg.perMethod {
-		errs = append(errs, errors.New("bulkhead.MethodLimit: needs PerMethod"))
+		err = errors.Join(err, errors.New("bulkhead.MethodLimit: needs PerMethod"))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err != nil {
+		return nil, err
 	}
-	empty := map[string]*entry{}
-	ic.reg.Store(&empty)
+	ic.reg.Init(ic.cfg.perMethod, ic.cfg.maxCompartmts, ic.newCompartment, idle)
 	return ic, nil
-}
-
-func (ic *Interceptor) get(target, method string) *compartment {
-	if e, ok := (*ic.reg.Load())[target]; ok {
-		if !ic.cfg.perMethod {
-			return e.c
-		}
-		if c, ok := e.methods[method]; ok {
-			return c
-		}
-	}
-	return ic.create(target, method)
-}
-
-func (ic *Interceptor) lookup(target, method string) *compartment {
-	e, ok := (*ic.reg.Load())[target]
-	switch {
-	case !ok:
-		return nil
-	case !ic.cfg.perMethod:
-		return e.c
-	}
-	return e.methods[method]
 }
 
 func idle(c *compartment) bool { return c.n.Load() == 0 && c.waiters.Load() == 0 }
 
-func (ic *Interceptor) create(target, method string) *compartment {
-	ic.regMu.Lock()
-	defer ic.regMu.Unlock()
-	if c := ic.lookup(target, method); c != nil {
-		return c
-	}
-	old := *ic.reg.Load()
-	next := make(map[string]*entry, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	if ic.count >= ic.cfg.maxCompartmts {
-		if !evict(next) {
-			return nil
-		}
-		ic.count--
-	}
-	if !ic.cfg.perMethod {
-		method = ""
-	}
+// newCompartment makes the compartment of target (and method, with
+// PerMethod).
+func (ic *Interceptor) newCompartment(target, method string) *compartment {
 	limit := ic.cfg.limit
 	if n, ok := ic.cfg.targetLimits[target]; ok {
 		limit = n
@@ -169,59 +114,19 @@ func (ic *Interceptor) create(target, method string) *compartment {
 	if method != "" {
 		name += " " + method
 	}
-	c := &compartment{
+	return &compartment{
 		target: target, method: method, limit: int64(limit), wake: make(chan struct{}, limit),
 		full: &outcome.Rejection{Layer: "bulkhead", Target: target, Code: codes.ResourceExhausted,
 			Message: fmt.Sprintf("bulkhead for %s is full: %d calls in flight", name, limit)},
 		waitedOut: &outcome.Rejection{Layer: "bulkhead", Target: target, Code: codes.ResourceExhausted,
 			Message: fmt.Sprintf("bulkhead for %s is full: %d calls in flight, none ended within %v", name, limit, ic.cfg.maxWait)},
 	}
-	if ic.cfg.perMethod {
-		e := &entry{methods: map[string]*compartment{method: c}}
-		if old, ok := next[target]; ok {
-			for k, v := range old.methods {
-				e.methods[k] = v
-			}
-		}
-		next[target] = e
-	} else {
-		next[target] = &entry{c: c}
-	}
-	ic.count++
-	ic.reg.Store(&next)
-	return c
-}
-
-// evict drops one idle compartment from targets.
-func evict(targets map[string]*entry) bool {
-	for t, e := range targets {
-		if e.c != nil {
-			if idle(e.c) {
-				delete(targets, t)
-				return true
-			}
-			continue
-		}
-		for m, c := range e.methods {
-			if idle(c) {
-				methods := make(map[string]*compartment, len(e.methods))
-				for k, v := range e.methods {
-					if k != m {
-						methods[k] = v
-					}
-				}
-				targets[t] = &entry{methods: methods}
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // InFlight returns the number of calls in flight and the limit for target
 // (and method, with PerMethod), for metrics; false if no call was made yet.
 func (ic *Interceptor) InFlight(target, method string) (inFlight, limit int, ok bool) {
-	c := ic.lookup(target, method)
+	c := ic.reg.Lookup(target, method)
 	if c == nil {
 		return 0, 0, false
 	}
@@ -238,13 +143,8 @@ type Usage struct {
 // method.
 func (ic *Interceptor) Usages() []Usage {
 	var out []Usage
-	for _, e := range *ic.reg.Load() {
-		if e.c != nil {
-			out = append(out, Usage{e.c.target, e.c.method, int(e.c.n.Load()), int(e.c.limit)})
-		}
-		for _, c := range e.methods {
-			out = append(out, Usage{c.target, c.method, int(c.n.Load()), int(c.limit)})
-		}
+	for c := range ic.reg.All() {
+		out = append(out, Usage{c.target, c.method, int(c.n.Load()), int(c.limit)})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Target != out[j].Target {
@@ -259,7 +159,7 @@ func (ic *Interceptor) Usages() []Usage {
 // call is not limited (the registry is full) and a non-nil error when the
 // call must fail without being sent.
 func (ic *Interceptor) acquire(ctx context.Context, target, method string) (*compartment, error) {
-	c := ic.get(target, method)
+	c := ic.reg.Get(target, method)
 	if c == nil {
 		return nil, nil
 	}
@@ -269,17 +169,17 @@ func (ic *Interceptor) acquire(ctx context.Context, target, method string) (*com
 	rej := c.full
 	var waited time.Duration
 	if d := ic.cfg.maxWait; d > 0 {
-		start := ic.cfg.clock.Now()
-		ok, err := c.wait(ctx, ic.cfg.clock, d)
+		start := ic.cfg.Clock.Now()
+		ok, err := c.wait(ctx, ic.cfg.Clock, d)
 		if err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
 		if ok {
 			return c, nil
 		}
-		rej, waited = c.waitedOut, ic.cfg.clock.Now().Sub(start)
+		rej, waited = c.waitedOut, ic.cfg.Clock.Now().Sub(start)
 	}
-	if o := ic.cfg.observer; o != nil {
+	if o := ic.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{Kind: observe.BulkheadRejected, Method: method, Target: target,
 			Duration: waited, Value: float64(c.limit), Err: rej})
 	}

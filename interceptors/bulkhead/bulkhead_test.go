@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,11 +14,11 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/bulkhead"
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
@@ -28,16 +27,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const method = "/failsoft.policytest.v1.PlainService/Plain"
-
-func newConn(t testing.TB, target string) *grpc.ClientConn {
-	t.Helper()
-	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
-}
 
 // blocker is an invoker whose calls wait until released.
 type blocker struct {
@@ -88,7 +77,7 @@ func TestRejectsWhenFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	unary := ic.UnaryClientInterceptor()
-	cc := newConn(t, "passthrough:///notifications")
+	cc := testserver.Dial(t, "passthrough:///notifications")
 	b := newBlocker()
 	wg := fill(t, unary, cc, b, 2)
 	if n, limit, _ := ic.InFlight(cc.Target(), ""); n != 2 || limit != 2 {
@@ -107,7 +96,7 @@ func TestRejectsWhenFull(t *testing.T) {
 		t.Fatal("a bulkhead rejection must not count against the target")
 	}
 	// Another target is unaffected.
-	if err := unary(context.Background(), method, nil, nil, newConn(t, "passthrough:///payments"), noop); err != nil {
+	if err := unary(context.Background(), method, nil, nil, testserver.Dial(t, "passthrough:///payments"), noop); err != nil {
 		t.Fatalf("other target: %v", err)
 	}
 	close(b.release)
@@ -127,7 +116,7 @@ func TestBoundedWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	unary := ic.UnaryClientInterceptor()
-	cc := newConn(t, "passthrough:///notifications")
+	cc := testserver.Dial(t, "passthrough:///notifications")
 	b := newBlocker()
 	wg := fill(t, unary, cc, b, 1)
 
@@ -166,7 +155,7 @@ func TestPerMethod(t *testing.T) {
 		t.Fatal(err)
 	}
 	unary := ic.UnaryClientInterceptor()
-	cc := newConn(t, "passthrough:///x")
+	cc := testserver.Dial(t, "passthrough:///x")
 	b := newBlocker()
 	wg := fill(t, unary, cc, b, 1)
 	if err := unary(context.Background(), method, nil, nil, cc, noop); status.Code(err) != codes.ResourceExhausted {
@@ -186,7 +175,7 @@ func TestPerMethod(t *testing.T) {
 func TestRegistryBound(t *testing.T) {
 	ic, _ := bulkhead.New(bulkhead.Limit(1), bulkhead.MaxCompartments(1))
 	unary := ic.UnaryClientInterceptor()
-	a, c := newConn(t, "passthrough:///a"), newConn(t, "passthrough:///c")
+	a, c := testserver.Dial(t, "passthrough:///a"), testserver.Dial(t, "passthrough:///c")
 	b := newBlocker()
 	wg := fill(t, unary, a, b, 1)
 	// The registry is full of a busy compartment: c passes unlimited.
@@ -260,23 +249,9 @@ func (s *server) Watch(r *policytestv1.PingRequest, st grpc.ServerStreamingServe
 
 func startServer(t *testing.T, ic *bulkhead.Interceptor) (*server, *grpc.ClientConn) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &server{started: make(chan struct{}, 100), release: make(chan struct{})}
-	srv := grpc.NewServer()
-	policytestv1.RegisterPlainServiceServer(srv, s)
-	policytestv1.RegisterTunedServiceServer(srv, s)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(ic.UnaryClientInterceptor()), grpc.WithStreamInterceptor(ic.StreamClientInterceptor()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return s, cc
+	addr := testserver.Serve(t, testserver.Policytest(s))
+	return s, testserver.Dial(t, addr, testserver.Through(ic)...)
 }
 
 // The seed's example: payments keep working while notifications are
@@ -365,7 +340,7 @@ func TestIntegrationStreamsHoldSlots(t *testing.T) {
 func BenchmarkBulkhead(b *testing.B) {
 	ic, _ := bulkhead.New()
 	unary := ic.UnaryClientInterceptor()
-	cc := newConn(b, "passthrough:///payments")
+	cc := testserver.Dial(b, "passthrough:///payments")
 	ctx := context.Background()
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
@@ -386,7 +361,7 @@ func BenchmarkBulkhead(b *testing.B) {
 func BenchmarkBulkheadFull(b *testing.B) {
 	ic, _ := bulkhead.New(bulkhead.Limit(1))
 	unary := ic.UnaryClientInterceptor()
-	cc := newConn(b, "passthrough:///payments")
+	cc := testserver.Dial(b, "passthrough:///payments")
 	ctx := context.Background()
 	release := make(chan struct{})
 	started := make(chan struct{})
@@ -412,7 +387,7 @@ func TestStress(t *testing.T) {
 		t.Fatal(err)
 	}
 	unary := ic.UnaryClientInterceptor()
-	cc := newConn(t, "passthrough:///stress")
+	cc := testserver.Dial(t, "passthrough:///stress")
 	var cur, peak atomic.Int64
 	var wg sync.WaitGroup
 	for range goroutines {

@@ -1,11 +1,11 @@
 package bulkhead
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/common"
 	"github.com/failsoft/failsoft/interceptors/observe"
 )
 
@@ -21,8 +21,7 @@ const (
 type Option func(*config) error
 
 type config struct {
-	observer      observe.Observer
-	clock         clock.Clock
+	common.Config // no resolver
 	limit         int
 	targetLimits  map[string]int
 	methodLimits  map[string]int
@@ -33,7 +32,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		clock:         clock.System(),
+		Config:        common.Config{Clock: clock.System()},
 		limit:         DefaultLimit,
 		targetLimits:  map[string]int{},
 		methodLimits:  map[string]int{},
@@ -113,20 +112,7 @@ func MaxCompartments(n int) Option {
 
 // WithObserver reports rejections (observe.BulkheadRejected) to o. Nil, the
 // default, reports nothing.
-func WithObserver(o observe.Observer) Option {
-	return func(c *config) error {
-		c.observer = o
-		return nil
-	}
-}
+func WithObserver(o observe.Observer) Option { return common.Observer[config](o) }
 
 // WithClock sets the clock that times waits. Default: the system clock.
-func WithClock(clk clock.Clock) Option {
-	return func(c *config) error {
-		if clk == nil {
-			return errors.New("bulkhead.WithClock: nil clock")
-		}
-		c.clock = clk
-		return nil
-	}
-}
+func WithClock(clk clock.Clock) Option { return common.Clock[config]("bulkhead", clk) }

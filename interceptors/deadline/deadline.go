@@ -2,7 +2,6 @@ package deadline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -55,17 +55,8 @@ type Interceptor struct {
 // naming its option.
 func New(opts ...Option) (*Interceptor, error) {
 	cfg := defaults()
-	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := option.Apply(&cfg, opts...); err != nil {
+		return nil, err
 	}
 	return &Interceptor{cfg: cfg}, nil
 }
@@ -98,11 +89,11 @@ type plan struct {
 // checks the budget. It reports DeadlineSet, or DeadlineFailFast together
 // with the *outcome.Rejection it returns.
 func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientConn) (plan, error) {
-	p, err := i.cfg.resolver.Resolve(method)
+	p, err := i.cfg.Resolver.Resolve(method)
 	if err != nil {
 		return plan{}, status.Error(codes.FailedPrecondition, err.Error())
 	}
-	now := i.cfg.clock.Now()
+	now := i.cfg.Clock.Now()
 	caller, hasCaller := ctx.Deadline()
 	d, src := effective(now, caller, hasCaller, p.Timeout, i.cfg.timeout)
 	pl := plan{deadline: d, remaining: d.Sub(now), source: src}
@@ -111,7 +102,7 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 		minBudget = i.cfg.minBudget
 	}
 	if pl.remaining > 0 && pl.remaining >= minBudget {
-		if o := i.cfg.observer; o != nil {
+		if o := i.cfg.Observer; o != nil {
 			o.Observe(ctx, observe.Event{
 				Kind: observe.DeadlineSet, Method: method, Target: target(cc),
 				Duration: pl.remaining, Reason: src.String(),
@@ -126,7 +117,7 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 		Message: failFastMessage(method, pl.remaining, minBudget),
 		Cause:   context.DeadlineExceeded,
 	}
-	if o := i.cfg.observer; o != nil {
+	if o := i.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{
 			Kind: observe.DeadlineFailFast, Method: method, Target: rej.Target,
 			Duration: pl.remaining, Reason: src.String(), Err: rej,

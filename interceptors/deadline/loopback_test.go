@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,12 +12,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/failsoft/failsoft/interceptors/deadline"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -26,35 +25,11 @@ import (
 	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
 
-// serve starts a gRPC server on 127.0.0.1, stopped when the test ends.
-func serve(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerOption) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer(opts...)
-	register(s)
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	return lis.Addr().String()
-}
-
 // dial connects to addr through the deadline interceptors (and any inner
 // ones), closed when the test ends.
 func dial(t *testing.T, addr string, dl *deadline.Interceptor, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	opts = append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(dl.UnaryClientInterceptor()),
-		grpc.WithChainStreamInterceptor(dl.StreamClientInterceptor()),
-	}, opts...)
-	cc, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return cc
+	return testserver.Dial(t, addr, append(testserver.Through(dl), opts...)...)
 }
 
 // rpcCounter is a client stats handler counting the calls gRPC started:
@@ -129,7 +104,7 @@ type threeHop struct {
 
 func newThreeHop(t *testing.T, margin, aMinBudget, clientMinBudget time.Duration) *threeHop {
 	h := &threeHop{counter: &rpcCounter{}, b: &serviceB{}, aEvents: &recorder{}}
-	addrB := serve(t, func(s *grpc.Server) { pb.RegisterPlainServiceServer(s, h.b) })
+	addrB := testserver.Serve(t, func(s *grpc.Server) { pb.RegisterPlainServiceServer(s, h.b) })
 
 	aClient, err := deadline.New(deadline.WithMinBudget(aMinBudget), deadline.WithObserver(h.aEvents))
 	if err != nil {
@@ -149,7 +124,7 @@ func newThreeHop(t *testing.T, margin, aMinBudget, clientMinBudget time.Duration
 		return handler(ctx, req)
 	}
 	a := &serviceA{b: pb.NewPlainServiceClient(dial(t, addrB, aClient))}
-	addrA := serve(t, func(s *grpc.Server) { pb.RegisterPlainServiceServer(s, a) },
+	addrA := testserver.Serve(t, func(s *grpc.Server) { pb.RegisterPlainServiceServer(s, a) },
 		grpc.ChainUnaryInterceptor(record, aServer.UnaryServerInterceptor()))
 
 	client, err := deadline.New(deadline.WithMinBudget(clientMinBudget))
@@ -349,7 +324,7 @@ func newStreamRig(t *testing.T, opts ...deadline.Option) *streamRig {
 		svc:    &streamService{next: make(chan struct{}), done: make(chan error, 1)},
 		opened: make(chan context.Context, 1),
 	}
-	addr := serve(t, func(s *grpc.Server) {
+	addr := testserver.Serve(t, func(s *grpc.Server) {
 		pb.RegisterTunedServiceServer(s, r.svc)
 		s.RegisterService(&streamsServiceDesc, r.svc)
 	})

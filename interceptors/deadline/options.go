@@ -1,11 +1,11 @@
 package deadline
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/common"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 )
@@ -28,9 +28,7 @@ const (
 type Option func(*config) error
 
 type config struct {
-	resolver  *policy.Resolver
-	observer  observe.Observer
-	clock     clock.Clock
+	common.Config
 	timeout   time.Duration
 	minBudget time.Duration
 	margin    time.Duration
@@ -38,8 +36,7 @@ type config struct {
 
 func defaults() config {
 	return config{
-		resolver:  policy.Default(),
-		clock:     clock.System(),
+		Config:    common.Config{Resolver: policy.Default(), Clock: clock.System()},
 		timeout:   DefaultTimeout,
 		minBudget: DefaultMinBudget,
 		margin:    DefaultSafetyMargin,
@@ -48,38 +45,17 @@ func defaults() config {
 
 // WithResolver sets where method policies (timeout, min_budget) come from.
 // The default is policy.Default().
-func WithResolver(r *policy.Resolver) Option {
-	return func(c *config) error {
-		if r == nil {
-			return errors.New("deadline.WithResolver: nil resolver")
-		}
-		c.resolver = r
-		return nil
-	}
-}
+func WithResolver(r *policy.Resolver) Option { return common.Resolver[config]("deadline", r) }
 
 // WithObserver reports DeadlineSet and DeadlineFailFast events to o. A nil
 // Observer (the default) reports nothing and costs nothing.
-func WithObserver(o observe.Observer) Option {
-	return func(c *config) error {
-		c.observer = o
-		return nil
-	}
-}
+func WithObserver(o observe.Observer) Option { return common.Observer[config](o) }
 
 // WithClock sets the clock the interceptor reads the time from when it
 // computes deadlines and remaining budgets. The default is the system
 // clock. Contexts enforce their deadlines on the system clock whatever this
 // says, so a fake clock in tests should start at the current time.
-func WithClock(c clock.Clock) Option {
-	return func(cfg *config) error {
-		if c == nil {
-			return errors.New("deadline.WithClock: nil clock")
-		}
-		cfg.clock = c
-		return nil
-	}
-}
+func WithClock(c clock.Clock) Option { return common.Clock[config]("deadline", c) }
 
 // WithDefaultTimeout sets the suite default timeout, given to a call whose
 // caller set no deadline and whose method policy has no timeout. It must be

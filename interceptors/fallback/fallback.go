@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 )
@@ -84,22 +85,14 @@ type Interceptor struct {
 // NO_SIDE_EFFECTS.
 func New(opts ...Option) (*Interceptor, error) {
 	ic := &Interceptor{cfg: defaultConfig()}
-	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&ic.cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs := []error{option.Apply(&ic.cfg, opts...)}
 	caching := false
 	for m, ch := range ic.cfg.chains {
 		if !ch.cache {
 			continue
 		}
 		caching = true
-		p, err := ic.cfg.resolver.Resolve(m)
+		p, err := ic.cfg.Resolver.Resolve(m)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("fallback.WithCache(%q): %w", m, err))
@@ -110,8 +103,8 @@ func New(opts ...Option) (*Interceptor, error) {
 	for _, ch := range ic.cfg.services {
 		caching = caching || ch.cache
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	if caching {
 		ic.cache = newCache(ic.cfg.cacheEntries, ic.cfg.cacheMaxAge)
@@ -148,7 +141,7 @@ func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 		}
 		cacheable := false
 		if ch.cache {
-			p, err := ic.cfg.resolver.Resolve(method)
+			p, err := ic.cfg.Resolver.Resolve(method)
 			if err != nil {
 				return status.Error(codes.FailedPrecondition, err.Error())
 			}
@@ -176,7 +169,7 @@ func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 				*h.HeaderAddr = metadata.Join(*h.HeaderAddr, metadata.Pairs(MetadataKey, level.String()))
 			}
 		}
-		if o := ic.cfg.observer; o != nil {
+		if o := ic.cfg.Observer; o != nil {
 			o.Observe(ctx, observe.Event{Kind: observe.Fallback, Method: method, Target: cc.Target(), Reason: level.String(), Err: err})
 		}
 		return nil
@@ -195,7 +188,7 @@ func (ic *Interceptor) answer(ctx context.Context, ch *chain, cacheable bool, me
 	}
 	if cacheable {
 		if key, ok := cacheKey(method, req); ok {
-			if b, ok := ic.cache.get(key, ic.cfg.clock.Now()); ok && proto.Unmarshal(b, out) == nil {
+			if b, ok := ic.cache.get(key, ic.cfg.Clock.Now()); ok && proto.Unmarshal(b, out) == nil {
 				return Cache
 			}
 		}
@@ -221,7 +214,7 @@ func (ic *Interceptor) store(method string, req, reply any) {
 	if err != nil {
 		return
 	}
-	ic.cache.put(key, b, ic.cfg.clock.Now())
+	ic.cache.put(key, b, ic.cfg.Clock.Now())
 }
 
 // cacheKey is the method and the deterministically marshalled request.

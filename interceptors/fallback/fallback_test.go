@@ -3,7 +3,6 @@ package fallback_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,13 +11,13 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/breaker"
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/fallback"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
@@ -31,15 +30,9 @@ const (
 	plainMethod = "/failsoft.policytest.v1.PlainService/Plain"
 )
 
-func newConn(t testing.TB) *grpc.ClientConn {
-	t.Helper()
-	cc, err := grpc.NewClient("passthrough:///catalog", grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
-}
+// newConn returns a ClientConn that is never connected: the interceptors
+// only read its Target.
+func newConn(t testing.TB) *grpc.ClientConn { return testserver.Dial(t, "passthrough:///catalog") }
 
 // answering returns an invoker that answers with payload, or fails with
 // code.
@@ -255,21 +248,9 @@ func TestIntegrationWithBreaker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
 	s := &server{}
-	pb.RegisterPlainServiceServer(srv, s)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(fb.UnaryClientInterceptor(), br.UnaryClientInterceptor()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
+	addr := testserver.Serve(t, func(srv *grpc.Server) { pb.RegisterPlainServiceServer(srv, s) })
+	cc := testserver.Dial(t, addr, grpc.WithChainUnaryInterceptor(fb.UnaryClientInterceptor(), br.UnaryClientInterceptor()))
 	client := pb.NewPlainServiceClient(cc)
 	ask := func(payload string) (string, fallback.Level, error) {
 		var md metadata.MD

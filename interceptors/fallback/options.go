@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/common"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -54,9 +55,7 @@ func Typed[Req, Resp proto.Message](f func(ctx context.Context, req Req, cause e
 type Option func(*config) error
 
 type config struct {
-	resolver     *policy.Resolver
-	observer     observe.Observer
-	clock        clock.Clock
+	common.Config
 	when         func(ctx context.Context, err error) bool
 	chains       map[string]*chain // by full method name
 	services     map[string]*chain // by service name, from "/pkg.Service/*"
@@ -73,8 +72,7 @@ type chain struct {
 
 func defaultConfig() config {
 	return config{
-		resolver:     policy.Default(),
-		clock:        clock.System(),
+		Config:       common.Config{Resolver: policy.Default(), Clock: clock.System()},
 		when:         DefaultWhen,
 		chains:       map[string]*chain{},
 		services:     map[string]*chain{},
@@ -194,33 +192,12 @@ func When(f func(ctx context.Context, err error) bool) Option {
 
 // WithResolver sets the policy resolver that says which methods have no
 // side effects. Default: policy.Default().
-func WithResolver(r *policy.Resolver) Option {
-	return func(c *config) error {
-		if r == nil {
-			return errors.New("fallback.WithResolver: nil resolver")
-		}
-		c.resolver = r
-		return nil
-	}
-}
+func WithResolver(r *policy.Resolver) Option { return common.Resolver[config]("fallback", r) }
 
 // WithObserver reports every degraded answer (observe.Fallback, Reason the
 // level) to o. Nil, the default, reports nothing.
-func WithObserver(o observe.Observer) Option {
-	return func(c *config) error {
-		c.observer = o
-		return nil
-	}
-}
+func WithObserver(o observe.Observer) Option { return common.Observer[config](o) }
 
 // WithClock sets the clock that ages cached responses. Default: the system
 // clock.
-func WithClock(clk clock.Clock) Option {
-	return func(c *config) error {
-		if clk == nil {
-			return errors.New("fallback.WithClock: nil clock")
-		}
-		c.clock = clk
-		return nil
-	}
-}
+func WithClock(clk clock.Clock) Option { return common.Clock[config]("fallback", clk) }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/failsoft/failsoft/interceptors/idempotency"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
@@ -20,7 +21,7 @@ func noopInvoker(context.Context, string, any, any, *grpc.ClientConn, ...grpc.Ca
 }
 
 func benchClient(b *testing.B, method string, ctx context.Context) {
-	cc := dial(b, "passthrough:///bench")
+	cc := testserver.Dial(b, "passthrough:///bench")
 	intercept := newClient(b).UnaryClientInterceptor()
 	req, reply := &policytestv1.PingRequest{}, &policytestv1.PingResponse{}
 	b.ReportAllocs()
@@ -41,7 +42,7 @@ func BenchmarkClientKeyInjectionCallerKey(b *testing.B) {
 }
 
 func BenchmarkClientKeyInjectionParallel(b *testing.B) {
-	cc := dial(b, "passthrough:///bench")
+	cc := testserver.Dial(b, "passthrough:///bench")
 	intercept := newClient(b).UnaryClientInterceptor()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

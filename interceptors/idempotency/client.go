@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -26,16 +27,11 @@ type Interceptor struct {
 // the key it attaches.
 func New(opts ...Option) (*Interceptor, error) {
 	cfg := clientConfig{}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o.applyClient(&cfg); err != nil {
-			return nil, err
-		}
+	if err := option.Each(opts, func(o Option) error { return o.applyClient(&cfg) }); err != nil {
+		return nil, err
 	}
-	if cfg.resolver == nil {
-		cfg.resolver = policy.Default()
+	if cfg.Resolver == nil {
+		cfg.Resolver = policy.Default()
 	}
 	return &Interceptor{cfg: cfg}, nil
 }
@@ -69,7 +65,7 @@ func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 // it must agree with a key set by WithKey), the one set with WithKey, or a
 // new one.
 func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.ClientConn) (context.Context, error) {
-	p, err := i.cfg.resolver.Resolve(method)
+	p, err := i.cfg.Resolver.Resolve(method)
 	if err != nil {
 		return ctx, status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -95,7 +91,7 @@ func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.Client
 		return ctx, reject(cc, fmt.Sprintf("idempotency: key of %s: %v", method, err))
 	}
 	ctx = metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key)
-	if o := i.cfg.observer; o != nil {
+	if o := i.cfg.Observer; o != nil {
 		reason := key
 		if !i.cfg.rawKeys {
 			reason = KeyHash(key)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/idempotency"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -50,7 +51,7 @@ func newClient(t testing.TB, opts ...idempotency.Option) *idempotency.Intercepto
 }
 
 func TestClientKeys(t *testing.T) {
-	cc := dial(t, "passthrough:///unused")
+	cc := testserver.Dial(t, "passthrough:///unused")
 	long := strings.Repeat("k", idempotency.MaxKeyLen)
 	tests := []struct {
 		name     string
@@ -139,7 +140,7 @@ func TestClientOneKeyPerLogicalCall(t *testing.T) {
 		}
 		return &policytestv1.PingResponse{}, nil
 	}})
-	cc := dial(t, addr, grpc.WithChainUnaryInterceptor(newClient(t).UnaryClientInterceptor(), retryLoop(5, nil)))
+	cc := testserver.Dial(t, addr, grpc.WithChainUnaryInterceptor(newClient(t).UnaryClientInterceptor(), retryLoop(5, nil)))
 	client := policytestv1.NewTunedServiceClient(cc)
 	for _, p := range []string{"a", "b"} {
 		if _, err := client.KeyedWrite(context.Background(), &policytestv1.PingRequest{Payload: p}); err != nil {
@@ -193,7 +194,7 @@ func TestClientStream(t *testing.T) {
 	}}, grpc.StreamInterceptor(srv.StreamServerInterceptor()))
 
 	// Through the client interceptor: the stream carries a key.
-	cc := dial(t, addr, grpc.WithStreamInterceptor(newClient(t, idempotency.WithResolver(resolver)).StreamClientInterceptor()))
+	cc := testserver.Dial(t, addr, grpc.WithStreamInterceptor(newClient(t, idempotency.WithResolver(resolver)).StreamClientInterceptor()))
 	st, err := policytestv1.NewTunedServiceClient(cc).Watch(idempotency.WithKey(context.Background(), "stream-1"), &policytestv1.PingRequest{Payload: "x"})
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +207,7 @@ func TestClientStream(t *testing.T) {
 	}
 
 	// Without it: the server refuses the stream.
-	plain := dial(t, addr)
+	plain := testserver.Dial(t, addr)
 	st, err = policytestv1.NewTunedServiceClient(plain).Watch(context.Background(), &policytestv1.PingRequest{})
 	if err == nil {
 		_, err = st.Recv()
@@ -227,7 +228,7 @@ func TestClientStream(t *testing.T) {
 }
 
 func TestClientEvents(t *testing.T) {
-	cc := dial(t, "passthrough:///target-1")
+	cc := testserver.Dial(t, "passthrough:///target-1")
 	for _, raw := range []bool{false, true} {
 		var ev events
 		opts := []idempotency.Option{idempotency.WithObserver(&ev)}

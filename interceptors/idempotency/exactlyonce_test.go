@@ -20,6 +20,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/idempotency/internal/redistest"
 	"github.com/failsoft/failsoft/interceptors/idempotency/redisstore"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
@@ -239,7 +240,7 @@ func checkCharges(t *testing.T, results []chargeResult, b *bank, f *faults) {
 
 func dialCharges(t *testing.T, target string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	return dial(t, target, append(opts, grpc.WithChainUnaryInterceptor(
+	return testserver.Dial(t, target, append(opts, grpc.WithChainUnaryInterceptor(
 		newClient(t).UnaryClientInterceptor(), // outside: one key per charge
 		retryLoop(maxAttempts, nil),           // inside: every attempt reuses it
 	))...)

@@ -2,15 +2,14 @@ package idempotency_test
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
@@ -48,27 +47,7 @@ func (s *tuned) Watch(r *policytestv1.PingRequest, ss grpc.ServerStreamingServer
 // stopped when the test ends.
 func serve(t testing.TB, srv policytestv1.TunedServiceServer, opts ...grpc.ServerOption) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer(opts...)
-	policytestv1.RegisterTunedServiceServer(s, srv)
-	done := make(chan struct{})
-	go func() { _ = s.Serve(lis); close(done) }()
-	t.Cleanup(func() { s.Stop(); <-done })
-	return lis.Addr().String()
-}
-
-// dial connects to target; the connection is closed when the test ends.
-func dial(t testing.TB, target string, opts ...grpc.DialOption) *grpc.ClientConn {
-	t.Helper()
-	cc, err := grpc.NewClient(target, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return cc
+	return testserver.Serve(t, func(s *grpc.Server) { policytestv1.RegisterTunedServiceServer(s, srv) }, opts...)
 }
 
 func withKeyMD(ctx context.Context, keys ...string) context.Context {

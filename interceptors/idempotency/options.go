@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/common"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 )
@@ -63,15 +64,12 @@ type CommonOption interface {
 }
 
 type clientConfig struct {
-	resolver *policy.Resolver
-	observer observe.Observer
-	rawKeys  bool
+	common.Config // resolver and observer
+	rawKeys       bool
 }
 
 type serverConfig struct {
-	resolver     *policy.Resolver
-	observer     observe.Observer
-	clock        clock.Clock
+	common.Config
 	store        Store
 	identity     IdentityFunc
 	ttl          time.Duration
@@ -102,25 +100,16 @@ func (o commonOption) applyServer(c *serverConfig) error { return o.server(c) }
 // WithResolver sets the policy resolver that says which methods require a
 // key (policy.Default() when not given).
 func WithResolver(r *policy.Resolver) CommonOption {
-	check := func() error {
-		if r == nil {
-			return errors.New("idempotency.WithResolver: nil resolver")
-		}
-		return nil
-	}
 	return commonOption{
-		client: func(c *clientConfig) error { c.resolver = r; return check() },
-		server: func(c *serverConfig) error { c.resolver = r; return check() },
+		client: common.Resolver[clientConfig]("idempotency", r),
+		server: common.Resolver[serverConfig]("idempotency", r),
 	}
 }
 
 // WithObserver sets the observer that hears KeyAttached (client), Replay
 // and KeyConflict (server) events. nil, the default, reports nothing.
 func WithObserver(o observe.Observer) CommonOption {
-	return commonOption{
-		client: func(c *clientConfig) error { c.observer = o; return nil },
-		server: func(c *serverConfig) error { c.observer = o; return nil },
-	}
+	return commonOption{client: common.Observer[clientConfig](o), server: common.Observer[serverConfig](o)}
 }
 
 // WithRawKeysInEvents makes KeyAttached and Replay events carry the key
@@ -137,13 +126,7 @@ func WithRawKeysInEvents() CommonOption {
 // WithClock sets the clock of the default in-memory store (the system
 // clock when not given). A store given with WithStore keeps its own time.
 func WithClock(c clock.Clock) ServerOption {
-	return serverOption(func(s *serverConfig) error {
-		if c == nil {
-			return errors.New("idempotency.WithClock: nil clock")
-		}
-		s.clock = c
-		return nil
-	})
+	return serverOption(common.Clock[serverConfig]("idempotency", c))
 }
 
 // WithStore sets where outcomes are kept. The default is a MemoryStore with

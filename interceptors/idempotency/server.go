@@ -21,6 +21,7 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -44,22 +45,17 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 		identity:     PeerIdentity,
 		types:        protoregistry.GlobalTypes,
 	}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o.applyServer(&cfg); err != nil {
-			return nil, err
-		}
+	if err := option.Each(opts, func(o ServerOption) error { return o.applyServer(&cfg) }); err != nil {
+		return nil, err
 	}
 	if cfg.lease > cfg.ttl {
 		return nil, fmt.Errorf("idempotency: lease %v is longer than the TTL %v", cfg.lease, cfg.ttl)
 	}
-	if cfg.resolver == nil {
-		cfg.resolver = policy.Default()
+	if cfg.Resolver == nil {
+		cfg.Resolver = policy.Default()
 	}
 	if cfg.store == nil {
-		st, err := NewMemoryStore(MemoryConfig{Clock: clock.OrSystem(cfg.clock)})
+		st, err := NewMemoryStore(MemoryConfig{Clock: clock.OrSystem(cfg.Clock)})
 		if err != nil {
 			return nil, err
 		}
@@ -75,7 +71,7 @@ func (s *Server) Store() Store { return s.cfg.store }
 // whose policy does not require a key pass through untouched.
 func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		p, err := s.cfg.resolver.Resolve(info.FullMethod)
+		p, err := s.cfg.Resolver.Resolve(info.FullMethod)
 		if err != nil {
 			return nil, status.Error(codes.FailedPrecondition, err.Error())
 		}
@@ -94,7 +90,7 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 // which finds the key with IncomingKey.
 func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		p, err := s.cfg.resolver.Resolve(info.FullMethod)
+		p, err := s.cfg.Resolver.Resolve(info.FullMethod)
 		if err != nil {
 			return status.Error(codes.FailedPrecondition, err.Error())
 		}
@@ -237,12 +233,12 @@ func encodeOutcome(code codes.Code, resp any, err error) (*Outcome, error) {
 
 // replay answers from a stored outcome, marking the response as a replay.
 func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (any, error) {
-	if s.cfg.observer != nil {
+	if s.cfg.Observer != nil {
 		reason := key
 		if !s.cfg.rawKeys {
 			reason = KeyHash(key)
 		}
-		s.cfg.observer.Observe(ctx, observe.Event{Kind: observe.Replay, Method: method, Reason: reason})
+		s.cfg.Observer.Observe(ctx, observe.Event{Kind: observe.Replay, Method: method, Reason: reason})
 	}
 	header, herr := decodeMD(o.Header)
 	trailer, terr := decodeMD(o.Trailer)
@@ -278,8 +274,8 @@ func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (an
 }
 
 func (s *Server) observe(ctx context.Context, e observe.Event) {
-	if s.cfg.observer != nil {
-		s.cfg.observer.Observe(ctx, e)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Observe(ctx, e)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/idempotency"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
@@ -48,7 +49,7 @@ func newKeyedServer(t *testing.T, fn func(context.Context, *policytestv1.PingReq
 		return fn(ctx, r)
 	}
 	addr := serve(t, &tuned{keyed: count, inherit: count}, grpc.UnaryInterceptor(idem.UnaryServerInterceptor()))
-	ks.client = policytestv1.NewTunedServiceClient(dial(t, addr))
+	ks.client = policytestv1.NewTunedServiceClient(testserver.Dial(t, addr))
 	return ks
 }
 

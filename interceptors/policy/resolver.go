@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
 
@@ -145,15 +146,7 @@ func New(opts ...Option) (*Resolver, error) {
 		services: map[string]*failsoftv1.MethodPolicy{},
 		methods:  map[string]*failsoftv1.MethodPolicy{},
 	}}
-	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&r.cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs := []error{option.Apply(&r.cfg, opts...)}
 	if err := validate("defaults", r.cfg.defaults, Unknown); err != nil {
 		errs = append(errs, err)
 	}
@@ -167,8 +160,8 @@ func New(opts ...Option) (*Resolver, error) {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	empty := map[string]entry{}
 	r.cache.Store(&empty)

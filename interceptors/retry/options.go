@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/common"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 )
@@ -53,9 +54,7 @@ var DefaultBudget = Budget{Ratio: 0.1, MinPerSecond: 1, Burst: 10}
 type Option func(*config) error
 
 type config struct {
-	resolver     *policy.Resolver
-	observer     observe.Observer
-	clock        clock.Clock
+	common.Config
 	rand         func() float64
 	budget       Budget
 	budgetOff    bool
@@ -64,8 +63,8 @@ type config struct {
 
 func defaults() config {
 	return config{
-		resolver:     nil, // policy.Default(), resolved in New
-		clock:        clock.System(),
+		// The resolver, policy.Default(), is filled in by New.
+		Config:       common.Config{Clock: clock.System()},
 		rand:         rand.Float64,
 		budget:       DefaultBudget,
 		replayBuffer: DefaultReplayBuffer,
@@ -74,38 +73,17 @@ func defaults() config {
 
 // WithResolver sets the policy resolver that says which methods may be
 // retried or hedged and how. Default policy.Default().
-func WithResolver(r *policy.Resolver) Option {
-	return func(c *config) error {
-		if r == nil {
-			return errors.New("retry.WithResolver: nil resolver")
-		}
-		c.resolver = r
-		return nil
-	}
-}
+func WithResolver(r *policy.Resolver) Option { return common.Resolver[config]("retry", r) }
 
 // WithObserver sets the observer that hears attempts, backoffs, hedges,
 // stops and budget exhaustion. Nil, the default, reports nothing and costs
 // nothing.
-func WithObserver(o observe.Observer) Option {
-	return func(c *config) error {
-		c.observer = o
-		return nil
-	}
-}
+func WithObserver(o observe.Observer) Option { return common.Observer[config](o) }
 
 // WithClock sets the clock used for backoff waits, hedge delays, per-attempt
 // timeouts, deadline checks and the budget's floor. Default the system
 // clock.
-func WithClock(clk clock.Clock) Option {
-	return func(c *config) error {
-		if clk == nil {
-			return errors.New("retry.WithClock: nil clock")
-		}
-		c.clock = clk
-		return nil
-	}
-}
+func WithClock(clk clock.Clock) Option { return common.Clock[config]("retry", clk) }
 
 // WithRand sets the source of jitter: a function returning a number in
 // [0, 1) that is safe for concurrent use. Default math/rand/v2.Float64.

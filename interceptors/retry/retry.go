@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -36,29 +37,20 @@ type Interceptor struct {
 }
 
 // New returns an Interceptor configured by opts. It fails with an error
-// naming the first invalid option.
+// naming every invalid option.
 func New(opts ...Option) (*Interceptor, error) {
 	cfg := defaults()
-	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&cfg); err != nil {
-			errs = append(errs, err)
-		}
+	if err := option.Apply(&cfg, opts...); err != nil {
+		return nil, err
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if cfg.resolver == nil {
-		cfg.resolver = policy.Default()
+	if cfg.Resolver == nil {
+		cfg.Resolver = policy.Default()
 	}
 	ic := &Interceptor{
-		resolver:     cfg.resolver,
-		obs:          cfg.observer,
-		clock:        cfg.clock,
-		system:       cfg.clock == clock.System(),
+		resolver:     cfg.Resolver,
+		obs:          cfg.Observer,
+		clock:        cfg.Clock,
+		system:       cfg.Clock == clock.System(),
 		rand:         cfg.rand,
 		replayBuffer: cfg.replayBuffer,
 	}

@@ -2,17 +2,16 @@ package telemetry
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // benchCall runs one logical call through the call and attempt interceptors
@@ -121,20 +120,8 @@ func BenchmarkLoopback(b *testing.B) {
 				srvOpts = append(srvOpts, grpc.UnaryInterceptor(tel.UnaryServerInterceptor()))
 				cliOpts = append(cliOpts, grpc.WithChainUnaryInterceptor(tel.UnaryClientInterceptor(), tel.UnaryAttemptInterceptor()))
 			}
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			s := grpc.NewServer(srvOpts...)
-			pb.RegisterPlainServiceServer(s, &flaky{})
-			go func() { _ = s.Serve(lis) }()
-			defer s.Stop()
-			conn, err := grpc.NewClient(lis.Addr().String(), append(cliOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			client := pb.NewPlainServiceClient(conn)
+			addr := testserver.Serve(b, func(s *grpc.Server) { pb.RegisterPlainServiceServer(s, &flaky{}) }, srvOpts...)
+			client := pb.NewPlainServiceClient(testserver.Dial(b, addr, cliOpts...))
 			ctx := context.Background()
 			req := &pb.PingRequest{Payload: "x"}
 			b.ReportAllocs()

@@ -2,11 +2,11 @@ package telemetry
 
 import (
 	"context"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -72,24 +71,11 @@ func newEnv(t *testing.T, fail int32, clientOpts ...Option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer(grpc.UnaryInterceptor(srvTel.UnaryServerInterceptor()),
+	addr := testserver.Serve(t, testserver.Policytest(e.srv), grpc.UnaryInterceptor(srvTel.UnaryServerInterceptor()),
 		grpc.StreamInterceptor(srvTel.StreamServerInterceptor()))
-	pb.RegisterPlainServiceServer(s, e.srv)
-	pb.RegisterTunedServiceServer(s, e.srv)
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	e.conn, err = grpc.NewClient(lis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	e.conn = testserver.Dial(t, addr,
 		grpc.WithChainUnaryInterceptor(e.tel.UnaryClientInterceptor(), testRetry(e.tel, 3, 7*time.Millisecond), e.tel.UnaryAttemptInterceptor()),
 		grpc.WithChainStreamInterceptor(e.tel.StreamClientInterceptor(), e.tel.StreamAttemptInterceptor()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.conn.Close() })
 	e.plain = pb.NewPlainServiceClient(e.conn)
 	e.tuned = pb.NewTunedServiceClient(e.conn)
 	return e

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"net"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"go.opentelemetry.io/otel"
@@ -38,13 +40,11 @@ var _ observe.Observer = (*Interceptor)(nil)
 // may be built before the application installs its SDK.
 func New(opts ...Option) (*Interceptor, error) {
 	var cfg config
-	for _, o := range opts {
-		if o == nil {
-			return nil, errors.New("telemetry: nil Option")
-		}
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	if slices.ContainsFunc(opts, func(o Option) bool { return o == nil }) {
+		return nil, errors.New("telemetry: nil Option")
+	}
+	if err := option.Apply(&cfg, opts...); err != nil {
+		return nil, err
 	}
 	i := &Interceptor{cfg: cfg, clock: clock.OrSystem(cfg.clock)}
 	if tp := cfg.tracerProvider; tp != nil && !isNoopProvider(tp) {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 )
 
 func noopInvoker(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
@@ -24,7 +25,7 @@ func BenchmarkUnary(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cc := conn(b, "passthrough:///bench")
+	cc := testserver.Dial(b, "passthrough:///bench")
 	unary := th.UnaryClientInterceptor()
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -47,7 +48,7 @@ func BenchmarkUnaryStillClock(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cc := conn(b, "passthrough:///bench")
+	cc := testserver.Dial(b, "passthrough:///bench")
 	unary := th.UnaryClientInterceptor()
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -65,7 +66,7 @@ func BenchmarkUnaryParallel(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cc := conn(b, "passthrough:///bench")
+	cc := testserver.Dial(b, "passthrough:///bench")
 	unary := th.UnaryClientInterceptor()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -87,7 +88,7 @@ func BenchmarkUnaryThrottling(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cc := conn(b, "passthrough:///bench")
+	cc := testserver.Dial(b, "passthrough:///bench")
 	unary := th.UnaryClientInterceptor()
 	ctx := context.Background()
 	shed := status.Error(codes.ResourceExhausted, "busy")
@@ -116,7 +117,7 @@ func BenchmarkStream(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cc := conn(b, "passthrough:///bench")
+	cc := testserver.Dial(b, "passthrough:///bench")
 	intercept := th.StreamClientInterceptor()
 	desc := &grpc.StreamDesc{ServerStreams: true}
 	streamer := func(context.Context, *grpc.StreamDesc, *grpc.ClientConn, string, ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -137,7 +138,7 @@ func BenchmarkStream(b *testing.B) {
 
 // BenchmarkNoInterceptor is the baseline: the invoker alone.
 func BenchmarkNoInterceptor(b *testing.B) {
-	cc := conn(b, "passthrough:///bench")
+	cc := testserver.Dial(b, "passthrough:///bench")
 	ctx := context.Background()
 	var invoke grpc.UnaryInvoker = noopInvoker
 	b.ReportAllocs()

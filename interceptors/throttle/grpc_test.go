@@ -4,18 +4,17 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
@@ -63,28 +62,8 @@ func (s *loopServer) fail(err error) { s.result.Store(&err) }
 // loopback serves s on 127.0.0.1 and returns a client through th.
 func loopback(t *testing.T, s *loopServer, th *Interceptor) *grpc.ClientConn {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	policytestv1.RegisterPlainServiceServer(srv, s)
-	policytestv1.RegisterTunedServiceServer(srv, s)
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(lis) }()
-	cc, err := grpc.NewClient(lis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(th.UnaryClientInterceptor()),
-		grpc.WithStreamInterceptor(th.StreamClientInterceptor()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cc.Close()
-		srv.Stop()
-		<-done
-	})
-	return cc
+	addr := testserver.Serve(t, testserver.Policytest(s))
+	return testserver.Dial(t, addr, testserver.Through(th)...)
 }
 
 func TestLoopbackUnaryRejection(t *testing.T) {

@@ -7,26 +7,14 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// conn returns a ClientConn that is never connected: the interceptors only
-// read its Target, and the tests' invokers never use it.
-func conn(t testing.TB, target string) *grpc.ClientConn {
-	t.Helper()
-	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
-}
 
 // fixed returns a random source that always returns u.
 func fixed(u float64) func() float64 { return func() float64 { return u } }
@@ -47,7 +35,7 @@ func newHarness(tb testing.TB, opts ...Option) *harness {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &harness{t: th, clk: clk, cc: conn(tb, "passthrough:///svc"), unary: th.UnaryClientInterceptor()}
+	return &harness{t: th, clk: clk, cc: testserver.Dial(tb, "passthrough:///svc"), unary: th.UnaryClientInterceptor()}
 }
 
 // call makes one call whose invoker returns result; it returns what the

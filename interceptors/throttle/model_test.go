@@ -13,6 +13,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
 
@@ -76,7 +77,7 @@ var modelResults = []struct {
 func ptr(b bool) *bool { return &b }
 
 func TestModel(t *testing.T) {
-	cc := conn(t, "passthrough:///model")
+	cc := testserver.Dial(t, "passthrough:///model")
 	rapid.Check(t, func(rt *rapid.T) {
 		m := &model{
 			k:                 rapid.SampledFrom([]float64{1, 1.1, 1.5, 2, 3}).Draw(rt, "k"),

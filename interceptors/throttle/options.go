@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/common"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -26,18 +27,17 @@ const (
 )
 
 // Option configures an Interceptor. Options are checked by New, which
-// returns an error naming the first bad one.
+// returns an error naming every bad one.
 type Option func(*config) error
 
 type config struct {
+	common.Config     // no resolver
 	window            time.Duration
 	buckets           int
 	k                 float64
 	maxProbability    float64
 	classifier        outcome.Classifier
 	failuresAsRejects bool
-	observer          observe.Observer
-	clock             clock.Clock
 	rand              func() float64
 	maxTargets        int
 }
@@ -49,7 +49,7 @@ func defaults() config {
 		k:              DefaultMultiplier,
 		maxProbability: DefaultMaxProbability,
 		classifier:     outcome.Default,
-		clock:          clock.System(),
+		Config:         common.Config{Clock: clock.System()},
 		rand:           rand.Float64,
 		maxTargets:     DefaultMaxTargets,
 	}
@@ -135,18 +135,13 @@ func WithFailuresAsRejects(rejects bool) Option {
 // WithObserver sets who hears an observe.Throttled event for each local
 // rejection, with Value the rejection probability. Nil (the default)
 // reports nothing and costs nothing.
-func WithObserver(o observe.Observer) Option {
-	return func(c *config) error {
-		c.observer = o
-		return nil
-	}
-}
+func WithObserver(o observe.Observer) Option { return common.Observer[config](o) }
 
 // WithClock sets the clock the window is kept with (default, and when nil:
 // the system clock).
 func WithClock(cl clock.Clock) Option {
 	return func(c *config) error {
-		c.clock = clock.OrSystem(cl)
+		c.Clock = clock.OrSystem(cl)
 		return nil
 	}
 }

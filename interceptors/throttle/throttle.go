@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,6 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/option"
+	"github.com/failsoft/failsoft/interceptors/internal/registry"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -26,32 +26,29 @@ type Interceptor struct {
 	cfg    config
 	base   time.Time     // bucket 0 starts here
 	width  time.Duration // of a bucket
-	system bool          // cfg.clock is the system clock
+	system bool          // cfg.Clock is the system clock
 
-	mu      sync.Mutex                       // serialises changes to targets
-	targets atomic.Pointer[map[string]*ring] // copied on write; read lock-free
+	// The counts by target. When the registry is full, a target with no
+	// calls in its window makes room.
+	targets registry.Registry[ring]
 }
 
-// New returns an Interceptor configured by opts, or an error naming the
-// first invalid option.
+// New returns an Interceptor configured by opts, or an error naming every
+// invalid option.
 func New(opts ...Option) (*Interceptor, error) {
 	cfg := defaults()
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	if err := option.Apply(&cfg, opts...); err != nil {
+		return nil, err
 	}
 	t := &Interceptor{
 		cfg:    cfg,
-		base:   cfg.clock.Now(),
+		base:   cfg.Clock.Now(),
 		width:  cfg.window / time.Duration(cfg.buckets),
-		system: cfg.clock == clock.System(),
+		system: cfg.Clock == clock.System(),
 	}
-	m := make(map[string]*ring)
-	t.targets.Store(&m)
+	t.targets.Init(false, cfg.maxTargets,
+		func(string, string) *ring { return newRing(cfg.buckets) },
+		func(r *ring) bool { req, _ := r.totals(t.index()); return req == 0 })
 	return t, nil
 }
 
@@ -68,7 +65,7 @@ type State struct {
 // State returns the throttle's counts and rejection probability for target
 // (a ClientConn's Target()). An unknown target has the zero State.
 func (t *Interceptor) State(target string) State {
-	r := (*t.targets.Load())[target]
+	r := t.targets.Lookup(target, "")
 	if r == nil {
 		return State{}
 	}
@@ -82,7 +79,7 @@ func (t *Interceptor) State(target string) State {
 func (t *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		target := targetOf(cc)
-		r := t.ring(target)
+		r := t.targets.Get(target, "")
 		if r == nil {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
@@ -106,7 +103,7 @@ func (t *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 func (t *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		target := targetOf(cc)
-		r := t.ring(target)
+		r := t.targets.Get(target, "")
 		if r == nil {
 			return streamer(ctx, desc, cc, method, opts...)
 		}
@@ -169,7 +166,7 @@ func (t *Interceptor) index() uint64 {
 	if t.system {
 		d = time.Since(t.base)
 	} else {
-		d = t.cfg.clock.Now().Sub(t.base)
+		d = t.cfg.Clock.Now().Sub(t.base)
 	}
 	if d < 0 {
 		return 0
@@ -195,7 +192,7 @@ func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string)
 		Message: fmt.Sprintf("client throttled itself: call to %s rejected locally with probability %.2f: the target accepted %d of the last %d requests in %v",
 			target, p, acc, req, t.cfg.window),
 	}
-	if o := t.cfg.observer; o != nil {
+	if o := t.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{Kind: observe.Throttled, Method: method, Target: target, Value: p, Err: rej})
 	}
 	return idx, rej
@@ -229,42 +226,4 @@ func isRejection(err error) bool {
 	}
 	_, ok := outcome.AsRejection(err)
 	return ok
-}
-
-// ring returns the counts of target, creating them on first use; nil when
-// the registry is full of targets that are not idle.
-func (t *Interceptor) ring(target string) *ring {
-	if r := (*t.targets.Load())[target]; r != nil {
-		return r
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	old := *t.targets.Load()
-	if r := old[target]; r != nil {
-		return r
-	}
-	evict, evicting := "", false
-	if len(old) >= t.cfg.maxTargets {
-		// Make room by forgetting a target with no calls in its window.
-		idx := t.index()
-		for k, v := range old {
-			if req, _ := v.totals(idx); req == 0 {
-				evict, evicting = k, true
-				break
-			}
-		}
-		if !evicting {
-			return nil
-		}
-	}
-	m := make(map[string]*ring, len(old)+1)
-	for k, v := range old {
-		if !evicting || k != evict {
-			m[k] = v
-		}
-	}
-	r := newRing(t.cfg.buckets)
-	m[target] = r
-	t.targets.Store(&m)
-	return r
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -317,7 +318,7 @@ func TestRegistry(t *testing.T) {
 		return status.Error(codes.ResourceExhausted, "busy")
 	}
 	call := func(cc *grpc.ClientConn) error { return unary(context.Background(), "/m", nil, nil, cc, shed) }
-	a, b, c := conn(t, "passthrough:///a"), conn(t, "passthrough:///b"), conn(t, "passthrough:///c")
+	a, b, c := testserver.Dial(t, "passthrough:///a"), testserver.Dial(t, "passthrough:///b"), testserver.Dial(t, "passthrough:///c")
 	call(a)
 	call(b)
 	// Both slots are busy: c passes unthrottled and is not tracked.
@@ -338,11 +339,11 @@ func TestRegistry(t *testing.T) {
 	if s := h.t.State("passthrough:///c"); s.Requests != 1 {
 		t.Fatalf("c not tracked after the others fell idle: %+v", s)
 	}
-	if got := len(*h.t.targets.Load()); got != 2 {
+	if got := h.t.targets.Len(); got != 2 {
 		t.Fatalf("%d targets tracked, bound 2", got)
 	}
 	// Two ClientConns to one target share its counts.
-	a2 := conn(t, "passthrough:///c")
+	a2 := testserver.Dial(t, "passthrough:///c")
 	call(a2)
 	if s := h.t.State("passthrough:///c"); s.Requests != 2 {
 		t.Fatalf("shared target: %+v", s)
