@@ -31,6 +31,10 @@ type Row struct {
 type RunOptions struct {
 	// Micro runs the Go benchmarks (interceptor cost, loopback call).
 	Micro bool
+	// Rounds runs the Go benchmarks this many times, chains interleaved,
+	// and keeps each chain's fastest round, so that a noisy neighbour
+	// slows one round of every chain rather than all rounds of one.
+	Rounds int
 	// Only, when set, keeps the chains whose name contains it (and the
 	// plain client, the reference of the overload goodput).
 	Only string
@@ -41,69 +45,95 @@ type RunOptions struct {
 // Run measures every chain in one process, one chain at a time, against
 // servers started for each scenario.
 func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
-	var rows []Row
+	var specs []Spec
 	for _, spec := range Specs() {
 		if o.Only != "" && spec.Name != "plain client" && !strings.Contains(spec.Name, o.Only) {
 			continue
 		}
-		rows = append(rows, runSpec(ctx, spec, cfg, o))
+		specs = append(specs, spec)
+	}
+	rows := make([]Row, len(specs))
+	for i, spec := range specs {
+		rows[i] = Row{Name: spec.Name}
+		if _, err := spec.Build(cfg.Params); err != nil {
+			if errors.Is(err, ErrPending) {
+				rows[i].Pending = true
+			} else {
+				rows[i].Err = err
+			}
+			o.step(spec.Name, err.Error())
+		}
+	}
+	if o.Micro {
+		for round := range max(1, o.Rounds) {
+			for i, spec := range specs {
+				if ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil {
+					o.step(spec.Name, fmt.Sprintf("Go benchmarks, round %d", round+1))
+					rows[i].micro(spec, cfg.Params)
+				}
+			}
+		}
+	}
+	for i, spec := range specs {
+		if ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil {
+			rows[i].scenarios(ctx, spec, cfg, o)
+		}
 	}
 	return rows
 }
 
-func runSpec(ctx context.Context, spec Spec, cfg Config, o RunOptions) Row {
-	r := Row{Name: spec.Name}
-	step := func(what string) {
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "%s: %s\n", spec.Name, what)
-		}
+func (o RunOptions) step(chain, what string) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "%s: %s\n", chain, what)
 	}
-	if _, err := spec.Build(cfg.Params); err != nil {
-		if errors.Is(err, ErrPending) {
-			r.Pending = true
-		} else {
-			r.Err = err
-		}
-		step(err.Error())
-		return r
+}
+
+func (r *Row) fail(err error) bool {
+	if err != nil && r.Err == nil {
+		r.Err = err
 	}
-	fail := func(err error) bool {
-		if err != nil && r.Err == nil {
-			r.Err = err
+	return err != nil
+}
+
+// micro runs the Go benchmarks once and keeps the faster result.
+func (r *Row) micro(spec Spec, p Params) {
+	faster := func(old *testing.BenchmarkResult, f func(*testing.B)) *testing.BenchmarkResult {
+		res := testing.Benchmark(f)
+		if res.N == 0 { // the benchmark failed
+			return old
 		}
-		return err != nil
+		if old == nil || res.NsPerOp() < old.NsPerOp() {
+			return &res
+		}
+		return old
 	}
-	if o.Micro {
-		step("interceptor cost")
-		if f, err := InterceptorBench(spec, cfg.Params); !fail(err) && f != nil {
-			res := testing.Benchmark(f)
-			r.Cost = &res
-		}
-		step("loopback call")
-		if f, err := LoopbackBench(spec, cfg.Params); !fail(err) {
-			res := testing.Benchmark(f)
-			r.Loopback = &res
-		}
+	if f, err := InterceptorBench(spec, p); !r.fail(err) && f != nil {
+		r.Cost = faster(r.Cost, f)
 	}
+	if f, err := LoopbackBench(spec, p); !r.fail(err) {
+		r.Loopback = faster(r.Loopback, f)
+	}
+}
+
+func (r *Row) scenarios(ctx context.Context, spec Spec, cfg Config, o RunOptions) {
 	var err error
-	step("total outage")
+	o.step(spec.Name, "total outage")
 	r.Outage, err = runOutage(ctx, spec, cfg)
-	fail(err)
-	step("transient failures")
+	r.fail(err)
+	o.step(spec.Name, "transient failures")
 	r.Transient, err = runTransient(ctx, spec, cfg)
-	fail(err)
-	step("lost responses")
+	r.fail(err)
+	o.step(spec.Name, "lost responses")
 	r.Lost, err = runLost(ctx, spec, cfg)
-	fail(err)
-	step("slow tail")
+	r.fail(err)
+	o.step(spec.Name, "slow tail")
 	r.Tail, err = runTail(ctx, spec, cfg, false)
-	fail(err)
+	r.fail(err)
 	r.TailHedge, err = runTail(ctx, spec, cfg, true)
-	fail(err)
-	step("overload")
+	r.fail(err)
+	o.step(spec.Name, "overload")
 	r.Overload, err = runOverload(ctx, spec, cfg)
-	fail(err)
-	return r
+	r.fail(err)
 }
 
 // Markdown writes the rows as one markdown table, followed by the settings
@@ -130,7 +160,7 @@ func Markdown(w io.Writer, rows []Row, cfg Config) {
 		"overload: goodput/s",
 		"attempts at server/s",
 		"success",
-		"breaker opens",
+		"overload: breaker opens",
 	}
 	fmt.Fprintf(w, "| %s |\n", strings.Join(cols, " | "))
 	fmt.Fprintf(w, "|%s\n", strings.Repeat(" --- |", len(cols)))
@@ -191,8 +221,8 @@ func (r *Row) cells(plain *Row) []string {
 	}
 	c = append(c,
 		fmt.Sprintf("%.2f", float64(r.Outage.Attempts)/float64(max(1, r.Outage.Calls))),
-		pct(r.Transient.OK, r.Transient.Calls),
-		pct(r.Lost.OK, r.Lost.Calls),
+		pct(r.Transient.OK, r.Transient.Calls)+opens(r.Transient.Opens),
+		pct(r.Lost.OK, r.Lost.Calls)+opens(r.Lost.Opens),
 		fmt.Sprintf("%d", r.Lost.Duplicates),
 		ms(r.Tail.P99),
 	)
@@ -215,6 +245,18 @@ func (r *Row) cells(plain *Row) []string {
 		c = append(c, na)
 	}
 	return c
+}
+
+// opens notes breaker opens in a scenario where a breaker should not
+// open.
+func opens(n int64) string {
+	switch {
+	case n == 1:
+		return " (breaker opened once)"
+	case n > 1:
+		return fmt.Sprintf(" (breaker opened %d times)", n)
+	}
+	return ""
 }
 
 func pct(ok, n int) string {

@@ -24,7 +24,8 @@ func main() {
 	cfg := harness.DefaultConfig()
 	var (
 		micro     = flag.Bool("micro", true, "run the Go benchmarks (interceptor cost, loopback call)")
-		benchtime = flag.Duration("benchtime", 500*time.Millisecond, "time per Go benchmark")
+		benchtime = flag.Duration("benchtime", 300*time.Millisecond, "time per Go benchmark and round")
+		rounds    = flag.Int("rounds", 3, "rounds of Go benchmarks; each chain keeps its fastest")
 		scale     = flag.Float64("scale", 1, "multiply every scenario's calls and duration")
 		only      = flag.String("only", "", "measure only the chains whose name contains this (and the plain client)")
 		quiet     = flag.Bool("quiet", false, "no progress on stderr")
@@ -53,7 +54,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	o := harness.RunOptions{Micro: *micro, Only: *only}
+	o := harness.RunOptions{Micro: *micro, Rounds: *rounds, Only: *only}
 	if !*quiet {
 		o.Progress = os.Stderr
 	}
