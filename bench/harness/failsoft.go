@@ -3,6 +3,8 @@ package harness
 import (
 	"time"
 
+	"google.golang.org/grpc"
+
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -37,6 +39,15 @@ func benchResolver(p Params) (*policy.Resolver, error) {
 		policy.WithMethod(methodKeyedWrite, &failsoftv1.MethodPolicy{Retry: retry}),
 	)
 }
+
+// serverDedup returns the server's deduplication layer for KeyedWrite, the
+// same for every chain (clients without keys pass through it).
+//
+// SLOT: when interceptors/idempotency lands, return a fresh
+// idempotency.NewServer(...).UnaryServerInterceptor() here, so the
+// scenario exercises failsoft's own server side. Until then nil selects
+// the harness's minimal in-memory layer (KeyDedup).
+func serverDedup() (grpc.UnaryServerInterceptor, error) { return nil, nil }
 
 // failsoftChain is failsoft's full client chain with the settings of p.
 //

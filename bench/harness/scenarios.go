@@ -70,7 +70,11 @@ func newEnv(spec Spec, p Params, f Faults) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := StartServer(f)
+	dedup, err := serverDedup()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := StartServer(f, dedup)
 	if err != nil {
 		return nil, err
 	}

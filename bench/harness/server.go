@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"fmt"
 	"hash/fnv"
 	"net"
 	"sync"
@@ -31,9 +30,9 @@ type Faults struct {
 	// FailRate is the fraction of attempts answered with UNAVAILABLE
 	// without doing any work (a transient failure).
 	FailRate float64
-	// LostRate is the fraction of KeyedWrite attempts whose charge is
-	// committed to the ledger but whose response is lost: the client sees
-	// UNAVAILABLE.
+	// LostRate is the fraction of KeyedWrite responses lost after the
+	// server committed the charge: the client sees UNAVAILABLE. The loss
+	// happens outside the deduplication layer, as on the network.
 	LostRate float64
 	// SlowRate is the fraction of attempts that take Slow instead of Fast.
 	SlowRate   float64
@@ -50,6 +49,10 @@ type Faults struct {
 // Server is a loopback gRPC server on 127.0.0.1 serving
 // failsoft.policytest.v1.TunedService with injected faults. It counts every
 // attempt that reaches it and keeps a ledger of KeyedWrite charges.
+//
+// Its layers, outermost first: counting (and the attempt index of the
+// logical call), response loss, deduplication by idempotency key, the
+// handler with the other faults.
 type Server struct {
 	policytestv1.UnimplementedTunedServiceServer
 
@@ -59,18 +62,18 @@ type Server struct {
 	slots  chan struct{}
 	track  bool // per-id bookkeeping is needed
 
-	attempts atomic.Int64 // every call that reached a handler
+	attempts atomic.Int64 // every call that reached the server
 	rejected atomic.Int64 // RESOURCE_EXHAUSTED answers
-	accepted atomic.Int64 // calls answered OK
 
 	mu      sync.Mutex
-	seen    map[string]int    // attempts seen per logical call id
-	charges map[string]int    // ledger: charges per logical call id
-	keys    map[string]string // idempotency key -> charged id (dedup store)
+	seen    map[string]int // attempts seen per logical call id
+	charges map[string]int // ledger: charges per logical call id
 }
 
-// StartServer starts a server on a free 127.0.0.1 port.
-func StartServer(f Faults) (*Server, error) {
+// StartServer starts a server on a free 127.0.0.1 port. dedup is the
+// layer that deduplicates KeyedWrite by idempotency key; nil uses a
+// minimal in-memory one (KeyDedup).
+func StartServer(f Faults, dedup grpc.UnaryServerInterceptor) (*Server, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -81,12 +84,14 @@ func StartServer(f Faults) (*Server, error) {
 		track:   f.FailRate > 0 || f.LostRate > 0 || f.SlowRate > 0,
 		seen:    map[string]int{},
 		charges: map[string]int{},
-		keys:    map[string]string{},
 	}
 	if f.Capacity > 0 {
 		s.slots = make(chan struct{}, f.Capacity)
 	}
-	s.srv = grpc.NewServer(grpc.UnaryInterceptor(s.count))
+	if dedup == nil {
+		dedup = KeyDedup()
+	}
+	s.srv = grpc.NewServer(grpc.ChainUnaryInterceptor(s.count, s.lose, dedup))
 	policytestv1.RegisterTunedServiceServer(s.srv, s)
 	go func() { _ = s.srv.Serve(lis) }()
 	return s, nil
@@ -104,11 +109,8 @@ func (s *Server) Attempts() int64 { return s.attempts.Load() }
 // Rejected is the number of calls the server shed with RESOURCE_EXHAUSTED.
 func (s *Server) Rejected() int64 { return s.rejected.Load() }
 
-// Accepted is the number of calls the server answered with OK.
-func (s *Server) Accepted() int64 { return s.accepted.Load() }
-
-// Ledger returns the number of logical charges and how many of them were
-// charged more than once (the extra charges, summed).
+// Ledger returns the number of logical calls charged and how many extra
+// charges there were (a call charged three times counts two).
 func (s *Server) Ledger() (charged, duplicates int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -119,33 +121,80 @@ func (s *Server) Ledger() (charged, duplicates int) {
 	return charged, duplicates
 }
 
-func (s *Server) count(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	s.attempts.Add(1)
-	resp, err := h(ctx, req)
-	if err == nil {
-		s.accepted.Add(1)
-	}
-	return resp, err
-}
-
 // warmUpID is the payload of the call that opens a connection before a
 // measurement; the server never injects a fault into it.
 const warmUpID = "warm-up"
 
-var errOutage = status.Error(codes.Unavailable, "bench: total outage")
+type attemptKey struct{}
 
-// attempt returns the server-side attempt index (0 for the first) of the
-// logical call id.
-func (s *Server) attempt(id string) int {
+// count counts the attempt and tags its context with the index of the
+// attempt within its logical call (0 for the first).
+func (s *Server) count(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	s.attempts.Add(1)
 	if !s.track {
-		return 0
+		return h(ctx, req)
 	}
+	id := payload(req)
 	s.mu.Lock()
 	n := s.seen[id]
 	s.seen[id] = n + 1
 	s.mu.Unlock()
+	return h(context.WithValue(ctx, attemptKey{}, n), req)
+}
+
+func attemptOf(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
 	return n
 }
+
+func payload(req any) string {
+	if p, ok := req.(*policytestv1.PingRequest); ok {
+		return p.GetPayload()
+	}
+	return ""
+}
+
+// lose drops the response of a committed KeyedWrite with LostRate.
+func (s *Server) lose(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	if err == nil && s.faults.LostRate > 0 && info.FullMethod == methodKeyedWrite {
+		if id := payload(req); id != warmUpID && s.roll(3, id, attemptOf(ctx)) < s.faults.LostRate {
+			return nil, status.Error(codes.Unavailable, "bench: response lost after commit")
+		}
+	}
+	return resp, err
+}
+
+// KeyDedup is a minimal server-side deduplication layer: a KeyedWrite that
+// carries an idempotency key already answered with OK gets the stored
+// response without running again. It stands in for a real store where
+// none is plugged in.
+func KeyDedup() grpc.UnaryServerInterceptor {
+	var mu sync.Mutex
+	done := map[string]any{}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		keys := md.Get(policy.KeyMetadata)
+		if info.FullMethod != methodKeyedWrite || len(keys) == 0 {
+			return h(ctx, req)
+		}
+		mu.Lock()
+		resp, ok := done[keys[0]]
+		mu.Unlock()
+		if ok {
+			return resp, nil
+		}
+		resp, err := h(ctx, req)
+		if err == nil {
+			mu.Lock()
+			done[keys[0]] = resp
+			mu.Unlock()
+		}
+		return resp, err
+	}
+}
+
+var errOutage = status.Error(codes.Unavailable, "bench: total outage")
 
 // roll returns a uniform value in [0, 1) for (seed, salt, id, attempt).
 func (s *Server) roll(salt uint64, id string, attempt int) float64 {
@@ -161,19 +210,18 @@ func (s *Server) roll(salt uint64, id string, attempt int) float64 {
 	return float64(x>>11) / (1 << 53)
 }
 
-// work applies the faults shared by every method and returns the attempt
-// index of the call.
-func (s *Server) work(ctx context.Context, id string) (int, error) {
+// work applies the faults every method shares.
+func (s *Server) work(ctx context.Context, id string) error {
 	f := &s.faults
 	if id == warmUpID {
-		return 0, nil
+		return nil
 	}
 	if f.Outage {
-		return 0, errOutage
+		return errOutage
 	}
-	n := s.attempt(id)
+	n := attemptOf(ctx)
 	if f.FailRate > 0 && s.roll(1, id, n) < f.FailRate {
-		return n, status.Error(codes.Unavailable, "bench: transient failure")
+		return status.Error(codes.Unavailable, "bench: transient failure")
 	}
 	if s.slots != nil {
 		select {
@@ -181,20 +229,17 @@ func (s *Server) work(ctx context.Context, id string) (int, error) {
 			defer func() { <-s.slots }()
 		default:
 			s.rejected.Add(1)
-			return n, status.Error(codes.ResourceExhausted, "bench: over capacity")
+			return status.Error(codes.ResourceExhausted, "bench: over capacity")
 		}
 		if err := sleep(ctx, f.Service); err != nil {
-			return n, err
+			return err
 		}
 	}
 	d := f.Fast
 	if f.SlowRate > 0 && s.roll(2, id, n) < f.SlowRate {
 		d = f.Slow
 	}
-	if err := sleep(ctx, d); err != nil {
-		return n, err
-	}
-	return n, nil
+	return sleep(ctx, d)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -213,7 +258,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // Override is an idempotent read-style call.
 func (s *Server) Override(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
-	if _, err := s.work(ctx, req.GetPayload()); err != nil {
+	if err := s.work(ctx, req.GetPayload()); err != nil {
 		return nil, err
 	}
 	return &policytestv1.PingResponse{Payload: req.GetPayload()}, nil
@@ -224,34 +269,15 @@ func (s *Server) Hedged(ctx context.Context, req *policytestv1.PingRequest) (*po
 	return s.Override(ctx, req)
 }
 
-// KeyedWrite charges the logical call named by the payload. A request that
-// carries an idempotency key already seen is answered from the store
-// without charging again, the way a server that deduplicates by key does.
-// With LostRate, a committed charge's response is lost.
+// KeyedWrite charges the logical call named by the payload, once per time
+// it runs; deduplication is the dedup layer's job.
 func (s *Server) KeyedWrite(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
 	id := req.GetPayload()
-	n, err := s.work(ctx, id)
-	if err != nil {
+	if err := s.work(ctx, id); err != nil {
 		return nil, err
 	}
-	var key string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(policy.KeyMetadata); len(v) > 0 {
-			key = v[0]
-		}
-	}
 	s.mu.Lock()
-	if _, dup := s.keys[key]; !dup || key == "" {
-		s.charges[id]++
-		if key != "" {
-			s.keys[key] = id
-		}
-	}
+	s.charges[id]++
 	s.mu.Unlock()
-	if s.faults.LostRate > 0 && s.roll(3, id, n) < s.faults.LostRate {
-		return nil, status.Error(codes.Unavailable, "bench: response lost after commit")
-	}
 	return &policytestv1.PingResponse{Payload: id}, nil
 }
-
-func (s *Server) String() string { return fmt.Sprintf("bench server %s", s.Addr()) }
