@@ -1,0 +1,68 @@
+package failsoft
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
+)
+
+// chainInvoker folds the suite's unary interceptors around invoker the way
+// grpc-go's chaining does.
+func chainInvoker(ch *chain, invoker grpc.UnaryInvoker) grpc.UnaryInvoker {
+	for i := len(ch.unary) - 1; i >= 0; i-- {
+		next, ic := invoker, ch.unary[i]
+		invoker = func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+			return ic(ctx, method, req, reply, cc, next, opts...)
+		}
+	}
+	return invoker
+}
+
+func noopInvoker(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+	return nil
+}
+
+// BenchmarkChainNoopInvoker measures what the whole suite adds to a call
+// whose first attempt succeeds, over an invoker that does nothing.
+func BenchmarkChainNoopInvoker(b *testing.B) {
+	cc, err := grpc.NewClient("passthrough:///bench", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	req, reply := &policytestv1.PingRequest{}, &policytestv1.PingResponse{}
+	for _, bc := range []struct {
+		name     string
+		method   string
+		deadline bool
+	}{
+		{"idempotent/caller-deadline", "/failsoft.policytest.v1.PlainService/Idempotent", true},
+		{"idempotent/no-deadline", "/failsoft.policytest.v1.PlainService/Idempotent", false},
+		{"keyed-write/caller-deadline", "/failsoft.policytest.v1.TunedService/KeyedWrite", true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ch, _, err := build(nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			call := chainInvoker(ch, noopInvoker)
+			ctx := context.Background()
+			if bc.deadline {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Hour)
+				defer cancel()
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := call(ctx, bc.method, req, reply, cc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,65 @@
+// Package failsoft installs the failsoft resilience suite on a gRPC client
+// connection in one call:
+//
+//	dialOpts, err := failsoft.DialOptions()
+//	if err != nil {
+//		return err // a misconfigured layer, named in the error
+//	}
+//	conn, err := grpc.NewClient(target, append(dialOpts,
+//		grpc.WithTransportCredentials(creds))...)
+//
+// Every layer reads what it may do with a method from the method's proto
+// options (see package policy): a method is retried only when its proto
+// says it is safe, hedged only when it has no side effects.
+//
+// # The chain, outermost first, and why
+//
+//  1. telemetry call span: one span per logical call, over every attempt,
+//     so a retried call stays one trace and local rejections are traced.
+//  2. deadline: every call gets its deadline before anything waits, so one
+//     deadline bounds all retries, backoffs and hedges; a call with too
+//     little budget fails before any other layer counts it.
+//  3. idempotency key: attached once per logical call, so every retry and
+//     hedge carries the same key and the server charges once.
+//  4. fallback: acts on the final outcome (retries exhausted, breaker
+//     open); outside retry so a fallback answer is never retried.
+//  5. retry and hedging, with the per-target budget: each attempt runs
+//     through the layers below, so each attempt is throttled, counted by
+//     the breaker, limited by the bulkhead and traced on its own.
+//  6. adaptive throttle: per attempt, so retries into an overloaded target
+//     are shed locally too.
+//  7. circuit breaker: per attempt; an open breaker answers at once and the
+//     retry layer does not retry that answer against the same target.
+//  8. bulkhead: limits the attempts in flight to a target; inside the
+//     breaker so rejected calls never take a slot.
+//  9. telemetry attempt span: innermost, so it covers exactly one attempt
+//     on the wire and carries the trace context to the server.
+//
+// Each layer can be configured (WithDeadline, WithThrottle, ...) or
+// switched off (WithoutDeadline, WithoutThrottle, ...). The resolver,
+// observer and clock given with WithResolver, WithObserver and WithClock
+// are shared by every layer.
+//
+// # With your own interceptors and stats handlers
+//
+// grpc-go runs chained interceptors in the order their dial options were
+// given. Put authentication and logging interceptors before the suite's
+// dial options if they should see one logical call, after them if they
+// should see every attempt (auth tokens that expire between attempts
+// belong after). A stats handler such as otelgrpc's sees every attempt,
+// as it does without failsoft; use the suite's telemetry layer for the
+// call span over all attempts.
+//
+// # What DialOptions turns off
+//
+// grpc-go's service-config retries (grpc.WithDisableRetry): with both on,
+// attempts would multiply. gRPC's transparent retries of calls that never
+// reached the server stay on.
+//
+// # Misconfiguration
+//
+// Invalid values and a layer configured twice are refused by DialOptions
+// with an error naming the option. Two suites on one connection are found
+// on the first call, which fails with FAILED_PRECONDITION, since grpc-go
+// offers no way to inspect other dial options when the client is built.
+package failsoft

@@ -1,0 +1,309 @@
+package failsoft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/failsoft/failsoft/interceptors/breaker"
+	"github.com/failsoft/failsoft/interceptors/bulkhead"
+	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/deadline"
+	"github.com/failsoft/failsoft/interceptors/fallback"
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/throttle"
+)
+
+// Option configures the client suite built by DialOptions.
+type Option func(*config) error
+
+// Layer names, used in error messages.
+const (
+	layerDeadline = "deadline"
+	layerFallback = "fallback"
+	layerThrottle = "throttle"
+	layerBreaker  = "breaker"
+	layerBulkhead = "bulkhead"
+)
+
+type config struct {
+	resolver *policy.Resolver
+	observer observe.Observer
+	clock    clock.Clock
+
+	deadline layer[deadline.Option]
+	fallback layer[fallback.Option]
+	throttle layer[throttle.Option]
+	breaker  layer[breaker.Option]
+	bulkhead layer[bulkhead.Option]
+}
+
+// layer is one layer's configuration: its options, and whether it was
+// configured (With...) or switched off (Without...).
+type layer[O any] struct {
+	set, off bool
+	opts     []O
+}
+
+// configure records a layer's options, refusing a second configuration:
+// two configurations of one layer are almost always a mistake in
+// assembling options, and silently letting one win would hide it.
+func (l *layer[O]) configure(name string, off bool, opts []O) error {
+	if l.set {
+		return fmt.Errorf("failsoft: the %s layer is configured twice", name)
+	}
+	l.set, l.off, l.opts = true, off, opts
+	return nil
+}
+
+// enabled reports whether the layer runs: layers that are on by default run
+// unless switched off; the others run once configured.
+func (l *layer[O]) enabled(onByDefault bool) bool {
+	if l.set {
+		return !l.off
+	}
+	return onByDefault
+}
+
+// WithResolver makes every layer read method policies from r instead of
+// policy.Default().
+func WithResolver(r *policy.Resolver) Option {
+	return func(c *config) error {
+		if r == nil {
+			return errors.New("failsoft.WithResolver: nil resolver")
+		}
+		if c.resolver != nil {
+			return errors.New("failsoft.WithResolver: given twice")
+		}
+		c.resolver = r
+		return nil
+	}
+}
+
+// WithObserver makes every layer report its decisions to o, in addition to
+// the telemetry layer.
+func WithObserver(o observe.Observer) Option {
+	return func(c *config) error {
+		if o == nil {
+			return errors.New("failsoft.WithObserver: nil observer")
+		}
+		c.observer = observe.Multi(c.observer, o)
+		return nil
+	}
+}
+
+// WithClock makes every time-based layer read time from cl; tests use a
+// clock.Fake.
+func WithClock(cl clock.Clock) Option {
+	return func(c *config) error {
+		if cl == nil {
+			return errors.New("failsoft.WithClock: nil clock")
+		}
+		c.clock = cl
+		return nil
+	}
+}
+
+// WithDeadline configures the deadline layer (on by default).
+func WithDeadline(opts ...deadline.Option) Option {
+	return func(c *config) error { return c.deadline.configure(layerDeadline, false, opts) }
+}
+
+// WithoutDeadline switches the deadline layer off.
+func WithoutDeadline() Option {
+	return func(c *config) error { return c.deadline.configure(layerDeadline, true, nil) }
+}
+
+// WithFallback configures the fallback chains (on by default; without
+// chains configured it passes every call through).
+func WithFallback(opts ...fallback.Option) Option {
+	return func(c *config) error { return c.fallback.configure(layerFallback, false, opts) }
+}
+
+// WithoutFallback switches the fallback layer off.
+func WithoutFallback() Option {
+	return func(c *config) error { return c.fallback.configure(layerFallback, true, nil) }
+}
+
+// WithThrottle configures the adaptive throttle (on by default).
+func WithThrottle(opts ...throttle.Option) Option {
+	return func(c *config) error { return c.throttle.configure(layerThrottle, false, opts) }
+}
+
+// WithoutThrottle switches the adaptive throttle off.
+func WithoutThrottle() Option {
+	return func(c *config) error { return c.throttle.configure(layerThrottle, true, nil) }
+}
+
+// WithBreaker configures the circuit breakers (on by default). The seed's
+// rule for a payment gateway is
+// WithBreaker(breaker.FailuresWithin(5, 30*time.Second)).
+func WithBreaker(opts ...breaker.Option) Option {
+	return func(c *config) error { return c.breaker.configure(layerBreaker, false, opts) }
+}
+
+// WithoutBreaker switches the circuit breakers off.
+func WithoutBreaker() Option {
+	return func(c *config) error { return c.breaker.configure(layerBreaker, true, nil) }
+}
+
+// WithBulkhead switches on the bulkhead, a concurrency limit per target.
+// It is off by default: a limit is a capacity decision only its user can
+// make.
+func WithBulkhead(opts ...bulkhead.Option) Option {
+	return func(c *config) error { return c.bulkhead.configure(layerBulkhead, false, opts) }
+}
+
+// chain collects the interceptors of the enabled layers, outermost first.
+type chain struct {
+	unary  []grpc.UnaryClientInterceptor
+	stream []grpc.StreamClientInterceptor
+}
+
+type clientLayer interface {
+	UnaryClientInterceptor() grpc.UnaryClientInterceptor
+	StreamClientInterceptor() grpc.StreamClientInterceptor
+}
+
+// add builds a layer from the suite's shared options followed by the
+// user's, so the user's win, and appends its interceptors to the chain.
+func add[O any, L clientLayer](ch *chain, name string, l *layer[O], onByDefault bool, shared []O, newLayer func(...O) (L, error)) error {
+	if !l.enabled(onByDefault) {
+		return nil
+	}
+	built, err := newLayer(append(shared, l.opts...)...)
+	if err != nil {
+		return fmt.Errorf("failsoft: %s layer: %w", name, err)
+	}
+	ch.unary = append(ch.unary, built.UnaryClientInterceptor())
+	ch.stream = append(ch.stream, built.StreamClientInterceptor())
+	return nil
+}
+
+// DialOptions returns the dial options that install the failsoft client
+// suite on a connection: every layer's unary and stream interceptors,
+// chained in the order documented in the package comment, and
+// grpc.WithDisableRetry so that grpc-go's service-config retries do not
+// multiply the suite's attempts (gRPC's transparent retries stay on).
+//
+// Invalid options give an error naming the option; nothing is returned
+// half-built. Pass the result to grpc.NewClient along with the dial
+// options you already use.
+func DialOptions(opts ...Option) ([]grpc.DialOption, error) {
+	ch, id, err := build(opts)
+	if err != nil {
+		return nil, err
+	}
+	return []grpc.DialOption{
+		grpc.WithDisableRetry(),
+		grpc.WithDefaultCallOptions(suiteMarker{id: id}),
+		grpc.WithChainUnaryInterceptor(ch.unary...),
+		grpc.WithChainStreamInterceptor(ch.stream...),
+	}, nil
+}
+
+// build validates the options and builds the chain; id marks the suite.
+func build(opts []Option) (*chain, *byte, error) {
+	c := &config{}
+	var errs []error
+	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, errors.New("failsoft: nil Option"))
+			continue
+		}
+		if err := o(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	if c.resolver == nil {
+		c.resolver = policy.Default()
+	}
+	if c.clock == nil {
+		c.clock = clock.System()
+	}
+
+	id := new(byte)
+	gu, gs := guard(id)
+	ch := &chain{unary: []grpc.UnaryClientInterceptor{gu}, stream: []grpc.StreamClientInterceptor{gs}}
+	r, o, k := c.resolver, c.observer, c.clock
+	steps := []func() error{
+		func() error {
+			return add(ch, layerDeadline, &c.deadline, true,
+				[]deadline.Option{deadline.WithResolver(r), deadline.WithObserver(o), deadline.WithClock(k)}, deadline.New)
+		},
+		func() error {
+			return add(ch, layerFallback, &c.fallback, true,
+				[]fallback.Option{fallback.WithResolver(r), fallback.WithObserver(o), fallback.WithClock(k)}, fallback.New)
+		},
+		func() error {
+			return add(ch, layerThrottle, &c.throttle, true,
+				[]throttle.Option{throttle.WithObserver(o), throttle.WithClock(k)}, throttle.New)
+		},
+		func() error {
+			return add(ch, layerBreaker, &c.breaker, true,
+				[]breaker.Option{breaker.WithResolver(r), breaker.WithObserver(o), breaker.WithClock(k)}, breaker.New)
+		},
+		func() error {
+			return add(ch, layerBulkhead, &c.bulkhead, false,
+				[]bulkhead.Option{bulkhead.WithObserver(o), bulkhead.WithClock(k)}, bulkhead.New)
+		},
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	return ch, id, nil
+}
+
+// suiteMarker is a default call option that each suite adds to its
+// connection. grpc-go hands default call options to every interceptor, so a
+// suite that sees another suite's marker knows two suites are chained.
+// Scanning the options costs no allocation, unlike a context value.
+type suiteMarker struct {
+	grpc.EmptyCallOption
+	id *byte
+}
+
+// errTwoSuites is returned when a connection carries two suites, which
+// would multiply retries and count every breaker twice. grpc-go gives no
+// way to inspect other dial options at dial time, so this is found on the
+// first call.
+var errTwoSuites = status.Error(codes.FailedPrecondition,
+	"failsoft: two failsoft suites are installed on this connection; use DialOptions once per connection")
+
+func otherSuite(id *byte, opts []grpc.CallOption) bool {
+	for _, o := range opts {
+		if m, ok := o.(suiteMarker); ok && m.id != id {
+			return true
+		}
+	}
+	return false
+}
+
+func guard(id *byte) (grpc.UnaryClientInterceptor, grpc.StreamClientInterceptor) {
+	unary := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if otherSuite(id, opts) {
+			return errTwoSuites
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	stream := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if otherSuite(id, opts) {
+			return nil, errTwoSuites
+		}
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+	return unary, stream
+}

@@ -1,0 +1,143 @@
+package failsoft_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/failsoft/failsoft"
+	"github.com/failsoft/failsoft/interceptors/deadline"
+	"github.com/failsoft/failsoft/interceptors/throttle"
+	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type plainServer struct {
+	policytestv1.UnimplementedPlainServiceServer
+	calls atomic.Int32
+	code  codes.Code
+}
+
+func (s *plainServer) Plain(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+	s.calls.Add(1)
+	if s.code != codes.OK {
+		return nil, status.Error(s.code, "injected")
+	}
+	return &policytestv1.PingResponse{Payload: req.GetPayload()}, nil
+}
+
+func (s *plainServer) NoSideEffects(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+	return s.Plain(ctx, req)
+}
+
+func serve(t *testing.T, srv *plainServer) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	policytestv1.RegisterPlainServiceServer(s, srv)
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+func dial(t *testing.T, addr string, opts ...grpc.DialOption) policytestv1.PlainServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return policytestv1.NewPlainServiceClient(conn)
+}
+
+func TestDialOptionsErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []failsoft.Option
+		want string
+	}{
+		{"nil option", []failsoft.Option{nil}, "nil Option"},
+		{"layer twice", []failsoft.Option{failsoft.WithDeadline(), failsoft.WithoutDeadline()}, "deadline layer is configured twice"},
+		{"throttle twice", []failsoft.Option{failsoft.WithThrottle(), failsoft.WithThrottle()}, "throttle layer is configured twice"},
+		{"bad deadline value", []failsoft.Option{failsoft.WithDeadline(deadline.WithDefaultTimeout(-time.Second))}, "deadline layer"},
+		{"bad throttle value", []failsoft.Option{failsoft.WithThrottle(throttle.WithMultiplier(0.5))}, "throttle layer"},
+		{"nil resolver", []failsoft.Option{failsoft.WithResolver(nil)}, "WithResolver"},
+		{"nil observer", []failsoft.Option{failsoft.WithObserver(nil)}, "WithObserver"},
+		{"nil clock", []failsoft.Option{failsoft.WithClock(nil)}, "WithClock"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := failsoft.DialOptions(tc.opts...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("DialOptions: err = %v, want it to contain %q", err, tc.want)
+			}
+			if got != nil {
+				t.Fatal("options returned along with an error")
+			}
+		})
+	}
+}
+
+func TestSuiteKeepsPlainSemantics(t *testing.T) {
+	tests := []struct {
+		name string
+		code codes.Code
+	}{
+		{"ok", codes.OK},
+		{"not found", codes.NotFound},
+		{"unavailable, not idempotent", codes.Unavailable},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := &plainServer{code: tc.code}
+			opts, err := failsoft.DialOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := dial(t, serve(t, srv), opts...)
+			resp, err := c.Plain(context.Background(), &policytestv1.PingRequest{Payload: "hi"})
+			if status.Code(err) != tc.code {
+				t.Fatalf("code %v, want %v (%v)", status.Code(err), tc.code, err)
+			}
+			if tc.code == codes.OK && resp.GetPayload() != "hi" {
+				t.Fatalf("payload %q", resp.GetPayload())
+			}
+			if srv.calls.Load() != 1 {
+				t.Fatalf("a method that is not idempotent reached the server %d times", srv.calls.Load())
+			}
+		})
+	}
+}
+
+func TestTwoSuitesRefused(t *testing.T) {
+	srv := &plainServer{}
+	a, err := failsoft.DialOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := failsoft.DialOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, serve(t, srv), append(a, b...)...)
+	_, err = c.Plain(context.Background(), &policytestv1.PingRequest{})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "two failsoft suites") {
+		t.Fatalf("err = %v", err)
+	}
+	if srv.calls.Load() != 0 {
+		t.Fatal("a call through two suites was sent")
+	}
+}

@@ -1,0 +1,396 @@
+package breaker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/failsoft/failsoft/interceptors/breaker"
+	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+	_ "github.com/failsoft/failsoft/proto/failsoft/policytest/v1" // the test service's options
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	plainMethod = "/failsoft.policytest.v1.PlainService/Plain"
+	otherMethod = "/failsoft.policytest.v1.PlainService/Idempotent"
+	skipMethod  = "/failsoft.policytest.v1.TunedService/KeyedWrite"
+	badMethod   = "/failsoft.policytest.v1.BrokenService/ZeroTimeout"
+)
+
+// newConn returns an idle ClientConn, used only for its Target.
+func newConn(t testing.TB, target string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// harness drives a unary interceptor with a fake invoker and a fake clock.
+type harness struct {
+	t     testing.TB
+	clk   *clock.Fake
+	ic    *breaker.Interceptor
+	unary grpc.UnaryClientInterceptor
+	cc    *grpc.ClientConn
+	sent  int
+}
+
+func newHarness(t testing.TB, opts ...breaker.Option) *harness {
+	t.Helper()
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	ic, err := breaker.New(append([]breaker.Option{breaker.WithClock(clk)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, clk: clk, ic: ic, unary: ic.UnaryClientInterceptor(), cc: newConn(t, "passthrough:///payments")}
+}
+
+// call makes a call whose invoker takes d on the fake clock and returns
+// code. It returns the error the caller sees.
+func (h *harness) call(code codes.Code, d time.Duration) error {
+	return h.callMethod(plainMethod, code, d)
+}
+
+func (h *harness) callMethod(method string, code codes.Code, d time.Duration) error {
+	return h.unary(context.Background(), method, nil, nil, h.cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		h.sent++
+		h.clk.Advance(d)
+		if code == codes.OK {
+			return nil
+		}
+		return status.Error(code, "from server")
+	})
+}
+
+func (h *harness) state() breaker.State {
+	s, _ := h.ic.State(h.cc.Target(), "")
+	return s
+}
+
+func (h *harness) wantState(want breaker.State) {
+	h.t.Helper()
+	if got := h.state(); got != want {
+		h.t.Fatalf("state %v, want %v", got, want)
+	}
+}
+
+func TestTripRules(t *testing.T) {
+	U, OK, RE, NF := codes.Unavailable, codes.OK, codes.ResourceExhausted, codes.NotFound
+	type step struct {
+		code    codes.Code
+		advance time.Duration // before the call
+		dur     time.Duration // of the call
+	}
+	steps := func(code codes.Code, n int, advance time.Duration) []step {
+		out := make([]step, n)
+		for i := range out {
+			out[i] = step{code: code, advance: advance}
+		}
+		return out
+	}
+	cat := func(ss ...[]step) []step {
+		var out []step
+		for _, s := range ss {
+			out = append(out, s...)
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		opts  []breaker.Option
+		steps []step
+		want  breaker.State
+	}{
+		{"consecutive trips", []breaker.Option{breaker.ConsecutiveFailures(3)}, steps(U, 3, 0), breaker.Open},
+		{"consecutive broken by success", []breaker.Option{breaker.ConsecutiveFailures(3)}, cat(steps(U, 2, 0), steps(OK, 1, 0), steps(U, 2, 0)), breaker.Closed},
+		{"consecutive not broken by ignored", []breaker.Option{breaker.ConsecutiveFailures(3)}, cat(steps(U, 2, 0), steps(NF, 1, 0), steps(U, 1, 0)), breaker.Open},
+		{"seed: 5 failures in 30s", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, steps(U, 5, 5*time.Second), breaker.Open},
+		{"seed: 5 failures spread over 40s", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, steps(U, 5, 10*time.Second), breaker.Closed},
+		{"seed: successes between do not matter", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(U, 3, time.Second), steps(OK, 20, 0), steps(U, 2, time.Second)), breaker.Open},
+		{"default rate: half of 20", nil, cat(steps(OK, 10, 0), steps(U, 10, 0)), breaker.Open},
+		{"default rate: below minimum calls", nil, steps(U, 19, 0), breaker.Closed},
+		{"default rate: 9 of 20", nil, cat(steps(OK, 11, 0), steps(U, 9, 0)), breaker.Closed},
+		{"count window forgets", []breaker.Option{breaker.FailureRate(0.5), breaker.CountWindow(10), breaker.MinimumCalls(10)}, cat(steps(U, 4, 0), steps(OK, 10, 0), steps(U, 4, 0)), breaker.Closed},
+		{"time window", []breaker.Option{breaker.FailureRate(0.5), breaker.TimeWindow(10 * time.Second), breaker.MinimumCalls(4)}, cat(steps(OK, 2, 0), steps(U, 2, time.Second)), breaker.Open},
+		{"time window forgets", []breaker.Option{breaker.FailureRate(0.5), breaker.TimeWindow(10 * time.Second), breaker.MinimumCalls(4)}, cat(steps(U, 3, 0), steps(OK, 1, 20*time.Second), steps(U, 2, 0)), breaker.Closed},
+		{"slow calls", []breaker.Option{breaker.SlowCallRate(0.5, time.Second), breaker.MinimumCalls(4)}, []step{{OK, 0, 0}, {OK, 0, 0}, {OK, 0, 2 * time.Second}, {OK, 0, time.Second}}, breaker.Open},
+		{"overload does not trip by default", []breaker.Option{breaker.ConsecutiveFailures(3)}, steps(RE, 50, 0), breaker.Closed},
+		{"overload does not dilute the rate", []breaker.Option{breaker.FailureRate(0.5), breaker.MinimumCalls(4)}, cat(steps(RE, 50, 0), steps(U, 4, 0)), breaker.Open},
+		{"overload trips with a custom classifier", []breaker.Option{breaker.ConsecutiveFailures(3), breaker.WithClassifier(outcome.Default.With(RE, outcome.Failure))}, steps(RE, 3, 0), breaker.Open},
+		{"caller errors never trip", []breaker.Option{breaker.ConsecutiveFailures(1)}, cat(steps(NF, 5, 0), steps(codes.InvalidArgument, 5, 0), steps(codes.Canceled, 5, 0), steps(codes.PermissionDenied, 5, 0)), breaker.Closed},
+		{"each failure code trips", []breaker.Option{breaker.ConsecutiveFailures(5)}, []step{{U, 0, 0}, {codes.Internal, 0, 0}, {codes.Unknown, 0, 0}, {codes.DeadlineExceeded, 0, 0}, {codes.DataLoss, 0, 0}}, breaker.Open},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			for _, s := range tc.steps {
+				h.clk.Advance(s.advance)
+				h.call(s.code, s.dur)
+			}
+			h.wantState(tc.want)
+		})
+	}
+}
+
+func TestOpenRejectsAtOnce(t *testing.T) {
+	h := newHarness(t, breaker.ConsecutiveFailures(2), breaker.OpenFor(10*time.Second, time.Minute))
+	h.call(codes.Unavailable, 0)
+	h.call(codes.Unavailable, 0)
+	h.clk.Advance(4 * time.Second)
+	sent := h.sent
+	err := h.call(codes.OK, 0)
+	if h.sent != sent {
+		t.Fatal("an open breaker sent the call")
+	}
+	if !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("errors.Is(%v, ErrOpen) = false", err)
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("code %v", status.Code(err))
+	}
+	r, ok := outcome.AsRejection(err)
+	if !ok || r.Layer != "breaker" || r.Target != "passthrough:///payments" ||
+		r.RetryAfter < 6*time.Second || r.RetryAfter > 6*time.Second+10*time.Second/64 {
+		t.Fatalf("rejection %+v", r)
+	}
+	msg := status.Convert(err).Message()
+	for _, want := range []string{"passthrough:///payments", "2 consecutive failures", "probes again at", "13:46:50.000Z", "10s"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+}
+
+func TestHalfOpen(t *testing.T) {
+	var changes []breaker.Change
+	h := newHarness(t, breaker.ConsecutiveFailures(1), breaker.HalfOpenProbes(2), breaker.OpenFor(time.Second, 3*time.Second),
+		breaker.OnStateChange(func(c breaker.Change) { changes = append(changes, c) }))
+	h.call(codes.Unavailable, 0)
+	h.wantState(breaker.Open)
+
+	// Each failed probe doubles the open period, up to the cap.
+	for _, d := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second} {
+		h.clk.Advance(d - time.Millisecond)
+		if err := h.call(codes.OK, 0); !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("open for %v: call passed early: %v", d, err)
+		}
+		h.clk.Advance(time.Millisecond)
+		if err := h.call(codes.Unavailable, 0); errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("open for %v: probe was rejected", d)
+		}
+		h.wantState(breaker.Open)
+	}
+	// A neutral probe frees its slot; two successes close.
+	h.clk.Advance(3 * time.Second)
+	h.call(codes.NotFound, 0)
+	h.wantState(breaker.HalfOpen)
+	h.call(codes.OK, 0)
+	h.wantState(breaker.HalfOpen)
+	h.call(codes.OK, 0)
+	h.wantState(breaker.Closed)
+
+	var got []string
+	for _, c := range changes {
+		got = append(got, c.From.String()+">"+c.To.String())
+	}
+	if strings.Join(got, " ") != "closed>open open>half-open half-open>open open>half-open half-open>open open>half-open half-open>open open>half-open half-open>open open>half-open half-open>closed" {
+		t.Fatalf("changes: %v", got)
+	}
+	if c := changes[0]; c.Counts.ConsecutiveFailures != 1 || c.OpenFor != time.Second || c.Reason != "1 consecutive failures" {
+		t.Fatalf("trip change %+v", c)
+	}
+	if c := changes[len(changes)-1]; c.Counts.Successes != 2 || c.Counts.Requests != 2 {
+		t.Fatalf("close change %+v", c)
+	}
+	if c := changes[len(changes)-3]; c.OpenFor != 3*time.Second || c.Counts.Failures != 1 {
+		t.Fatalf("last reopen %+v", c)
+	}
+	// Closed again: counts start over.
+	h.call(codes.Unavailable, 0)
+	h.wantState(breaker.Open)
+	if c := changes[len(changes)-1]; c.OpenFor != time.Second {
+		t.Fatalf("after closing, the open period starts over: %+v", c)
+	}
+}
+
+func TestHalfOpenBoundsProbes(t *testing.T) {
+	h := newHarness(t, breaker.ConsecutiveFailures(1), breaker.HalfOpenProbes(2), breaker.OpenFor(time.Second, time.Second))
+	h.call(codes.Unavailable, 0)
+	h.clk.Advance(time.Second)
+	// Two probes in flight, a third call is rejected while they run.
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	started := make(chan struct{}, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.unary(context.Background(), plainMethod, nil, nil, h.cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+				started <- struct{}{}
+				<-release
+				return nil
+			})
+		}()
+	}
+	<-started
+	<-started
+	err := h.call(codes.OK, 0)
+	if !errors.Is(err, breaker.ErrOpen) || !strings.Contains(err.Error(), "half-open") {
+		t.Fatalf("third call during probing: %v", err)
+	}
+	close(release)
+	wg.Wait()
+	h.wantState(breaker.Closed)
+}
+
+func TestSkipAndPolicyErrors(t *testing.T) {
+	h := newHarness(t, breaker.ConsecutiveFailures(1))
+	for range 3 {
+		h.callMethod(skipMethod, codes.Unavailable, 0)
+	}
+	h.wantState(breaker.Closed)
+	if _, ok := h.ic.State(h.cc.Target(), ""); ok {
+		t.Fatal("a skipped method created a breaker")
+	}
+	h.call(codes.Unavailable, 0)
+	h.wantState(breaker.Open)
+	if err := h.callMethod(skipMethod, codes.OK, 0); err != nil {
+		t.Fatalf("a method that skips the breaker was rejected: %v", err)
+	}
+	err := h.callMethod(badMethod, codes.OK, 0)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("invalid policy: %v", err)
+	}
+}
+
+func TestPerMethod(t *testing.T) {
+	h := newHarness(t, breaker.ConsecutiveFailures(1), breaker.PerMethod())
+	h.callMethod(plainMethod, codes.Unavailable, 0)
+	if s, _ := h.ic.State(h.cc.Target(), plainMethod); s != breaker.Open {
+		t.Fatalf("plain: %v", s)
+	}
+	if err := h.callMethod(otherMethod, codes.OK, 0); err != nil {
+		t.Fatalf("another method of the same target: %v", err)
+	}
+	snaps := h.ic.Snapshots()
+	if len(snaps) != 2 || snaps[0].Method != otherMethod || snaps[1].State != breaker.Open || snaps[1].ProbeAt.IsZero() {
+		t.Fatalf("snapshots %+v", snaps)
+	}
+}
+
+func TestTargetsAreSeparate(t *testing.T) {
+	h := newHarness(t, breaker.ConsecutiveFailures(1))
+	h.call(codes.Unavailable, 0)
+	other := newConn(t, "passthrough:///notifications")
+	err := h.unary(context.Background(), plainMethod, nil, nil, other, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil })
+	if err != nil {
+		t.Fatalf("another target: %v", err)
+	}
+}
+
+func TestRegistryBound(t *testing.T) {
+	h := newHarness(t, breaker.ConsecutiveFailures(1), breaker.MaxBreakers(2))
+	invoke := func(cc *grpc.ClientConn, code codes.Code) error {
+		return h.unary(context.Background(), plainMethod, nil, nil, cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+			if code == codes.OK {
+				return nil
+			}
+			return status.Error(code, "x")
+		})
+	}
+	a, b, c := newConn(t, "passthrough:///a"), newConn(t, "passthrough:///b"), newConn(t, "passthrough:///c")
+	invoke(a, codes.Unavailable)
+	invoke(b, codes.OK)
+	invoke(c, codes.OK) // evicts b, the only closed breaker
+	if _, ok := h.ic.State("passthrough:///b", ""); ok {
+		t.Fatal("b was not evicted")
+	}
+	if len(h.ic.Snapshots()) != 2 {
+		t.Fatal("registry grew past its bound")
+	}
+	invoke(c, codes.Unavailable)
+	// Both open: a new target passes unguarded.
+	if err := invoke(b, codes.Unavailable); status.Code(err) != codes.Unavailable || errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("unguarded call: %v", err)
+	}
+	if len(h.ic.Snapshots()) != 2 {
+		t.Fatal("registry grew past its bound")
+	}
+}
+
+func TestObserverEvents(t *testing.T) {
+	var mu sync.Mutex
+	var events []observe.Event
+	obs := observe.Func(func(_ context.Context, e observe.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e)
+	})
+	h := newHarness(t, breaker.WithObserver(obs), breaker.FailuresWithin(2, time.Minute))
+	h.call(codes.OK, 0)
+	h.call(codes.Unavailable, 0)
+	h.call(codes.Unavailable, 0)
+	h.call(codes.OK, 0)
+	if len(events) != 2 {
+		t.Fatalf("events %+v", events)
+	}
+	if e := events[0]; e.Kind != observe.BreakerState || e.From != "closed" || e.To != "open" || e.Counts.Failures != 2 || e.Counts.ConsecutiveFailures != 2 || e.Target != "passthrough:///payments" || e.Method != plainMethod {
+		t.Fatalf("state event %+v", e)
+	}
+	if e := events[1]; e.Kind != observe.BreakerRejected || e.Duration != DefaultOpen || e.Counts.Failures != 2 || !errors.Is(e.Err, breaker.ErrOpen) {
+		t.Fatalf("rejected event %+v", e)
+	}
+}
+
+const DefaultOpen = breaker.DefaultOpenFor
+
+func TestOptionErrors(t *testing.T) {
+	tests := []struct {
+		opt  breaker.Option
+		want string
+	}{
+		{breaker.ConsecutiveFailures(0), "breaker.ConsecutiveFailures(0)"},
+		{breaker.FailuresWithin(0, time.Second), "breaker.FailuresWithin(0, 1s)"},
+		{breaker.FailuresWithin(5, 0), "interval must be positive"},
+		{breaker.FailureRate(0), "breaker.FailureRate(0)"},
+		{breaker.FailureRate(1.5), "breaker.FailureRate(1.5)"},
+		{breaker.SlowCallRate(0.5, 0), "threshold must be positive"},
+		{breaker.CountWindow(0), "breaker.CountWindow(0)"},
+		{breaker.TimeWindow(0), "breaker.TimeWindow(0s)"},
+		{breaker.MinimumCalls(0), "breaker.MinimumCalls(0)"},
+		{breaker.OpenFor(time.Minute, time.Second), "breaker.OpenFor(1m0s, 1s)"},
+		{breaker.HalfOpenProbes(0), "breaker.HalfOpenProbes(0)"},
+		{breaker.MaxBreakers(0), "breaker.MaxBreakers(0)"},
+		{breaker.WithResolver(nil), "breaker.WithResolver"},
+		{breaker.WithClock(nil), "breaker.WithClock"},
+		{breaker.OnStateChange(nil), "breaker.OnStateChange"},
+	}
+	for _, tc := range tests {
+		_, err := breaker.New(tc.opt)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want an error with %q", err, tc.want)
+		}
+	}
+	if _, err := breaker.New(breaker.CountWindow(5), breaker.TimeWindow(time.Second)); err == nil {
+		t.Error("two windows accepted")
+	}
+	if _, err := breaker.New(breaker.CountWindow(5), breaker.MinimumCalls(10)); err == nil || !strings.Contains(err.Error(), "could never trip") {
+		t.Errorf("minimum calls above the window: %v", err)
+	}
+}

@@ -1,0 +1,117 @@
+package breaker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/failsoft/failsoft/interceptors/breaker"
+	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+)
+
+// failing is an invoker standing in for a payment gateway that is down.
+func failing(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+	return status.Error(codes.Unavailable, "connection refused")
+}
+
+func ExampleNew() {
+	// The payment gateway's rule: trip after 5 failures in 30 seconds.
+	b, err := breaker.New(breaker.FailuresWithin(5, 30*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	cc, err := grpc.NewClient("dns:///payments.internal:443",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(b.UnaryClientInterceptor()),
+		grpc.WithChainStreamInterceptor(b.StreamClientInterceptor()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cc.Close()
+	fmt.Println(cc.Target())
+	// Output: dns:///payments.internal:443
+}
+
+func ExampleInterceptor_UnaryClientInterceptor() {
+	clk := clock.NewFake(time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC))
+	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(2))
+	unary := b.UnaryClientInterceptor()
+	cc, _ := grpc.NewClient("dns:///payments.internal:443", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer cc.Close()
+
+	for range 3 {
+		err := unary(context.Background(), "/payments.v1.Payments/Charge", nil, nil, cc, failing)
+		fmt.Println(errors.Is(err, breaker.ErrOpen), status.Convert(err).Message())
+	}
+	// Output:
+	// false connection refused
+	// false connection refused
+	// true circuit breaker for dns:///payments.internal:443 is open (2 consecutive failures); it probes again at 15:04:10.000Z, 5s after it opened
+}
+
+func ExampleInterceptor_StreamClientInterceptor() {
+	b, _ := breaker.New()
+	// Streams count with their final status: chain the stream interceptor
+	// next to the unary one.
+	_ = grpc.WithChainStreamInterceptor(b.StreamClientInterceptor())
+}
+
+func ExampleOnStateChange() {
+	clk := clock.NewFake(time.Unix(0, 0))
+	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(3),
+		breaker.OnStateChange(func(c breaker.Change) {
+			fmt.Printf("%s: %v -> %v (%s, %d failures in a row), open for %v\n",
+				c.Target, c.From, c.To, c.Reason, c.Counts.ConsecutiveFailures, c.OpenFor)
+		}))
+	unary := b.UnaryClientInterceptor()
+	cc, _ := grpc.NewClient("dns:///notifications:443", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer cc.Close()
+	for range 3 {
+		_ = unary(context.Background(), "/n.v1.Notify/Send", nil, nil, cc, failing)
+	}
+	// Output: dns:///notifications:443: closed -> open (3 consecutive failures, 3 failures in a row), open for 5s
+}
+
+func ExampleInterceptor_Snapshots() {
+	b, _ := breaker.New()
+	unary := b.UnaryClientInterceptor()
+	cc, _ := grpc.NewClient("dns:///search:443", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer cc.Close()
+	_ = unary(context.Background(), "/search.v1.Search/Query", nil, nil, cc, failing)
+	for _, s := range b.Snapshots() {
+		fmt.Println(s.Target, s.State, s.Counts.Requests, s.Counts.Failures)
+	}
+	state, _ := b.State("dns:///search:443", "")
+	fmt.Println(state)
+	// Output:
+	// dns:///search:443 closed 1 1
+	// closed
+}
+
+func ExampleWithClassifier() {
+	// Treat RESOURCE_EXHAUSTED as an outage rather than overload, so that
+	// it trips the breaker too.
+	b, err := breaker.New(breaker.WithClassifier(outcome.Default.With(codes.ResourceExhausted, outcome.Failure)))
+	fmt.Println(b != nil, err)
+	// Output: true <nil>
+}
+
+func ExampleFailureRate() {
+	// Half of the calls of the last 10 seconds, once there were 50.
+	_, err := breaker.New(breaker.FailureRate(0.5), breaker.TimeWindow(10*time.Second), breaker.MinimumCalls(50),
+		breaker.SlowCallRate(0.8, 2*time.Second), breaker.OpenFor(10*time.Second, 2*time.Minute))
+	fmt.Println(err)
+	_, err = breaker.New(breaker.FailureRate(2))
+	fmt.Println(err)
+	// Output:
+	// <nil>
+	// breaker.FailureRate(2): must be in (0, 1]
+}

@@ -1,0 +1,84 @@
+package deadline
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+)
+
+// UnaryClientInterceptor gives every unary call its deadline (see the
+// package documentation) and fails calls fast whose remaining budget is
+// below the method's minimum, without sending them.
+func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return i.unary
+}
+
+func (i *Interceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	pl, err := i.plan(ctx, method, cc)
+	if err != nil {
+		return err
+	}
+	if pl.source == FromCaller {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	ctx, cancel := context.WithDeadline(ctx, pl.deadline)
+	defer cancel()
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// StreamClientInterceptor gives every stream its deadline, which covers the
+// stream's whole life, and fails streams fast whose remaining budget is
+// below the method's minimum, without opening them.
+//
+// When it adds a deadline, the context holding it is released when the
+// stream ends: when RecvMsg returns an error (io.EOF included), when RecvMsg
+// returns the one response of a client-streaming call, or when the
+// stream's context is done (the deadline passed, the caller cancelled, the
+// ClientConn closed). It is never released when the interceptor returns,
+// and no goroutine is started per stream. As with any gRPC stream, a caller
+// that abandons a stream without reading it to the end or cancelling its
+// context holds it until the deadline.
+func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
+	return i.stream
+}
+
+func (i *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	pl, err := i.plan(ctx, method, cc)
+	if err != nil {
+		return nil, err
+	}
+	if pl.source == FromCaller {
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+	ctx, cancel := context.WithDeadline(ctx, pl.deadline)
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s := &clientStream{ClientStream: cs, cancel: cancel, oneResponse: !desc.ServerStreams}
+	// grpc-go cancels a stream's context when the stream finishes for any
+	// reason; releasing then needs no goroutine of ours.
+	s.stop = context.AfterFunc(cs.Context(), cancel)
+	return s, nil
+}
+
+// clientStream releases the stream's deadline context when the stream ends.
+// Everything else is the wrapped stream's, unchanged.
+type clientStream struct {
+	grpc.ClientStream
+	cancel      context.CancelFunc
+	stop        func() bool
+	oneResponse bool // the server sends one message: the stream ends with it
+}
+
+func (s *clientStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil || s.oneResponse {
+		// Stop the AfterFunc first so that it does not start a goroutine
+		// only to call cancel a second time.
+		s.stop()
+		s.cancel()
+	}
+	return err
+}

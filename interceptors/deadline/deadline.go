@@ -1,0 +1,152 @@
+package deadline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+)
+
+// Layer is the Rejection.Layer of calls this package fails fast.
+const Layer = "deadline"
+
+// Source says where a call's deadline came from. Its String is the Reason
+// of DeadlineSet and DeadlineFailFast events.
+type Source uint8
+
+const (
+	// FromCaller: the caller's own deadline was the earliest and was kept.
+	FromCaller Source = iota + 1
+	// FromPolicy: the method policy's timeout was earlier than any deadline
+	// of the caller's.
+	FromPolicy
+	// FromDefault: neither the caller nor the policy gave one; the
+	// interceptor's default timeout applies.
+	FromDefault
+)
+
+func (s Source) String() string {
+	switch s {
+	case FromCaller:
+		return "caller"
+	case FromPolicy:
+		return "policy"
+	case FromDefault:
+		return "default"
+	}
+	return "unknown"
+}
+
+// Interceptor gives calls their deadlines and fails calls fast that have
+// too little budget left. Client and server interceptors come from the same
+// value; it is safe for concurrent use.
+type Interceptor struct {
+	cfg config
+}
+
+// New returns an Interceptor. Invalid options are reported together, each
+// naming its option.
+func New(opts ...Option) (*Interceptor, error) {
+	cfg := defaults()
+	var errs []error
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &Interceptor{cfg: cfg}, nil
+}
+
+// effective returns a call's deadline: the earlier of the caller's and
+// now+timeout when both exist, whichever exists when one does, and
+// now+def otherwise. It never returns a deadline later than the caller's.
+func effective(now, caller time.Time, hasCaller bool, timeout, def time.Duration) (time.Time, Source) {
+	if timeout > 0 {
+		d := now.Add(timeout)
+		if hasCaller && !d.Before(caller) {
+			return caller, FromCaller
+		}
+		return d, FromPolicy
+	}
+	if hasCaller {
+		return caller, FromCaller
+	}
+	return now.Add(def), FromDefault
+}
+
+// plan is what the client interceptors do with one call.
+type plan struct {
+	deadline  time.Time
+	remaining time.Duration
+	source    Source
+}
+
+// plan resolves the method's policy, computes the call's deadline and
+// checks the budget. It reports DeadlineSet, or DeadlineFailFast together
+// with the *outcome.Rejection it returns.
+func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientConn) (plan, error) {
+	p, err := i.cfg.resolver.Resolve(method)
+	if err != nil {
+		return plan{}, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	now := i.cfg.clock.Now()
+	caller, hasCaller := ctx.Deadline()
+	d, src := effective(now, caller, hasCaller, p.Timeout, i.cfg.timeout)
+	pl := plan{deadline: d, remaining: d.Sub(now), source: src}
+	minBudget := p.MinBudget
+	if minBudget <= 0 {
+		minBudget = i.cfg.minBudget
+	}
+	if pl.remaining > 0 && pl.remaining >= minBudget {
+		if o := i.cfg.observer; o != nil {
+			o.Observe(ctx, observe.Event{
+				Kind: observe.DeadlineSet, Method: method, Target: target(cc),
+				Duration: pl.remaining, Reason: src.String(),
+			})
+		}
+		return pl, nil
+	}
+	rej := &outcome.Rejection{
+		Layer:   Layer,
+		Target:  target(cc),
+		Code:    codes.DeadlineExceeded,
+		Message: failFastMessage(method, pl.remaining, minBudget),
+		Cause:   context.DeadlineExceeded,
+	}
+	if o := i.cfg.observer; o != nil {
+		o.Observe(ctx, observe.Event{
+			Kind: observe.DeadlineFailFast, Method: method, Target: rej.Target,
+			Duration: pl.remaining, Reason: src.String(), Err: rej,
+		})
+	}
+	return pl, rej
+}
+
+func failFastMessage(method string, remaining, minBudget time.Duration) string {
+	if remaining < 0 {
+		return fmt.Sprintf("failsoft deadline: no budget left for %s (its deadline passed %v ago), the minimum is %v; the call was not sent",
+			method, -remaining, minBudget)
+	}
+	return fmt.Sprintf("failsoft deadline: %v of budget left for %s, the minimum is %v; the call was not sent",
+		remaining, method, minBudget)
+}
+
+func target(cc *grpc.ClientConn) string {
+	if cc == nil {
+		return ""
+	}
+	return cc.Target()
+}

@@ -1,0 +1,129 @@
+package deadline
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/policy"
+)
+
+// Defaults of the options. Each is documented on its option.
+const (
+	// DefaultTimeout is the suite default: the deadline of a call whose
+	// caller set none and whose method policy has no timeout.
+	DefaultTimeout = 10 * time.Second
+	// DefaultMinBudget is the smallest remaining budget with which a call is
+	// sent when its method policy sets no min_budget. Zero sends every call
+	// whose deadline has not passed yet.
+	DefaultMinBudget = time.Duration(0)
+	// DefaultSafetyMargin is how much earlier than its caller a server's
+	// handler, and every call it makes with its context, gives up.
+	DefaultSafetyMargin = 20 * time.Millisecond
+)
+
+// Option configures an Interceptor. Options are checked by New.
+type Option func(*config) error
+
+type config struct {
+	resolver  *policy.Resolver
+	observer  observe.Observer
+	clock     clock.Clock
+	timeout   time.Duration
+	minBudget time.Duration
+	margin    time.Duration
+}
+
+func defaults() config {
+	return config{
+		resolver:  policy.Default(),
+		clock:     clock.System(),
+		timeout:   DefaultTimeout,
+		minBudget: DefaultMinBudget,
+		margin:    DefaultSafetyMargin,
+	}
+}
+
+// WithResolver sets where method policies (timeout, min_budget) come from.
+// The default is policy.Default().
+func WithResolver(r *policy.Resolver) Option {
+	return func(c *config) error {
+		if r == nil {
+			return errors.New("deadline.WithResolver: nil resolver")
+		}
+		c.resolver = r
+		return nil
+	}
+}
+
+// WithObserver reports DeadlineSet and DeadlineFailFast events to o. A nil
+// Observer (the default) reports nothing and costs nothing.
+func WithObserver(o observe.Observer) Option {
+	return func(c *config) error {
+		c.observer = o
+		return nil
+	}
+}
+
+// WithClock sets the clock the interceptor reads the time from when it
+// computes deadlines and remaining budgets. The default is the system
+// clock. Contexts enforce their deadlines on the system clock whatever this
+// says, so a fake clock in tests should start at the current time.
+func WithClock(c clock.Clock) Option {
+	return func(cfg *config) error {
+		if c == nil {
+			return errors.New("deadline.WithClock: nil clock")
+		}
+		cfg.clock = c
+		return nil
+	}
+}
+
+// WithDefaultTimeout sets the suite default timeout, given to a call whose
+// caller set no deadline and whose method policy has no timeout. It must be
+// positive: every call gets a deadline. The default is DefaultTimeout
+// (10 s).
+func WithDefaultTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("deadline.WithDefaultTimeout(%v): must be positive, every call needs a deadline", d)
+		}
+		c.timeout = d
+		return nil
+	}
+}
+
+// WithMinBudget sets the smallest remaining budget with which a call is
+// still sent, for methods whose policy sets no min_budget. Below it the call
+// fails at once with DEADLINE_EXCEEDED. It must not be negative. The default
+// is DefaultMinBudget (0: only calls whose deadline has already passed fail
+// fast).
+//
+// A policy's min_budget of zero reads the same as an unset one (package
+// policy does not tell them apart), so such a method gets this minimum.
+func WithMinBudget(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("deadline.WithMinBudget(%v): must not be negative", d)
+		}
+		c.minBudget = d
+		return nil
+	}
+}
+
+// WithSafetyMargin sets how much earlier than its caller's deadline the
+// server interceptors make a handler's context expire, leaving that much
+// time for the answer to travel back. It must not be negative; zero turns
+// the server interceptors into pass-throughs. The default is
+// DefaultSafetyMargin (20 ms).
+func WithSafetyMargin(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("deadline.WithSafetyMargin(%v): must not be negative", d)
+		}
+		c.margin = d
+		return nil
+	}
+}

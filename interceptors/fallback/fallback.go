@@ -1,0 +1,252 @@
+package fallback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/policy"
+)
+
+// Level says which level of the chain answered a call.
+type Level uint8
+
+const (
+	// None: the call was not answered by a fallback.
+	None Level = iota
+	// Function: the user's function answered.
+	Function
+	// Cache: the last good response for the same request answered.
+	Cache
+	// Static: the static default answered.
+	Static
+)
+
+var levelNames = [...]string{None: "none", Function: "function", Cache: "cache", Static: "static"}
+
+func (l Level) String() string {
+	if int(l) < len(levelNames) {
+		return levelNames[l]
+	}
+	return fmt.Sprintf("Level(%d)", uint8(l))
+}
+
+// ParseLevel parses a level name as String writes it.
+func ParseLevel(s string) (Level, bool) {
+	for i, n := range levelNames {
+		if n == s {
+			return Level(i), true
+		}
+	}
+	return None, false
+}
+
+// MetadataKey is the response header entry that marks a degraded answer;
+// its value is the level's name. It is set through the grpc.Header call
+// option the caller passed, if any.
+const MetadataKey = "failsoft-fallback"
+
+// FromHeader returns the level recorded in a response header, None when
+// the answer came from the server.
+func FromHeader(md metadata.MD) Level {
+	if v := md.Get(MetadataKey); len(v) > 0 {
+		if l, ok := ParseLevel(v[len(v)-1]); ok {
+			return l
+		}
+	}
+	return None
+}
+
+// Report returns a call option that stores in *l the level that answered
+// the call: None when the server did (or the call failed).
+func Report(l *Level) grpc.CallOption { return reportOption{l: l} }
+
+type reportOption struct {
+	grpc.EmptyCallOption
+	l *Level
+}
+
+// Interceptor answers failed calls from per-method fallback chains.
+type Interceptor struct {
+	cfg   config
+	cache *cache
+}
+
+// New returns an Interceptor. Methods named in WithCache must have
+// NO_SIDE_EFFECTS.
+func New(opts ...Option) (*Interceptor, error) {
+	ic := &Interceptor{cfg: defaultConfig()}
+	var errs []error
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&ic.cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	caching := false
+	for m, ch := range ic.cfg.chains {
+		if !ch.cache {
+			continue
+		}
+		caching = true
+		p, err := ic.cfg.resolver.Resolve(m)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("fallback.WithCache(%q): %w", m, err))
+		case p.Idempotency != policy.NoSideEffects:
+			errs = append(errs, fmt.Errorf("fallback.WithCache(%q): the method is %v; only NO_SIDE_EFFECTS methods may be answered from a cache", m, p.Idempotency))
+		}
+	}
+	for _, ch := range ic.cfg.services {
+		caching = caching || ch.cache
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if caching {
+		ic.cache = newCache(ic.cfg.cacheEntries, ic.cfg.cacheMaxAge)
+	}
+	return ic, nil
+}
+
+// chain returns the chain of a method, nil if it has none.
+func (ic *Interceptor) chain(method string) *chain {
+	if ch, ok := ic.cfg.chains[method]; ok {
+		return ch
+	}
+	if len(ic.cfg.services) > 0 {
+		if svc, _, ok := policy.SplitMethod(method); ok {
+			return ic.cfg.services[svc]
+		}
+	}
+	return nil
+}
+
+// UnaryClientInterceptor returns the unary client interceptor.
+func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ch := ic.chain(method)
+		if ch == nil {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
+		var rep *Level
+		for _, o := range opts {
+			if r, ok := o.(reportOption); ok && r.l != nil {
+				rep = r.l
+				*rep = None
+			}
+		}
+		cacheable := false
+		if ch.cache {
+			p, err := ic.cfg.resolver.Resolve(method)
+			if err != nil {
+				return status.Error(codes.FailedPrecondition, err.Error())
+			}
+			cacheable = p.Idempotency == policy.NoSideEffects
+		}
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if err == nil {
+			if cacheable {
+				ic.store(method, req, reply)
+			}
+			return nil
+		}
+		if !ic.cfg.when(ctx, err) {
+			return err
+		}
+		level := ic.answer(ctx, ch, cacheable, method, req, reply, err)
+		if level == None {
+			return err
+		}
+		if rep != nil {
+			*rep = level
+		}
+		for _, o := range opts {
+			if h, ok := o.(grpc.HeaderCallOption); ok && h.HeaderAddr != nil {
+				*h.HeaderAddr = metadata.Join(*h.HeaderAddr, metadata.Pairs(MetadataKey, level.String()))
+			}
+		}
+		if o := ic.cfg.observer; o != nil {
+			o.Observe(ctx, observe.Event{Kind: observe.Fallback, Method: method, Target: cc.Target(), Reason: level.String(), Err: err})
+		}
+		return nil
+	}
+}
+
+// answer tries the chain's levels in order and returns the one that
+// answered.
+func (ic *Interceptor) answer(ctx context.Context, ch *chain, cacheable bool, method string, req, reply any, cause error) Level {
+	if ch.fn != nil && ch.fn(ctx, method, req, reply, cause) == nil {
+		return Function
+	}
+	out, isProto := reply.(proto.Message)
+	if !isProto {
+		return None
+	}
+	if cacheable {
+		if key, ok := cacheKey(method, req); ok {
+			if b, ok := ic.cache.get(key, ic.cfg.clock.Now()); ok && proto.Unmarshal(b, out) == nil {
+				return Cache
+			}
+		}
+	}
+	if ch.static != nil && ch.static.ProtoReflect().Descriptor() == out.ProtoReflect().Descriptor() {
+		proto.Reset(out)
+		proto.Merge(out, ch.static)
+		return Static
+	}
+	return None
+}
+
+func (ic *Interceptor) store(method string, req, reply any) {
+	out, ok := reply.(proto.Message)
+	if !ok {
+		return
+	}
+	key, ok := cacheKey(method, req)
+	if !ok {
+		return
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(out)
+	if err != nil {
+		return
+	}
+	ic.cache.put(key, b, ic.cfg.clock.Now())
+}
+
+// cacheKey is the method and the deterministically marshalled request.
+func cacheKey(method string, req any) (string, bool) {
+	m, ok := req.(proto.Message)
+	if !ok {
+		return "", false
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return "", false
+	}
+	var sb strings.Builder
+	sb.Grow(len(method) + 1 + len(b))
+	sb.WriteString(method)
+	sb.WriteByte(0)
+	sb.Write(b)
+	return sb.String(), true
+}
+
+// StreamClientInterceptor returns a stream interceptor that passes streams
+// through unchanged: fallbacks answer unary calls only. It exists so that
+// the package chains like the others.
+func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+}

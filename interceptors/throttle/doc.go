@@ -1,0 +1,150 @@
+// Package throttle is client-side adaptive throttling per target, after the
+// Google SRE book's "Handling Overload": when a target has been refusing
+// work, the client refuses part of its own calls locally, at once, instead
+// of sending them to be refused.
+//
+// # How it decides
+//
+// For each target (a ClientConn's Target()) the throttle counts, over a
+// recent window,
+//
+//   - requests: every call that went through it, those it sent and
+//     finished and those it rejected itself;
+//   - accepts: the calls the target accepted, that is whose result was not
+//     overload (see What counts as accepted);
+//
+// and rejects the next call with probability
+//
+//	min(cap, max(0, (requests - K*accepts) / (requests + 1)))
+//
+// drawn from a uniform random number. While the target accepts more than
+// one call in K, nothing is rejected and no random number is drawn. Under
+// overload the calls that get through settle near K times what the target
+// accepts: with K = 2, a client offering 4x what the server can take sends
+// it about 2x, and a client offering 1.5x is not throttled at all (its
+// rejected calls are few enough to be worth sending). The cap keeps a share
+// of calls going to a target that accepts nothing, so its recovery is seen.
+//
+// A local rejection is an *outcome.Rejection with Layer "throttle", Code
+// RESOURCE_EXHAUSTED and a message that says the client throttled itself,
+// with the probability and the counts; it is reported to the observer as an
+// observe.Throttled event whose Value is the probability.
+//
+// # Defaults
+//
+//   - K = 2 (WithMultiplier), the SRE book's value: a server that recovers
+//     is noticed quickly and at most about half of the calls it sees are
+//     wasted on rejections.
+//   - cap 0.9 (WithMaxProbability).
+//   - window 2 minutes in 10 buckets of 12 s (WithWindow), the book's two
+//     minutes: long enough that a burst of refusals does not swing the
+//     probability, short enough to follow a server's capacity as it
+//     changes. The window moves on a bucket at a time, so it forgets a
+//     tenth of its history at once.
+//   - failures count as accepted (WithFailuresAsRejects): the throttle
+//     acts on overload, the breaker on outages.
+//   - at most 1024 targets tracked (WithMaxTargets).
+//
+// The throttle's own rejections count as requests without accepts, so it
+// lets load back in gradually when a target recovers: after a target that
+// refused everything serves again, the share of calls sent grows from the
+// cap's 10% and the throttle stops rejecting after about two windows (218 s
+// with the defaults in this package's simulation, which serves 31% of the
+// calls meanwhile). A shorter window recovers faster; a fallback can answer
+// the calls rejected meanwhile.
+//
+// # What counts as accepted
+//
+// Results are classified by outcome.Default (changed with WithClassifier):
+//
+//   - Success and Ignored count as accepted. Ignored results are the
+//     caller's own (INVALID_ARGUMENT, NOT_FOUND, CANCELLED, ...): the
+//     target did its work, and refusing calls because of them would punish
+//     the caller twice.
+//   - Overload (RESOURCE_EXHAUSTED, or any error marked as carrying server
+//     pushback) is not accepted: this is what the throttle exists for.
+//   - Failure (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS, DEADLINE_EXCEEDED)
+//     counts as accepted by default: it says the target is broken or
+//     unreachable, which is the breaker's business (see Signals below).
+//     Were failures to throttle, a dead target's calls would be cut to the
+//     cap's share before the breaker saw enough of them to trip, and on a
+//     client that calls seldom a rule such as "5 failures in 30 s" might
+//     never fire. WithFailuresAsRejects(true) makes failures throttle too,
+//     the SRE book's literal reading, for chains without a breaker.
+//   - An *outcome.Rejection returned by a layer closer to the network (an
+//     open breaker, a full bulkhead) is not counted at all: the target
+//     never saw the call.
+//
+// The throttle does not read trailers: it sees pushback only when an inner
+// layer marks the error (outcome's Overloaded marker), or when the code
+// that comes with it is classified Overload.
+//
+// # Signals: overload is not an outage
+//
+// failsoft sorts what a call's result says about its target in one place,
+// outcome.Classifier, so that the throttle, the retry budget and the
+// circuit breaker agree:
+//
+//   - Overload signals say the target is alive and shedding load:
+//     RESOURCE_EXHAUSTED, server pushback (a grpc-retry-pushback-ms trailer
+//     or google.rpc.RetryInfo), and UNAVAILABLE answered by a live server.
+//     They feed this throttle and the per-target retry budget, which keep
+//     the load that reaches the server near what is offered. They must not
+//     open the breaker: an overloaded server that is cut off delivers no
+//     goodput at all while it sits idle.
+//   - Broken or unreachable signals say the target cannot do the work:
+//     connection failures, attempt timeouts, storms of INTERNAL or UNKNOWN.
+//     They feed the breaker's trip rules.
+//   - The caller's own errors say nothing about the target; local
+//     rejections by a failsoft layer are never counted by another.
+//
+// outcome.Default maps RESOURCE_EXHAUSTED to Overload, and any error that
+// carries pushback is Overload whatever its code, so by default an
+// overloaded server feeds the throttle and does not open the breaker, and
+// a dead target opens the breaker and is not throttled. A bare UNAVAILABLE
+// stays Failure: grpc-go reports a refused connection with the same code,
+// and calling it Overload would keep a dead target's breaker closed.
+// Servers that shed load with UNAVAILABLE should send pushback, which makes
+// the answer of a live server recognisable as overload.
+//
+// Users change the classification with their own outcome.Classifier, given
+// to each layer (here with WithClassifier); for example, for servers that
+// answer "try later" with ABORTED:
+//
+//	cl := outcome.Default.With(codes.Aborted, outcome.Overload)
+//	t, err := throttle.New(throttle.WithClassifier(cl))
+//
+// # Where it sits in the chain
+//
+// Inside the retry layer, so that every attempt (retries and hedges too) is
+// a request and is throttled: the SRE book counts retries as requests,
+// which is what keeps a retrying client from multiplying an overload. A
+// throttled attempt fails fast with RESOURCE_EXHAUSTED and a Rejection; a
+// retry layer should not retry it at once. Inside or outside the breaker
+// both count correctly, since each layer ignores the other's rejections;
+// the suggested order is retry, throttle, breaker, bulkhead, so that calls
+// the throttle rejects never take a breaker probe or a bulkhead slot.
+//
+// # Calls and streams
+//
+// A call counts when it ends, in the bucket it started in (which spares a
+// clock read), so a call that outlives the window may go uncounted.
+//
+// Opening a stream is throttled like a unary call. Its result counts once:
+// a failure to open it, or its final status (RecvMsg's error, io.EOF being
+// success; for streams without server streaming, RecvMsg returning the
+// response). A stream abandoned before its end is not counted. The
+// interceptor starts no goroutine and never cancels a context.
+//
+// # Cost
+//
+// Per call: one clock read (a monotonic read only, on the system clock), a
+// sum over the buckets' atomic counters and one or two compare-and-swaps to
+// count the result; no lock and no allocation on the path of a unary call
+// that is sent (a stream allocates its wrapper), and a random number only
+// while the probability is above zero. Each tracked target holds 16 bytes
+// a bucket. Targets are registered on first use (the only lock, taken once
+// per target); a call to a new target while every one of the
+// WithMaxTargets slots holds a target with calls in its window passes
+// unthrottled.
+package throttle

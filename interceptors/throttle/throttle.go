@@ -1,0 +1,270 @@
+package throttle
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+)
+
+// Layer is the Rejection.Layer of the throttle's local rejections.
+const Layer = "throttle"
+
+// Interceptor throttles calls per target. Build it with New; it is safe
+// for concurrent use, and one Interceptor serves any number of ClientConns.
+type Interceptor struct {
+	cfg    config
+	base   time.Time     // bucket 0 starts here
+	width  time.Duration // of a bucket
+	system bool          // cfg.clock is the system clock
+
+	mu      sync.Mutex                       // serialises changes to targets
+	targets atomic.Pointer[map[string]*ring] // copied on write; read lock-free
+}
+
+// New returns an Interceptor configured by opts, or an error naming the
+// first invalid option.
+func New(opts ...Option) (*Interceptor, error) {
+	cfg := defaults()
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	t := &Interceptor{
+		cfg:    cfg,
+		base:   cfg.clock.Now(),
+		width:  cfg.window / time.Duration(cfg.buckets),
+		system: cfg.clock == clock.System(),
+	}
+	m := make(map[string]*ring)
+	t.targets.Store(&m)
+	return t, nil
+}
+
+// State is what the throttle knows about a target now.
+type State struct {
+	// Requests and Accepts are counted over the window: every call that
+	// went through the throttle and finished, plus every call it rejected;
+	// of those, the calls the target accepted.
+	Requests, Accepts uint64
+	// Probability is the chance that the next call is rejected locally.
+	Probability float64
+}
+
+// State returns the throttle's counts and rejection probability for target
+// (a ClientConn's Target()). An unknown target has the zero State.
+func (t *Interceptor) State(target string) State {
+	r := (*t.targets.Load())[target]
+	if r == nil {
+		return State{}
+	}
+	req, acc := r.totals(t.index())
+	return State{Requests: req, Accepts: acc, Probability: probability(req, acc, t.cfg.k, t.cfg.maxProbability)}
+}
+
+// UnaryClientInterceptor returns the unary interceptor: it rejects a call
+// locally with the throttle's probability, and otherwise sends it and
+// counts its result.
+func (t *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		target := targetOf(cc)
+		r := t.ring(target)
+		if r == nil {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
+		idx, err := t.admit(ctx, r, target, method)
+		if err != nil {
+			return err
+		}
+		err = invoker(ctx, method, req, reply, cc, opts...)
+		t.record(r, idx, err)
+		return err
+	}
+}
+
+// StreamClientInterceptor returns the stream interceptor: it rejects the
+// opening of a stream locally with the throttle's probability, and
+// otherwise counts the stream's result: a failure to open it, or its final
+// status, seen when RecvMsg returns an error (io.EOF is success) or, for a
+// stream without server streaming, when RecvMsg returns the one response.
+// A stream the caller abandons before its end is not counted. The
+// interceptor starts no goroutine and never cancels the stream's context.
+func (t *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		target := targetOf(cc)
+		r := t.ring(target)
+		if r == nil {
+			return streamer(ctx, desc, cc, method, opts...)
+		}
+		idx, err := t.admit(ctx, r, target, method)
+		if err != nil {
+			return nil, err
+		}
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			t.record(r, idx, err)
+			return nil, err
+		}
+		return &stream{ClientStream: cs, t: t, r: r, idx: idx, unaryResponse: !desc.ServerStreams}, nil
+	}
+}
+
+// stream counts its final status once. RecvMsg is never called
+// concurrently with itself, so done needs no synchronisation.
+type stream struct {
+	grpc.ClientStream
+	t             *Interceptor
+	r             *ring
+	idx           uint64 // bucket the stream was opened in
+	unaryResponse bool
+	done          bool
+}
+
+func (s *stream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if s.done {
+		return err
+	}
+	switch {
+	case err == io.EOF:
+		s.done = true
+		s.t.record(s.r, s.idx, nil)
+	case err != nil:
+		s.done = true
+		s.t.record(s.r, s.idx, err)
+	case s.unaryResponse:
+		// grpc-go has already read the status: the call succeeded.
+		s.done = true
+		s.t.record(s.r, s.idx, nil)
+	}
+	return err
+}
+
+func targetOf(cc *grpc.ClientConn) string {
+	if cc == nil {
+		return ""
+	}
+	return cc.Target()
+}
+
+// index is the number of the bucket the clock is in now. It is the one
+// clock read of a call: on the system clock, time.Since reads only the
+// monotonic clock, half the cost of Now.
+func (t *Interceptor) index() uint64 {
+	var d time.Duration
+	if t.system {
+		d = time.Since(t.base)
+	} else {
+		d = t.cfg.clock.Now().Sub(t.base)
+	}
+	if d < 0 {
+		return 0
+	}
+	return uint64(d / t.width)
+}
+
+// admit decides whether a call may go, and returns the bucket it is
+// counted in; when not, it counts the call as a request, reports it and
+// returns the Rejection.
+func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string) (uint64, error) {
+	idx := t.index()
+	req, acc := r.totals(idx)
+	p := probability(req, acc, t.cfg.k, t.cfg.maxProbability)
+	if p <= 0 || t.cfg.rand() >= p {
+		return idx, nil
+	}
+	r.add(idx, true, false)
+	rej := &outcome.Rejection{
+		Layer:  Layer,
+		Target: target,
+		Code:   codes.ResourceExhausted,
+		Message: fmt.Sprintf("client throttled itself: call to %s rejected locally with probability %.2f: the target accepted %d of the last %d requests in %v",
+			target, p, acc, req, t.cfg.window),
+	}
+	if o := t.cfg.observer; o != nil {
+		o.Observe(ctx, observe.Event{Kind: observe.Throttled, Method: method, Target: target, Value: p, Err: rej})
+	}
+	return idx, rej
+}
+
+// record counts a sent call's result in bucket idx, the one it started in:
+// a call is counted whole when it ends, in the bucket of its start, which
+// saves a second clock read.
+func (t *Interceptor) record(r *ring, idx uint64, err error) {
+	accepted := true
+	switch t.cfg.classifier.Classify(err) {
+	case outcome.Overload:
+		accepted = false
+	case outcome.Failure:
+		accepted = !t.cfg.failuresAsRejects
+	case outcome.Ignored:
+		if err != nil && isRejection(err) {
+			// A layer inside answered locally: the target never saw it.
+			return
+		}
+	}
+	r.add(idx, true, accepted)
+}
+
+func isRejection(err error) bool {
+	if _, ok := err.(*outcome.Rejection); ok {
+		return true
+	}
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		return false // a plain status, the common case
+	}
+	_, ok := outcome.AsRejection(err)
+	return ok
+}
+
+// ring returns the counts of target, creating them on first use; nil when
+// the registry is full of targets that are not idle.
+func (t *Interceptor) ring(target string) *ring {
+	if r := (*t.targets.Load())[target]; r != nil {
+		return r
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.targets.Load()
+	if r := old[target]; r != nil {
+		return r
+	}
+	evict, evicting := "", false
+	if len(old) >= t.cfg.maxTargets {
+		// Make room by forgetting a target with no calls in its window.
+		idx := t.index()
+		for k, v := range old {
+			if req, _ := v.totals(idx); req == 0 {
+				evict, evicting = k, true
+				break
+			}
+		}
+		if !evicting {
+			return nil
+		}
+	}
+	m := make(map[string]*ring, len(old)+1)
+	for k, v := range old {
+		if !evicting || k != evict {
+			m[k] = v
+		}
+	}
+	r := newRing(t.cfg.buckets)
+	m[target] = r
+	t.targets.Store(&m)
+	return r
+}

@@ -1,0 +1,97 @@
+package throttle
+
+import "sync/atomic"
+
+// ring counts one target's requests and accepts over the window, in n
+// buckets of equal width indexed by the time since the Interceptor was
+// built (see Interceptor.index).
+//
+// Each counter is one 64-bit word that holds the bucket's epoch (the low
+// 32 bits of its index) in its high half and the count in its low half, so
+// a bucket is moved to a new epoch and counted in by one compare-and-swap:
+// no lock, and no increment lost to a concurrent reset. Epochs compare
+// modulo 2^32; a bucket left untouched for 2^32 bucket widths (136 years
+// with the default 12 s buckets, 49 days with the 1 ms minimum) could be
+// taken for a live one, which at worst counts stale calls for one window.
+type ring struct {
+	n       uint64
+	buckets []bucket
+}
+
+type bucket struct {
+	requests, accepts atomic.Uint64
+}
+
+const countMask = 1<<32 - 1
+
+func newRing(buckets int) *ring {
+	return &ring{n: uint64(buckets), buckets: make([]bucket, buckets)}
+}
+
+// add counts one event in the bucket of index idx.
+func (r *ring) add(idx uint64, requests, accepts bool) {
+	b := &r.buckets[idx%r.n]
+	if requests {
+		bump(&b.requests, uint32(idx))
+	}
+	if accepts {
+		bump(&b.accepts, uint32(idx))
+	}
+}
+
+func bump(w *atomic.Uint64, epoch uint32) {
+	for {
+		old := w.Load()
+		var next uint64
+		switch e := uint32(old >> 32); {
+		case old&countMask == 0:
+			// Never counted in (or zero): the bucket is free.
+			next = uint64(epoch)<<32 | 1
+		case e == epoch:
+			if old&countMask == countMask {
+				return // saturated
+			}
+			next = old + 1
+		case int32(epoch-e) > 0:
+			// The bucket still holds an older period: start it anew.
+			next = uint64(epoch)<<32 | 1
+		default:
+			// A newer period already took the bucket (this goroutine read
+			// the clock just before another moved on): count it there.
+			if old&countMask == countMask {
+				return
+			}
+			next = old + 1
+		}
+		if w.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// totals sums the buckets whose period lies in the window ending with
+// index idx: the last n periods, idx included.
+func (r *ring) totals(idx uint64) (requests, accepts uint64) {
+	epoch := uint32(idx)
+	for i := range r.buckets {
+		b := &r.buckets[i]
+		if w := b.requests.Load(); uint64(epoch-uint32(w>>32)) < r.n {
+			requests += w & countMask
+		}
+		if w := b.accepts.Load(); uint64(epoch-uint32(w>>32)) < r.n {
+			accepts += w & countMask
+		}
+	}
+	return requests, accepts
+}
+
+// probability is the SRE book's client-side throttling formula,
+// max(0, (requests - k*accepts) / (requests + 1)), capped at limit.
+func probability(requests, accepts uint64, k, limit float64) float64 {
+	r := float64(requests)
+	excess := r - k*float64(accepts)
+	if excess <= 0 {
+		return 0 // the common case: no division
+	}
+	return min(excess/(r+1), limit)
+}
