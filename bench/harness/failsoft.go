@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -8,6 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/failsoft/failsoft"
+	"github.com/failsoft/failsoft/interceptors/breaker"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
@@ -35,7 +38,13 @@ func benchResolver(p Params) (*policy.Resolver, error) {
 			Retry:     retry,
 		}),
 		policy.WithMethod(methodOverride, &failsoftv1.MethodPolicy{Retry: retry}),
-		policy.WithMethod(methodHedged, &failsoftv1.MethodPolicy{Retry: retry, Hedge: hedge}),
+		// Code policies are validated on their own, so the hedged method
+		// restates the NO_SIDE_EFFECTS its proto declares.
+		policy.WithMethod(methodHedged, &failsoftv1.MethodPolicy{
+			Idempotency: failsoftv1.Idempotency_IDEMPOTENCY_NO_SIDE_EFFECTS,
+			Retry:       retry,
+			Hedge:       hedge,
+		}),
 		policy.WithMethod(methodKeyedWrite, &failsoftv1.MethodPolicy{Retry: retry}),
 	)
 }
@@ -49,17 +58,36 @@ func benchResolver(p Params) (*policy.Resolver, error) {
 // the harness's minimal in-memory layer (KeyDedup).
 func serverDedup() (grpc.UnaryServerInterceptor, error) { return nil, nil }
 
-// failsoftChain is failsoft's full client chain with the settings of p.
+// failsoftChain is failsoft's client suite as a user installs it, from
+// the root entry point failsoft.DialOptions, with the settings of p given
+// through the resolver. The breaker keeps its own trip rule (the default)
+// and opens for BreakerDelay, doubling while probes fail.
 //
-// SLOT: the interceptor packages (deadline, idempotency, fallback, retry,
-// breaker, throttle, bulkhead, telemetry) and the root entry point are not
-// on main yet. When they land, build the chain here from their New(...)
-// constructors with WithResolver(res) (or from the root entry point), set
-// Hedges when p.Hedge, and count breaker opens through an observe.Observer
-// (observe.BreakerState events with To == "open") into BreakerOpens.
+// Layers not on main yet (retry and hedging, idempotency keys, telemetry)
+// join the chain through DialOptions when they land; failsoftHedges says
+// whether the chain hedges.
 func failsoftChain(p Params) (*Chain, error) {
-	if _, err := benchResolver(p); err != nil {
+	res, err := benchResolver(p)
+	if err != nil {
 		return nil, err
 	}
-	return nil, ErrPending
+	opens := new(atomic.Int64)
+	dial, err := failsoft.DialOptions(
+		failsoft.WithResolver(res),
+		failsoft.WithBreaker(
+			breaker.OpenFor(p.BreakerDelay, 30*p.BreakerDelay),
+			breaker.OnStateChange(func(c breaker.Change) {
+				if c.To == breaker.Open {
+					opens.Add(1)
+				}
+			}),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &Chain{Dial: dial, Hedges: p.Hedge && failsoftHedges, BreakerOpens: opens}, nil
 }
+
+// failsoftHedges: the retry layer, which hedges, is not on main yet.
+const failsoftHedges = false

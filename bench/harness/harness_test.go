@@ -64,7 +64,7 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("plain client: %d duplicate charges", plain.Lost.Duplicates)
 	}
 	var buf bytes.Buffer
-	Markdown(&buf, rows, cfg)
+	Markdown(&buf, rows, cfg, 1)
 	lines := strings.Split(buf.String(), "\n")
 	if got := strings.Count(buf.String(), "\n| "); got != len(rows)+1 {
 		t.Errorf("table has %d rows besides the header, want %d:\n%s", got-1, len(rows), buf.String())

@@ -10,46 +10,35 @@ import (
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
-// chainUnary chains interceptors exactly as grpc.WithChainUnaryInterceptor
-// does, so the cost measured over a no-op invoker is the cost paid in a
-// real call.
-func chainUnary(ics []grpc.UnaryClientInterceptor) grpc.UnaryClientInterceptor {
-	if len(ics) == 1 {
-		return ics[0]
-	}
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		return ics[0](ctx, method, req, reply, cc, chainedInvoker(ics, 0, invoker), opts...)
-	}
-}
-
-func chainedInvoker(ics []grpc.UnaryClientInterceptor, curr int, final grpc.UnaryInvoker) grpc.UnaryInvoker {
-	if curr == len(ics)-1 {
-		return final
-	}
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
-		return ics[curr+1](ctx, method, req, reply, cc, chainedInvoker(ics, curr+1, final), opts...)
-	}
-}
-
-func noopInvoker(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+// terminal ends the chain of a connection built for InterceptorBench: it
+// answers every call itself, so the call never reaches the transport.
+func terminal(context.Context, string, any, any, *grpc.ClientConn, grpc.UnaryInvoker, ...grpc.CallOption) error {
 	return nil
 }
 
-// InterceptorBench returns a benchmark of the chain's unary interceptors
-// over a no-op invoker, for the idempotent method the scenarios call. The
-// ClientConn is real (failsoft keys its state by cc.Target()) but never
-// connects. It returns nil when the chain has no interceptors.
+// InterceptorBench returns a benchmark of the chain's own cost: calls on a
+// connection built with the chain's dial options and interceptors as a user
+// builds it, whose innermost interceptor answers without sending. So every
+// chain is measured the same way, including failsoft's, which installs
+// itself through dial options, and what is measured is what grpc-go runs:
+// ClientConn.Invoke, the chained interceptors, the terminal no-op. The
+// connection never connects. It returns nil when the chain's logic is not
+// in interceptors.
 func InterceptorBench(spec Spec, p Params) (func(b *testing.B), error) {
 	if !spec.Interceptors {
 		return nil, nil
 	}
-	chain, err := spec.Build(p)
-	if err != nil {
+	if _, err := spec.Build(p); err != nil {
 		return nil, err
 	}
-	ic := chainUnary(chain.Unary)
 	return func(b *testing.B) {
-		cc, err := grpc.NewClient("passthrough:///bench-noop", grpc.WithTransportCredentials(insecure.NewCredentials()))
+		chain, err := spec.Build(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, chain.Dial...)
+		opts = append(opts, grpc.WithChainUnaryInterceptor(append(chain.Unary, terminal)...))
+		cc, err := grpc.NewClient("passthrough:///bench-noop", opts...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -58,7 +47,7 @@ func InterceptorBench(spec Spec, p Params) (func(b *testing.B), error) {
 		req, reply := &policytestv1.PingRequest{Payload: "x"}, &policytestv1.PingResponse{}
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := ic(ctx, methodOverride, req, reply, cc, noopInvoker); err != nil {
+			if err := cc.Invoke(ctx, methodOverride, req, reply); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -138,7 +138,7 @@ func (r *Row) scenarios(ctx context.Context, spec Spec, cfg Config, o RunOptions
 
 // Markdown writes the rows as one markdown table, followed by the settings
 // it was measured with.
-func Markdown(w io.Writer, rows []Row, cfg Config) {
+func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 	var plain *Row
 	for i := range rows {
 		if rows[i].Name == "plain client" {
@@ -183,14 +183,17 @@ func Markdown(w io.Writer, rows []Row, cfg Config) {
 	}
 	p := cfg.Params
 	fmt.Fprintf(w, "\nAll chains: %d attempts per call, backoff %v doubling to %v, retried codes UNAVAILABLE and RESOURCE_EXHAUSTED, "+
-		"call deadline %v; breakers open after %d consecutive failures and probe after %v; hedging sends a second attempt after %v. "+
-		"Interceptor cost is over a no-op invoker; a loopback call is one unary call to a server on 127.0.0.1 in the same process "+
-		"(allocations count both sides). Closed-loop scenarios: %d workers; outage %d calls, transient %d, lost responses %d, "+
+		"call deadline %v; the peers' breakers open after %d consecutive failures and probe after %v (failsoft's breaker keeps its "+
+		"default trip rule, opens for %v and doubles that while probes fail); hedging sends a second attempt after %v. "+
+		"Interceptor cost: ClientConn.Invoke on a connection built with the chain's dial options, whose innermost interceptor "+
+		"answers without sending; the plain client's figure is the floor every chain pays. A loopback call is one unary call to a "+
+		"server on 127.0.0.1 in the same process (allocations count both sides); the Go benchmarks run in %d interleaved rounds and "+
+		"each chain keeps its fastest. Closed-loop scenarios: %d workers; outage %d calls, transient %d, lost responses %d, "+
 		"slow tail %d (%.0f%% of attempts take %v). Overload: a server that works on %d calls at once, %v each (%.0f calls/s), "+
 		"rejecting the excess at once with RESOURCE_EXHAUSTED, offered %.1fx its capacity (%.0f calls/s, Poisson arrivals) for %v; "+
 		"goodput in brackets is relative to the plain client, attempts in brackets per logical call offered. "+
 		"Faults are a function of seed %d and the call, so every chain meets the same ones.\n",
-		p.Attempts, p.Backoff, p.MaxBackoff, p.Timeout, p.BreakerFailures, p.BreakerDelay, p.HedgeDelay,
+		p.Attempts, p.Backoff, p.MaxBackoff, p.Timeout, p.BreakerFailures, p.BreakerDelay, p.BreakerDelay, p.HedgeDelay, max(1, rounds),
 		cfg.Workers, cfg.OutageCalls, cfg.TransientCalls, cfg.LostCalls, cfg.TailCalls, cfg.SlowRate*100, cfg.Slow,
 		cfg.Capacity, cfg.Service, float64(cfg.Capacity)/cfg.Service.Seconds(), cfg.Load,
 		cfg.Load*float64(cfg.Capacity)/cfg.Service.Seconds(), cfg.OverloadDuration, cfg.Seed)

@@ -59,5 +59,5 @@ func main() {
 		o.Progress = os.Stderr
 	}
 	rows := harness.Run(ctx, cfg, o)
-	harness.Markdown(os.Stdout, rows, cfg)
+	harness.Markdown(os.Stdout, rows, cfg, *rounds)
 }
