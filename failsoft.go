@@ -14,8 +14,11 @@ import (
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/deadline"
 	"github.com/failsoft/failsoft/interceptors/fallback"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/retry"
+	"github.com/failsoft/failsoft/interceptors/telemetry"
 	"github.com/failsoft/failsoft/interceptors/throttle"
 )
 
@@ -24,11 +27,14 @@ type Option func(*config) error
 
 // Layer names, used in error messages.
 const (
-	layerDeadline = "deadline"
-	layerFallback = "fallback"
-	layerThrottle = "throttle"
-	layerBreaker  = "breaker"
-	layerBulkhead = "bulkhead"
+	layerTelemetry = "telemetry"
+	layerDeadline  = "deadline"
+	layerKey       = "idempotency"
+	layerFallback  = "fallback"
+	layerRetry     = "retry"
+	layerThrottle  = "throttle"
+	layerBreaker   = "breaker"
+	layerBulkhead  = "bulkhead"
 )
 
 type config struct {
@@ -36,11 +42,14 @@ type config struct {
 	observer observe.Observer
 	clock    clock.Clock
 
-	deadline layer[deadline.Option]
-	fallback layer[fallback.Option]
-	throttle layer[throttle.Option]
-	breaker  layer[breaker.Option]
-	bulkhead layer[bulkhead.Option]
+	telemetry layer[telemetry.Option]
+	deadline  layer[deadline.Option]
+	key       layer[idempotency.Option]
+	fallback  layer[fallback.Option]
+	retry     layer[retry.Option]
+	throttle  layer[throttle.Option]
+	breaker   layer[breaker.Option]
+	bulkhead  layer[bulkhead.Option]
 }
 
 // layer is one layer's configuration: its options, and whether it was
@@ -109,6 +118,18 @@ func WithClock(cl clock.Clock) Option {
 	}
 }
 
+// WithTelemetry configures the OpenTelemetry layer (on by default, with
+// the global tracer and meter providers: with none installed it costs no
+// allocation). It hears every other layer's decisions.
+func WithTelemetry(opts ...telemetry.Option) Option {
+	return func(c *config) error { return c.telemetry.configure(layerTelemetry, false, opts) }
+}
+
+// WithoutTelemetry switches the OpenTelemetry layer off.
+func WithoutTelemetry() Option {
+	return func(c *config) error { return c.telemetry.configure(layerTelemetry, true, nil) }
+}
+
 // WithDeadline configures the deadline layer (on by default).
 func WithDeadline(opts ...deadline.Option) Option {
 	return func(c *config) error { return c.deadline.configure(layerDeadline, false, opts) }
@@ -117,6 +138,19 @@ func WithDeadline(opts ...deadline.Option) Option {
 // WithoutDeadline switches the deadline layer off.
 func WithoutDeadline() Option {
 	return func(c *config) error { return c.deadline.configure(layerDeadline, true, nil) }
+}
+
+// WithIdempotency configures the idempotency-key layer (on by default):
+// methods whose policy requires a key get one per logical call, reused by
+// every retry and hedge.
+func WithIdempotency(opts ...idempotency.Option) Option {
+	return func(c *config) error { return c.key.configure(layerKey, false, opts) }
+}
+
+// WithoutIdempotency switches the idempotency-key layer off. Methods that
+// require a key are then not retried unless the caller attaches one.
+func WithoutIdempotency() Option {
+	return func(c *config) error { return c.key.configure(layerKey, true, nil) }
 }
 
 // WithFallback configures the fallback chains (on by default; without
@@ -128,6 +162,17 @@ func WithFallback(opts ...fallback.Option) Option {
 // WithoutFallback switches the fallback layer off.
 func WithoutFallback() Option {
 	return func(c *config) error { return c.fallback.configure(layerFallback, true, nil) }
+}
+
+// WithRetry configures retries and hedging (on by default; only methods
+// whose policy says they are safe are ever retried).
+func WithRetry(opts ...retry.Option) Option {
+	return func(c *config) error { return c.retry.configure(layerRetry, false, opts) }
+}
+
+// WithoutRetry switches retries and hedging off.
+func WithoutRetry() Option {
+	return func(c *config) error { return c.retry.configure(layerRetry, true, nil) }
 }
 
 // WithThrottle configures the adaptive throttle (on by default).
@@ -233,6 +278,20 @@ func build(opts []Option) (*chain, *byte, error) {
 	id := new(byte)
 	gu, gs := guard(id)
 	ch := &chain{unary: []grpc.UnaryClientInterceptor{gu}, stream: []grpc.StreamClientInterceptor{gs}}
+
+	// Telemetry is built first: it is both the outermost and the innermost
+	// layer, and every other layer reports to it.
+	var tel *telemetry.Interceptor
+	if c.telemetry.enabled(true) {
+		var err error
+		tel, err = telemetry.New(append([]telemetry.Option{telemetry.WithClock(c.clock)}, c.telemetry.opts...)...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("failsoft: telemetry layer: %w", err)
+		}
+		ch.unary = append(ch.unary, tel.UnaryClientInterceptor())
+		ch.stream = append(ch.stream, tel.StreamClientInterceptor())
+		c.observer = observe.Multi(tel, c.observer)
+	}
 	r, o, k := c.resolver, c.observer, c.clock
 	steps := []func() error{
 		func() error {
@@ -240,8 +299,16 @@ func build(opts []Option) (*chain, *byte, error) {
 				[]deadline.Option{deadline.WithResolver(r), deadline.WithObserver(o), deadline.WithClock(k)}, deadline.New)
 		},
 		func() error {
+			return add(ch, layerKey, &c.key, true,
+				[]idempotency.Option{idempotency.WithResolver(r), idempotency.WithObserver(o)}, idempotency.New)
+		},
+		func() error {
 			return add(ch, layerFallback, &c.fallback, true,
 				[]fallback.Option{fallback.WithResolver(r), fallback.WithObserver(o), fallback.WithClock(k)}, fallback.New)
+		},
+		func() error {
+			return add(ch, layerRetry, &c.retry, true,
+				[]retry.Option{retry.WithResolver(r), retry.WithObserver(o), retry.WithClock(k)}, retry.New)
 		},
 		func() error {
 			return add(ch, layerThrottle, &c.throttle, true,
@@ -263,6 +330,10 @@ func build(opts []Option) (*chain, *byte, error) {
 	}
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
+	}
+	if tel != nil {
+		ch.unary = append(ch.unary, tel.UnaryAttemptInterceptor())
+		ch.stream = append(ch.stream, tel.StreamAttemptInterceptor())
 	}
 	return ch, id, nil
 }

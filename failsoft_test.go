@@ -26,11 +26,13 @@ type plainServer struct {
 	policytestv1.UnimplementedPlainServiceServer
 	calls atomic.Int32
 	code  codes.Code
+	// failFirst makes the first calls fail with code, then succeed.
+	failFirst int32
 }
 
 func (s *plainServer) Plain(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
-	s.calls.Add(1)
-	if s.code != codes.OK {
+	n := s.calls.Add(1)
+	if s.code != codes.OK && (s.failFirst == 0 || n <= s.failFirst) {
 		return nil, status.Error(s.code, "injected")
 	}
 	return &policytestv1.PingResponse{Payload: req.GetPayload()}, nil
@@ -55,12 +57,17 @@ func serve(t *testing.T, srv *plainServer) string {
 
 func dial(t *testing.T, addr string, opts ...grpc.DialOption) policytestv1.PlainServiceClient {
 	t.Helper()
+	return policytestv1.NewPlainServiceClient(dialConn(t, addr, opts...))
+}
+
+func dialConn(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
 	conn, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return policytestv1.NewPlainServiceClient(conn)
+	return conn
 }
 
 func TestDialOptionsErrors(t *testing.T) {
@@ -117,6 +124,36 @@ func TestSuiteKeepsPlainSemantics(t *testing.T) {
 			}
 			if srv.calls.Load() != 1 {
 				t.Fatalf("a method that is not idempotent reached the server %d times", srv.calls.Load())
+			}
+		})
+	}
+}
+
+func TestSuiteRetriesOnlySafeMethods(t *testing.T) {
+	tests := []struct {
+		name      string
+		safe      bool
+		wantCode  codes.Code
+		wantCalls int32
+	}{
+		{"idempotency_level NO_SIDE_EFFECTS: retried until it succeeds", true, codes.OK, 3},
+		{"no idempotency stated: one attempt", false, codes.Unavailable, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := &plainServer{code: codes.Unavailable, failFirst: 2}
+			opts, err := failsoft.DialOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := dial(t, serve(t, srv), opts...)
+			call := c.Plain
+			if tc.safe {
+				call = c.NoSideEffects
+			}
+			_, err = call(context.Background(), &policytestv1.PingRequest{Payload: "x"})
+			if status.Code(err) != tc.wantCode || srv.calls.Load() != tc.wantCalls {
+				t.Fatalf("code %v after %d calls, want %v after %d (%v)", status.Code(err), srv.calls.Load(), tc.wantCode, tc.wantCalls, err)
 			}
 		})
 	}

@@ -1,0 +1,118 @@
+package idempotency
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/interceptors/policy"
+)
+
+// Interceptor is the client side: it gives every logical call to a method
+// that requires an idempotency key exactly one key, in the request
+// metadata entry policy.KeyMetadata.
+type Interceptor struct {
+	cfg clientConfig
+}
+
+// New returns the client interceptor. It must sit outside the retry and
+// hedging interceptors in the chain, so that all attempts of one call share
+// the key it attaches.
+func New(opts ...Option) (*Interceptor, error) {
+	cfg := clientConfig{}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyClient(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.resolver == nil {
+		cfg.resolver = policy.Default()
+	}
+	return &Interceptor{cfg: cfg}, nil
+}
+
+// UnaryClientInterceptor returns the unary client interceptor.
+func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx, err := i.attach(ctx, method, cc)
+		if err != nil {
+			return err
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+// StreamClientInterceptor returns the stream client interceptor: a stream
+// to a method that requires a key carries it in its request metadata.
+func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		ctx, err := i.attach(ctx, method, cc)
+		if err != nil {
+			return nil, err
+		}
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+}
+
+// attach returns ctx with the call's key in its outgoing metadata when the
+// method requires one. The key is, in order: one already in the outgoing
+// metadata (set by the application or an outer layer; left as it is, and
+// it must agree with a key set by WithKey), the one set with WithKey, or a
+// new one.
+func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.ClientConn) (context.Context, error) {
+	p, err := i.cfg.resolver.Resolve(method)
+	if err != nil {
+		return ctx, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if !p.RequiresKey {
+		return ctx, nil
+	}
+	key, fromCaller := KeyFrom(ctx)
+	if vals := metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata); len(vals) > 0 {
+		switch {
+		case len(vals) > 1:
+			return ctx, reject(cc, fmt.Sprintf("idempotency: %d %s entries in the outgoing metadata of %s, want one", len(vals), policy.KeyMetadata, method))
+		case fromCaller && vals[0] != key:
+			return ctx, reject(cc, fmt.Sprintf("idempotency: %s of %s: the outgoing metadata and WithKey hold different keys", policy.KeyMetadata, method))
+		}
+		if err := ValidateKey(vals[0]); err != nil {
+			return ctx, reject(cc, fmt.Sprintf("idempotency: %s of %s: %v", policy.KeyMetadata, method, err))
+		}
+		return ctx, nil
+	}
+	if !fromCaller {
+		key = NewKey()
+	} else if err := ValidateKey(key); err != nil {
+		return ctx, reject(cc, fmt.Sprintf("idempotency: key of %s: %v", method, err))
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key)
+	if o := i.cfg.observer; o != nil {
+		reason := key
+		if !i.cfg.rawKeys {
+			reason = KeyHash(key)
+		}
+		o.Observe(ctx, observe.Event{Kind: observe.KeyAttached, Method: method, Target: target(cc), Reason: reason})
+	}
+	return ctx, nil
+}
+
+// reject fails a call locally: nothing is sent.
+func reject(cc *grpc.ClientConn, msg string) error {
+	return &outcome.Rejection{Layer: "idempotency", Target: target(cc), Code: codes.InvalidArgument, Message: msg}
+}
+
+func target(cc *grpc.ClientConn) string {
+	if cc == nil {
+		return ""
+	}
+	return cc.Target()
+}

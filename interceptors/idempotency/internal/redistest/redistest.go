@@ -1,0 +1,154 @@
+// Package redistest runs a throwaway redis-server for tests.
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Server is a running redis-server.
+type Server struct {
+	// Addr is its host:port on 127.0.0.1.
+	Addr string
+
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{}
+}
+
+// RequireEnv, when set to a non-empty value, makes a missing redis-server
+// fail the test instead of skipping it, so that CI cannot pass without
+// running the Redis tests.
+const RequireEnv = "FAILSOFT_REQUIRE_REDIS"
+
+// Start starts redis-server on a free 127.0.0.1 port, without persistence,
+// and stops it when the test ends, passed or failed. It skips the test when
+// redis-server is not installed (Debian package redis-server), unless
+// RequireEnv is set.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		const msg = "redis-server is not installed (apt-get install redis-server)"
+		if os.Getenv(RequireEnv) != "" {
+			t.Fatalf("%s, and %s is set", msg, RequireEnv)
+		}
+		t.Skip(msg + "; skipping the Redis test")
+	}
+	var last error
+	// A free port found by listening can be taken by someone else before
+	// redis binds it; then try another.
+	for range 3 {
+		s, err := start(t, bin)
+		if err == nil {
+			return s
+		}
+		last = err
+	}
+	t.Fatalf("redistest: %v", last)
+	return nil
+}
+
+func start(t testing.TB, bin string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	out := &lockedBuffer{}
+	cmd := exec.Command(bin,
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	cmd.Stdout = out
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting redis-server: %w", err)
+	}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := ping(s.Addr); err == nil {
+			break
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("redis-server exited at start: %s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("redis-server on %s not ready after 10s: %s", s.Addr, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Cleanup(s.stop)
+	return s, nil
+}
+
+// Stop kills the server and waits for it to exit; the test's cleanup does
+// it anyway. Tests call it to see how clients behave when Redis is gone.
+func (s *Server) Stop() { s.stop() }
+
+func (s *Server) stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return fmt.Errorf("PING answered %q", line)
+	}
+	return nil
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

@@ -1,0 +1,255 @@
+// Package redisstore is an idempotency.Store in Redis, for services with
+// several replicas: every replica sees every key, so a retry that lands on
+// another replica is still answered from the first one's outcome.
+//
+// It is a separate package so that users of the idempotency package who do
+// not use Redis do not link the Redis client.
+//
+// # How it works
+//
+// Each (caller, method, key) is one Redis string under
+// Prefix + hex(SHA-256(caller, method, key)), so callers' identities and keys
+// do not appear in Redis key names. Every operation is one Lua script, and
+// so atomic on the server:
+//
+//   - Claim: SET key pending NX PX lease; if the key exists, its value is
+//     returned (in flight, or the stored outcome).
+//   - Complete: if the key still holds this claim's token, or no longer
+//     exists, SET key outcome PX ttl.
+//   - Release: if the key still holds this claim's token, DEL key.
+//
+// Leases and TTLs are Redis expiries, measured by the Redis server's clock:
+// a claim left by a crashed handler disappears when its lease ends, and the
+// key can be claimed again. Any Redis error (connection refused, timeout) is
+// returned as is, and the server interceptor answers UNAVAILABLE unless it
+// was configured to fail open.
+//
+// Works with a single Redis server, with Sentinel (redis.NewFailoverClient)
+// and with Redis Cluster (each operation touches one key). As with any
+// asynchronously replicated Redis, a failover can lose the latest writes,
+// and with them a claim or an outcome.
+package redisstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+
+	"github.com/failsoft/failsoft/interceptors/idempotency"
+)
+
+// DefaultPrefix starts the name of every key the store writes.
+const DefaultPrefix = "failsoft:idem:"
+
+// Value layout: one state byte, the 32-byte fingerprint, then for a
+// pending entry the claim token, for a done entry the encoded outcome.
+const (
+	statePending = 'p'
+	stateDone    = 'd'
+	headerLen    = 1 + len(idempotency.Fingerprint{})
+)
+
+var (
+	claimScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return redis.call('GET', KEYS[1])
+`)
+	completeScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == false or (string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+`)
+	releaseScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+)
+
+// Store is an idempotency.Store in Redis. It is safe for concurrent use.
+type Store struct {
+	client redis.Scripter
+	prefix string
+}
+
+var _ idempotency.Store = (*Store)(nil)
+
+// Option configures a Store.
+type Option func(*Store) error
+
+// WithPrefix sets the start of every key name (DefaultPrefix), to share a
+// Redis database between services.
+func WithPrefix(p string) Option {
+	return func(s *Store) error {
+		if p == "" {
+			return errors.New("redisstore.WithPrefix: empty prefix")
+		}
+		s.prefix = p
+		return nil
+	}
+}
+
+// New returns a Store using client, which may be a *redis.Client,
+// *redis.ClusterClient, a failover client or any redis.UniversalClient.
+// The store does not close the client.
+func New(client redis.Scripter, opts ...Option) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redisstore.New: nil client")
+	}
+	s := &Store{client: client, prefix: DefaultPrefix}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// RedisKey returns the name of the Redis key that holds k.
+func (s *Store) RedisKey(k idempotency.Key) string {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for _, part := range [...]string{k.Identity, k.Method, k.Key} {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))])
+		h.Write([]byte(part))
+	}
+	return s.prefix + hex.EncodeToString(h.Sum(nil))
+}
+
+// millis converts d to whole milliseconds for PX, rounding up so that a
+// lease or TTL is never shorter than asked.
+func millis(d time.Duration) int64 {
+	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
+	return max(ms, 1)
+}
+
+// Claim implements idempotency.Store.
+func (s *Store) Claim(ctx context.Context, k idempotency.Key, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Claim, error) {
+	token := uuid.NewString()
+	v := make([]byte, 0, headerLen+len(token))
+	v = append(v, statePending)
+	v = append(v, fp[:]...)
+	v = append(v, token...)
+	res, err := claimScript.Run(ctx, s.client, []string{s.RedisKey(k)}, v, millis(lease)).Result()
+	if err != nil {
+		if errors.Is(err, redis.Nil) {
+			// Cannot happen (the script runs atomically), but if it did the
+			// key is gone and the caller may simply retry.
+			return idempotency.Claim{}, errors.New("redisstore: key vanished during claim")
+		}
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err)
+	}
+	switch r := res.(type) {
+	case int64:
+		return idempotency.Claim{State: idempotency.Claimed, Token: token}, nil
+	case string:
+		return decode(r)
+	}
+	return idempotency.Claim{}, fmt.Errorf("redisstore: claim: unexpected reply %T", res)
+}
+
+// Complete implements idempotency.Store.
+func (s *Store) Complete(ctx context.Context, k idempotency.Key, token string, fp idempotency.Fingerprint, o *idempotency.Outcome, ttl time.Duration) error {
+	ok, err := completeScript.Run(ctx, s.client, []string{s.RedisKey(k)}, token, encodeDone(fp, o), millis(ttl)).Int64()
+	if err != nil {
+		return fmt.Errorf("redisstore: complete: %w", err)
+	}
+	if ok != 1 {
+		return idempotency.ErrLeaseLost
+	}
+	return nil
+}
+
+// Release implements idempotency.Store.
+func (s *Store) Release(ctx context.Context, k idempotency.Key, token string) error {
+	if err := releaseScript.Run(ctx, s.client, []string{s.RedisKey(k)}, token).Err(); err != nil {
+		return fmt.Errorf("redisstore: release: %w", err)
+	}
+	return nil
+}
+
+func encodeDone(fp idempotency.Fingerprint, o *idempotency.Outcome) []byte {
+	b := make([]byte, 0, headerLen+6*binary.MaxVarintLen64+o.Size())
+	b = append(b, stateDone)
+	b = append(b, fp[:]...)
+	b = binary.AppendUvarint(b, uint64(o.Code))
+	for _, part := range [...][]byte{o.Status, []byte(o.ResponseType), o.Response, o.Header, o.Trailer} {
+		b = binary.AppendUvarint(b, uint64(len(part)))
+		b = append(b, part...)
+	}
+	return b
+}
+
+func decode(v string) (idempotency.Claim, error) {
+	if len(v) < headerLen {
+		return idempotency.Claim{}, fmt.Errorf("redisstore: stored value of %d bytes is too short", len(v))
+	}
+	var c idempotency.Claim
+	copy(c.Fingerprint[:], v[1:headerLen])
+	switch v[0] {
+	case statePending:
+		c.State = idempotency.InFlight
+		return c, nil
+	case stateDone:
+		o, err := decodeOutcome([]byte(v[headerLen:]))
+		if err != nil {
+			return idempotency.Claim{}, err
+		}
+		c.State = idempotency.Done
+		c.Outcome = o
+		return c, nil
+	}
+	return idempotency.Claim{}, fmt.Errorf("redisstore: stored value has unknown state %q", v[0])
+}
+
+func decodeOutcome(b []byte) (*idempotency.Outcome, error) {
+	code, n := binary.Uvarint(b)
+	if n <= 0 || code > 1<<31 {
+		return nil, errors.New("redisstore: stored outcome has a bad code")
+	}
+	b = b[n:]
+	var parts [5][]byte
+	for i := range parts {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return nil, errors.New("redisstore: stored outcome is truncated")
+		}
+		parts[i] = b[n : n+int(l) : n+int(l)]
+		b = b[n+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, errors.New("redisstore: stored outcome has trailing bytes")
+	}
+	o := &idempotency.Outcome{Code: codes.Code(code), ResponseType: string(parts[1])}
+	if len(parts[0]) > 0 {
+		o.Status = parts[0]
+	}
+	if len(parts[2]) > 0 || o.Code == codes.OK {
+		o.Response = parts[2]
+	}
+	if len(parts[3]) > 0 {
+		o.Header = parts[3]
+	}
+	if len(parts[4]) > 0 {
+		o.Trailer = parts[4]
+	}
+	return o, nil
+}

@@ -1,0 +1,139 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/failsoft/failsoft/interceptors/idempotency"
+	"github.com/failsoft/failsoft/interceptors/idempotency/internal/redistest"
+	"github.com/failsoft/failsoft/interceptors/idempotency/internal/storetest"
+	"github.com/failsoft/failsoft/interceptors/idempotency/redisstore"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = rc.Close() })
+	return rc
+}
+
+func newStore(t *testing.T, rc *redis.Client, opts ...redisstore.Option) *redisstore.Store {
+	t.Helper()
+	st, err := redisstore.New(rc, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// expireNow ends the Redis expiry of k's entry: PEXPIRE 1 ms, then wait for
+// Redis to drop it (an access expires a due key at once).
+func expireNow(t *testing.T, rc *redis.Client, st *redisstore.Store, k idempotency.Key) {
+	t.Helper()
+	ctx := context.Background()
+	name := st.RedisKey(k)
+	if err := rc.PExpire(ctx, name, time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for rc.Exists(ctx, name).Val() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not expire", name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestContract(t *testing.T) {
+	rs := redistest.Start(t)
+	rc := newClient(t, rs.Addr)
+	st := newStore(t, rc)
+	storetest.Run(t, st, func(t *testing.T, k idempotency.Key) { expireNow(t, rc, st, k) })
+}
+
+func TestExpiries(t *testing.T) {
+	rs := redistest.Start(t)
+	rc := newClient(t, rs.Addr)
+	st := newStore(t, rc, redisstore.WithPrefix("svc:"))
+	ctx := context.Background()
+	k := idempotency.Key{Identity: "tenant-secret", Method: "/s.v1.S/M", Key: "order-secret"}
+	if _, err := st.Claim(ctx, k, idempotency.Fingerprint{}, 1500*time.Microsecond); err != nil {
+		t.Fatal(err)
+	}
+	name := st.RedisKey(k)
+	if !strings.HasPrefix(name, "svc:") || strings.Contains(name, "secret") {
+		t.Errorf("key name %q: want the prefix and no identity or key in it", name)
+	}
+	// Leases are rounded up to whole milliseconds: 1.5 ms becomes 2 ms
+	// (the key may be gone already).
+	if ttl := rc.PTTL(ctx, name).Val(); ttl > 2*time.Millisecond {
+		t.Errorf("lease PTTL %v, want at most 2ms", ttl)
+	}
+	c, err := st.Claim(ctx, idempotency.Key{Method: "/s.v1.S/M", Key: "x"}, idempotency.Fingerprint{}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2 := idempotency.Key{Method: "/s.v1.S/M", Key: "x"}
+	if ttl := rc.PTTL(ctx, st.RedisKey(k2)).Val(); ttl < 59*time.Second || ttl > time.Minute {
+		t.Errorf("lease PTTL %v, want about 1m", ttl)
+	}
+	if err := st.Complete(ctx, k2, c.Token, idempotency.Fingerprint{}, &idempotency.Outcome{}, 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rc.PTTL(ctx, st.RedisKey(k2)).Val(); ttl < 23*time.Hour || ttl > 24*time.Hour {
+		t.Errorf("outcome PTTL %v, want about 24h", ttl)
+	}
+}
+
+func TestRedisDown(t *testing.T) {
+	rs := redistest.Start(t)
+	rc := newClient(t, rs.Addr)
+	st := newStore(t, rc)
+	rs.Stop()
+	ctx := context.Background()
+	k := idempotency.Key{Method: "/s.v1.S/M", Key: "x"}
+	if _, err := st.Claim(ctx, k, idempotency.Fingerprint{}, time.Minute); err == nil || errors.Is(err, idempotency.ErrFull) {
+		t.Errorf("Claim with Redis down: %v, want a connection error", err)
+	}
+	if err := st.Complete(ctx, k, "t", idempotency.Fingerprint{}, &idempotency.Outcome{}, time.Minute); err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Errorf("Complete with Redis down: %v, want a connection error", err)
+	}
+	if err := st.Release(ctx, k, "t"); err == nil {
+		t.Error("Release with Redis down succeeded")
+	}
+}
+
+func TestCorruptValue(t *testing.T) {
+	rs := redistest.Start(t)
+	rc := newClient(t, rs.Addr)
+	st := newStore(t, rc)
+	ctx := context.Background()
+	for _, v := range []string{"", "p", "x" + strings.Repeat("\x00", 40), "d" + strings.Repeat("\x00", 32) + "\x00\x05ab"} {
+		k := idempotency.Key{Method: "/s.v1.S/M", Key: "corrupt"}
+		if err := rc.Set(ctx, st.RedisKey(k), v, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Claim(ctx, k, idempotency.Fingerprint{}, time.Minute); err == nil {
+			t.Errorf("Claim over %q succeeded", v)
+		}
+	}
+}
+
+func TestOptions(t *testing.T) {
+	if _, err := redisstore.New(nil); err == nil {
+		t.Error("New(nil) succeeded")
+	}
+	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rc.Close()
+	if _, err := redisstore.New(rc, redisstore.WithPrefix("")); err == nil || !strings.Contains(err.Error(), "WithPrefix") {
+		t.Errorf("WithPrefix(\"\"): %v", err)
+	}
+}

@@ -1,0 +1,323 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/interceptors/policy"
+)
+
+// Server is the server side: it runs each (caller, method, key) at most
+// once and answers repeats from its Store.
+type Server struct {
+	cfg serverConfig
+}
+
+// NewServer returns the server interceptor. With no options it keeps
+// outcomes in a MemoryStore with default bounds for DefaultTTL, names
+// callers with PeerIdentity and fails closed when its store is unreachable.
+func NewServer(opts ...ServerOption) (*Server, error) {
+	cfg := serverConfig{
+		ttl:          DefaultTTL,
+		lease:        DefaultLease,
+		storeTimeout: DefaultStoreTimeout,
+		stored:       DefaultStoredCodes,
+		identity:     PeerIdentity,
+		types:        protoregistry.GlobalTypes,
+	}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyServer(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.lease > cfg.ttl {
+		return nil, fmt.Errorf("idempotency: lease %v is longer than the TTL %v", cfg.lease, cfg.ttl)
+	}
+	if cfg.resolver == nil {
+		cfg.resolver = policy.Default()
+	}
+	if cfg.store == nil {
+		st, err := NewMemoryStore(MemoryConfig{Clock: clock.OrSystem(cfg.clock)})
+		if err != nil {
+			return nil, err
+		}
+		cfg.store = st
+	}
+	return &Server{cfg: cfg}, nil
+}
+
+// Store returns the store the server uses.
+func (s *Server) Store() Store { return s.cfg.store }
+
+// UnaryServerInterceptor returns the unary server interceptor. Methods
+// whose policy does not require a key pass through untouched.
+func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		p, err := s.cfg.resolver.Resolve(info.FullMethod)
+		if err != nil {
+			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		}
+		if !p.RequiresKey {
+			return handler(ctx, req)
+		}
+		return s.serve(ctx, req, info.FullMethod, handler)
+	}
+}
+
+// StreamServerInterceptor returns the stream server interceptor. Streams
+// are not deduplicated: their outcome is a sequence of messages that the
+// interceptor cannot store and replay faithfully. For a streaming method
+// that requires a key, it checks that the stream carries exactly one valid
+// key (INVALID_ARGUMENT otherwise) and leaves deduplication to the handler,
+// which finds the key with IncomingKey.
+func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		p, err := s.cfg.resolver.Resolve(info.FullMethod)
+		if err != nil {
+			return status.Error(codes.FailedPrecondition, err.Error())
+		}
+		if p.RequiresKey {
+			if _, err := IncomingKey(ss.Context()); err != nil {
+				return status.Errorf(codes.InvalidArgument, "%s: %v", info.FullMethod, err)
+			}
+		}
+		return handler(srv, ss)
+	}
+}
+
+// IncomingKey returns the idempotency key of an incoming request: the one
+// value of its policy.KeyMetadata entry, validated with ValidateKey.
+func IncomingKey(ctx context.Context) (string, error) {
+	vals := metadata.ValueFromIncomingContext(ctx, policy.KeyMetadata)
+	switch len(vals) {
+	case 0:
+		return "", fmt.Errorf("the method requires an idempotency key in the %s request metadata, and none was sent", policy.KeyMetadata)
+	case 1:
+	default:
+		return "", fmt.Errorf("%d %s entries in the request metadata, want one", len(vals), policy.KeyMetadata)
+	}
+	if err := ValidateKey(vals[0]); err != nil {
+		return "", err
+	}
+	return vals[0], nil
+}
+
+func (s *Server) serve(ctx context.Context, req any, method string, handler grpc.UnaryHandler) (any, error) {
+	key, err := IncomingKey(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: %v", method, err)
+	}
+	id, err := s.cfg.identity(ctx)
+	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, status.Errorf(codes.Unauthenticated, "idempotency: caller identity: %v", err)
+	}
+	fp, err := FingerprintOf(method, req)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	k := Key{Identity: id, Method: method, Key: key}
+	c, err := s.cfg.store.Claim(ctx, k, fp, s.cfg.lease)
+	switch {
+	case errors.Is(err, ErrFull):
+		return nil, status.Errorf(codes.ResourceExhausted, "idempotency: the key store of %s is full; retry later", method)
+	case err != nil && s.cfg.failOpen:
+		return handler(ctx, req)
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "idempotency: key store unavailable, %s not run: %v", method, err)
+	}
+	switch c.State {
+	case Done:
+		if c.Fingerprint != fp {
+			return nil, s.mismatch(ctx, method)
+		}
+		return s.replay(ctx, method, key, c.Outcome)
+	case InFlight:
+		if c.Fingerprint != fp {
+			return nil, s.mismatch(ctx, method)
+		}
+		s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "in_flight"})
+		return nil, status.Errorf(codes.Aborted, "idempotency: a request with this idempotency key is still running; retry after a backoff")
+	case Claimed:
+		return s.run(ctx, req, method, k, c.Token, fp, handler)
+	}
+	return nil, status.Errorf(codes.Internal, "idempotency: store answered claim state %v", c.State)
+}
+
+func (s *Server) mismatch(ctx context.Context, method string) error {
+	s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "fingerprint"})
+	return status.Errorf(codes.FailedPrecondition, "idempotency: this idempotency key was already used for a different request to %s; use a new key for a new request", method)
+}
+
+// run runs the handler under a claim and stores or releases its outcome.
+func (s *Server) run(ctx context.Context, req any, method string, k Key, token string, fp Fingerprint, handler grpc.UnaryHandler) (resp any, err error) {
+	finished := false
+	defer func() {
+		if !finished {
+			// The handler panicked: give the key back, as a crash would
+			// once its lease ended.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.storeTimeout)
+			_ = s.cfg.store.Release(wctx, k, token)
+			cancel()
+		}
+	}()
+	var cs *capturingStream
+	if sts := grpc.ServerTransportStreamFromContext(ctx); sts != nil {
+		cs = &capturingStream{ServerTransportStream: sts}
+		ctx = grpc.NewContextWithServerTransportStream(ctx, cs)
+	}
+	resp, err = handler(ctx, req)
+	finished = true
+
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.storeTimeout)
+	defer cancel()
+	code := outcome.Code(err)
+	if !s.cfg.stored.Has(code) {
+		_ = s.cfg.store.Release(wctx, k, token)
+		return resp, err
+	}
+	o, encErr := encodeOutcome(code, resp, err)
+	if encErr == nil && cs != nil {
+		o.Header, o.Trailer = cs.captured()
+	}
+	if encErr != nil {
+		// The outcome cannot be stored. The claim is kept until its lease
+		// ends, so that a retry is answered ABORTED rather than run again
+		// at once.
+		return resp, err
+	}
+	// A failed write leaves the claim in place until its lease ends; the
+	// caller still gets the handler's answer, which is the truth.
+	_ = s.cfg.store.Complete(wctx, k, token, fp, o, s.cfg.ttl)
+	return resp, err
+}
+
+func encodeOutcome(code codes.Code, resp any, err error) (*Outcome, error) {
+	if code != codes.OK {
+		b, mErr := proto.Marshal(status.Convert(err).Proto())
+		if mErr != nil {
+			return nil, mErr
+		}
+		return &Outcome{Code: code, Status: b}, nil
+	}
+	m, ok := resp.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("response is %T, not a protobuf message", resp)
+	}
+	b, mErr := proto.Marshal(m)
+	if mErr != nil {
+		return nil, mErr
+	}
+	return &Outcome{Code: codes.OK, ResponseType: string(m.ProtoReflect().Descriptor().FullName()), Response: b}, nil
+}
+
+// replay answers from a stored outcome, marking the response as a replay.
+func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (any, error) {
+	if s.cfg.observer != nil {
+		reason := key
+		if !s.cfg.rawKeys {
+			reason = KeyHash(key)
+		}
+		s.cfg.observer.Observe(ctx, observe.Event{Kind: observe.Replay, Method: method, Reason: reason})
+	}
+	header, herr := decodeMD(o.Header)
+	trailer, terr := decodeMD(o.Trailer)
+	if herr != nil || terr != nil {
+		return nil, status.Errorf(codes.Internal, "idempotency: stored metadata of %s is corrupt", method)
+	}
+	if header == nil {
+		header = metadata.MD{}
+	}
+	header[ReplayedMetadata] = []string{"true"}
+	// Without a transport stream (a handler called directly in a test)
+	// there is no header to set; the replay is still correct.
+	_ = grpc.SetHeader(ctx, header)
+	if trailer != nil {
+		_ = grpc.SetTrailer(ctx, trailer)
+	}
+	if o.Code != codes.OK {
+		var sp spb.Status
+		if err := proto.Unmarshal(o.Status, &sp); err != nil {
+			return nil, status.Errorf(codes.Internal, "idempotency: stored status of %s is corrupt: %v", method, err)
+		}
+		return nil, status.ErrorProto(&sp)
+	}
+	mt, err := s.cfg.types.FindMessageByName(protoreflect.FullName(o.ResponseType))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "idempotency: stored response type %q of %s: %v", o.ResponseType, method, err)
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(o.Response, m); err != nil {
+		return nil, status.Errorf(codes.Internal, "idempotency: stored response of %s is corrupt: %v", method, err)
+	}
+	return m, nil
+}
+
+func (s *Server) observe(ctx context.Context, e observe.Event) {
+	if s.cfg.observer != nil {
+		s.cfg.observer.Observe(ctx, e)
+	}
+}
+
+// PeerIdentity is the default IdentityFunc. It names the caller by its
+// verified TLS client certificate ("x509:" and the subject) when there is
+// one, and otherwise by its IP address without the port ("ip:" and the
+// address), so that reconnecting from another port keeps the identity.
+//
+// An IP address is a weak identity: callers behind one NAT or proxy share
+// it, and could then meet each other's keys (a generated key never
+// collides, a key chosen by the application may). Services that
+// authenticate callers should use WithIdentity with the authenticated
+// principal or tenant.
+func PeerIdentity(ctx context.Context) (string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", status.Error(codes.Unauthenticated, "idempotency: the request has no peer to identify the caller by")
+	}
+	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+		if c := verifiedLeaf(ti.State.VerifiedChains); c != nil {
+			return "x509:" + c.Subject.String(), nil
+		}
+	}
+	if a, ok := p.Addr.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			var buf [3 + 45]byte // "ip:" and the longest IPv6 text
+			return string(ip.Unmap().AppendTo(append(buf[:0], "ip:"...))), nil
+		}
+	}
+	if p.Addr == nil {
+		return "", status.Error(codes.Unauthenticated, "idempotency: the request's peer has no address")
+	}
+	return p.Addr.Network() + ":" + p.Addr.String(), nil
+}
+
+func verifiedLeaf(chains [][]*x509.Certificate) *x509.Certificate {
+	if len(chains) > 0 && len(chains[0]) > 0 {
+		return chains[0][0]
+	}
+	return nil
+}

@@ -1,0 +1,587 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/interceptors/policy"
+)
+
+// Interceptor retries and hedges the calls its policies allow. It is safe
+// for concurrent use; make one per client and chain its interceptors.
+type Interceptor struct {
+	resolver     *policy.Resolver
+	obs          observe.Observer
+	clock        clock.Clock
+	system       bool // clock is the system clock
+	rand         func() float64
+	budgets      *budgets // nil: no budget
+	replayBuffer int
+	latency      sync.Map // method -> *latency, for quantile hedge delays
+	policies     [64]atomic.Pointer[policyEntry]
+}
+
+// New returns an Interceptor configured by opts. It fails with an error
+// naming the first invalid option.
+func New(opts ...Option) (*Interceptor, error) {
+	cfg := defaults()
+	var errs []error
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.resolver == nil {
+		cfg.resolver = policy.Default()
+	}
+	ic := &Interceptor{
+		resolver:     cfg.resolver,
+		obs:          cfg.observer,
+		clock:        cfg.clock,
+		system:       cfg.clock == clock.System(),
+		rand:         cfg.rand,
+		replayBuffer: cfg.replayBuffer,
+	}
+	if !cfg.budgetOff {
+		ic.budgets = newBudgets(cfg.budget)
+	}
+	return ic, nil
+}
+
+// UnaryClientInterceptor returns the unary client interceptor.
+func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return ic.unary
+}
+
+// StreamClientInterceptor returns the stream client interceptor, for all
+// three stream kinds.
+func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
+	return ic.stream
+}
+
+// resolve returns a method's policy. A small cache in front of the
+// resolver, indexed by a cheap hash of the name, saves hashing the whole
+// name on every call; a slot keeps the first method stored in it, so that
+// two methods sharing a slot never make calls allocate.
+func (ic *Interceptor) resolve(method string) (*policy.Policy, error) {
+	n := len(method)
+	if n < 2 {
+		return ic.resolver.Resolve(method)
+	}
+	i := (uint(n)*131 + uint(method[n-1])*31 + uint(method[n-2])*7 + uint(method[n/2])) % uint(len(ic.policies))
+	if e := ic.policies[i].Load(); e != nil && e.method == method {
+		return e.p, nil
+	}
+	p, err := ic.resolver.Resolve(method)
+	if err == nil && ic.policies[i].Load() == nil {
+		ic.policies[i].CompareAndSwap(nil, &policyEntry{method: method, p: p})
+	}
+	return p, err
+}
+
+type policyEntry struct {
+	method string
+	p      *policy.Policy
+}
+
+// errAttemptTimeout is the cause of an attempt's context when its
+// per-attempt timeout fired.
+var errAttemptTimeout = errors.New("per-attempt timeout")
+
+// call is the state of one logical call shared by its attempts.
+type call struct {
+	ic      *Interceptor
+	ctx     context.Context // the caller's
+	method  string
+	target  string
+	p       *policy.Policy
+	b       *bucket // nil: no budget
+	max     int     // attempts, counting the first
+	timeout time.Duration
+
+	initial, maxBackoff time.Duration
+	multiplier          float64
+
+	n          int // attempts sent so far
+	sinceReset int // retries since the last server pushback
+}
+
+func (ic *Interceptor) newCall(ctx context.Context, method, target string, p *policy.Policy, b *bucket, cfg *callConfig, hedge bool) call {
+	c := call{
+		ic: ic, ctx: ctx, method: method, target: target, p: p, b: b,
+		max:        p.Retry.MaxAttempts,
+		timeout:    p.Retry.AttemptTimeout,
+		initial:    p.Retry.InitialBackoff,
+		maxBackoff: p.Retry.MaxBackoff,
+		multiplier: p.Retry.Multiplier,
+	}
+	if hedge {
+		c.max = p.Hedge.MaxAttempts
+	}
+	if cfg.maxAttempts > 0 {
+		c.max = cfg.maxAttempts
+		if hedge {
+			c.max = min(c.max, policy.MaxHedgeAttempts)
+		}
+	}
+	if cfg.attemptTimeout > 0 {
+		c.timeout = cfg.attemptTimeout
+	}
+	if o := cfg.backoff; o != nil {
+		c.initial, c.maxBackoff, c.multiplier = o.initial, o.max, o.multiplier
+	}
+	return c
+}
+
+// eligible reports whether a call may be hedged or retried.
+func eligible(ctx context.Context, p *policy.Policy) (hedge, retry bool) {
+	if p.Hedgeable() {
+		return true, false
+	}
+	return false, p.Retryable(p.RequiresKey && hasKey(ctx))
+}
+
+func hasKey(ctx context.Context) bool {
+	return len(metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata)) > 0
+}
+
+func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	p, err := ic.resolve(method)
+	if err != nil {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	var target string
+	if cc != nil {
+		target = cc.Target()
+	}
+	var b *bucket
+	if ic.budgets != nil {
+		b = ic.budgets.get(target)
+		b.deposit()
+	}
+	var cfg callConfig
+	var found bool
+	if len(opts) > 0 {
+		if cfg, found = callOptions(opts); found && cfg.err != nil {
+			return status.Error(codes.InvalidArgument, cfg.err.Error())
+		}
+	}
+	hedge, retry := false, false
+	if !cfg.disabled {
+		hedge, retry = eligible(ctx, p)
+	}
+	if retry && !found && ic.obs == nil && p.Retry.AttemptTimeout == 0 {
+		// The common case: the first attempt needs nothing but a place for
+		// its trailer; the call's state is built only if it fails.
+		tr := getTrailers(opts)
+		err := invoker(ctx, method, req, reply, cc, tr.opts...)
+		if err == nil {
+			tr.release()
+			return nil
+		}
+		c := ic.newCall(ctx, method, target, p, b, &cfg, false)
+		return ic.retryUnary(&c, tr, err, req, reply, cc, invoker)
+	}
+	if hedge {
+		if m, ok := reply.(proto.Message); ok {
+			c := ic.newCall(ctx, method, target, p, b, &cfg, true)
+			if c.max > 1 {
+				return ic.hedge(&c, req, m, cc, invoker, opts)
+			}
+		} else {
+			// Hedges need a reply of their own; without proto messages,
+			// fall back to retries.
+			retry = p.Retryable(p.RequiresKey && hasKey(ctx))
+		}
+	}
+	if retry {
+		c := ic.newCall(ctx, method, target, p, b, &cfg, false)
+		if c.max > 1 {
+			return ic.retryUnary(&c, getTrailers(opts), nil, req, reply, cc, invoker)
+		}
+	}
+	if ic.obs == nil {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	c := call{ic: ic, ctx: ctx, method: method, target: target, p: p, max: 1}
+	actx := c.attemptContext(1, false, 0, "")
+	start := c.attemptStart(actx, false)
+	err = invoker(actx, method, req, reply, cc, opts...)
+	c.attemptEnd(actx, false, start, err)
+	return err
+}
+
+// trailers holds the trailer of one unary attempt and the call options that
+// capture it. Holders are pooled so that the first attempt of a retryable
+// call does not allocate.
+type trailers struct {
+	md   metadata.MD
+	one  [1]grpc.CallOption // grpc.Trailer(&md)
+	buf  []grpc.CallOption  // the caller's options and one[0]
+	opts []grpc.CallOption  // one[:] or buf
+}
+
+var trailerPool = sync.Pool{New: func() any {
+	t := &trailers{}
+	t.one[0] = grpc.Trailer(&t.md)
+	return t
+}}
+
+func getTrailers(opts []grpc.CallOption) *trailers {
+	t := trailerPool.Get().(*trailers)
+	if len(opts) == 0 {
+		t.opts = t.one[:]
+	} else {
+		t.buf = append(append(t.buf[:0], opts...), t.one[0])
+		t.opts = t.buf
+	}
+	return t
+}
+
+func (t *trailers) release() {
+	if len(t.buf) > 0 {
+		clear(t.buf)
+		t.buf = t.buf[:0]
+	}
+	t.opts, t.md = nil, nil
+	trailerPool.Put(t)
+}
+
+// retryUnary runs the attempts of a retryable unary call. When first is
+// not nil, the first attempt was already sent and failed with it.
+func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker) error {
+	defer tr.release()
+	var wait time.Duration
+	var reason string
+	for n := 1; ; n++ {
+		c.n = n
+		if n == 1 && first != nil {
+			var stop error
+			if wait, reason, stop = c.next(first, tr.md, false); stop != nil {
+				return stop
+			}
+			if err := c.sleep(wait, reason, first); err != nil {
+				return err
+			}
+			continue
+		}
+		actx := c.ctx
+		if n > 1 || ic.obs != nil {
+			actx = c.attemptContext(n, false, wait, reason)
+		}
+		var at attemptTimer
+		if c.timeout > 0 {
+			actx = at.start(ic, actx, c.timeout, false)
+		}
+		var start time.Time
+		if ic.obs != nil {
+			start = c.attemptStart(actx, false)
+		}
+		tr.md = nil
+		err := invoker(actx, c.method, req, reply, cc, tr.opts...)
+		timedOut := at.finish()
+		if timedOut && err != nil {
+			err = timeoutError(err, n, c.timeout)
+		}
+		if ic.obs != nil {
+			c.attemptEnd(actx, false, start, err)
+		}
+		if err == nil {
+			return nil
+		}
+		var stop error
+		wait, reason, stop = c.next(err, tr.md, timedOut)
+		if stop != nil {
+			return stop
+		}
+		if err := c.sleep(wait, reason, err); err != nil {
+			return err
+		}
+	}
+}
+
+// timeoutError is the error of an attempt cut by its per-attempt timeout.
+func timeoutError(err error, n int, d time.Duration) error {
+	return status.Errorf(codes.DeadlineExceeded, "attempt %d exceeded its per-attempt timeout of %v: %s", n, d, status.Convert(err).Message())
+}
+
+// attemptStrings are the values of AttemptMetadata, prepared.
+var attemptStrings = func() [policy.MaxRetryAttempts + 1]string {
+	var s [policy.MaxRetryAttempts + 1]string
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return s
+}()
+
+func attemptString(n int) string {
+	if n < len(attemptStrings) {
+		return attemptStrings[n]
+	}
+	return strconv.Itoa(n)
+}
+
+// attemptContext returns the context of attempt n: the attempt number in
+// the request metadata (from the second attempt on) and the observe.Attempt
+// value for inner layers.
+func (c *call) attemptContext(n int, hedge bool, wait time.Duration, reason string) context.Context {
+	ctx := c.ctx
+	if n > 1 {
+		ctx = metadata.AppendToOutgoingContext(ctx, AttemptMetadata, attemptString(n))
+	}
+	if n == 1 && !hedge && c.timeout == 0 {
+		// observe.AttemptFrom already reads a context without an attempt
+		// as the first one: saving the value costs two allocations.
+		return ctx
+	}
+	return observe.WithAttempt(ctx, observe.Attempt{N: n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.timeout})
+}
+
+func (c *call) event(ctx context.Context, e observe.Event) {
+	e.Method, e.Target = c.method, c.target
+	c.ic.obs.Observe(ctx, e)
+}
+
+func (c *call) attemptStart(ctx context.Context, hedge bool) time.Time {
+	c.event(ctx, observe.Event{Kind: observe.AttemptStart, Attempt: observe.AttemptFrom(ctx).N, Hedge: hedge})
+	return c.ic.clock.Now()
+}
+
+func (c *call) attemptEnd(ctx context.Context, hedge bool, start time.Time, err error) {
+	c.event(ctx, observe.Event{Kind: observe.AttemptEnd, Attempt: observe.AttemptFrom(ctx).N, Hedge: hedge, Err: err, Duration: c.ic.clock.Now().Sub(start)})
+}
+
+// stopped reports that retrying ended and returns err.
+func (c *call) stopped(reason string, err error) error {
+	if c.ic.obs != nil {
+		c.event(c.ctx, observe.Event{Kind: observe.RetryStopped, Attempt: c.n, Reason: reason, Err: err})
+	}
+	return err
+}
+
+// retryable reports whether a failed attempt's error allows another
+// attempt, and if not, the RetryStopped reason.
+func (c *call) retryable(err error, timedOut bool) (string, bool) {
+	if cerr := c.ctx.Err(); cerr != nil {
+		if errors.Is(cerr, context.DeadlineExceeded) {
+			return "deadline", false
+		}
+		return "canceled", false
+	}
+	if _, ok := outcome.AsRejection(err); ok {
+		// Answered locally by an inner layer (open breaker, bulkhead,
+		// throttle): sending again to the same target would be answered
+		// the same way.
+		return "rejected", false
+	}
+	if timedOut {
+		return "", true
+	}
+	switch code := outcome.Code(err); code {
+	case codes.Canceled, codes.DeadlineExceeded:
+		return "code", false
+	default:
+		if !c.p.Retry.Codes.Has(code) {
+			return "code", false
+		}
+	}
+	return "", true
+}
+
+// next decides what follows a failed attempt: the wait before the next
+// one, or the error to return.
+func (c *call) next(err error, trailer metadata.MD, timedOut bool) (time.Duration, string, error) {
+	if why, ok := c.retryable(err, timedOut); !ok {
+		return 0, "", c.stopped(why, err)
+	}
+	pb := serverPushback(trailer, err)
+	if pb.present && !pb.allow {
+		return 0, "", c.stopped("pushback", err)
+	}
+	if c.n >= c.max {
+		return 0, "", c.stopped("attempts", err)
+	}
+	var wait time.Duration
+	reason := "policy"
+	if pb.allow {
+		wait, reason, c.sinceReset = pb.delay, "pushback", 0
+	} else {
+		c.sinceReset++
+		wait = backoff(c.initial, c.maxBackoff, c.multiplier, c.sinceReset, c.ic.rand())
+	}
+	if err := c.checkDeadline(wait, err); err != nil {
+		return 0, "", err
+	}
+	if !c.spend(false) {
+		return 0, "", c.stopped("budget", newStopError("budget", c.n, c.target, err, ""))
+	}
+	return wait, reason, nil
+}
+
+// checkDeadline returns a StopError when waiting wait would leave no time
+// for another attempt before the caller's deadline (less than the policy's
+// MinBudget, or nothing at all).
+func (c *call) checkDeadline(wait time.Duration, last error) error {
+	dl, ok := c.ctx.Deadline()
+	if !ok {
+		return nil
+	}
+	left := dl.Sub(c.ic.clock.Now())
+	if left-wait > max(c.p.MinBudget, 0) {
+		return nil
+	}
+	detail := fmt.Sprintf("next attempt due in %v, %v left", wait.Round(time.Microsecond), max(left, 0).Round(time.Microsecond))
+	return c.stopped("deadline", newStopError("deadline", c.n, c.target, last, detail))
+}
+
+// spend takes a token from the target's budget for a retry or hedge.
+func (c *call) spend(hedge bool) bool {
+	if c.b == nil || c.b.withdraw(c.ic.clock) {
+		return true
+	}
+	if c.ic.obs != nil {
+		c.event(c.ctx, observe.Event{Kind: observe.BudgetExhausted, Attempt: c.n + 1, Hedge: hedge})
+	}
+	return false
+}
+
+// sleep waits d before the next attempt, reporting the Backoff, unless the
+// caller's context ends first.
+func (c *call) sleep(d time.Duration, reason string, last error) error {
+	if c.ic.obs != nil {
+		c.event(c.ctx, observe.Event{Kind: observe.Backoff, Attempt: c.n + 1, Duration: d, Reason: reason})
+	}
+	if d <= 0 {
+		return nil
+	}
+	t := c.ic.clock.NewTimer(d)
+	select {
+	case <-t.C():
+		return nil
+	case <-c.ctx.Done():
+		t.Stop()
+		return c.interrupted(last)
+	}
+}
+
+// interrupted is the error of a call whose context ended while it waited
+// to retry: the context's code, and the last attempt's message.
+func (c *call) interrupted(last error) error {
+	cerr := c.ctx.Err()
+	code, why := codes.Canceled, "canceled"
+	if errors.Is(cerr, context.DeadlineExceeded) {
+		code, why = codes.DeadlineExceeded, "deadline"
+	}
+	return c.stopped(why, status.Errorf(code, "%v while waiting to retry; last attempt: %s", cerr, status.Convert(last).Message()))
+}
+
+// attemptTimer enforces a per-attempt timeout. For unary calls on the
+// system clock it is a context deadline, which gRPC also sends to the
+// server; otherwise it is a timer that cancels the attempt, which a stream
+// disarms once committed so that a long stream is not cut.
+type attemptTimer struct {
+	parent context.Context
+	ctx    context.Context
+	// deadline is the attempt's own deadline on the system clock, when it
+	// is earlier than the caller's.
+	deadline time.Time
+	cancel   context.CancelCauseFunc
+	plain    context.CancelFunc
+	timer    *time.Timer
+	ftimer   clock.Timer
+	stop     chan struct{}
+}
+
+func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Duration, stream bool) context.Context {
+	t.parent = ctx
+	if ic.system && !stream {
+		dl := time.Now().Add(d)
+		if pd, ok := ctx.Deadline(); !ok || dl.Before(pd) {
+			t.deadline = dl
+		}
+		t.ctx, t.plain = context.WithDeadlineCause(ctx, dl, errAttemptTimeout)
+		return t.ctx
+	}
+	t.ctx, t.cancel = context.WithCancelCause(ctx)
+	if ic.system {
+		cancel := t.cancel
+		t.timer = time.AfterFunc(d, func() { cancel(errAttemptTimeout) })
+		return t.ctx
+	}
+	tm := ic.clock.NewTimer(d)
+	t.ftimer = tm
+	t.stop = make(chan struct{})
+	go func(ctx context.Context, cancel context.CancelCauseFunc, stop chan struct{}) {
+		select {
+		case <-tm.C():
+			cancel(errAttemptTimeout)
+		case <-ctx.Done():
+			tm.Stop()
+		case <-stop:
+			tm.Stop()
+		}
+	}(t.ctx, t.cancel, t.stop)
+	return t.ctx
+}
+
+// timedOut reports whether the timeout fired. A context deadline counts as
+// soon as it has passed: the server, which got it too, may end the attempt
+// a moment before the client's own timer fires.
+func (t *attemptTimer) timedOut() bool {
+	if t.ctx == nil {
+		return false
+	}
+	if context.Cause(t.ctx) == errAttemptTimeout {
+		return true
+	}
+	return !t.deadline.IsZero() && t.parent.Err() == nil && !time.Now().Before(t.deadline)
+}
+
+// disarm stops the timer without ending the attempt.
+func (t *attemptTimer) disarm() {
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	if t.ftimer != nil {
+		t.ftimer.Stop()
+	}
+	if t.stop != nil {
+		close(t.stop)
+		t.stop = nil
+	}
+}
+
+// finish ends the attempt's context and reports whether the timeout fired.
+func (t *attemptTimer) finish() bool {
+	if t.ctx == nil {
+		return false
+	}
+	fired := t.timedOut()
+	t.disarm()
+	if t.plain != nil {
+		t.plain()
+	} else {
+		t.cancel(context.Canceled)
+	}
+	return fired
+}

@@ -1,0 +1,253 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/interceptors/policy"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// UnaryClientInterceptor returns the call interceptor: one span per logical
+// call, over all its attempts. Chain it outside the retry and hedge layers
+// so that every attempt is a child of it; put UnaryAttemptInterceptor
+// inside them.
+func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		tr := i.tracer()
+		perCall := i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
+		if tr == nil && !perCall {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
+		target := cc.Target()
+		ctx, span, st := i.startCall(ctx, tr, method, target)
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		i.endCall(ctx, span, st, method, target, err)
+		return err
+	}
+}
+
+// StreamClientInterceptor returns the call interceptor for streams. The
+// call span ends when the stream does: RecvMsg returns an error (io.EOF
+// for success), the single response of a non-server-streaming call
+// arrives, or the call's context is done.
+func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		tr := i.tracer()
+		perCall := i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
+		if tr == nil && !perCall {
+			return streamer(ctx, desc, cc, method, opts...)
+		}
+		target := cc.Target()
+		ctx, span, st := i.startCall(ctx, tr, method, target)
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			i.endCall(ctx, span, st, method, target, err)
+			return nil, err
+		}
+		return newStream(ctx, cs, desc, func(err error) { i.endCall(ctx, span, st, method, target, err) }), nil
+	}
+}
+
+func (i *Interceptor) startCall(ctx context.Context, tr trace.Tracer, method, target string) (context.Context, trace.Span, *callState) {
+	st := new(callState)
+	ctx = context.WithValue(ctx, callKey{}, st)
+	if tr == nil {
+		return ctx, nil, st
+	}
+	name := rpcName(method)
+	ctx, span := tr.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(RPCSystemName.String("grpc"), RPCMethod.String(name)))
+	if !span.IsRecording() {
+		return ctx, span, st
+	}
+	var buf [3]attribute.KeyValue
+	attrs := buf[:0]
+	addr, port, hasPort := serverAttrs(target)
+	attrs = append(attrs, addr)
+	if hasPort {
+		attrs = append(attrs, port)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		attrs = append(attrs, DeadlineRemainingMS.Float64(ms(d.Sub(i.clock.Now()))))
+	}
+	span.SetAttributes(attrs...)
+	return ctx, span, st
+}
+
+func (i *Interceptor) endCall(ctx context.Context, span trace.Span, st *callState, method, target string, err error) {
+	n := st.attempts.Load()
+	if n > 0 && (i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)) {
+		opt := metric.WithAttributes(Method.String(rpcName(method)), Target.String(target))
+		i.m.callRetries.Record(ctx, int64(n-1), opt)
+		i.m.callRetryDelay.Record(ctx, float64(st.retryDelay.Load())/1e9, opt)
+	}
+	if span == nil {
+		return
+	}
+	if n > 0 {
+		span.SetAttributes(Attempts.Int(int(n)))
+	}
+	endSpan(span, err, true)
+}
+
+// endSpan sets the status attributes of a client span and ends it.
+func endSpan(span trace.Span, err error, client bool) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	attrs := [3]attribute.KeyValue{
+		RPCResponseStatusCode.String(codeName(err)),
+		Outcome.String(outcome.Default.Classify(err).String()),
+	}
+	n := 2
+	if r, ok := outcome.AsRejection(err); ok {
+		attrs[2] = RejectedBy.String(r.Layer)
+		n = 3
+	}
+	span.SetAttributes(attrs[:n]...)
+	if err != nil && (client || serverError(outcome.Code(err))) {
+		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
+	}
+	span.End()
+}
+
+// UnaryAttemptInterceptor returns the attempt interceptor: one span per
+// attempt, hedges included, as a child of the call span. It reads the
+// attempt's number, hedge flag, backoff and per-attempt timeout from
+// observe.AttemptFrom (set by the retry layer), and injects the attempt
+// span's trace context into the outgoing metadata so the server's spans
+// join the trace. Chain it inside the retry and hedge layers.
+func (i *Interceptor) UnaryAttemptInterceptor() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		a := i.countAttempt(ctx)
+		tr := i.tracer()
+		if tr == nil {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
+		ctx, span := i.startAttempt(ctx, tr, method, cc.Target(), a)
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		endSpan(span, err, true)
+		return err
+	}
+}
+
+// StreamAttemptInterceptor is UnaryAttemptInterceptor for streams: the
+// attempt span ends when the attempt's stream does.
+func (i *Interceptor) StreamAttemptInterceptor() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		a := i.countAttempt(ctx)
+		tr := i.tracer()
+		if tr == nil {
+			return streamer(ctx, desc, cc, method, opts...)
+		}
+		ctx, span := i.startAttempt(ctx, tr, method, cc.Target(), a)
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			endSpan(span, err, true)
+			return nil, err
+		}
+		return newStream(ctx, cs, desc, func(err error) { endSpan(span, err, true) }), nil
+	}
+}
+
+func (i *Interceptor) countAttempt(ctx context.Context) observe.Attempt {
+	a := observe.AttemptFrom(ctx)
+	if st := callStateFrom(ctx); st != nil {
+		st.attempts.Add(1)
+		st.retryDelay.Add(int64(a.Backoff))
+	}
+	return a
+}
+
+func (i *Interceptor) startAttempt(ctx context.Context, tr trace.Tracer, method, target string, a observe.Attempt) (context.Context, trace.Span) {
+	name := rpcName(method)
+	// The sampler sees the semantic-convention attributes; the rest is
+	// built only for a span that records.
+	ctx, span := tr.Start(ctx, "Attempt."+name, trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(RPCSystemName.String("grpc"), RPCMethod.String(name)))
+	if !span.IsRecording() {
+		return i.inject(ctx), span
+	}
+	var buf [11]attribute.KeyValue
+	attrs := append(buf[:0], Attempt.Int(a.N), PreviousAttempts.Int(max(a.N-1, 0)), Hedge.Bool(a.Hedge))
+	addr, port, hasPort := serverAttrs(target)
+	attrs = append(attrs, addr)
+	if hasPort {
+		attrs = append(attrs, port)
+	}
+	if a.Backoff > 0 || a.BackoffReason != "" {
+		attrs = append(attrs, BackoffMS.Float64(ms(a.Backoff)), BackoffReason.String(a.BackoffReason))
+	}
+	if a.Timeout > 0 {
+		attrs = append(attrs, TimeoutMS.Float64(ms(a.Timeout)))
+	}
+	if d, ok := ctx.Deadline(); ok {
+		attrs = append(attrs, DeadlineRemainingMS.Float64(ms(d.Sub(i.clock.Now()))))
+	}
+	if i.cfg.rawKeys {
+		if md, ok := metadata.FromOutgoingContext(ctx); ok {
+			if v := md.Get(policy.KeyMetadata); len(v) > 0 {
+				attrs = append(attrs, Key.String(v[0]))
+			}
+		}
+	}
+	span.SetAttributes(attrs...)
+	return i.inject(ctx), span
+}
+
+// stream ends a span (through end) exactly once, when the stream ends.
+type stream struct {
+	grpc.ClientStream
+	serverStreams bool
+	once          sync.Once
+	end           func(error)
+	stop          func() bool
+}
+
+func newStream(ctx context.Context, cs grpc.ClientStream, desc *grpc.StreamDesc, end func(error)) *stream {
+	s := &stream{ClientStream: cs, serverStreams: desc.ServerStreams, end: end}
+	// A caller that abandons the stream cancels its context; end the span
+	// then, without holding the stream open.
+	s.stop = context.AfterFunc(ctx, func() { s.finish(ctx.Err()) })
+	return s
+}
+
+func (s *stream) finish(err error) {
+	s.once.Do(func() {
+		s.stop()
+		s.end(err)
+	})
+}
+
+func (s *stream) Header() (metadata.MD, error) {
+	md, err := s.ClientStream.Header()
+	if err != nil {
+		s.finish(err)
+	}
+	return md, err
+}
+
+func (s *stream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	switch {
+	case errors.Is(err, io.EOF):
+		s.finish(nil)
+	case err != nil:
+		s.finish(err)
+	case !s.serverStreams:
+		s.finish(nil)
+	}
+	return err
+}
