@@ -1,18 +1,24 @@
 package harness
 
 import (
+	"context"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/interceptors/breaker"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/telemetry"
 	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // benchResolver gives failsoft the same settings as the peers (Params),
@@ -49,23 +55,33 @@ func benchResolver(p Params) (*policy.Resolver, error) {
 	)
 }
 
-// serverDedup returns the server's deduplication layer for KeyedWrite, the
-// same for every chain (clients without keys pass through it).
-//
-// SLOT: when interceptors/idempotency lands, return a fresh
-// idempotency.NewServer(...).UnaryServerInterceptor() here, so the
-// scenario exercises failsoft's own server side. Until then nil selects
-// the harness's minimal in-memory layer (KeyDedup).
-func serverDedup() (grpc.UnaryServerInterceptor, error) { return nil, nil }
+// serverDedup returns the server's deduplication layer for KeyedWrite,
+// the same for every chain: failsoft's idempotency server interceptor with
+// its in-memory store, for requests that carry a key. Requests without a
+// key go straight to the handler, as they would on a server that still
+// accepts clients without keys; failsoft's layer on its own refuses them
+// with INVALID_ARGUMENT, and the peers could not call the method at all.
+func serverDedup() ([]grpc.ServerOption, error) {
+	keys, err := idempotency.NewServer()
+	if err != nil {
+		return nil, err
+	}
+	dedup := keys.UnaryServerInterceptor()
+	keyedOnly := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(policy.KeyMetadata)) == 0 {
+			return h(ctx, req)
+		}
+		return dedup(ctx, req, info, h)
+	}
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(keyedOnly)}, nil
+}
 
 // failsoftChain is failsoft's client suite as a user installs it, from
-// the root entry point failsoft.DialOptions, with the settings of p given
+// the root entry point failsoft.DialOptions: telemetry (with no-op tracer
+// and meter providers), deadline, idempotency key, fallback, retry and
+// hedging with the budget, throttle, breaker. The settings of p reach it
 // through the resolver. The breaker keeps its own trip rule (the default)
 // and opens for BreakerDelay, doubling while probes fail.
-//
-// Layers not on main yet (retry and hedging, idempotency keys, telemetry)
-// join the chain through DialOptions when they land; failsoftHedges says
-// whether the chain hedges.
 func failsoftChain(p Params) (*Chain, error) {
 	res, err := benchResolver(p)
 	if err != nil {
@@ -74,6 +90,10 @@ func failsoftChain(p Params) (*Chain, error) {
 	opens := new(atomic.Int64)
 	dial, err := failsoft.DialOptions(
 		failsoft.WithResolver(res),
+		failsoft.WithTelemetry(
+			telemetry.WithTracerProvider(tracenoop.NewTracerProvider()),
+			telemetry.WithMeterProvider(metricnoop.NewMeterProvider()),
+		),
 		failsoft.WithBreaker(
 			breaker.OpenFor(p.BreakerDelay, 30*p.BreakerDelay),
 			breaker.OnStateChange(func(c breaker.Change) {
@@ -86,8 +106,5 @@ func failsoftChain(p Params) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Chain{Dial: dial, Hedges: p.Hedge && failsoftHedges, BreakerOpens: opens}, nil
+	return &Chain{Dial: dial, Hedges: p.Hedge, BreakerOpens: opens}, nil
 }
-
-// failsoftHedges: the retry layer, which hedges, is not on main yet.
-const failsoftHedges = false

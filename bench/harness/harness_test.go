@@ -77,12 +77,12 @@ func TestSmoke(t *testing.T) {
 // TestServerFaultsDeterministic: the same seed and call id give the same
 // faults, so chains are compared on the same sequence.
 func TestServerFaultsDeterministic(t *testing.T) {
-	a, err := StartServer(Faults{FailRate: 0.2, Seed: 7}, nil)
+	a, err := StartServer(Faults{FailRate: 0.2, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Stop()
-	b, err := StartServer(Faults{FailRate: 0.2, Seed: 7}, nil)
+	b, err := StartServer(Faults{FailRate: 0.2, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}

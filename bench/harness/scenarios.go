@@ -74,7 +74,7 @@ func newEnv(spec Spec, p Params, f Faults) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := StartServer(f, dedup)
+	srv, err := StartServer(f, dedup...)
 	if err != nil {
 		return nil, err
 	}

@@ -70,10 +70,11 @@ type Server struct {
 	charges map[string]int // ledger: charges per logical call id
 }
 
-// StartServer starts a server on a free 127.0.0.1 port. dedup is the
-// layer that deduplicates KeyedWrite by idempotency key; nil uses a
-// minimal in-memory one (KeyDedup).
-func StartServer(f Faults, dedup grpc.UnaryServerInterceptor) (*Server, error) {
+// StartServer starts a server on a free 127.0.0.1 port. dedup are the
+// server options that install the layer deduplicating KeyedWrite by
+// idempotency key, inside the response loss; none uses a minimal in-memory
+// one (KeyDedup).
+func StartServer(f Faults, dedup ...grpc.ServerOption) (*Server, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -88,10 +89,11 @@ func StartServer(f Faults, dedup grpc.UnaryServerInterceptor) (*Server, error) {
 	if f.Capacity > 0 {
 		s.slots = make(chan struct{}, f.Capacity)
 	}
-	if dedup == nil {
-		dedup = KeyDedup()
+	if len(dedup) == 0 {
+		dedup = []grpc.ServerOption{grpc.ChainUnaryInterceptor(KeyDedup())}
 	}
-	s.srv = grpc.NewServer(grpc.ChainUnaryInterceptor(s.count, s.lose, dedup))
+	// Chained interceptors run in the order their options are given.
+	s.srv = grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.count, s.lose)}, dedup...)...)
 	policytestv1.RegisterTunedServiceServer(s.srv, s)
 	go func() { _ = s.srv.Serve(lis) }()
 	return s, nil
