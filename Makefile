@@ -5,10 +5,15 @@ SHELL := /bin/bash
 GO ?= go
 TOOL := $(GO) tool -modfile=tools/go.mod
 export BUF_CACHE_DIR ?= $(HOME)/.cache/buf
-# Go modules of the repository besides the library itself.
-SUBMODULES :=
+# Go modules of the repository besides the library itself; each is linted
+# and tested like the library.
+SUBMODULES := e2e
+STATICCHECK = $(shell $(TOOL) -n staticcheck)
+# Jaeger v2 built from source (tools/jaeger/go.mod, its own module because
+# its dependencies clash with buf's), cached by the hash of its go.sum.
+JAEGER_BIN := $(HOME)/.cache/failsoft/jaeger-$(shell sha256sum tools/jaeger/go.sum | cut -c1-12)
 
-.PHONY: all generate check-generated lint vet staticcheck test test-go bench demo tools
+.PHONY: all generate check-generated lint vet staticcheck test test-go test-e2e bench demo tools jaeger jaeger-bin
 
 all: test
 
@@ -29,11 +34,28 @@ lint:
 	$(TOOL) buf lint
 	$(GO) vet ./...
 	$(TOOL) staticcheck ./...
+	for m in $(SUBMODULES); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 
 test-go:
 	$(GO) test -race -count=1 ./...
 
-test: check-generated lint test-go
+$(JAEGER_BIN): tools/jaeger/go.mod tools/jaeger/go.sum
+	mkdir -p $(dir $@)
+	$(GO) build -modfile=tools/jaeger/go.mod -o $@ github.com/jaegertracing/jaeger/cmd/jaeger
+
+jaeger-bin: $(JAEGER_BIN)
+
+# End-to-end tests against a real Jaeger on free loopback ports.
+test-e2e: $(JAEGER_BIN)
+	cd e2e && FAILSOFT_JAEGER_BIN=$(JAEGER_BIN) $(GO) test -race -count=1 -timeout 10m ./...
+
+test: check-generated lint test-go test-e2e
+
+# A local Jaeger for exploring traces: OTLP on 127.0.0.1:4317 (gRPC) and
+# 4318 (HTTP), query API on 127.0.0.1:16686 (no web UI in source builds;
+# see README for the container with its UI, or go run ./cmd/tracewaterfall).
+jaeger: $(JAEGER_BIN)
+	$(JAEGER_BIN) --config tools/jaeger/config.yaml
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

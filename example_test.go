@@ -2,6 +2,7 @@ package failsoft_test
 
 import (
 	"log"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -13,7 +14,7 @@ import (
 func ExampleDialOptions() {
 	suite, err := failsoft.DialOptions(
 		// Calls without a deadline of their own get 5 s.
-		failsoft.WithDeadline(deadline.WithDefaultTimeout(5e9)),
+		failsoft.WithDeadline(deadline.WithDefaultTimeout(5 * time.Second)),
 	)
 	if err != nil {
 		log.Fatal(err)
@@ -25,5 +26,23 @@ func ExampleDialOptions() {
 	}
 	defer conn.Close()
 	// Generated clients built on conn now get the whole suite.
+
+	// Output:
+}
+
+func ExampleServerOptions() {
+	serverOpts, err := failsoft.ServerOptions(
+		// Calls this service makes downstream give up 50 ms before its
+		// own caller does.
+		failsoft.WithServerDeadline(deadline.WithSafetyMargin(50 * time.Millisecond)),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer(serverOpts...)
+	defer srv.Stop()
+	// Register services on srv; methods whose proto requires an idempotency
+	// key are now deduplicated by it.
+
 	// Output:
 }

@@ -10,16 +10,18 @@ import (
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/telemetry"
 )
 
 // ServerOption configures the server suite built by ServerOptions.
 type ServerOption func(*serverConfig) error
 
 type serverConfig struct {
-	resolver *policy.Resolver
-	observer observe.Observer
-	deadline layer[deadline.Option]
-	key      layer[idempotency.ServerOption]
+	resolver  *policy.Resolver
+	observer  observe.Observer
+	telemetry layer[telemetry.Option]
+	deadline  layer[deadline.Option]
+	key       layer[idempotency.ServerOption]
 }
 
 // WithServerResolver makes the server layers read method policies from r.
@@ -42,6 +44,18 @@ func WithServerObserver(o observe.Observer) ServerOption {
 		c.observer = observe.Multi(c.observer, o)
 		return nil
 	}
+}
+
+// WithServerTelemetry configures server spans (on by default, with the
+// global providers): each call continues the caller's trace, and replays of
+// stored results are recorded on it.
+func WithServerTelemetry(opts ...telemetry.Option) ServerOption {
+	return func(c *serverConfig) error { return c.telemetry.configure(layerTelemetry, false, opts) }
+}
+
+// WithoutServerTelemetry switches server spans off.
+func WithoutServerTelemetry() ServerOption {
+	return func(c *serverConfig) error { return c.telemetry.configure(layerTelemetry, true, nil) }
 }
 
 // WithServerDeadline configures the server deadline layer (on by default):
@@ -74,7 +88,8 @@ type serverLayer interface {
 }
 
 // ServerOptions returns the server options that install failsoft's server
-// side: the deadline layer (outermost, so deduplication and the handler
+// side: the server span (outermost, so every decision below lands in the
+// caller's trace), the deadline layer (so deduplication and the handler
 // both run under the shortened deadline), then deduplication by
 // idempotency key. Pass them to grpc.NewServer; put authentication
 // interceptors before them, since the idempotency store keys results by
@@ -106,6 +121,13 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 		}
 		unary = append(unary, l.UnaryServerInterceptor())
 		stream = append(stream, l.StreamServerInterceptor())
+	}
+	if c.telemetry.enabled(true) {
+		t, err := telemetry.New(c.telemetry.opts...)
+		addServer(layerTelemetry, t, err)
+		if err == nil {
+			c.observer = observe.Multi(t, c.observer)
+		}
 	}
 	if c.deadline.enabled(true) {
 		d, err := deadline.New(append([]deadline.Option{deadline.WithResolver(c.resolver), deadline.WithObserver(c.observer)}, c.deadline.opts...)...)

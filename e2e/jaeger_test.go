@@ -14,16 +14,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
-	"github.com/failsoft/failsoft/interceptors/idempotency"
-	"github.com/failsoft/failsoft/interceptors/observe"
-	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/retry"
 	"github.com/failsoft/failsoft/interceptors/telemetry"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 	"go.opentelemetry.io/otel/attribute"
@@ -35,16 +35,17 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
 const (
 	clientService = "failsoft-e2e-client"
 	serverService = "failsoft-e2e-server"
-	callName      = "failsoft.policytest.v1.PlainService/Plain"
-	logicalCalls  = 3
-	failuresEach  = 2 // the server fails the first two attempts of every call
+	// KeyedWrite is not idempotent but requires an idempotency key: the
+	// suite attaches one and may then retry it.
+	callName     = "failsoft.policytest.v1.TunedService/KeyedWrite"
+	logicalCalls = 3
+	failuresEach = 2 // the server fails the first two attempts of every call
 )
 
 // TestJaeger sends retried calls through the telemetry interceptors, with
@@ -67,10 +68,6 @@ func TestJaeger(t *testing.T) {
 	})
 
 	addr := startServer(t, serverTP)
-	tel, err := telemetry.New(telemetry.WithTracerProvider(clientTP))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var traceIDs []string
 	recordTrace := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -79,22 +76,35 @@ func TestJaeger(t *testing.T) {
 		mu.Unlock()
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(tel.UnaryClientInterceptor(), recordTrace, retry(tel, 4), tel.UnaryAttemptInterceptor()))
+	// The whole client suite, as users install it. Jitter is fixed at half
+	// the backoff ceiling so every retry visibly waits.
+	suite, err := failsoft.DialOptions(
+		failsoft.WithTelemetry(telemetry.WithTracerProvider(clientTP)),
+		failsoft.WithRetry(retry.WithRand(func() float64 { return 0.5 })),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, append(suite, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(recordTrace))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	client := pb.NewPlainServiceClient(conn)
+	client := pb.NewTunedServiceClient(conn)
 	for i := range logicalCalls {
 		key := fmt.Sprintf("order-%d", i)
-		cctx, ccancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key), 10*time.Second)
-		_, err := client.Plain(cctx, &pb.PingRequest{Payload: key})
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := client.KeyedWrite(cctx, &pb.PingRequest{Payload: key})
 		ccancel()
 		if err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
+	// Every attempt of a logical call ran in that call's trace.
+	mu.Lock()
+	traceIDs = slices.Compact(traceIDs)
+	mu.Unlock()
 	for _, tp := range []*sdktrace.TracerProvider{clientTP, serverTP} {
 		if err := tp.ForceFlush(ctx); err != nil {
 			t.Fatal(err)
@@ -237,42 +247,13 @@ func checkTrace(t *testing.T, tr *waterfall.Trace) {
 	}
 }
 
-// retry is a minimal retry loop standing in for the retry package: it
-// sets the attempt on each attempt's context, reports backoffs, and waits
-// a short real backoff so the waterfall shows the gaps.
-func retry(obs observe.Observer, attempts int) grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if md, ok := metadata.FromOutgoingContext(ctx); ok {
-			if v := md.Get(policy.KeyMetadata); len(v) > 0 {
-				obs.Observe(ctx, observe.Event{Kind: observe.KeyAttached, Method: method, Target: cc.Target(), Reason: idempotency.KeyHash(v[0])})
-			}
-		}
-		var err error
-		backoff := 10 * time.Millisecond
-		for n := 1; n <= attempts; n++ {
-			a := observe.Attempt{N: n}
-			if n > 1 {
-				a.Backoff, a.BackoffReason = backoff, "policy"
-				obs.Observe(ctx, observe.Event{Kind: observe.Backoff, Method: method, Target: cc.Target(), Attempt: n, Duration: backoff, Reason: "policy"})
-				time.Sleep(backoff) // shapes the picture only; no assertion depends on it
-				backoff *= 2
-			}
-			err = invoker(observe.WithAttempt(ctx, a), method, req, reply, cc, opts...)
-			if status.Code(err) != codes.Unavailable {
-				return err
-			}
-		}
-		return err
-	}
-}
-
 type flakyServer struct {
-	pb.UnimplementedPlainServiceServer
+	pb.UnimplementedTunedServiceServer
 	mu    sync.Mutex
 	tries map[string]int
 }
 
-func (s *flakyServer) Plain(ctx context.Context, req *pb.PingRequest) (*pb.PingResponse, error) {
+func (s *flakyServer) KeyedWrite(ctx context.Context, req *pb.PingRequest) (*pb.PingResponse, error) {
 	s.mu.Lock()
 	s.tries[req.GetPayload()]++
 	n := s.tries[req.GetPayload()]
@@ -285,7 +266,7 @@ func (s *flakyServer) Plain(ctx context.Context, req *pb.PingRequest) (*pb.PingR
 
 func startServer(t *testing.T, tp *sdktrace.TracerProvider) string {
 	t.Helper()
-	tel, err := telemetry.New(telemetry.WithTracerProvider(tp))
+	opts, err := failsoft.ServerOptions(failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,8 +274,8 @@ func startServer(t *testing.T, tp *sdktrace.TracerProvider) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer(grpc.UnaryInterceptor(tel.UnaryServerInterceptor()))
-	pb.RegisterPlainServiceServer(s, &flakyServer{tries: map[string]int{}})
+	s := grpc.NewServer(opts...)
+	pb.RegisterTunedServiceServer(s, &flakyServer{tries: map[string]int{}})
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return lis.Addr().String()

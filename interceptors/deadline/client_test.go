@@ -36,6 +36,7 @@ const (
 	mMin      = "/t.v1.S/MinBudget" // code: min_budget 100ms
 	mTight    = "/t.v1.S/Tight"     // code: timeout 30ms, min_budget 100ms
 	mLong     = "/t.v1.S/Long"      // code: timeout 2h
+	mNoMin    = "/t.v1.S/NoMin"     // code: min_budget 0, the check disabled
 )
 
 func testResolver(t testing.TB) *policy.Resolver {
@@ -44,6 +45,7 @@ func testResolver(t testing.TB) *policy.Resolver {
 		policy.WithMethod(mTimeout, &failsoftv1.MethodPolicy{Timeout: durationpb.New(300 * time.Millisecond)}),
 		policy.WithMethod(mMin, &failsoftv1.MethodPolicy{MinBudget: durationpb.New(100 * time.Millisecond)}),
 		policy.WithMethod(mLong, &failsoftv1.MethodPolicy{Timeout: durationpb.New(2 * time.Hour)}),
+		policy.WithMethod(mNoMin, &failsoftv1.MethodPolicy{MinBudget: durationpb.New(0)}),
 		policy.WithMethod(mTight, &failsoftv1.MethodPolicy{
 			Timeout: durationpb.New(30 * time.Millisecond), MinBudget: durationpb.New(100 * time.Millisecond),
 		}),
@@ -102,6 +104,7 @@ func TestUnaryClientDeadlines(t *testing.T) {
 		{name: "below proto minimum", method: mInherit, caller: 30 * time.Millisecond, reject: []string{"30ms of budget left", "the minimum is 50ms"}},
 		{name: "below interceptor minimum", method: mPlain, caller: 40 * time.Millisecond, opts: []deadline.Option{deadline.WithMinBudget(50 * time.Millisecond)}, reject: []string{"40ms of budget left", "the minimum is 50ms"}},
 		{name: "policy minimum over interceptor minimum", method: mMin, caller: 500 * time.Millisecond, opts: []deadline.Option{deadline.WithMinBudget(time.Second)}, want: 500 * time.Millisecond, source: "caller"},
+		{name: "policy min_budget 0 disables the interceptor minimum", method: mNoMin, caller: 40 * time.Millisecond, opts: []deadline.Option{deadline.WithMinBudget(50 * time.Millisecond)}, want: 40 * time.Millisecond, source: "caller"},
 		{name: "deadline passed", method: mPlain, caller: -5 * time.Millisecond, reject: []string{"no budget left", "passed 5ms ago", "the minimum is 0s"}},
 		{name: "no budget at all", method: mPlain, caller: 0, reject: []string{"0s of budget left"}},
 		{name: "policy timeout below its own minimum", method: mTight, caller: none, reject: []string{"30ms of budget left", "the minimum is 100ms"}},

@@ -107,7 +107,7 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 	d, src := effective(now, caller, hasCaller, p.Timeout, i.cfg.timeout)
 	pl := plan{deadline: d, remaining: d.Sub(now), source: src}
 	minBudget := p.MinBudget
-	if minBudget <= 0 {
+	if !p.MinBudgetSet {
 		minBudget = i.cfg.minBudget
 	}
 	if pl.remaining > 0 && pl.remaining >= minBudget {

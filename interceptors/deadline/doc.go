@@ -29,9 +29,9 @@
 // *outcome.Rejection with Layer "deadline" whose message says how much was
 // left and what the minimum is, and which matches
 // errors.Is(err, context.DeadlineExceeded). The minimum is the policy's
-// min_budget, or, for methods that set none, WithMinBudget
-// (DefaultMinBudget, 0: only calls whose deadline has already passed fail
-// fast). A sent call lets the server start work it cannot finish; a call
+// min_budget (zero switches the check off for that method), or, for
+// methods that set none, WithMinBudget (DefaultMinBudget, 0: only calls
+// whose deadline has already passed fail fast). A sent call lets the server start work it cannot finish; a call
 // failed here costs nothing and tells the caller at once.
 //
 // # Telemetry

@@ -59,6 +59,9 @@ type Policy struct {
 	// MinBudget is the smallest remaining deadline with which a call is
 	// still sent; zero disables the check.
 	MinBudget time.Duration
+	// MinBudgetSet reports that an option set MinBudget (zero included);
+	// when false, the deadline interceptor applies its own default.
+	MinBudgetSet bool
 	// RequiresKey reports that the server deduplicates by idempotency key.
 	RequiresKey bool
 	// SkipBreaker excludes the method from circuit breaking.

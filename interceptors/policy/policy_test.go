@@ -392,3 +392,52 @@ func BenchmarkResolveCachedParallel(b *testing.B) {
 		}
 	})
 }
+
+// FuzzMethodPolicy feeds arbitrary option bytes, as a descriptor from an
+// untrusted descriptor set could carry them, through validation: either
+// the policy is refused with an *Error, or every resolved value is sane.
+func FuzzMethodPolicy(f *testing.F) {
+	seeds := []*failsoftv1.MethodPolicy{
+		{Timeout: durationpb.New(time.Second)},
+		{Retry: &failsoftv1.RetryPolicy{MaxAttempts: proto.Uint32(0)}},
+		{Idempotency: failsoftv1.Idempotency_IDEMPOTENCY_NO_SIDE_EFFECTS, Hedge: &failsoftv1.HedgePolicy{Delay: durationpb.New(time.Millisecond), MaxAttempts: proto.Uint32(2)}},
+		{Retry: &failsoftv1.RetryPolicy{RetryableCodes: []string{"UNAVAILABLE", "nope"}, BackoffMultiplier: proto.Float64(-1)}},
+	}
+	for _, s := range seeds {
+		b, err := proto.Marshal(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var mp failsoftv1.MethodPolicy
+		if proto.Unmarshal(b, &mp) != nil {
+			return
+		}
+		r, err := policy.New(policy.WithMethod("/f.v1.S/M", &mp))
+		if err != nil {
+			var pe *policy.Error
+			if !errors.As(err, &pe) || pe.Method != "/f.v1.S/M" {
+				t.Fatalf("refusal does not name the method: %v", err)
+			}
+			return
+		}
+		p, err := r.Resolve("/f.v1.S/M")
+		if err != nil {
+			t.Fatalf("validated in New but not in Resolve: %v", err)
+		}
+		switch {
+		case p.Retry.MaxAttempts < 1 || p.Retry.MaxAttempts > policy.MaxRetryAttempts:
+			t.Fatalf("max attempts %d", p.Retry.MaxAttempts)
+		case p.Retry.InitialBackoff <= 0 || p.Retry.MaxBackoff < p.Retry.InitialBackoff || p.Retry.Multiplier < 1:
+			t.Fatalf("backoff %+v", p.Retry)
+		case p.Timeout < 0 || p.MinBudget < 0:
+			t.Fatalf("timeout %v min budget %v", p.Timeout, p.MinBudget)
+		case p.Hedgeable() && (p.Idempotency != policy.NoSideEffects || p.Hedge.Delay <= 0):
+			t.Fatalf("hedging %+v on %v", p.Hedge, p.Idempotency)
+		case p.Retry.Codes.Has(codes.OK):
+			t.Fatal("OK is retryable")
+		}
+	})
+}

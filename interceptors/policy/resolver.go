@@ -474,11 +474,12 @@ func validate(name string, p *failsoftv1.MethodPolicy, idem Idempotency) error {
 // build converts a validated effective policy.
 func build(p *failsoftv1.MethodPolicy, idem Idempotency) *Policy {
 	out := &Policy{
-		Idempotency: idem,
-		Timeout:     p.GetTimeout().AsDuration(),
-		MinBudget:   p.GetMinBudget().AsDuration(),
-		RequiresKey: p.GetRequiresIdempotencyKey(),
-		SkipBreaker: p.GetSkipCircuitBreaker(),
+		Idempotency:  idem,
+		Timeout:      p.GetTimeout().AsDuration(),
+		MinBudget:    p.GetMinBudget().AsDuration(),
+		MinBudgetSet: p.MinBudget != nil,
+		RequiresKey:  p.GetRequiresIdempotencyKey(),
+		SkipBreaker:  p.GetSkipCircuitBreaker(),
 	}
 	if r := p.GetRetry(); r != nil {
 		out.Retry = Retry{
