@@ -22,7 +22,8 @@ func smallConfig() Config {
 	// failsafe-go unmarshal two replies into one message, which the race
 	// detector reports in its code, not ours.
 	cfg.Slow = 5 * time.Millisecond
-	cfg.OverloadDuration = 150 * time.Millisecond
+	cfg.OverloadDuration = 200 * time.Millisecond
+	cfg.OverloadRounds = 2
 	return cfg
 }
 

@@ -79,6 +79,27 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 			rows[i].scenarios(ctx, spec, cfg, o)
 		}
 	}
+	rounds := max(1, cfg.OverloadRounds)
+	round := cfg
+	round.OverloadDuration = cfg.OverloadDuration / time.Duration(rounds)
+	for n := range rounds {
+		round.Seed = cfg.Seed + uint64(n)
+		for i, spec := range specs {
+			if ctx.Err() != nil || rows[i].Pending || rows[i].Err != nil {
+				continue
+			}
+			o.step(spec.Name, fmt.Sprintf("overload, round %d", n+1))
+			res, err := runOverload(ctx, spec, round)
+			if rows[i].fail(err) {
+				continue
+			}
+			if n == 0 {
+				rows[i].Overload = res
+			} else {
+				rows[i].Overload.add(res)
+			}
+		}
+	}
 	return rows
 }
 
@@ -130,9 +151,6 @@ func (r *Row) scenarios(ctx context.Context, spec Spec, cfg Config, o RunOptions
 	r.Tail, err = runTail(ctx, spec, cfg, false)
 	r.fail(err)
 	r.TailHedge, err = runTail(ctx, spec, cfg, true)
-	r.fail(err)
-	o.step(spec.Name, "overload")
-	r.Overload, err = runOverload(ctx, spec, cfg)
 	r.fail(err)
 }
 
@@ -190,13 +208,13 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 		"server on 127.0.0.1 in the same process (allocations count both sides); the Go benchmarks run in %d interleaved rounds and "+
 		"each chain keeps its fastest. Closed-loop scenarios: %d workers; outage %d calls, transient %d, lost responses %d, "+
 		"slow tail %d (%.0f%% of attempts take %v). Overload: a server that works on %d calls at once, %v each (%.0f calls/s), "+
-		"rejecting the excess at once with RESOURCE_EXHAUSTED, offered %.1fx its capacity (%.0f calls/s, Poisson arrivals) for %v; "+
+		"rejecting the excess at once with RESOURCE_EXHAUSTED, offered %.1fx its capacity (%.0f calls/s, Poisson arrivals) for %v in %d rounds, chains interleaved; "+
 		"goodput in brackets is relative to the plain client, attempts in brackets per logical call offered. "+
 		"Faults are a function of seed %d and the call, so every chain meets the same ones.\n",
 		p.Attempts, p.Backoff, p.MaxBackoff, p.Timeout, p.BreakerFailures, p.BreakerDelay, p.BreakerDelay, p.HedgeDelay, max(1, rounds),
 		cfg.Workers, cfg.OutageCalls, cfg.TransientCalls, cfg.LostCalls, cfg.TailCalls, cfg.SlowRate*100, cfg.Slow,
 		cfg.Capacity, cfg.Service, float64(cfg.Capacity)/cfg.Service.Seconds(), cfg.Load,
-		cfg.Load*float64(cfg.Capacity)/cfg.Service.Seconds(), cfg.OverloadDuration, cfg.Seed)
+		cfg.Load*float64(cfg.Capacity)/cfg.Service.Seconds(), cfg.OverloadDuration, max(1, cfg.OverloadRounds), cfg.Seed)
 	for _, r := range rows {
 		if r.Err != nil && !r.Pending {
 			fmt.Fprintf(w, "\n%s: %v\n", r.Name, r.Err)

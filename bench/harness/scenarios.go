@@ -32,6 +32,11 @@ type Config struct {
 	Service          time.Duration
 	Load             float64
 	OverloadDuration time.Duration
+	// OverloadRounds splits OverloadDuration into rounds, run for every
+	// chain in turn (a fresh chain and server each round), so that a noisy
+	// neighbour on the machine hits a round of every chain rather than the
+	// whole run of one.
+	OverloadRounds int
 	// Seed selects the fault sequence and the arrival times.
 	Seed uint64
 }
@@ -53,6 +58,7 @@ func DefaultConfig() Config {
 		Service:          10 * time.Millisecond,
 		Load:             1.5,
 		OverloadDuration: 3 * time.Second,
+		OverloadRounds:   3,
 		Seed:             1,
 	}
 }
@@ -261,6 +267,18 @@ func (r OverloadResult) AttemptRate() float64 { return float64(r.Attempts) / r.W
 // Amplification is calls reaching the server per logical call offered.
 func (r OverloadResult) Amplification() float64 {
 	return float64(r.Attempts) / float64(max(1, r.Offered))
+}
+
+// add accumulates another round of the same chain.
+func (r *OverloadResult) add(o OverloadResult) {
+	r.Offered += o.Offered
+	r.Window += o.Window
+	r.OK += o.OK
+	r.Attempts += o.Attempts
+	if r.Opens >= 0 {
+		r.Opens += o.Opens
+	}
+	r.Capacity = o.Capacity
 }
 
 func runOverload(ctx context.Context, spec Spec, cfg Config) (OverloadResult, error) {

@@ -32,6 +32,7 @@ func main() {
 	)
 	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrency of the closed-loop scenarios")
 	flag.DurationVar(&cfg.OverloadDuration, "overload", cfg.OverloadDuration, "how long the overload scenario offers load")
+	flag.IntVar(&cfg.OverloadRounds, "overload-rounds", cfg.OverloadRounds, "rounds the overload duration is split into, chains interleaved")
 	flag.Float64Var(&cfg.Load, "load", cfg.Load, "offered load in the overload scenario, as a multiple of capacity")
 	flag.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "calls the overloaded server works on at once")
 	flag.DurationVar(&cfg.Service, "service", cfg.Service, "time the overloaded server spends on a call")
