@@ -1,0 +1,64 @@
+// Command report measures failsoft's client chain and its peers' in one
+// run (interceptor cost, a loopback call, failure scenarios and overload)
+// and prints one markdown table.
+//
+//	go run ./cmd/report                 # the published run, a few minutes on 2 cores
+//	go run ./cmd/report -scale 3        # three times the calls and durations
+//	go run ./cmd/report -micro=false    # scenarios only
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"testing"
+	"time"
+
+	"github.com/failsoft/failsoft/bench/harness"
+)
+
+func main() {
+	testing.Init()
+	cfg := harness.DefaultConfig()
+	var (
+		micro     = flag.Bool("micro", true, "run the Go benchmarks (interceptor cost, loopback call)")
+		benchtime = flag.Duration("benchtime", 300*time.Millisecond, "time per Go benchmark and round")
+		rounds    = flag.Int("rounds", 3, "rounds of Go benchmarks; each chain keeps its fastest")
+		scale     = flag.Float64("scale", 1, "multiply every scenario's calls and duration")
+		only      = flag.String("only", "", "measure only the chains whose name contains this (and the plain client)")
+		quiet     = flag.Bool("quiet", false, "no progress on stderr")
+	)
+	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrency of the closed-loop scenarios")
+	flag.DurationVar(&cfg.OverloadDuration, "overload", cfg.OverloadDuration, "how long the overload scenario offers load")
+	flag.IntVar(&cfg.OverloadRounds, "overload-rounds", cfg.OverloadRounds, "rounds the overload duration is split into, chains interleaved")
+	flag.Float64Var(&cfg.Load, "load", cfg.Load, "offered load in the overload scenario, as a multiple of capacity")
+	flag.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "calls the overloaded server works on at once")
+	flag.DurationVar(&cfg.Service, "service", cfg.Service, "time the overloaded server spends on a call")
+	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the faults and arrivals")
+	flag.Parse()
+	if err := flag.Set("test.benchtime", benchtime.String()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if *scale <= 0 {
+		fmt.Fprintln(os.Stderr, "-scale must be positive")
+		os.Exit(2)
+	}
+	mul := func(n int) int { return max(1, int(float64(n)**scale)) }
+	cfg.OutageCalls = mul(cfg.OutageCalls)
+	cfg.TransientCalls = mul(cfg.TransientCalls)
+	cfg.LostCalls = mul(cfg.LostCalls)
+	cfg.TailCalls = mul(cfg.TailCalls)
+	cfg.OverloadDuration = time.Duration(float64(cfg.OverloadDuration) * *scale)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	o := harness.RunOptions{Micro: *micro, Rounds: *rounds, Only: *only}
+	if !*quiet {
+		o.Progress = os.Stderr
+	}
+	rows := harness.Run(ctx, cfg, o)
+	harness.Markdown(os.Stdout, rows, cfg, *rounds)
+}

@@ -1,0 +1,110 @@
+package harness
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/failsoft/failsoft"
+	"github.com/failsoft/failsoft/interceptors/breaker"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
+	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/telemetry"
+	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+// benchResolver gives failsoft the same settings as the peers (Params),
+// in code over the test service's proto options. Which methods may be
+// retried or hedged still comes from the proto: Override is IDEMPOTENT,
+// Hedged is NO_SIDE_EFFECTS, KeyedWrite is retried only with a key.
+func benchResolver(p Params) (*policy.Resolver, error) {
+	retry := &failsoftv1.RetryPolicy{
+		MaxAttempts:       proto.Uint32(uint32(p.Attempts)),
+		InitialBackoff:    durationpb.New(p.Backoff),
+		MaxBackoff:        durationpb.New(p.MaxBackoff),
+		BackoffMultiplier: proto.Float64(2),
+		RetryableCodes:    []string{"UNAVAILABLE", "RESOURCE_EXHAUSTED"},
+	}
+	hedge := &failsoftv1.HedgePolicy{MaxAttempts: proto.Uint32(1)}
+	if p.Hedge {
+		hedge = &failsoftv1.HedgePolicy{Delay: durationpb.New(p.HedgeDelay), MaxAttempts: proto.Uint32(2)}
+	}
+	return policy.New(
+		policy.WithService(benchService, &failsoftv1.MethodPolicy{
+			Timeout:   durationpb.New(p.Timeout),
+			MinBudget: durationpb.New(time.Millisecond),
+			Retry:     retry,
+		}),
+		policy.WithMethod(methodOverride, &failsoftv1.MethodPolicy{Retry: retry}),
+		// Code policies are validated on their own, so the hedged method
+		// restates the NO_SIDE_EFFECTS its proto declares.
+		policy.WithMethod(methodHedged, &failsoftv1.MethodPolicy{
+			Idempotency: failsoftv1.Idempotency_IDEMPOTENCY_NO_SIDE_EFFECTS,
+			Retry:       retry,
+			Hedge:       hedge,
+		}),
+		policy.WithMethod(methodKeyedWrite, &failsoftv1.MethodPolicy{Retry: retry}),
+	)
+}
+
+// serverDedup returns the server's deduplication layer for KeyedWrite,
+// the same for every chain: failsoft's idempotency server interceptor with
+// its in-memory store, for requests that carry a key. Requests without a
+// key go straight to the handler, as they would on a server that still
+// accepts clients without keys; failsoft's layer on its own refuses them
+// with INVALID_ARGUMENT, and the peers could not call the method at all.
+func serverDedup() ([]grpc.ServerOption, error) {
+	keys, err := idempotency.NewServer()
+	if err != nil {
+		return nil, err
+	}
+	dedup := keys.UnaryServerInterceptor()
+	keyedOnly := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(policy.KeyMetadata)) == 0 {
+			return h(ctx, req)
+		}
+		return dedup(ctx, req, info, h)
+	}
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(keyedOnly)}, nil
+}
+
+// failsoftChain is failsoft's client suite as a user installs it, from
+// the root entry point failsoft.DialOptions: telemetry (with no-op tracer
+// and meter providers), deadline, idempotency key, fallback, retry and
+// hedging with the budget, throttle, breaker. The settings of p reach it
+// through the resolver. The breaker keeps its own trip rule (the default)
+// and opens for BreakerDelay, doubling while probes fail.
+func failsoftChain(p Params) (*Chain, error) {
+	res, err := benchResolver(p)
+	if err != nil {
+		return nil, err
+	}
+	opens := new(atomic.Int64)
+	dial, err := failsoft.DialOptions(
+		failsoft.WithResolver(res),
+		failsoft.WithTelemetry(
+			telemetry.WithTracerProvider(tracenoop.NewTracerProvider()),
+			telemetry.WithMeterProvider(metricnoop.NewMeterProvider()),
+		),
+		failsoft.WithBreaker(
+			breaker.OpenFor(p.BreakerDelay, 30*p.BreakerDelay),
+			breaker.OnStateChange(func(c breaker.Change) {
+				if c.To == breaker.Open {
+					opens.Add(1)
+				}
+			}),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &Chain{Dial: dial, Hedges: p.Hedge, BreakerOpens: opens}, nil
+}

@@ -1,0 +1,295 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Row is everything measured for one chain.
+type Row struct {
+	Name    string
+	Pending bool
+	Err     error
+
+	Cost     *testing.BenchmarkResult // nil: not applicable or not run
+	Loopback *testing.BenchmarkResult
+
+	Outage    OutageResult
+	Transient RateResult
+	Lost      RateResult
+	Tail      TailResult
+	TailHedge TailResult
+	Overload  OverloadResult
+}
+
+// RunOptions selects what Run measures.
+type RunOptions struct {
+	// Micro runs the Go benchmarks (interceptor cost, loopback call).
+	Micro bool
+	// Rounds runs the Go benchmarks this many times, chains interleaved,
+	// and keeps each chain's fastest round, so that a noisy neighbour
+	// slows one round of every chain rather than all rounds of one.
+	Rounds int
+	// Only, when set, keeps the chains whose name contains it (and the
+	// plain client, the reference of the overload goodput).
+	Only string
+	// Progress, when set, hears one line per step.
+	Progress io.Writer
+}
+
+// Run measures every chain in one process, one chain at a time, against
+// servers started for each scenario.
+func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
+	var specs []Spec
+	for _, spec := range Specs() {
+		if o.Only != "" && spec.Name != "plain client" && !strings.Contains(spec.Name, o.Only) {
+			continue
+		}
+		specs = append(specs, spec)
+	}
+	rows := make([]Row, len(specs))
+	for i, spec := range specs {
+		rows[i] = Row{Name: spec.Name}
+		if _, err := spec.Build(cfg.Params); err != nil {
+			if errors.Is(err, ErrPending) {
+				rows[i].Pending = true
+			} else {
+				rows[i].Err = err
+			}
+			o.step(spec.Name, err.Error())
+		}
+	}
+	if o.Micro {
+		for round := range max(1, o.Rounds) {
+			for i, spec := range specs {
+				if ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil {
+					o.step(spec.Name, fmt.Sprintf("Go benchmarks, round %d", round+1))
+					rows[i].micro(spec, cfg.Params)
+				}
+			}
+		}
+	}
+	for i, spec := range specs {
+		if ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil {
+			rows[i].scenarios(ctx, spec, cfg, o)
+		}
+	}
+	rounds := max(1, cfg.OverloadRounds)
+	round := cfg
+	round.OverloadDuration = cfg.OverloadDuration / time.Duration(rounds)
+	for n := range rounds {
+		round.Seed = cfg.Seed + uint64(n)
+		for i, spec := range specs {
+			if ctx.Err() != nil || rows[i].Pending || rows[i].Err != nil {
+				continue
+			}
+			o.step(spec.Name, fmt.Sprintf("overload, round %d", n+1))
+			res, err := runOverload(ctx, spec, round)
+			if rows[i].fail(err) {
+				continue
+			}
+			if n == 0 {
+				rows[i].Overload = res
+			} else {
+				rows[i].Overload.add(res)
+			}
+		}
+	}
+	return rows
+}
+
+func (o RunOptions) step(chain, what string) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "%s: %s\n", chain, what)
+	}
+}
+
+func (r *Row) fail(err error) bool {
+	if err != nil && r.Err == nil {
+		r.Err = err
+	}
+	return err != nil
+}
+
+// micro runs the Go benchmarks once and keeps the faster result.
+func (r *Row) micro(spec Spec, p Params) {
+	faster := func(old *testing.BenchmarkResult, f func(*testing.B)) *testing.BenchmarkResult {
+		res := testing.Benchmark(f)
+		if res.N == 0 { // the benchmark failed
+			return old
+		}
+		if old == nil || res.NsPerOp() < old.NsPerOp() {
+			return &res
+		}
+		return old
+	}
+	if f, err := InterceptorBench(spec, p); !r.fail(err) && f != nil {
+		r.Cost = faster(r.Cost, f)
+	}
+	if f, err := LoopbackBench(spec, p); !r.fail(err) {
+		r.Loopback = faster(r.Loopback, f)
+	}
+}
+
+func (r *Row) scenarios(ctx context.Context, spec Spec, cfg Config, o RunOptions) {
+	var err error
+	o.step(spec.Name, "total outage")
+	r.Outage, err = runOutage(ctx, spec, cfg)
+	r.fail(err)
+	o.step(spec.Name, "transient failures")
+	r.Transient, err = runTransient(ctx, spec, cfg)
+	r.fail(err)
+	o.step(spec.Name, "lost responses")
+	r.Lost, err = runLost(ctx, spec, cfg)
+	r.fail(err)
+	o.step(spec.Name, "slow tail")
+	r.Tail, err = runTail(ctx, spec, cfg, false)
+	r.fail(err)
+	r.TailHedge, err = runTail(ctx, spec, cfg, true)
+	r.fail(err)
+}
+
+// Markdown writes the rows as one markdown table, followed by the settings
+// it was measured with.
+func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
+	var plain *Row
+	for i := range rows {
+		if rows[i].Name == "plain client" {
+			plain = &rows[i]
+		}
+	}
+	cols := []string{
+		"chain",
+		"interceptors ns/op",
+		"allocs/op",
+		"loopback call µs",
+		"allocs/call",
+		"outage: attempts per call",
+		fmt.Sprintf("%.0f%% transient: success", cfg.TransientRate*100),
+		fmt.Sprintf("%.0f%% lost responses: success", cfg.LostRate*100),
+		"duplicate charges",
+		fmt.Sprintf("%.0f%% slow tail: p99", cfg.SlowRate*100),
+		"p99 hedged",
+		"overload: goodput/s",
+		"attempts at server/s",
+		"success",
+		"overload: breaker opens",
+	}
+	fmt.Fprintf(w, "| %s |\n", strings.Join(cols, " | "))
+	fmt.Fprintf(w, "|%s\n", strings.Repeat(" --- |", len(cols)))
+	for _, r := range rows {
+		cells := []string{r.Name}
+		switch {
+		case r.Pending:
+			for range len(cols) - 1 {
+				cells = append(cells, "pending")
+			}
+		case r.Err != nil && r.Outage.Calls == 0:
+			cells = append(cells, "error: "+r.Err.Error())
+			for range len(cols) - 2 {
+				cells = append(cells, "")
+			}
+		default:
+			cells = append(cells, r.cells(plain)...)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	p := cfg.Params
+	fmt.Fprintf(w, "\nAll chains: %d attempts per call, backoff %v doubling to %v, retried codes UNAVAILABLE and RESOURCE_EXHAUSTED, "+
+		"call deadline %v; the peers' breakers open after %d consecutive failures and probe after %v (failsoft's breaker keeps its "+
+		"default trip rule, opens for %v and doubles that while probes fail); hedging sends a second attempt after %v. "+
+		"Interceptor cost: ClientConn.Invoke on a connection built with the chain's dial options, whose innermost interceptor "+
+		"answers without sending; the plain client's figure is the floor every chain pays. A loopback call is one unary call to a "+
+		"server on 127.0.0.1 in the same process (allocations count both sides); the Go benchmarks run in %d interleaved rounds and "+
+		"each chain keeps its fastest. Closed-loop scenarios: %d workers; outage %d calls, transient %d, lost responses %d, "+
+		"slow tail %d (%.0f%% of attempts take %v). Overload: a server that works on %d calls at once, %v each (%.0f calls/s), "+
+		"rejecting the excess at once with RESOURCE_EXHAUSTED, offered %.1fx its capacity (%.0f calls/s, Poisson arrivals) for %v in %d rounds, chains interleaved; "+
+		"goodput in brackets is relative to the plain client, attempts in brackets per logical call offered. "+
+		"Faults are a function of seed %d and the call, so every chain meets the same ones.\n",
+		p.Attempts, p.Backoff, p.MaxBackoff, p.Timeout, p.BreakerFailures, p.BreakerDelay, p.BreakerDelay, p.HedgeDelay, max(1, rounds),
+		cfg.Workers, cfg.OutageCalls, cfg.TransientCalls, cfg.LostCalls, cfg.TailCalls, cfg.SlowRate*100, cfg.Slow,
+		cfg.Capacity, cfg.Service, float64(cfg.Capacity)/cfg.Service.Seconds(), cfg.Load,
+		cfg.Load*float64(cfg.Capacity)/cfg.Service.Seconds(), cfg.OverloadDuration, max(1, cfg.OverloadRounds), cfg.Seed)
+	for _, r := range rows {
+		if r.Err != nil && !r.Pending {
+			fmt.Fprintf(w, "\n%s: %v\n", r.Name, r.Err)
+		}
+	}
+}
+
+const na = "–"
+
+func (r *Row) cells(plain *Row) []string {
+	var c []string
+	if r.Cost != nil {
+		c = append(c, fmt.Sprintf("%d", r.Cost.NsPerOp()), fmt.Sprintf("%d", r.Cost.AllocsPerOp()))
+	} else {
+		c = append(c, na, na)
+	}
+	if r.Loopback != nil {
+		us := fmt.Sprintf("%.1f", float64(r.Loopback.NsPerOp())/1e3)
+		if plain != nil && plain != r && plain.Loopback != nil && plain.Loopback.NsPerOp() > 0 {
+			us += fmt.Sprintf(" (%+.0f%%)", 100*(float64(r.Loopback.NsPerOp())/float64(plain.Loopback.NsPerOp())-1))
+		}
+		c = append(c, us, fmt.Sprintf("%d", r.Loopback.AllocsPerOp()))
+	} else {
+		c = append(c, na, na)
+	}
+	c = append(c,
+		fmt.Sprintf("%.2f", float64(r.Outage.Attempts)/float64(max(1, r.Outage.Calls))),
+		pct(r.Transient.OK, r.Transient.Calls)+opens(r.Transient.Opens),
+		pct(r.Lost.OK, r.Lost.Calls)+opens(r.Lost.Opens),
+		fmt.Sprintf("%d", r.Lost.Duplicates),
+		ms(r.Tail.P99),
+	)
+	if r.TailHedge.Hedged {
+		c = append(c, ms(r.TailHedge.P99))
+	} else {
+		c = append(c, na)
+	}
+	o := r.Overload
+	good := fmt.Sprintf("%.0f", o.Goodput())
+	if plain != nil && plain != r && plain.Overload.Goodput() > 0 {
+		good += fmt.Sprintf(" (%.0f%%)", 100*o.Goodput()/plain.Overload.Goodput())
+	}
+	c = append(c, good,
+		fmt.Sprintf("%.0f (%.2fx)", o.AttemptRate(), o.Amplification()),
+		pct(o.OK, o.Offered))
+	if o.Opens >= 0 && r.Outage.Opens >= 0 {
+		c = append(c, fmt.Sprintf("%d", o.Opens))
+	} else {
+		c = append(c, na)
+	}
+	return c
+}
+
+// opens notes breaker opens in a scenario where a breaker should not
+// open.
+func opens(n int64) string {
+	switch {
+	case n == 1:
+		return " (breaker opened once)"
+	case n > 1:
+		return fmt.Sprintf(" (breaker opened %d times)", n)
+	}
+	return ""
+}
+
+func pct(ok, n int) string {
+	if n == 0 {
+		return na
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(ok)/float64(n))
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return na
+	}
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
