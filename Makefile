@@ -7,13 +7,13 @@ TOOL := $(GO) tool -modfile=tools/go.mod
 export BUF_CACHE_DIR ?= $(HOME)/.cache/buf
 # Go modules of the repository besides the library itself; each is linted
 # and tested like the library.
-SUBMODULES := e2e
+SUBMODULES := e2e bench
 STATICCHECK = $(shell $(TOOL) -n staticcheck)
 # Jaeger v2 built from source (tools/jaeger/go.mod, its own module because
 # its dependencies clash with buf's), cached by the hash of its go.sum.
 JAEGER_BIN := $(HOME)/.cache/failsoft/jaeger-$(shell sha256sum tools/jaeger/go.sum | cut -c1-12)
 
-.PHONY: all generate check-generated lint vet staticcheck test test-go test-e2e bench demo tools jaeger jaeger-bin
+.PHONY: all generate check-generated lint vet staticcheck test test-go test-e2e bench bench-go demo tools jaeger jaeger-bin
 
 all: test
 
@@ -38,6 +38,7 @@ lint:
 
 test-go:
 	$(GO) test -race -count=1 ./...
+	cd bench && $(GO) test -race -count=1 ./...
 
 $(JAEGER_BIN): tools/jaeger/go.mod tools/jaeger/go.sum
 	mkdir -p $(dir $@)
@@ -57,7 +58,14 @@ test: check-generated lint test-go test-e2e
 jaeger: $(JAEGER_BIN)
 	$(JAEGER_BIN) --config tools/jaeger/config.yaml
 
+# One table comparing failsoft with its peers (bench/, its own module, so
+# the library never depends on them): cost, loopback calls, and failure,
+# lost-response, slow-tail and overload scenarios. About a minute.
 bench:
+	cd bench && $(GO) run ./cmd/report -quiet
+
+# The library's own Go benchmarks, with -benchmem.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # The demo (demo/README.md): Jaeger when it can start, the payment server
