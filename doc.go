@@ -32,12 +32,13 @@
 //     retry layer does not retry that answer against the same target.
 //  8. bulkhead: limits the attempts in flight to a target; inside the
 //     breaker so rejected calls never take a slot.
-//  9. pushback marking: an attempt answered with server pushback (a
-//     grpc-retry-pushback-ms trailer, a google.rpc.RetryInfo) is marked as
-//     overload; inside the breaker and the throttle, which see only the
-//     error, so that a live server shedding load never opens the breaker.
-//  10. telemetry attempt span: innermost, so it covers exactly one attempt
-//     on the wire and carries the trace context to the server.
+//  9. telemetry attempt span: covers exactly one attempt on the wire and
+//     carries the trace context to the server.
+//  10. pushback marking: innermost; an attempt answered with server
+//     pushback (a grpc-retry-pushback-ms trailer, a google.rpc.RetryInfo)
+//     is marked as overload, so that every layer above, which sees only the
+//     error, treats a live server shedding load as overloaded, not broken:
+//     it never opens the breaker.
 //
 // Each layer can be configured (WithDeadline, WithThrottle, ...) or
 // switched off (WithoutDeadline, WithoutThrottle, ...). The resolver,

@@ -331,16 +331,17 @@ func build(opts []Option) (*chain, *byte, error) {
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
 	}
-	// Pushback marking sits inside every layer that classifies attempts
-	// (throttle, breaker, and the retry and fallback layers above them),
-	// so that a live server's pushback reaches them as overload. It is on
-	// whatever the layers: it holds no state and costs nothing on success.
-	ch.unary = append(ch.unary, retry.UnaryPushbackInterceptor())
-	ch.stream = append(ch.stream, retry.StreamPushbackInterceptor())
 	if tel != nil {
 		ch.unary = append(ch.unary, tel.UnaryAttemptInterceptor())
 		ch.stream = append(ch.stream, tel.StreamAttemptInterceptor())
 	}
+	// Pushback marking is innermost: every layer that classifies attempts
+	// (attempt span, throttle, breaker, retry, fallback) sits outside it,
+	// so a live server's pushback reaches all of them as overload. It is
+	// on whatever the layers: it holds no state and costs nothing on
+	// success.
+	ch.unary = append(ch.unary, retry.UnaryPushbackInterceptor())
+	ch.stream = append(ch.stream, retry.StreamPushbackInterceptor())
 	return ch, id, nil
 }
 
