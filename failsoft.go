@@ -255,19 +255,10 @@ func DialOptions(opts ...Option) ([]grpc.DialOption, error) {
 // build validates the options and builds the chain; id marks the suite.
 func build(opts []Option) (*chain, *byte, error) {
 	c := &config{}
+	if err := apply(c, "Option", opts); err != nil {
+		return nil, nil, err
+	}
 	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			errs = append(errs, errors.New("failsoft: nil Option"))
-			continue
-		}
-		if err := o(c); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
-	}
 	if c.resolver == nil {
 		c.resolver = policy.Default()
 	}
@@ -279,8 +270,9 @@ func build(opts []Option) (*chain, *byte, error) {
 	gu, gs := guard(id)
 	ch := &chain{unary: []grpc.UnaryClientInterceptor{gu}, stream: []grpc.StreamClientInterceptor{gs}}
 
-	// Telemetry is built first: it is both the outermost and the innermost
-	// layer, and every other layer reports to it.
+	// Telemetry is built first: its call span is the outermost layer, its
+	// attempt span sits inside all the others but pushback marking, and
+	// every other layer reports to it.
 	var tel *telemetry.Interceptor
 	if c.telemetry.enabled(true) {
 		var err error
@@ -343,6 +335,23 @@ func build(opts []Option) (*chain, *byte, error) {
 	ch.unary = append(ch.unary, retry.UnaryPushbackInterceptor())
 	ch.stream = append(ch.stream, retry.StreamPushbackInterceptor())
 	return ch, id, nil
+}
+
+// apply runs every option on c and joins all their errors. Unlike the
+// layers, which skip nil options, the suite refuses them: a nil in the
+// list that assembles a whole suite is a mistake worth naming.
+func apply[C any, O ~func(*C) error](c *C, kind string, opts []O) error {
+	var errs []error
+	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, fmt.Errorf("failsoft: nil %s", kind))
+			continue
+		}
+		if err := o(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // suiteMarker is a default call option that each suite adds to its

@@ -96,19 +96,10 @@ type serverLayer interface {
 // caller identity.
 func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 	c := &serverConfig{}
+	if err := apply(c, "ServerOption", opts); err != nil {
+		return nil, err
+	}
 	var errs []error
-	for _, o := range opts {
-		if o == nil {
-			errs = append(errs, errors.New("failsoft: nil ServerOption"))
-			continue
-		}
-		if err := o(c); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
 	if c.resolver == nil {
 		c.resolver = policy.Default()
 	}
