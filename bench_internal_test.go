@@ -11,16 +11,12 @@ import (
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
-// chainInvoker folds the suite's unary interceptors around invoker the way
-// grpc-go's chaining does.
-func chainInvoker(ch *chain, invoker grpc.UnaryInvoker) grpc.UnaryInvoker {
-	for i := len(ch.unary) - 1; i >= 0; i-- {
-		next, ic := invoker, ch.unary[i]
-		invoker = func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
-			return ic(ctx, method, req, reply, cc, next, opts...)
-		}
+// chainInvoker returns invoker behind the suite's unary interceptor, as
+// grpc-go calls it.
+func chainInvoker(s *suite, invoker grpc.UnaryInvoker) grpc.UnaryInvoker {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+		return s.unaryInterceptor(ctx, method, req, reply, cc, invoker, opts...)
 	}
-	return invoker
 }
 
 func noopInvoker(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
@@ -46,7 +42,7 @@ func BenchmarkChainNoopInvoker(b *testing.B) {
 		{"keyed-write/caller-deadline", "/failsoft.policytest.v1.TunedService/KeyedWrite", true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			ch, _, err := build(nil)
+			ch, err := build(nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -40,6 +40,23 @@
 //     error, treats a live server shedding load as overloaded, not broken:
 //     it never opens the breaker.
 //
+// # One interceptor, one context per attempt
+//
+// The layers are installed as one unary and one stream interceptor that
+// run them in that order. grpc-go's own chaining would wrap each layer's
+// successor in a new closure on every call; here a layer hands the call on
+// by value, so running the layers allocates nothing. Layers share what
+// they learned about the call (the resolved policy, the attempt) the same
+// way instead of through context values.
+//
+// The deadline layer does not put the deadline it adds to a unary call on
+// the call's context: it hands it to the retry layer, which sets it on each
+// attempt's context together with the attempt's own timeout, whichever is
+// earlier. A call whose first attempt succeeds then costs one deadline
+// context, not one for the call and one for the attempt. Everything below
+// the retry layer, your interceptors included, sees the deadline on the
+// context as usual.
+//
 // Each layer can be configured (WithDeadline, WithThrottle, ...) or
 // switched off (WithoutDeadline, WithoutThrottle, ...). The resolver,
 // observer and clock given with WithResolver, WithObserver and WithClock

@@ -20,6 +20,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/retry"
 	"github.com/failsoft/failsoft/interceptors/telemetry"
 	"github.com/failsoft/failsoft/interceptors/throttle"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // Option configures the client suite built by DialOptions.
@@ -204,35 +205,42 @@ func WithBulkhead(opts ...bulkhead.Option) Option {
 	return func(c *config) error { return c.bulkhead.configure(layerBulkhead, false, opts) }
 }
 
-// chain collects the interceptors of the enabled layers, outermost first.
-type chain struct {
-	unary  []grpc.UnaryClientInterceptor
-	stream []grpc.StreamClientInterceptor
+// suite is the enabled layers, outermost first, folded into one unary and
+// one stream interceptor (see internal/chain): grpc-go's own chaining
+// would allocate a closure per layer on every call.
+type suite struct {
+	id     *byte // marks the suite; see suiteMarker
+	unary  []chain.Unary
+	stream []chain.Stream
 }
 
-type clientLayer interface {
-	UnaryClientInterceptor() grpc.UnaryClientInterceptor
-	StreamClientInterceptor() grpc.StreamClientInterceptor
-}
-
-// add builds a layer from the suite's shared options followed by the
-// user's, so the user's win, and appends its interceptors to the chain.
-func add[O any, L clientLayer](ch *chain, name string, l *layer[O], onByDefault bool, shared []O, newLayer func(...O) (L, error)) error {
-	if !l.enabled(onByDefault) {
-		return nil
-	}
-	built, err := newLayer(append(shared, l.opts...)...)
+// add appends the layer of kind that v implements.
+func (s *suite) add(kind chain.Kind, v any) error {
+	l, err := chain.Lookup(kind, v)
 	if err != nil {
-		return fmt.Errorf("failsoft: %s layer: %w", name, err)
+		return err
 	}
-	ch.unary = append(ch.unary, built.UnaryClientInterceptor())
-	ch.stream = append(ch.stream, built.StreamClientInterceptor())
+	s.unary = append(s.unary, l.Unary)
+	s.stream = append(s.stream, l.Stream)
 	return nil
 }
 
+// layerOf builds a layer from the suite's shared options followed by the
+// user's, so the user's win. It returns nil when the layer is off.
+func layerOf[O any, L any](name string, l *layer[O], onByDefault bool, shared []O, newLayer func(...O) (L, error)) (any, error) {
+	if !l.enabled(onByDefault) {
+		return nil, nil
+	}
+	built, err := newLayer(append(shared, l.opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("failsoft: %s layer: %w", name, err)
+	}
+	return built, nil
+}
+
 // DialOptions returns the dial options that install the failsoft client
-// suite on a connection: every layer's unary and stream interceptors,
-// chained in the order documented in the package comment, and
+// suite on a connection: every layer, in the order documented in the
+// package comment, as one unary and one stream interceptor, and
 // grpc.WithDisableRetry so that grpc-go's service-config retries do not
 // multiply the suite's attempts (gRPC's transparent retries stay on).
 //
@@ -240,35 +248,44 @@ func add[O any, L clientLayer](ch *chain, name string, l *layer[O], onByDefault 
 // half-built. Pass the result to grpc.NewClient along with the dial
 // options you already use.
 func DialOptions(opts ...Option) ([]grpc.DialOption, error) {
-	ch, id, err := build(opts)
+	s, err := build(opts)
 	if err != nil {
 		return nil, err
 	}
 	return []grpc.DialOption{
 		grpc.WithDisableRetry(),
-		grpc.WithDefaultCallOptions(suiteMarker{id: id}),
-		grpc.WithChainUnaryInterceptor(ch.unary...),
-		grpc.WithChainStreamInterceptor(ch.stream...),
+		grpc.WithDefaultCallOptions(suiteMarker{id: s.id}),
+		grpc.WithChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.WithChainStreamInterceptor(s.streamInterceptor),
 	}, nil
 }
 
-// build validates the options and builds the chain; id marks the suite.
-func build(opts []Option) (*chain, *byte, error) {
+func (s *suite) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if otherSuite(s.id, opts) {
+		return errTwoSuites
+	}
+	return chain.NewUnary(s.unary, invoker).Invoke(ctx, method, req, reply, cc, opts...)
+}
+
+func (s *suite) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if otherSuite(s.id, opts) {
+		return nil, errTwoSuites
+	}
+	return chain.NewStream(s.stream, streamer).NewStream(ctx, desc, cc, method, opts...)
+}
+
+// build validates the options and builds the suite.
+func build(opts []Option) (*suite, error) {
 	c := &config{}
 	if err := apply(c, "Option", opts); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var errs []error
 	if c.resolver == nil {
 		c.resolver = policy.Default()
 	}
 	if c.clock == nil {
 		c.clock = clock.System()
 	}
-
-	id := new(byte)
-	gu, gs := guard(id)
-	ch := &chain{unary: []grpc.UnaryClientInterceptor{gu}, stream: []grpc.StreamClientInterceptor{gs}}
 
 	// Telemetry is built first: its call span is the outermost layer, its
 	// attempt span sits inside all the others but pushback marking, and
@@ -278,63 +295,69 @@ func build(opts []Option) (*chain, *byte, error) {
 		var err error
 		tel, err = telemetry.New(append([]telemetry.Option{telemetry.WithClock(c.clock)}, c.telemetry.opts...)...)
 		if err != nil {
-			return nil, nil, fmt.Errorf("failsoft: telemetry layer: %w", err)
+			return nil, fmt.Errorf("failsoft: telemetry layer: %w", err)
 		}
-		ch.unary = append(ch.unary, tel.UnaryClientInterceptor())
-		ch.stream = append(ch.stream, tel.StreamClientInterceptor())
 		c.observer = observe.Multi(tel, c.observer)
 	}
 	r, o, k := c.resolver, c.observer, c.clock
-	steps := []func() error{
-		func() error {
-			return add(ch, layerDeadline, &c.deadline, true,
-				[]deadline.Option{deadline.WithResolver(r), deadline.WithObserver(o), deadline.WithClock(k)}, deadline.New)
-		},
-		func() error {
-			return add(ch, layerKey, &c.key, true,
-				[]idempotency.Option{idempotency.WithResolver(r), idempotency.WithObserver(o)}, idempotency.New)
-		},
-		func() error {
-			return add(ch, layerFallback, &c.fallback, true,
-				[]fallback.Option{fallback.WithResolver(r), fallback.WithObserver(o), fallback.WithClock(k)}, fallback.New)
-		},
-		func() error {
-			return add(ch, layerRetry, &c.retry, true,
-				[]retry.Option{retry.WithResolver(r), retry.WithObserver(o), retry.WithClock(k)}, retry.New)
-		},
-		func() error {
-			return add(ch, layerThrottle, &c.throttle, true,
-				[]throttle.Option{throttle.WithObserver(o), throttle.WithClock(k)}, throttle.New)
-		},
-		func() error {
-			return add(ch, layerBreaker, &c.breaker, true,
-				[]breaker.Option{breaker.WithResolver(r), breaker.WithObserver(o), breaker.WithClock(k)}, breaker.New)
-		},
-		func() error {
-			return add(ch, layerBulkhead, &c.bulkhead, false,
-				[]bulkhead.Option{bulkhead.WithObserver(o), bulkhead.WithClock(k)}, bulkhead.New)
-		},
+	dl, dlErr := layerOf(layerDeadline, &c.deadline, true,
+		[]deadline.Option{deadline.WithResolver(r), deadline.WithObserver(o), deadline.WithClock(k)}, deadline.New)
+	key, keyErr := layerOf(layerKey, &c.key, true,
+		[]idempotency.Option{idempotency.WithResolver(r), idempotency.WithObserver(o)}, idempotency.New)
+	fb, fbErr := layerOf(layerFallback, &c.fallback, true,
+		[]fallback.Option{fallback.WithResolver(r), fallback.WithObserver(o), fallback.WithClock(k)}, fallback.New)
+	rt, rtErr := layerOf(layerRetry, &c.retry, true,
+		[]retry.Option{retry.WithResolver(r), retry.WithObserver(o), retry.WithClock(k)}, retry.New)
+	th, thErr := layerOf(layerThrottle, &c.throttle, true,
+		[]throttle.Option{throttle.WithObserver(o), throttle.WithClock(k)}, throttle.New)
+	br, brErr := layerOf(layerBreaker, &c.breaker, true,
+		[]breaker.Option{breaker.WithResolver(r), breaker.WithObserver(o), breaker.WithClock(k)}, breaker.New)
+	bh, bhErr := layerOf(layerBulkhead, &c.bulkhead, false,
+		[]bulkhead.Option{bulkhead.WithObserver(o), bulkhead.WithClock(k)}, bulkhead.New)
+	if err := errors.Join(dlErr, keyErr, fbErr, rtErr, thErr, brErr, bhErr); err != nil {
+		return nil, err
 	}
-	for _, step := range steps {
-		if err := step(); err != nil {
+
+	// With a retry layer, the deadline layer leaves the deadlines it adds
+	// to unary calls for the retry layer to set on each attempt, with the
+	// attempt's own timeout: one context per attempt, not two.
+	deadlineKind := chain.Deadline
+	if rt != nil {
+		deadlineKind = chain.DeadlinePending
+	}
+	s := &suite{id: new(byte)}
+	var errs []error
+	for _, l := range []struct {
+		kind chain.Kind
+		v    any
+	}{
+		{chain.TelemetryCall, tel},
+		{deadlineKind, dl},
+		{chain.Idempotency, key},
+		{chain.Fallback, fb},
+		{chain.Retry, rt},
+		{chain.Throttle, th},
+		{chain.Breaker, br},
+		{chain.Bulkhead, bh},
+		{chain.TelemetryAttempt, tel},
+		// Pushback marking is innermost: every layer that classifies
+		// attempts (attempt span, throttle, breaker, retry, fallback) sits
+		// outside it, so a live server's pushback reaches all of them as
+		// overload. It is on whatever the layers: it holds no state and
+		// costs nothing on success.
+		{chain.Pushback, struct{}{}},
+	} {
+		if l.v == nil || l.v == (*telemetry.Interceptor)(nil) {
+			continue
+		}
+		if err := s.add(l.kind, l.v); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
-	if tel != nil {
-		ch.unary = append(ch.unary, tel.UnaryAttemptInterceptor())
-		ch.stream = append(ch.stream, tel.StreamAttemptInterceptor())
-	}
-	// Pushback marking is innermost: every layer that classifies attempts
-	// (attempt span, throttle, breaker, retry, fallback) sits outside it,
-	// so a live server's pushback reaches all of them as overload. It is
-	// on whatever the layers: it holds no state and costs nothing on
-	// success.
-	ch.unary = append(ch.unary, retry.UnaryPushbackInterceptor())
-	ch.stream = append(ch.stream, retry.StreamPushbackInterceptor())
-	return ch, id, nil
+	return s, nil
 }
 
 // apply runs every option on c and joins all their errors. Unlike the
@@ -377,20 +400,4 @@ func otherSuite(id *byte, opts []grpc.CallOption) bool {
 		}
 	}
 	return false
-}
-
-func guard(id *byte) (grpc.UnaryClientInterceptor, grpc.StreamClientInterceptor) {
-	unary := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if otherSuite(id, opts) {
-			return errTwoSuites
-		}
-		return invoker(ctx, method, req, reply, cc, opts...)
-	}
-	stream := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		if otherSuite(id, opts) {
-			return nil, errTwoSuites
-		}
-		return streamer(ctx, desc, cc, method, opts...)
-	}
-	return unary, stream
 }

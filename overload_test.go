@@ -196,7 +196,7 @@ func newHarness(t failer, cc *grpc.ClientConn, sc scenario) (*harness, context.C
 		}
 		opts = append(opts, WithResolver(r))
 	}
-	ch, _, err := build(opts)
+	ch, err := build(opts)
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}

@@ -64,6 +64,9 @@ type Chain struct {
 	// BreakerOpens counts transitions to open; nil when the chain has no
 	// breaker.
 	BreakerOpens *atomic.Int64
+	// CallerTimeout, when set, is a timeout the caller puts on every call
+	// of the Go benchmarks itself, paying context.WithTimeout per call.
+	CallerTimeout time.Duration
 }
 
 // Spec names a chain and builds it.
@@ -78,6 +81,9 @@ type Spec struct {
 	// measurement is the floor every chain pays: ClientConn.Invoke and the
 	// benchmark's terminal interceptor.
 	Interceptors bool
+	// MicroOnly rows run the Go benchmarks only: they are references for
+	// the cost of a call, not chains that handle failures.
+	MicroOnly bool
 }
 
 // ErrPending marks a chain whose packages are not available yet.
@@ -88,6 +94,7 @@ var ErrPending = errors.New("pending")
 func Specs() []Spec {
 	return []Spec{
 		{Name: "plain client", Build: plain, Interceptors: true},
+		{Name: PlainDeadline, Build: plainDeadline, Interceptors: true, MicroOnly: true},
 		{Name: "go-grpc-middleware retry + timeout", Build: middlewareRetryTimeout, Interceptors: true},
 		{Name: "go-grpc-middleware retry + gobreaker", Build: middlewareRetryGobreaker, Interceptors: true},
 		{Name: "failsafe-go retry + breaker + timeout", Build: failsafeChain, Interceptors: true},
@@ -98,6 +105,13 @@ func Specs() []Spec {
 }
 
 func plain(Params) (*Chain, error) { return &Chain{}, nil }
+
+// PlainDeadline names the plain client whose caller sets the call deadline
+// itself, as every chain here does: the fair floor for the chains' cost,
+// since gRPC does more work for a call that has a deadline.
+const PlainDeadline = "plain client, caller deadline"
+
+func plainDeadline(p Params) (*Chain, error) { return &Chain{CallerTimeout: p.Timeout}, nil }
 
 // retryCodes are the codes every peer retries: go-grpc-middleware's
 // defaults, which failsafegrpc's default retry policy also covers.

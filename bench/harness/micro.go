@@ -43,11 +43,13 @@ func InterceptorBench(spec Spec, p Params) (func(b *testing.B), error) {
 			b.Fatal(err)
 		}
 		defer cc.Close()
-		ctx := context.Background()
 		req, reply := &policytestv1.PingRequest{Payload: "x"}, &policytestv1.PingResponse{}
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := cc.Invoke(ctx, methodOverride, req, reply); err != nil {
+			ctx, cancel := callContext(chain)
+			err := cc.Invoke(ctx, methodOverride, req, reply)
+			cancel()
+			if err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -67,14 +69,26 @@ func LoopbackBench(spec Spec, p Params) (func(b *testing.B), error) {
 			b.Fatal(err)
 		}
 		defer e.close()
-		ctx := context.Background()
-		e.warm(ctx)
+		e.warm(context.Background())
+		chain := e.chain
 		req := &policytestv1.PingRequest{Payload: "x"}
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := e.client.Override(ctx, req); err != nil {
+			ctx, cancel := callContext(chain)
+			_, err := e.client.Override(ctx, req)
+			cancel()
+			if err != nil {
 				b.Fatal(err)
 			}
 		}
 	}, nil
+}
+
+// callContext is the context of one benchmarked call: the caller's own
+// timeout when the chain asks for one, and no deadline otherwise.
+func callContext(c *Chain) (context.Context, context.CancelFunc) {
+	if c.CallerTimeout > 0 {
+		return context.WithTimeout(context.Background(), c.CallerTimeout)
+	}
+	return context.Background(), func() {}
 }

@@ -12,9 +12,10 @@ import (
 
 // Row is everything measured for one chain.
 type Row struct {
-	Name    string
-	Pending bool
-	Err     error
+	Name      string
+	Pending   bool
+	MicroOnly bool // a reference row: Go benchmarks only
+	Err       error
 
 	Cost     *testing.BenchmarkResult // nil: not applicable or not run
 	Loopback *testing.BenchmarkResult
@@ -47,7 +48,7 @@ type RunOptions struct {
 func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 	var specs []Spec
 	for _, spec := range Specs() {
-		if o.Only != "" && spec.Name != "plain client" && !strings.Contains(spec.Name, o.Only) {
+		if o.Only != "" && !strings.HasPrefix(spec.Name, "plain client") && !strings.Contains(spec.Name, o.Only) {
 			continue
 		}
 		specs = append(specs, spec)
@@ -75,7 +76,8 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 		}
 	}
 	for i, spec := range specs {
-		if ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil {
+		rows[i].MicroOnly = spec.MicroOnly
+		if ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil && !spec.MicroOnly {
 			rows[i].scenarios(ctx, spec, cfg, o)
 		}
 	}
@@ -85,7 +87,7 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 	for n := range rounds {
 		round.Seed = cfg.Seed + uint64(n)
 		for i, spec := range specs {
-			if ctx.Err() != nil || rows[i].Pending || rows[i].Err != nil {
+			if ctx.Err() != nil || rows[i].Pending || rows[i].Err != nil || spec.MicroOnly {
 				continue
 			}
 			o.step(spec.Name, fmt.Sprintf("overload, round %d", n+1))
@@ -220,6 +222,45 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 			fmt.Fprintf(w, "\n%s: %v\n", r.Name, r.Err)
 		}
 	}
+	if s := compare(rows); s != "" {
+		fmt.Fprintf(w, "\n%s\n", s)
+	}
+}
+
+// compare states failsoft's Go benchmark figures against its references
+// in the same run: the interceptor cost of the peers that set a deadline
+// too, and the loopback call of the plain client with and without the
+// caller's own deadline.
+func compare(rows []Row) string {
+	by := map[string]*Row{}
+	for i := range rows {
+		by[rows[i].Name] = &rows[i]
+	}
+	fs := by["failsoft"]
+	if fs == nil || fs.Cost == nil || fs.Loopback == nil {
+		return ""
+	}
+	var parts []string
+	cost := func(name string) {
+		if r := by[name]; r != nil && r.Cost != nil && r.Cost.NsPerOp() > 0 {
+			parts = append(parts, fmt.Sprintf("%.2fx the cost of %s (%d ns, %d allocs)",
+				float64(fs.Cost.NsPerOp())/float64(r.Cost.NsPerOp()), name, r.Cost.NsPerOp(), r.Cost.AllocsPerOp()))
+		}
+	}
+	cost("failsafe-go retry + breaker + timeout")
+	cost("go-grpc-middleware retry + timeout")
+	cost(PlainDeadline)
+	loop := func(name string) {
+		if r := by[name]; r != nil && r.Loopback != nil && r.Loopback.NsPerOp() > 0 {
+			parts = append(parts, fmt.Sprintf("a loopback call %+.1f%% over the %s's (%+d allocs)",
+				100*(float64(fs.Loopback.NsPerOp())/float64(r.Loopback.NsPerOp())-1), name,
+				fs.Loopback.AllocsPerOp()-r.Loopback.AllocsPerOp()))
+		}
+	}
+	loop("plain client")
+	loop(PlainDeadline)
+	return fmt.Sprintf("failsoft in this run: interceptors %d ns and %d allocs per call; %s.",
+		fs.Cost.NsPerOp(), fs.Cost.AllocsPerOp(), strings.Join(parts, "; "))
 }
 
 const na = "–"
@@ -239,6 +280,12 @@ func (r *Row) cells(plain *Row) []string {
 		c = append(c, us, fmt.Sprintf("%d", r.Loopback.AllocsPerOp()))
 	} else {
 		c = append(c, na, na)
+	}
+	if r.MicroOnly {
+		for range 10 {
+			c = append(c, na)
+		}
+		return c
 	}
 	c = append(c,
 		fmt.Sprintf("%.2f", float64(r.Outage.Attempts)/float64(max(1, r.Outage.Calls))),

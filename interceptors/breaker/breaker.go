@@ -16,6 +16,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/internal/registry"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // Interceptor keeps a registry of circuit breakers, one per target (or
@@ -91,8 +92,8 @@ func (ic *Interceptor) Snapshots() []Snapshot {
 // guard resolves the method's policy and admits the call. It returns a nil
 // breaker when the call is not guarded, and a non-nil error when the call
 // must fail without being sent.
-func (ic *Interceptor) guard(ctx context.Context, target, method string) (*breaker, uint64, int64, error) {
-	p, err := ic.cfg.Resolver.Resolve(method)
+func (ic *Interceptor) guard(ctx context.Context, target, method string, st *chain.State) (*breaker, uint64, int64, error) {
+	p, err := st.Resolve(ic.cfg.Resolver, method)
 	if err != nil {
 		return nil, 0, 0, status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -125,45 +126,58 @@ func (ic *Interceptor) guard(ctx context.Context, target, method string) (*break
 
 // UnaryClientInterceptor returns the unary client interceptor.
 func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		b, tok, start, err := ic.guard(ctx, cc.Target(), method)
-		if err != nil {
-			return err
-		}
-		if b == nil {
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}
-		err = invoker(ctx, method, req, reply, cc, opts...)
-		b.done(ctx, method, tok, ic.cfg.classifier.Classify(err), start)
+	return chain.UnaryInterceptor(layer{ic})
+}
+
+// layer is the Interceptor as a layer of a folded chain.
+type layer struct{ ic *Interceptor }
+
+func init() {
+	chain.Register(chain.Breaker, func(ic *Interceptor) chain.Layer { return chain.Layer{Unary: layer{ic}, Stream: layer{ic}} })
+}
+
+func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	ic := l.ic
+	b, tok, start, err := ic.guard(ctx, cc.Target(), method, &next.State)
+	if err != nil {
 		return err
 	}
+	if b == nil {
+		return next.Invoke(ctx, method, req, reply, cc, opts...)
+	}
+	err = next.Invoke(ctx, method, req, reply, cc, opts...)
+	b.done(ctx, method, tok, ic.cfg.classifier.Classify(err), start)
+	return err
 }
 
 // StreamClientInterceptor returns the stream client interceptor. A stream
 // that fails to open counts as a call; one that opens counts with its
 // final status, seen when RecvMsg returns an error (io.EOF is success).
 func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		b, tok, start, err := ic.guard(ctx, cc.Target(), method)
-		if err != nil {
-			return nil, err
-		}
-		if b == nil {
-			return streamer(ctx, desc, cc, method, opts...)
-		}
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err != nil {
-			b.done(ctx, method, tok, ic.cfg.classifier.Classify(err), start)
-			return nil, err
-		}
-		s := &stream{ClientStream: cs, b: b, ctx: ctx, method: method, tok: tok, start: start, serverStreams: desc.ServerStreams}
-		if State(tok&stateMask) == HalfOpen {
-			// A probe must give its slot back even if the caller abandons
-			// the stream by cancelling its context.
-			s.stop = context.AfterFunc(ctx, func() { s.finish(outcome.Ignored) })
-		}
-		return s, nil
+	return chain.StreamInterceptor(layer{ic})
+}
+
+func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	ic := l.ic
+	b, tok, start, err := ic.guard(ctx, cc.Target(), method, &next.State)
+	if err != nil {
+		return nil, err
 	}
+	if b == nil {
+		return next.NewStream(ctx, desc, cc, method, opts...)
+	}
+	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
+	if err != nil {
+		b.done(ctx, method, tok, ic.cfg.classifier.Classify(err), start)
+		return nil, err
+	}
+	s := &stream{ClientStream: cs, b: b, ctx: ctx, method: method, tok: tok, start: start, serverStreams: desc.ServerStreams}
+	if State(tok&stateMask) == HalfOpen {
+		// A probe must give its slot back even if the caller abandons
+		// the stream by cancelling its context.
+		s.stop = context.AfterFunc(ctx, func() { s.finish(outcome.Ignored) })
+	}
+	return s, nil
 }
 
 // stream reports the final status of a guarded stream.

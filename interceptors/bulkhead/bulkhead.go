@@ -17,6 +17,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/internal/registry"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // Interceptor limits concurrent calls per target (or target and method).
@@ -188,39 +189,50 @@ func (ic *Interceptor) acquire(ctx context.Context, target, method string) (*com
 
 // UnaryClientInterceptor returns the unary client interceptor.
 func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		c, err := ic.acquire(ctx, cc.Target(), method)
-		if err != nil {
-			return err
-		}
-		if c == nil {
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}
-		defer c.release()
-		return invoker(ctx, method, req, reply, cc, opts...)
+	return chain.UnaryInterceptor(layer{ic})
+}
+
+// layer is the Interceptor as a layer of a folded chain.
+type layer struct{ ic *Interceptor }
+
+func init() {
+	chain.Register(chain.Bulkhead, func(ic *Interceptor) chain.Layer { return chain.Layer{Unary: layer{ic}, Stream: layer{ic}} })
+}
+
+func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	c, err := l.ic.acquire(ctx, cc.Target(), method)
+	if err != nil {
+		return err
 	}
+	if c == nil {
+		return next.Invoke(ctx, method, req, reply, cc, opts...)
+	}
+	defer c.release()
+	return next.Invoke(ctx, method, req, reply, cc, opts...)
 }
 
 // StreamClientInterceptor returns the stream client interceptor. A stream
 // holds its slot until it ends or its context is done.
 func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		c, err := ic.acquire(ctx, cc.Target(), method)
-		if err != nil {
-			return nil, err
-		}
-		if c == nil {
-			return streamer(ctx, desc, cc, method, opts...)
-		}
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err != nil {
-			c.release()
-			return nil, err
-		}
-		s := &stream{ClientStream: cs, c: c, serverStreams: desc.ServerStreams}
-		s.stop = context.AfterFunc(ctx, s.end)
-		return s, nil
+	return chain.StreamInterceptor(layer{ic})
+}
+
+func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	c, err := l.ic.acquire(ctx, cc.Target(), method)
+	if err != nil {
+		return nil, err
 	}
+	if c == nil {
+		return next.NewStream(ctx, desc, cc, method, opts...)
+	}
+	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
+	if err != nil {
+		c.release()
+		return nil, err
+	}
+	s := &stream{ClientStream: cs, c: c, serverStreams: desc.ServerStreams}
+	s.stop = context.AfterFunc(ctx, s.end)
+	return s, nil
 }
 
 type stream struct {

@@ -4,26 +4,49 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // UnaryClientInterceptor gives every unary call its deadline (see the
 // package documentation) and fails calls fast whose remaining budget is
 // below the method's minimum, without sending them.
 func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return i.unary
+	return chain.UnaryInterceptor(layer{i: i})
 }
 
-func (i *Interceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	pl, err := i.plan(ctx, method, cc)
+// layer is the Interceptor as a layer of a folded chain. A pending layer
+// leaves a deadline it adds to unary calls in chain.State, for the retry
+// layer to set on each attempt's context together with the attempt's own
+// timeout: one context per attempt instead of one per call and one per
+// attempt.
+type layer struct {
+	i       *Interceptor
+	pending bool
+}
+
+func init() {
+	chain.Register(chain.Deadline, func(i *Interceptor) chain.Layer { return chain.Layer{Unary: layer{i: i}, Stream: layer{i: i}} })
+	chain.Register(chain.DeadlinePending, func(i *Interceptor) chain.Layer {
+		return chain.Layer{Unary: layer{i: i, pending: true}, Stream: layer{i: i}}
+	})
+}
+
+func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	pl, err := l.i.plan(ctx, method, cc, &next.State)
 	if err != nil {
 		return err
 	}
 	if pl.source == FromCaller {
-		return invoker(ctx, method, req, reply, cc, opts...)
+		return next.Invoke(ctx, method, req, reply, cc, opts...)
+	}
+	if l.pending && next.Folded() {
+		next.Deadline = pl.deadline
+		return next.Invoke(ctx, method, req, reply, cc, opts...)
 	}
 	ctx, cancel := context.WithDeadline(ctx, pl.deadline)
 	defer cancel()
-	return invoker(ctx, method, req, reply, cc, opts...)
+	return next.Invoke(ctx, method, req, reply, cc, opts...)
 }
 
 // StreamClientInterceptor gives every stream its deadline, which covers the
@@ -39,19 +62,19 @@ func (i *Interceptor) unary(ctx context.Context, method string, req, reply any, 
 // that abandons a stream without reading it to the end or cancelling its
 // context holds it until the deadline.
 func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return i.stream
+	return chain.StreamInterceptor(layer{i: i})
 }
 
-func (i *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	pl, err := i.plan(ctx, method, cc)
+func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	pl, err := l.i.plan(ctx, method, cc, &next.State)
 	if err != nil {
 		return nil, err
 	}
 	if pl.source == FromCaller {
-		return streamer(ctx, desc, cc, method, opts...)
+		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
 	ctx, cancel := context.WithDeadline(ctx, pl.deadline)
-	cs, err := streamer(ctx, desc, cc, method, opts...)
+	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // Layer is the Rejection.Layer of calls this package fails fast.
@@ -88,8 +89,8 @@ type plan struct {
 // plan resolves the method's policy, computes the call's deadline and
 // checks the budget. It reports DeadlineSet, or DeadlineFailFast together
 // with the *outcome.Rejection it returns.
-func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientConn) (plan, error) {
-	p, err := i.cfg.Resolver.Resolve(method)
+func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientConn, st *chain.State) (plan, error) {
+	p, err := st.Resolve(i.cfg.Resolver, method)
 	if err != nil {
 		return plan{}, status.Error(codes.FailedPrecondition, err.Error())
 	}

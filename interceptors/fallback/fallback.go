@@ -15,6 +15,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // Level says which level of the chain answered a call.
@@ -112,8 +113,8 @@ func New(opts ...Option) (*Interceptor, error) {
 	return ic, nil
 }
 
-// chain returns the chain of a method, nil if it has none.
-func (ic *Interceptor) chain(method string) *chain {
+// planFor returns the fallback chain of a method, nil if it has none.
+func (ic *Interceptor) planFor(method string) *plan {
 	if ch, ok := ic.cfg.chains[method]; ok {
 		return ch
 	}
@@ -127,58 +128,72 @@ func (ic *Interceptor) chain(method string) *chain {
 
 // UnaryClientInterceptor returns the unary client interceptor.
 func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		ch := ic.chain(method)
-		if ch == nil {
-			return invoker(ctx, method, req, reply, cc, opts...)
+	return chain.UnaryInterceptor(layer{ic})
+}
+
+// layer is the Interceptor as a layer of a folded chain.
+type layer struct{ ic *Interceptor }
+
+func init() {
+	chain.Register(chain.Fallback, func(ic *Interceptor) chain.Layer { return chain.Layer{Unary: layer{ic}, Stream: layer{ic}} })
+}
+
+func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	ic := l.ic
+	ch := ic.planFor(method)
+	if ch == nil {
+		return next.Invoke(ctx, method, req, reply, cc, opts...)
+	}
+	var rep *Level
+	for _, o := range opts {
+		if r, ok := o.(reportOption); ok && r.l != nil {
+			rep = r.l
+			*rep = None
 		}
-		var rep *Level
-		for _, o := range opts {
-			if r, ok := o.(reportOption); ok && r.l != nil {
-				rep = r.l
-				*rep = None
-			}
+	}
+	cacheable := false
+	if ch.cache {
+		p, err := next.Resolve(ic.cfg.Resolver, method)
+		if err != nil {
+			return status.Error(codes.FailedPrecondition, err.Error())
 		}
-		cacheable := false
-		if ch.cache {
-			p, err := ic.cfg.Resolver.Resolve(method)
-			if err != nil {
-				return status.Error(codes.FailedPrecondition, err.Error())
-			}
-			cacheable = p.Idempotency == policy.NoSideEffects
-		}
-		err := invoker(ctx, method, req, reply, cc, opts...)
-		if err == nil {
-			if cacheable {
-				ic.store(method, req, reply)
-			}
-			return nil
-		}
-		if !ic.cfg.when(ctx, err) {
-			return err
-		}
-		level := ic.answer(ctx, ch, cacheable, method, req, reply, err)
-		if level == None {
-			return err
-		}
-		if rep != nil {
-			*rep = level
-		}
-		for _, o := range opts {
-			if h, ok := o.(grpc.HeaderCallOption); ok && h.HeaderAddr != nil {
-				*h.HeaderAddr = metadata.Join(*h.HeaderAddr, metadata.Pairs(MetadataKey, level.String()))
-			}
-		}
-		if o := ic.cfg.Observer; o != nil {
-			o.Observe(ctx, observe.Event{Kind: observe.Fallback, Method: method, Target: cc.Target(), Reason: level.String(), Err: err})
+		cacheable = p.Idempotency == policy.NoSideEffects
+	}
+	err := next.Invoke(ctx, method, req, reply, cc, opts...)
+	if err == nil {
+		if cacheable {
+			ic.store(method, req, reply)
 		}
 		return nil
 	}
+	// The fallbacks run within the call's deadline, which inner layers may
+	// have kept off ctx until now.
+	ctx, cancel := next.ApplyDeadline(ctx)
+	defer cancel()
+	if !ic.cfg.when(ctx, err) {
+		return err
+	}
+	level := ic.answer(ctx, ch, cacheable, method, req, reply, err)
+	if level == None {
+		return err
+	}
+	if rep != nil {
+		*rep = level
+	}
+	for _, o := range opts {
+		if h, ok := o.(grpc.HeaderCallOption); ok && h.HeaderAddr != nil {
+			*h.HeaderAddr = metadata.Join(*h.HeaderAddr, metadata.Pairs(MetadataKey, level.String()))
+		}
+	}
+	if o := ic.cfg.Observer; o != nil {
+		o.Observe(ctx, observe.Event{Kind: observe.Fallback, Method: method, Target: cc.Target(), Reason: level.String(), Err: err})
+	}
+	return nil
 }
 
 // answer tries the chain's levels in order and returns the one that
 // answered.
-func (ic *Interceptor) answer(ctx context.Context, ch *chain, cacheable bool, method string, req, reply any, cause error) Level {
+func (ic *Interceptor) answer(ctx context.Context, ch *plan, cacheable bool, method string, req, reply any, cause error) Level {
 	if ch.fn != nil && ch.fn(ctx, method, req, reply, cause) == nil {
 		return Function
 	}
@@ -239,7 +254,9 @@ func cacheKey(method string, req any) (string, bool) {
 // through unchanged: fallbacks answer unary calls only. It exists so that
 // the package chains like the others.
 func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		return streamer(ctx, desc, cc, method, opts...)
-	}
+	return chain.StreamInterceptor(layer{ic})
+}
+
+func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return next.NewStream(ctx, desc, cc, method, opts...)
 }

@@ -57,14 +57,14 @@ type Option func(*config) error
 type config struct {
 	common.Config
 	when         func(ctx context.Context, err error) bool
-	chains       map[string]*chain // by full method name
-	services     map[string]*chain // by service name, from "/pkg.Service/*"
+	chains       map[string]*plan // by full method name
+	services     map[string]*plan // by service name, from "/pkg.Service/*"
 	cacheEntries int
 	cacheMaxAge  time.Duration
 }
 
-// chain is what one method (or service) falls back to, in order.
-type chain struct {
+// plan is what one method (or service) falls back to, in order.
+type plan struct {
 	fn     Func
 	cache  bool
 	static proto.Message
@@ -74,8 +74,8 @@ func defaultConfig() config {
 	return config{
 		Config:       common.Config{Resolver: policy.Default(), Clock: clock.System()},
 		when:         DefaultWhen,
-		chains:       map[string]*chain{},
-		services:     map[string]*chain{},
+		chains:       map[string]*plan{},
+		services:     map[string]*plan{},
 		cacheEntries: DefaultCacheEntries,
 		cacheMaxAge:  DefaultCacheMaxAge,
 	}
@@ -101,10 +101,10 @@ func DefaultWhen(ctx context.Context, err error) bool {
 
 // chainFor returns the chain of a pattern: a full method name
 // "/pkg.Service/Method", or "/pkg.Service/*" for every method of a service.
-func (c *config) chainFor(pattern, option string) (*chain, error) {
+func (c *config) chainFor(pattern, option string) (*plan, error) {
 	if svc, ok := strings.CutSuffix(pattern, "/*"); ok && len(svc) > 1 && svc[0] == '/' && !strings.Contains(svc[1:], "/") {
 		if c.services[svc[1:]] == nil {
-			c.services[svc[1:]] = &chain{}
+			c.services[svc[1:]] = &plan{}
 		}
 		return c.services[svc[1:]], nil
 	}
@@ -112,7 +112,7 @@ func (c *config) chainFor(pattern, option string) (*chain, error) {
 		return nil, fmt.Errorf("fallback.%s(%q): want a full method name such as /pkg.v1.Service/Method, or /pkg.v1.Service/*", option, pattern)
 	}
 	if c.chains[pattern] == nil {
-		c.chains[pattern] = &chain{}
+		c.chains[pattern] = &plan{}
 	}
 	return c.chains[pattern], nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // Interceptor is the client side: it gives every logical call to a method
@@ -38,25 +39,36 @@ func New(opts ...Option) (*Interceptor, error) {
 
 // UnaryClientInterceptor returns the unary client interceptor.
 func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		ctx, err := i.attach(ctx, method, cc)
-		if err != nil {
-			return err
-		}
-		return invoker(ctx, method, req, reply, cc, opts...)
+	return chain.UnaryInterceptor(layer{i})
+}
+
+// layer is the Interceptor as a layer of a folded chain.
+type layer struct{ i *Interceptor }
+
+func init() {
+	chain.Register(chain.Idempotency, func(i *Interceptor) chain.Layer { return chain.Layer{Unary: layer{i}, Stream: layer{i}} })
+}
+
+func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	ctx, err := l.i.attach(ctx, method, cc, &next.State)
+	if err != nil {
+		return err
 	}
+	return next.Invoke(ctx, method, req, reply, cc, opts...)
 }
 
 // StreamClientInterceptor returns the stream client interceptor: a stream
 // to a method that requires a key carries it in its request metadata.
 func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		ctx, err := i.attach(ctx, method, cc)
-		if err != nil {
-			return nil, err
-		}
-		return streamer(ctx, desc, cc, method, opts...)
+	return chain.StreamInterceptor(layer{i})
+}
+
+func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	ctx, err := l.i.attach(ctx, method, cc, &next.State)
+	if err != nil {
+		return nil, err
 	}
+	return next.NewStream(ctx, desc, cc, method, opts...)
 }
 
 // attach returns ctx with the call's key in its outgoing metadata when the
@@ -64,8 +76,8 @@ func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 // metadata (set by the application or an outer layer; left as it is, and
 // it must agree with a key set by WithKey), the one set with WithKey, or a
 // new one.
-func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.ClientConn) (context.Context, error) {
-	p, err := i.cfg.Resolver.Resolve(method)
+func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.ClientConn, st *chain.State) (context.Context, error) {
+	p, err := st.Resolve(i.cfg.Resolver, method)
 	if err != nil {
 		return ctx, status.Error(codes.FailedPrecondition, err.Error())
 	}

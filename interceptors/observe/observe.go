@@ -136,6 +136,36 @@ func (m multi) Observe(ctx context.Context, e Event) {
 	}
 }
 
+func (m multi) WatchesAttempts(ctx context.Context) bool {
+	for _, o := range m {
+		if WatchesAttempts(ctx, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// AttemptWatcher is implemented by observers that can tell, cheaply,
+// whether they would use the AttemptStart and AttemptEnd events of a call
+// on ctx. When none of a layer's observers would, the layer skips timing
+// the call's attempts: two clock reads and two events per attempt.
+type AttemptWatcher interface {
+	WatchesAttempts(ctx context.Context) bool
+}
+
+// WatchesAttempts reports whether o wants the attempt events of a call on
+// ctx: false for a nil o, and true for an observer that does not implement
+// AttemptWatcher.
+func WatchesAttempts(ctx context.Context, o Observer) bool {
+	if o == nil {
+		return false
+	}
+	if w, ok := o.(AttemptWatcher); ok {
+		return w.WatchesAttempts(ctx)
+	}
+	return true
+}
+
 // Attempt describes the attempt a context belongs to. The retry layer sets
 // it on each attempt's context; inner layers (per-attempt spans) read it.
 type Attempt struct {

@@ -122,10 +122,16 @@
 // Inner layers (per-attempt spans, metrics) read the attempt with
 // observe.AttemptFrom(ctx): number, hedge, the wait before it and why, and
 // the per-attempt timeout. The value is set on every attempt after the
-// first, and on the first too when an observer is configured; without an
-// observer, the first attempt's context is the caller's own, and
-// observe.AttemptFrom returns its documented default {N: 1}. This keeps
-// the common path free of allocations.
+// first, and on the first too when an observer is configured and the
+// interceptor is used on its own; otherwise the first attempt's context
+// carries none, and observe.AttemptFrom returns its documented default
+// {N: 1}. This keeps the common path free of allocations. In the failsoft
+// suite, its own inner layers learn the first attempt's timeout without
+// the context value.
+//
+// Observers that implement observe.AttemptWatcher (the telemetry layer
+// does) may say they have no use for attempt events; the interceptor then
+// skips timing attempts.
 //
 // # Streams
 //

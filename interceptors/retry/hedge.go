@@ -14,6 +14,7 @@ import (
 
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // hedgeResult is the end of one hedged attempt.
@@ -78,7 +79,14 @@ func (u *userAddrs) set(r *hedgeResult) {
 // once when an attempt fails with a retryable code), up to c.max attempts.
 // The first success wins and the others are cancelled; each attempt
 // decodes into its own reply and only the winner's is copied into reply.
-func (ic *Interceptor) hedge(c *call, req any, reply proto.Message, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+func (ic *Interceptor) hedge(c *call, req any, reply proto.Message, cc *grpc.ClientConn, next chain.UnaryNext, opts []grpc.CallOption) error {
+	if !c.deadline.IsZero() {
+		// Hedges share the call's deadline: set it on the call's context.
+		var cancel context.CancelFunc
+		c.ctx, cancel = context.WithDeadline(c.ctx, c.deadline)
+		defer cancel()
+		c.deadline = time.Time{}
+	}
 	hctx, cancelAll := context.WithCancel(c.ctx)
 	defer cancelAll()
 	base, user := hedgeOptions(opts)
@@ -102,6 +110,7 @@ func (ic *Interceptor) hedge(c *call, req any, reply proto.Message, cc *grpc.Cli
 		if n > 1 {
 			ctx = metadata.AppendToOutgoingContext(ctx, AttemptMetadata, attemptString(n))
 		}
+		inner := next
 		if n > 1 || ic.obs != nil {
 			ctx = observe.WithAttempt(ctx, observe.Attempt{N: n, Hedge: n > 1, Backoff: wait, BackoffReason: "hedge"})
 		}
@@ -115,7 +124,7 @@ func (ic *Interceptor) hedge(c *call, req any, reply proto.Message, cc *grpc.Cli
 		}
 		start := ic.clock.Now()
 		go func() {
-			r.err = invoker(ctx, c.method, req, r.reply, cc, aopts...)
+			r.err = inner.Invoke(ctx, c.method, req, r.reply, cc, aopts...)
 			r.dur = ic.clock.Now().Sub(start)
 			results <- r
 		}()

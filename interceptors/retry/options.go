@@ -217,13 +217,20 @@ func WithBackoff(initial, max time.Duration, multiplier float64) CallOption {
 }
 
 // callOptions collects this package's CallOptions from opts. It does not
-// allocate when there are none.
-func callOptions(opts []grpc.CallOption) (c callConfig, found bool) {
+// allocate when there are none: the config, which the options' functions
+// make escape, is only made once one is found.
+func callOptions(opts []grpc.CallOption) (callConfig, bool) {
+	var c *callConfig
 	for _, o := range opts {
 		if co, ok := o.(CallOption); ok && co.apply != nil {
-			co.apply(&c)
-			found = true
+			if c == nil {
+				c = new(callConfig)
+			}
+			co.apply(c)
 		}
 	}
-	return c, found
+	if c == nil {
+		return callConfig{}, false
+	}
+	return *c, true
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // UnaryPushbackInterceptor returns a per-attempt interceptor that marks a
@@ -27,6 +28,18 @@ import (
 // package documentation.
 func UnaryPushbackInterceptor() grpc.UnaryClientInterceptor { return unaryPushback }
 
+// pushbackLayer is pushback marking as a layer of a folded chain.
+type pushbackLayer struct{}
+
+func init() {
+	chain.Register(chain.Pushback, func(struct{}) chain.Layer { return chain.Layer{Unary: pushbackLayer{}, Stream: pushbackLayer{}} })
+}
+
+var (
+	unaryPushback  = chain.UnaryInterceptor(pushbackLayer{})
+	streamPushback = chain.StreamInterceptor(pushbackLayer{})
+)
+
 // StreamPushbackInterceptor is UnaryPushbackInterceptor for streams: a
 // stream that fails to open with a RetryInfo is marked, and so is the
 // final error of RecvMsg when the stream's trailer or status carries
@@ -34,18 +47,18 @@ func UnaryPushbackInterceptor() grpc.UnaryClientInterceptor { return unaryPushba
 // goroutine.
 func StreamPushbackInterceptor() grpc.StreamClientInterceptor { return streamPushback }
 
-func unaryPushback(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+func (pushbackLayer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
 	if addr := trailerAddr(opts); addr != nil {
 		// The common case inside the retry layer, which asks for the
 		// trailer of every retryable attempt: read the same one.
-		err := invoker(ctx, method, req, reply, cc, opts...)
+		err := next.Invoke(ctx, method, req, reply, cc, opts...)
 		if err == nil {
 			return nil
 		}
 		return markPushback(*addr, err)
 	}
 	tr := getTrailers(opts)
-	err := invoker(ctx, method, req, reply, cc, tr.opts...)
+	err := next.Invoke(ctx, method, req, reply, cc, tr.opts...)
 	if err != nil {
 		err = markPushback(tr.md, err)
 	}
@@ -53,8 +66,8 @@ func unaryPushback(ctx context.Context, method string, req, reply any, cc *grpc.
 	return err
 }
 
-func streamPushback(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	cs, err := streamer(ctx, desc, cc, method, opts...)
+func (pushbackLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
 	if err != nil {
 		var trailer metadata.MD
 		if addr := trailerAddr(opts); addr != nil {

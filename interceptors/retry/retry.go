@@ -20,6 +20,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // Interceptor retries and hedges the calls its policies allow. It is safe
@@ -62,13 +63,41 @@ func New(opts ...Option) (*Interceptor, error) {
 
 // UnaryClientInterceptor returns the unary client interceptor.
 func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return ic.unary
+	return chain.UnaryInterceptor(layer{ic})
 }
 
 // StreamClientInterceptor returns the stream client interceptor, for all
 // three stream kinds.
 func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return ic.stream
+	return chain.StreamInterceptor(layer{ic})
+}
+
+// layer is the Interceptor as a layer of a folded chain.
+type layer struct{ ic *Interceptor }
+
+func init() {
+	chain.Register(chain.Retry, func(ic *Interceptor) chain.Layer { return chain.Layer{Unary: layer{ic}, Stream: layer{ic}} })
+}
+
+func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	return l.ic.unary(ctx, method, req, reply, cc, next, opts...)
+}
+
+func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return l.ic.stream(ctx, desc, cc, method, next, opts...)
+}
+
+// resolveIn returns a method's policy, from st when an outer layer resolved
+// it with the same resolver.
+func (ic *Interceptor) resolveIn(st *chain.State, method string) (*policy.Policy, error) {
+	if st.Policy != nil && st.Resolver == ic.resolver {
+		return st.Policy, nil
+	}
+	p, err := ic.resolve(method)
+	if err == nil {
+		st.Resolver, st.Policy = ic.resolver, p
+	}
+	return p, err
 }
 
 // resolve returns a method's policy. A small cache in front of the
@@ -102,14 +131,20 @@ var errAttemptTimeout = errors.New("per-attempt timeout")
 
 // call is the state of one logical call shared by its attempts.
 type call struct {
-	ic      *Interceptor
-	ctx     context.Context // the caller's
-	method  string
-	target  string
-	p       *policy.Policy
-	b       *bucket // nil: no budget
-	max     int     // attempts, counting the first
-	timeout time.Duration
+	ic  *Interceptor
+	ctx context.Context // the caller's
+	// deadline is the call's deadline when the deadline layer left it
+	// pending (chain.State.Deadline) rather than on ctx: each attempt's
+	// context gets it. Zero when ctx holds the call's deadline, if any.
+	deadline time.Time
+	folded   bool // other failsoft layers follow, reading chain.State
+	watch    bool // the observer wants attempt events (observe.WatchesAttempts)
+	method   string
+	target   string
+	p        *policy.Policy
+	b        *bucket // nil: no budget
+	max      int     // attempts, counting the first
+	timeout  time.Duration
 
 	initial, maxBackoff time.Duration
 	multiplier          float64
@@ -157,8 +192,8 @@ func hasKey(ctx context.Context) bool {
 	return len(metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata)) > 0
 }
 
-func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	p, err := ic.resolve(method)
+func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	p, err := ic.resolveIn(&next.State, method)
 	if err != nil {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -182,23 +217,38 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 	if !cfg.disabled {
 		hedge, retry = eligible(ctx, p)
 	}
-	if retry && !found && ic.obs == nil && p.Retry.AttemptTimeout == 0 {
+	// The call's deadline, when the deadline layer left it pending, is
+	// set on each attempt's context from here on, and on no other.
+	pending := next.Deadline
+	next.Deadline = time.Time{}
+	watch := observe.WatchesAttempts(ctx, ic.obs)
+	if retry && !found && !watch && p.Retry.AttemptTimeout == 0 {
 		// The common case: the first attempt needs nothing but a place for
-		// its trailer; the call's state is built only if it fails.
+		// its trailer and the call's deadline; the call's state is built
+		// only if it fails.
 		tr := getTrailers(opts)
-		err := invoker(ctx, method, req, reply, cc, tr.opts...)
+		actx, cancel := ctx, context.CancelFunc(nil)
+		if !pending.IsZero() {
+			actx, cancel = context.WithDeadline(ctx, pending)
+		}
+		err := next.Invoke(actx, method, req, reply, cc, tr.opts...)
+		if cancel != nil {
+			cancel()
+		}
 		if err == nil {
 			tr.release()
 			return nil
 		}
 		c := ic.newCall(ctx, method, target, p, b, &cfg, false)
-		return ic.retryUnary(&c, tr, err, req, reply, cc, invoker)
+		c.deadline, c.folded, c.watch = pending, next.Folded(), watch
+		return ic.retryUnary(&c, tr, err, req, reply, cc, next)
 	}
 	if hedge {
 		if m, ok := reply.(proto.Message); ok {
 			c := ic.newCall(ctx, method, target, p, b, &cfg, true)
+			c.deadline, c.folded, c.watch = pending, next.Folded(), watch
 			if c.max > 1 {
-				return ic.hedge(&c, req, m, cc, invoker, opts)
+				return ic.hedge(&c, req, m, cc, next, opts)
 			}
 		} else {
 			// Hedges need a reply of their own; without proto messages,
@@ -208,18 +258,24 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 	}
 	if retry {
 		c := ic.newCall(ctx, method, target, p, b, &cfg, false)
+		c.deadline, c.folded, c.watch = pending, next.Folded(), watch
 		if c.max > 1 {
-			return ic.retryUnary(&c, getTrailers(opts), nil, req, reply, cc, invoker)
+			return ic.retryUnary(&c, getTrailers(opts), nil, req, reply, cc, next)
 		}
 	}
-	if ic.obs == nil {
-		return invoker(ctx, method, req, reply, cc, opts...)
+	if !pending.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, pending)
+		defer cancel()
 	}
-	c := call{ic: ic, ctx: ctx, method: method, target: target, p: p, max: 1}
-	actx := c.attemptContext(1, false, 0, "")
-	start := c.attemptStart(actx, false)
-	err = invoker(actx, method, req, reply, cc, opts...)
-	c.attemptEnd(actx, false, start, err)
+	if !watch {
+		return next.Invoke(ctx, method, req, reply, cc, opts...)
+	}
+	c := call{ic: ic, ctx: ctx, method: method, target: target, p: p, max: 1, folded: next.Folded(), watch: true}
+	actx := c.attemptContext(&next.State, 1, false, 0, "")
+	start := c.attemptStart(actx, 1, false)
+	err = next.Invoke(actx, method, req, reply, cc, opts...)
+	c.attemptEnd(actx, 1, false, start, err)
 	return err
 }
 
@@ -261,7 +317,7 @@ func (t *trailers) release() {
 
 // retryUnary runs the attempts of a retryable unary call. When first is
 // not nil, the first attempt was already sent and failed with it.
-func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker) error {
+func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext) error {
 	defer tr.release()
 	var wait time.Duration
 	var reason string
@@ -277,26 +333,29 @@ func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, req, reply
 			}
 			continue
 		}
+		inner := next
 		actx := c.ctx
-		if n > 1 || ic.obs != nil {
-			actx = c.attemptContext(n, false, wait, reason)
+		if n > 1 || c.watch {
+			actx = c.attemptContext(&inner.State, n, false, wait, reason)
+		} else {
+			inner.FirstAttempt, inner.AttemptTimeout = true, c.timeout
 		}
 		var at attemptTimer
-		if c.timeout > 0 {
-			actx = at.start(ic, actx, c.timeout, false)
+		if c.timeout > 0 || !c.deadline.IsZero() {
+			actx = at.start(ic, actx, c.timeout, c.deadline, false)
 		}
 		var start time.Time
-		if ic.obs != nil {
-			start = c.attemptStart(actx, false)
+		if c.watch {
+			start = c.attemptStart(actx, n, false)
 		}
 		tr.md = nil
-		err := invoker(actx, c.method, req, reply, cc, tr.opts...)
-		timedOut := at.finish()
+		err := inner.Invoke(actx, c.method, req, reply, cc, tr.opts...)
+		timedOut := at.finish(err == nil)
 		if timedOut && err != nil {
 			err = timeoutError(err, n, c.timeout)
 		}
-		if ic.obs != nil {
-			c.attemptEnd(actx, false, start, err)
+		if c.watch {
+			c.attemptEnd(actx, n, false, start, err)
 		}
 		if err == nil {
 			return nil
@@ -334,16 +393,18 @@ func attemptString(n int) string {
 }
 
 // attemptContext returns the context of attempt n: the attempt number in
-// the request metadata (from the second attempt on) and the observe.Attempt
-// value for inner layers.
-func (c *call) attemptContext(n int, hedge bool, wait time.Duration, reason string) context.Context {
+// the request metadata (from the second attempt on) and the attempt for
+// inner layers, in st, and on the context as an observe.Attempt value.
+func (c *call) attemptContext(st *chain.State, n int, hedge bool, wait time.Duration, reason string) context.Context {
 	ctx := c.ctx
 	if n > 1 {
 		ctx = metadata.AppendToOutgoingContext(ctx, AttemptMetadata, attemptString(n))
 	}
-	if n == 1 && !hedge && c.timeout == 0 {
+	if n == 1 && !hedge && (c.timeout == 0 || c.folded) {
 		// observe.AttemptFrom already reads a context without an attempt
-		// as the first one: saving the value costs two allocations.
+		// as the first one, and the suite's inner layers read st: saving
+		// the value costs two allocations.
+		st.FirstAttempt, st.AttemptTimeout = true, c.timeout
 		return ctx
 	}
 	return observe.WithAttempt(ctx, observe.Attempt{N: n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.timeout})
@@ -354,13 +415,21 @@ func (c *call) event(ctx context.Context, e observe.Event) {
 	c.ic.obs.Observe(ctx, e)
 }
 
-func (c *call) attemptStart(ctx context.Context, hedge bool) time.Time {
-	c.event(ctx, observe.Event{Kind: observe.AttemptStart, Attempt: observe.AttemptFrom(ctx).N, Hedge: hedge})
+func (c *call) attemptStart(ctx context.Context, n int, hedge bool) time.Time {
+	c.event(ctx, observe.Event{Kind: observe.AttemptStart, Attempt: n, Hedge: hedge})
 	return c.ic.clock.Now()
 }
 
-func (c *call) attemptEnd(ctx context.Context, hedge bool, start time.Time, err error) {
-	c.event(ctx, observe.Event{Kind: observe.AttemptEnd, Attempt: observe.AttemptFrom(ctx).N, Hedge: hedge, Err: err, Duration: c.ic.clock.Now().Sub(start)})
+func (c *call) attemptEnd(ctx context.Context, n int, hedge bool, start time.Time, err error) {
+	c.event(ctx, observe.Event{Kind: observe.AttemptEnd, Attempt: n, Hedge: hedge, Err: err, Duration: c.ic.clock.Now().Sub(start)})
+}
+
+// callDeadline returns the call's deadline: the pending one, or ctx's.
+func (c *call) callDeadline() (time.Time, bool) {
+	if !c.deadline.IsZero() {
+		return c.deadline, true
+	}
+	return c.ctx.Deadline()
 }
 
 // stopped reports that retrying ended and returns err.
@@ -379,6 +448,9 @@ func (c *call) retryable(err error, timedOut bool) (string, bool) {
 			return "deadline", false
 		}
 		return "canceled", false
+	}
+	if !c.deadline.IsZero() && !c.ic.clock.Now().Before(c.deadline) {
+		return "deadline", false
 	}
 	if _, ok := outcome.AsRejection(err); ok {
 		// Answered locally by an inner layer (open breaker, bulkhead,
@@ -434,7 +506,7 @@ func (c *call) next(err error, trailer metadata.MD, timedOut bool) (time.Duratio
 // for another attempt before the caller's deadline (less than the policy's
 // MinBudget, or nothing at all).
 func (c *call) checkDeadline(wait time.Duration, last error) error {
-	dl, ok := c.ctx.Deadline()
+	dl, ok := c.callDeadline()
 	if !ok {
 		return nil
 	}
@@ -499,20 +571,35 @@ type attemptTimer struct {
 	deadline time.Time
 	cancel   context.CancelCauseFunc
 	plain    context.CancelFunc
+	outer    context.CancelFunc // of the call's pending deadline, under a timer
 	timer    *time.Timer
 	ftimer   clock.Timer
 	stop     chan struct{}
 }
 
-func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Duration, stream bool) context.Context {
+// pending is the call's deadline when it is not on ctx (zero otherwise):
+// the attempt's context gets it too, in the same context when it can.
+func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Duration, pending time.Time, stream bool) context.Context {
 	t.parent = ctx
+	if d <= 0 {
+		t.ctx, t.plain = context.WithDeadline(ctx, pending)
+		return t.ctx
+	}
 	if ic.system && !stream {
 		dl := time.Now().Add(d)
+		if !pending.IsZero() && !dl.Before(pending) {
+			// The call's deadline comes first: no attempt timeout to tell.
+			t.ctx, t.plain = context.WithDeadline(ctx, pending)
+			return t.ctx
+		}
 		if pd, ok := ctx.Deadline(); !ok || dl.Before(pd) {
 			t.deadline = dl
 		}
 		t.ctx, t.plain = context.WithDeadlineCause(ctx, dl, errAttemptTimeout)
 		return t.ctx
+	}
+	if !pending.IsZero() {
+		ctx, t.outer = context.WithDeadline(ctx, pending)
 	}
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
 	if ic.system {
@@ -563,17 +650,22 @@ func (t *attemptTimer) disarm() {
 	}
 }
 
-// finish ends the attempt's context and reports whether the timeout fired.
-func (t *attemptTimer) finish() bool {
+// finish ends the attempt's context and reports whether the timeout fired
+// during an attempt that failed (ok: it succeeded, and whether the timer
+// fired does not matter).
+func (t *attemptTimer) finish(ok bool) bool {
 	if t.ctx == nil {
 		return false
 	}
-	fired := t.timedOut()
+	fired := !ok && t.timedOut()
 	t.disarm()
 	if t.plain != nil {
 		t.plain()
 	} else {
 		t.cancel(context.Canceled)
+	}
+	if t.outer != nil {
+		t.outer()
 	}
 	return fired
 }

@@ -16,10 +16,11 @@ import (
 
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
-func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	p, err := ic.resolve(method)
+func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	p, err := ic.resolveIn(&next.State, method)
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -47,11 +48,11 @@ func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	}
 	if !retry {
 		if ic.obs == nil {
-			return streamer(ctx, desc, cc, method, opts...)
+			return next.NewStream(ctx, desc, cc, method, opts...)
 		}
 		c = call{ic: ic, ctx: ctx, method: method, target: target, p: p, max: 1}
 	}
-	s := &retryStream{c: c, desc: desc, cc: cc, streamer: streamer, opts: opts, limit: ic.replayBuffer}
+	s := &retryStream{c: c, desc: desc, cc: cc, next: next, opts: opts, limit: ic.replayBuffer}
 	s.cond.L = &s.mu
 	a, err := s.newAttempt(0, "")
 	s.cur = a
@@ -94,12 +95,12 @@ type streamAttempt struct {
 // goroutine at a time is inside the current attempt's RecvMsg (busy), and
 // only that goroutine replaces a failed attempt.
 type retryStream struct {
-	c        call
-	desc     *grpc.StreamDesc
-	cc       *grpc.ClientConn
-	streamer grpc.Streamer
-	opts     []grpc.CallOption
-	limit    int
+	c     call
+	desc  *grpc.StreamDesc
+	cc    *grpc.ClientConn
+	next  chain.StreamNext
+	opts  []grpc.CallOption
+	limit int
 
 	committed atomic.Bool // cur is final; read without mu once set
 	special   atomic.Bool // pending or final is set
@@ -132,17 +133,18 @@ func (s *retryStream) newAttempt(wait time.Duration, reason string) (*streamAtte
 		a = &streamAttempt{n: c.n}
 	}
 	ctx := c.ctx
+	next := s.next
 	if a.n > 1 || c.ic.obs != nil {
-		ctx = c.attemptContext(a.n, false, wait, reason)
+		ctx = c.attemptContext(&next.State, a.n, false, wait, reason)
 	}
 	if c.timeout > 0 && c.max > 1 {
-		ctx = a.timer.start(c.ic, ctx, c.timeout, true)
+		ctx = a.timer.start(c.ic, ctx, c.timeout, time.Time{}, true)
 	}
 	a.ctx = ctx
 	if c.ic.obs != nil {
-		a.start = c.attemptStart(ctx, false)
+		a.start = c.attemptStart(ctx, a.n, false)
 	}
-	cs, err := s.streamer(ctx, s.desc, s.cc, c.method, s.opts...)
+	cs, err := next.NewStream(ctx, s.desc, s.cc, c.method, s.opts...)
 	a.cs = cs
 	return a, err
 }
@@ -154,7 +156,7 @@ func (s *retryStream) attemptDone(a *streamAttempt, err error) (error, bool) {
 	if !a.done.CompareAndSwap(false, true) {
 		return err, false
 	}
-	timedOut := a.timer.finish()
+	timedOut := a.timer.finish(false)
 	if timedOut && err != nil && err != io.EOF {
 		err = timeoutError(err, a.n, s.c.timeout)
 	}
@@ -163,7 +165,7 @@ func (s *retryStream) attemptDone(a *streamAttempt, err error) (error, bool) {
 		if e == io.EOF {
 			e = nil
 		}
-		s.c.attemptEnd(a.ctx, false, a.start, e)
+		s.c.attemptEnd(a.ctx, a.n, false, a.start, e)
 	}
 	return err, timedOut
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/internal/chain"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -23,18 +24,35 @@ import (
 // so that every attempt is a child of it; put UnaryAttemptInterceptor
 // inside them.
 func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		tr := i.tracer()
-		perCall := i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
-		if tr == nil && !perCall {
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}
-		target := cc.Target()
-		ctx, span, st := i.startCall(ctx, tr, method, target)
-		err := invoker(ctx, method, req, reply, cc, opts...)
-		i.endCall(ctx, span, st, method, target, err)
-		return err
+	return chain.UnaryInterceptor(callLayer{i})
+}
+
+// callLayer and attemptLayer are the Interceptor's two layers in a folded
+// chain.
+type (
+	callLayer    struct{ i *Interceptor }
+	attemptLayer struct{ i *Interceptor }
+)
+
+func init() {
+	chain.Register(chain.TelemetryCall, func(i *Interceptor) chain.Layer { return chain.Layer{Unary: callLayer{i}, Stream: callLayer{i}} })
+	chain.Register(chain.TelemetryAttempt, func(i *Interceptor) chain.Layer {
+		return chain.Layer{Unary: attemptLayer{i}, Stream: attemptLayer{i}}
+	})
+}
+
+func (l callLayer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	i := l.i
+	tr := i.tracer()
+	perCall := i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
+	if tr == nil && !perCall {
+		return next.Invoke(ctx, method, req, reply, cc, opts...)
 	}
+	target := cc.Target()
+	ctx, span, st := i.startCall(ctx, tr, method, target)
+	err := next.Invoke(ctx, method, req, reply, cc, opts...)
+	i.endCall(ctx, span, st, method, target, err)
+	return err
 }
 
 // StreamClientInterceptor returns the call interceptor for streams. The
@@ -42,21 +60,24 @@ func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 // for success), the single response of a non-server-streaming call
 // arrives, or the call's context is done.
 func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		tr := i.tracer()
-		perCall := i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
-		if tr == nil && !perCall {
-			return streamer(ctx, desc, cc, method, opts...)
-		}
-		target := cc.Target()
-		ctx, span, st := i.startCall(ctx, tr, method, target)
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err != nil {
-			i.endCall(ctx, span, st, method, target, err)
-			return nil, err
-		}
-		return newStream(ctx, cs, desc, func(err error) { i.endCall(ctx, span, st, method, target, err) }), nil
+	return chain.StreamInterceptor(callLayer{i})
+}
+
+func (l callLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	i := l.i
+	tr := i.tracer()
+	perCall := i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
+	if tr == nil && !perCall {
+		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
+	target := cc.Target()
+	ctx, span, st := i.startCall(ctx, tr, method, target)
+	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
+	if err != nil {
+		i.endCall(ctx, span, st, method, target, err)
+		return nil, err
+	}
+	return newStream(ctx, cs, desc, func(err error) { i.endCall(ctx, span, st, method, target, err) }), nil
 }
 
 func (i *Interceptor) startCall(ctx context.Context, tr trace.Tracer, method, target string) (context.Context, trace.Span, *callState) {
@@ -130,40 +151,46 @@ func endSpan(span trace.Span, err error, client bool) {
 // span's trace context into the outgoing metadata so the server's spans
 // join the trace. Chain it inside the retry and hedge layers.
 func (i *Interceptor) UnaryAttemptInterceptor() grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		a := i.countAttempt(ctx)
-		tr := i.tracer()
-		if tr == nil {
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}
-		ctx, span := i.startAttempt(ctx, tr, method, cc.Target(), a)
-		err := invoker(ctx, method, req, reply, cc, opts...)
-		endSpan(span, err, true)
-		return err
+	return chain.UnaryInterceptor(attemptLayer{i})
+}
+
+func (l attemptLayer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	i := l.i
+	a := i.countAttempt(ctx, &next.State)
+	tr := i.tracer()
+	if tr == nil {
+		return next.Invoke(ctx, method, req, reply, cc, opts...)
 	}
+	ctx, span := i.startAttempt(ctx, tr, method, cc.Target(), a, &next.State)
+	err := next.Invoke(ctx, method, req, reply, cc, opts...)
+	endSpan(span, err, true)
+	return err
 }
 
 // StreamAttemptInterceptor is UnaryAttemptInterceptor for streams: the
 // attempt span ends when the attempt's stream does.
 func (i *Interceptor) StreamAttemptInterceptor() grpc.StreamClientInterceptor {
-	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		a := i.countAttempt(ctx)
-		tr := i.tracer()
-		if tr == nil {
-			return streamer(ctx, desc, cc, method, opts...)
-		}
-		ctx, span := i.startAttempt(ctx, tr, method, cc.Target(), a)
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err != nil {
-			endSpan(span, err, true)
-			return nil, err
-		}
-		return newStream(ctx, cs, desc, func(err error) { endSpan(span, err, true) }), nil
-	}
+	return chain.StreamInterceptor(attemptLayer{i})
 }
 
-func (i *Interceptor) countAttempt(ctx context.Context) observe.Attempt {
-	a := observe.AttemptFrom(ctx)
+func (l attemptLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	i := l.i
+	a := i.countAttempt(ctx, &next.State)
+	tr := i.tracer()
+	if tr == nil {
+		return next.NewStream(ctx, desc, cc, method, opts...)
+	}
+	ctx, span := i.startAttempt(ctx, tr, method, cc.Target(), a, &next.State)
+	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
+	if err != nil {
+		endSpan(span, err, true)
+		return nil, err
+	}
+	return newStream(ctx, cs, desc, func(err error) { endSpan(span, err, true) }), nil
+}
+
+func (i *Interceptor) countAttempt(ctx context.Context, cs *chain.State) observe.Attempt {
+	a := cs.AttemptOf(ctx)
 	if st := callStateFrom(ctx); st != nil {
 		st.attempts.Add(1)
 		st.retryDelay.Add(int64(a.Backoff))
@@ -171,7 +198,7 @@ func (i *Interceptor) countAttempt(ctx context.Context) observe.Attempt {
 	return a
 }
 
-func (i *Interceptor) startAttempt(ctx context.Context, tr trace.Tracer, method, target string, a observe.Attempt) (context.Context, trace.Span) {
+func (i *Interceptor) startAttempt(ctx context.Context, tr trace.Tracer, method, target string, a observe.Attempt, cs *chain.State) (context.Context, trace.Span) {
 	name := rpcName(method)
 	// The sampler sees the semantic-convention attributes; the rest is
 	// built only for a span that records.
@@ -193,7 +220,7 @@ func (i *Interceptor) startAttempt(ctx context.Context, tr trace.Tracer, method,
 	if a.Timeout > 0 {
 		attrs = append(attrs, TimeoutMS.Float64(ms(a.Timeout)))
 	}
-	if d, ok := ctx.Deadline(); ok {
+	if d, ok := cs.DeadlineOf(ctx); ok {
 		attrs = append(attrs, DeadlineRemainingMS.Float64(ms(d.Sub(i.clock.Now()))))
 	}
 	if i.cfg.rawKeys {

@@ -21,6 +21,14 @@ func (i *Interceptor) Observe(ctx context.Context, e observe.Event) {
 	i.record(ctx, e)
 }
 
+// WatchesAttempts reports whether Observe would use the attempt events of
+// a call on ctx: when a span on ctx records, or an attempt metric is
+// enabled.
+func (i *Interceptor) WatchesAttempts(ctx context.Context) bool {
+	return trace.SpanFromContext(ctx).IsRecording() ||
+		i.m.attemptStarted.Enabled(ctx) || i.m.attemptDuration.Enabled(ctx)
+}
+
 func (i *Interceptor) spanEvent(span trace.Span, e observe.Event) {
 	target := Target.String(e.Target)
 	switch e.Kind {

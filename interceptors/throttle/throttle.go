@@ -15,6 +15,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/internal/registry"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // Layer is the Rejection.Layer of the throttle's local rejections.
@@ -77,20 +78,30 @@ func (t *Interceptor) State(target string) State {
 // locally with the throttle's probability, and otherwise sends it and
 // counts its result.
 func (t *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		target := targetOf(cc)
-		r := t.targets.Get(target, "")
-		if r == nil {
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}
-		idx, err := t.admit(ctx, r, target, method)
-		if err != nil {
-			return err
-		}
-		err = invoker(ctx, method, req, reply, cc, opts...)
-		t.record(r, idx, err)
+	return chain.UnaryInterceptor(layer{t})
+}
+
+// layer is the Interceptor as a layer of a folded chain.
+type layer struct{ t *Interceptor }
+
+func init() {
+	chain.Register(chain.Throttle, func(t *Interceptor) chain.Layer { return chain.Layer{Unary: layer{t}, Stream: layer{t}} })
+}
+
+func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	t := l.t
+	target := targetOf(cc)
+	r := t.targets.Get(target, "")
+	if r == nil {
+		return next.Invoke(ctx, method, req, reply, cc, opts...)
+	}
+	idx, err := t.admit(ctx, r, target, method)
+	if err != nil {
 		return err
 	}
+	err = next.Invoke(ctx, method, req, reply, cc, opts...)
+	t.record(r, idx, err)
+	return err
 }
 
 // StreamClientInterceptor returns the stream interceptor: it rejects the
@@ -101,23 +112,26 @@ func (t *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 // A stream the caller abandons before its end is not counted. The
 // interceptor starts no goroutine and never cancels the stream's context.
 func (t *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		target := targetOf(cc)
-		r := t.targets.Get(target, "")
-		if r == nil {
-			return streamer(ctx, desc, cc, method, opts...)
-		}
-		idx, err := t.admit(ctx, r, target, method)
-		if err != nil {
-			return nil, err
-		}
-		cs, err := streamer(ctx, desc, cc, method, opts...)
-		if err != nil {
-			t.record(r, idx, err)
-			return nil, err
-		}
-		return &stream{ClientStream: cs, t: t, r: r, idx: idx, unaryResponse: !desc.ServerStreams}, nil
+	return chain.StreamInterceptor(layer{t})
+}
+
+func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	t := l.t
+	target := targetOf(cc)
+	r := t.targets.Get(target, "")
+	if r == nil {
+		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
+	idx, err := t.admit(ctx, r, target, method)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
+	if err != nil {
+		t.record(r, idx, err)
+		return nil, err
+	}
+	return &stream{ClientStream: cs, t: t, r: r, idx: idx, unaryResponse: !desc.ServerStreams}, nil
 }
 
 // stream counts its final status once. RecvMsg is never called

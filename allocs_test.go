@@ -1,0 +1,76 @@
+//go:build !race
+
+package failsoft
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/failsoft/failsoft/interceptors/telemetry"
+	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
+)
+
+// TestSuiteAllocs pins what the whole suite adds to a call whose first
+// attempt succeeds: nothing when the caller's deadline is the earliest, and
+// one deadline context otherwise, even when the policy gives both a call
+// timeout and a per-attempt timeout. The layers themselves, their chaining
+// and the attempt bookkeeping allocate nothing.
+func TestSuiteAllocs(t *testing.T) {
+	cc, err := grpc.NewClient("passthrough:///allocs", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	oneContext := testing.AllocsPerRun(200, func() {
+		_, cancel := context.WithDeadline(context.Background(), time.Now().Add(time.Second))
+		cancel()
+	})
+	noopTelemetry := WithTelemetry(
+		telemetry.WithTracerProvider(tracenoop.NewTracerProvider()),
+		telemetry.WithMeterProvider(metricnoop.NewMeterProvider()),
+	)
+	req, reply := &policytestv1.PingRequest{}, &policytestv1.PingResponse{}
+	for _, tc := range []struct {
+		name   string
+		opts   []Option
+		method string
+		caller time.Duration // the caller's own timeout; 0: none
+		want   float64
+	}{
+		{"caller deadline earliest", nil, policytestv1.PlainService_Idempotent_FullMethodName, time.Hour, 0},
+		{"default timeout added", nil, policytestv1.PlainService_Idempotent_FullMethodName, 0, oneContext},
+		{"policy and per-attempt timeouts", nil, policytestv1.TunedService_Override_FullMethodName, 0, oneContext},
+		{"policy and per-attempt timeouts, no-op telemetry", []Option{noopTelemetry}, policytestv1.TunedService_Override_FullMethodName, 0, oneContext},
+		{"not idempotent", nil, policytestv1.TunedService_Inherit_FullMethodName, 0, oneContext},
+		{"without telemetry", []Option{WithoutTelemetry()}, policytestv1.TunedService_Override_FullMethodName, 0, oneContext},
+		{"without retry", []Option{WithoutRetry()}, policytestv1.TunedService_Override_FullMethodName, 0, oneContext},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := build(tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			call := chainInvoker(s, noopInvoker)
+			ctx := context.Background()
+			if tc.caller > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.caller)
+				defer cancel()
+			}
+			got := testing.AllocsPerRun(200, func() {
+				if err := call(ctx, tc.method, req, reply, cc); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if got != tc.want {
+				t.Errorf("%v allocs per call, want %v (one deadline context: %v)", got, tc.want, oneContext)
+			}
+		})
+	}
+}

@@ -1,0 +1,254 @@
+// Package chain folds failsoft's client layers into one gRPC interceptor.
+//
+// grpc-go chains interceptors by wrapping each one's successor in a new
+// closure on every call: a suite of ten layers paid ten allocations per
+// call for that alone. Here a layer gets its successor as a Next value,
+// passed by value and never allocated, holding the layers still to run,
+// grpc-go's own invoker (or streamer) at the end, and State: what outer
+// layers learned about the call that inner ones need (the resolved
+// policy, a deadline not yet set on the context, the attempt).
+//
+// Each layer package implements its layer once, in this form, and its
+// public interceptor runs it with FinalUnary or FinalStream: with nothing
+// after it but grpc-go's chain. The failsoft package runs all of them with
+// NewUnary and NewStream. Layer packages register their layers with
+// Register, so that the failsoft package reaches them without their types
+// exporting this package's types.
+package chain
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/policy"
+)
+
+// Unary is a layer of a folded unary chain. It calls next.Invoke to go on.
+type Unary interface {
+	Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next UnaryNext, opts ...grpc.CallOption) error
+}
+
+// Stream is a layer of a folded stream chain. It calls next.NewStream to go
+// on.
+type Stream interface {
+	Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error)
+}
+
+// State is what a call carries from layer to layer, by value.
+type State struct {
+	// Deadline, when not zero, is the call's deadline, which the deadline
+	// layer left for the retry layer to set on each attempt's context: one
+	// context per attempt then serves both the call's deadline and the
+	// attempt's own timeout. Layers between the two read it with
+	// DeadlineOf; a layer that sets it on a context clears it. The chain
+	// sets it itself if it reaches the end still pending.
+	Deadline time.Time
+	// Policy is the call method's policy, resolved by an outer layer with
+	// Resolver; nil until a layer resolves it.
+	Resolver *policy.Resolver
+	Policy   *policy.Policy
+	// FirstAttempt is set by the retry layer on the first attempt of a
+	// call, in place of observe.WithAttempt, which allocates; the attempt's
+	// timeout is AttemptTimeout. Later attempts and hedges carry their
+	// observe.Attempt on their context.
+	FirstAttempt   bool
+	AttemptTimeout time.Duration
+}
+
+// Resolve returns the policy of method from r, reusing the one an outer
+// layer resolved with the same resolver.
+func (s *State) Resolve(r *policy.Resolver, method string) (*policy.Policy, error) {
+	if s.Policy != nil && s.Resolver == r {
+		return s.Policy, nil
+	}
+	p, err := r.Resolve(method)
+	if err == nil {
+		s.Resolver, s.Policy = r, p
+	}
+	return p, err
+}
+
+// AttemptOf returns the attempt ctx belongs to: the first if the retry
+// layer said so in s, otherwise the one on ctx.
+func (s *State) AttemptOf(ctx context.Context) observe.Attempt {
+	if s.FirstAttempt {
+		return observe.Attempt{N: 1, Timeout: s.AttemptTimeout}
+	}
+	return observe.AttemptFrom(ctx)
+}
+
+// DeadlineOf returns the call's deadline: the earlier of ctx's and the
+// pending one.
+func (s *State) DeadlineOf(ctx context.Context) (time.Time, bool) {
+	d, ok := ctx.Deadline()
+	if !s.Deadline.IsZero() && (!ok || s.Deadline.Before(d)) {
+		return s.Deadline, true
+	}
+	return d, ok
+}
+
+// ApplyDeadline returns ctx with the pending deadline set on it and clears
+// it. The cancel function is never nil.
+func (s *State) ApplyDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := s.Deadline
+	if d.IsZero() {
+		return ctx, func() {}
+	}
+	s.Deadline = time.Time{}
+	return context.WithDeadline(ctx, d)
+}
+
+// UnaryNext is what follows a layer in a unary chain.
+type UnaryNext struct {
+	layers []Unary
+	final  grpc.UnaryInvoker
+	State
+}
+
+// NewUnary returns the start of a chain of layers ending in final.
+func NewUnary(layers []Unary, final grpc.UnaryInvoker) UnaryNext {
+	return UnaryNext{layers: layers, final: final}
+}
+
+// FinalUnary is what follows a layer used alone as a gRPC interceptor:
+// grpc-go's invoker.
+func FinalUnary(final grpc.UnaryInvoker) UnaryNext {
+	return UnaryNext{final: final}
+}
+
+// Folded reports whether other failsoft layers follow, which read State:
+// a layer may then leave in State what it would otherwise set on the
+// context.
+func (n *UnaryNext) Folded() bool { return len(n.layers) > 0 }
+
+// Invoke runs the rest of the chain.
+func (n UnaryNext) Invoke(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+	if len(n.layers) > 0 {
+		l := n.layers[0]
+		n.layers = n.layers[1:]
+		return l.Unary(ctx, method, req, reply, cc, n, opts...)
+	}
+	if !n.Deadline.IsZero() {
+		ctx, cancel := n.ApplyDeadline(ctx)
+		defer cancel()
+		return n.final(ctx, method, req, reply, cc, opts...)
+	}
+	return n.final(ctx, method, req, reply, cc, opts...)
+}
+
+// StreamNext is what follows a layer in a stream chain. Streams never
+// carry a pending deadline: the deadline layer sets a stream's on its
+// context, which must live as long as the stream.
+type StreamNext struct {
+	layers []Stream
+	final  grpc.Streamer
+	State
+}
+
+// NewStream returns the start of a chain of layers ending in final.
+func NewStream(layers []Stream, final grpc.Streamer) StreamNext {
+	return StreamNext{layers: layers, final: final}
+}
+
+// FinalStream is what follows a layer used alone as a gRPC interceptor:
+// grpc-go's streamer.
+func FinalStream(final grpc.Streamer) StreamNext {
+	return StreamNext{final: final}
+}
+
+// Folded reports whether other failsoft layers follow.
+func (n *StreamNext) Folded() bool { return len(n.layers) > 0 }
+
+// NewStream runs the rest of the chain.
+func (n StreamNext) NewStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if len(n.layers) > 0 {
+		l := n.layers[0]
+		n.layers = n.layers[1:]
+		return l.Stream(ctx, desc, cc, method, n, opts...)
+	}
+	return n.final(ctx, desc, cc, method, opts...)
+}
+
+// Interceptors returns a layer as a pair of gRPC interceptors, for the
+// layer packages' public API.
+func Interceptors(u Unary, s Stream) (grpc.UnaryClientInterceptor, grpc.StreamClientInterceptor) {
+	return UnaryInterceptor(u), StreamInterceptor(s)
+}
+
+// UnaryInterceptor returns a unary layer as a gRPC interceptor.
+func UnaryInterceptor(u Unary) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return u.Unary(ctx, method, req, reply, cc, FinalUnary(invoker), opts...)
+	}
+}
+
+// StreamInterceptor returns a stream layer as a gRPC interceptor.
+func StreamInterceptor(s Stream) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return s.Stream(ctx, desc, cc, method, FinalStream(streamer), opts...)
+	}
+}
+
+// Kind names a layer for Register and Lookup.
+type Kind string
+
+// The layers of the suite.
+const (
+	Deadline         Kind = "deadline"
+	DeadlinePending  Kind = "deadline, pending" // see State.Deadline
+	Idempotency      Kind = "idempotency"
+	Fallback         Kind = "fallback"
+	Retry            Kind = "retry"
+	Pushback         Kind = "pushback"
+	Throttle         Kind = "throttle"
+	Breaker          Kind = "breaker"
+	Bulkhead         Kind = "bulkhead"
+	TelemetryCall    Kind = "telemetry call"
+	TelemetryAttempt Kind = "telemetry attempt"
+)
+
+// Layer is a layer's unary and stream halves.
+type Layer struct {
+	Unary  Unary
+	Stream Stream
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[Kind]func(any) (Layer, bool){}
+)
+
+// Register makes Lookup(kind, v) return of(v) for a v of type T. Layer
+// packages call it from init.
+func Register[T any](kind Kind, of func(T) Layer) {
+	mu.Lock()
+	defer mu.Unlock()
+	registry[kind] = func(v any) (Layer, bool) {
+		t, ok := v.(T)
+		if !ok {
+			return Layer{}, false
+		}
+		return of(t), true
+	}
+}
+
+// Lookup returns the layer of kind that v, a value built by the layer's
+// package, implements.
+func Lookup(kind Kind, v any) (Layer, error) {
+	mu.RLock()
+	of := registry[kind]
+	mu.RUnlock()
+	if of == nil {
+		return Layer{}, fmt.Errorf("chain: no layer of kind %q registered", kind)
+	}
+	l, ok := of(v)
+	if !ok || l.Unary == nil || l.Stream == nil {
+		return Layer{}, fmt.Errorf("chain: %T is not a layer of kind %q", v, kind)
+	}
+	return l, nil
+}
