@@ -68,3 +68,30 @@ func BenchmarkObserveNoAlloc(b *testing.B) {
 		o.Observe(ctx, observe.Event{Kind: observe.AttemptEnd, Method: "/a.B/C", Attempt: 2})
 	}
 }
+
+type watcher bool
+
+func (watcher) Observe(context.Context, observe.Event) {}
+func (w watcher) WatchesAttempts(context.Context) bool { return bool(w) }
+
+func TestWatchesAttempts(t *testing.T) {
+	ctx := context.Background()
+	plain := observe.Func(func(context.Context, observe.Event) {})
+	for _, tc := range []struct {
+		name string
+		o    observe.Observer
+		want bool
+	}{
+		{"nil", nil, false},
+		{"an observer that cannot tell", plain, true},
+		{"a watcher that wants them", watcher(true), true},
+		{"a watcher that does not", watcher(false), false},
+		{"multi, none wants them", observe.Multi(watcher(false), watcher(false)), false},
+		{"multi, one wants them", observe.Multi(watcher(false), watcher(true)), true},
+		{"multi, one cannot tell", observe.Multi(watcher(false), plain), true},
+	} {
+		if got := observe.WatchesAttempts(ctx, tc.o); got != tc.want {
+			t.Errorf("%s: WatchesAttempts = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
