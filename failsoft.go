@@ -217,7 +217,7 @@ type suite struct {
 // add appends the layer of kind that v implements.
 func (s *suite) add(kind chain.Kind, v any) error {
 	l, err := chain.Lookup(kind, v)
-	if err != nil {
+	if err != nil || l.Empty() {
 		return err
 	}
 	s.unary = append(s.unary, l.Unary)

@@ -135,7 +135,12 @@ func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 type layer struct{ ic *Interceptor }
 
 func init() {
-	chain.Register(chain.Fallback, func(ic *Interceptor) chain.Layer { return chain.Layer{Unary: layer{ic}, Stream: layer{ic}} })
+	chain.Register(chain.Fallback, func(ic *Interceptor) chain.Layer {
+		if len(ic.cfg.chains) == 0 && len(ic.cfg.services) == 0 {
+			return chain.Layer{} // no fallbacks: every call passes through
+		}
+		return chain.Layer{Unary: layer{ic}, Stream: layer{ic}}
+	})
 }
 
 func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {

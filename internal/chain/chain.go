@@ -212,11 +212,16 @@ const (
 	TelemetryAttempt Kind = "telemetry attempt"
 )
 
-// Layer is a layer's unary and stream halves.
+// Layer is a layer's unary and stream halves. A layer with nothing to do
+// (a fallback layer without fallbacks) is the zero Layer, left out of the
+// chain.
 type Layer struct {
 	Unary  Unary
 	Stream Stream
 }
+
+// Empty reports whether l is the zero Layer.
+func (l Layer) Empty() bool { return l.Unary == nil && l.Stream == nil }
 
 var (
 	mu       sync.RWMutex
@@ -247,7 +252,7 @@ func Lookup(kind Kind, v any) (Layer, error) {
 		return Layer{}, fmt.Errorf("chain: no layer of kind %q registered", kind)
 	}
 	l, ok := of(v)
-	if !ok || l.Unary == nil || l.Stream == nil {
+	if !ok || (l.Unary == nil) != (l.Stream == nil) {
 		return Layer{}, fmt.Errorf("chain: %T is not a layer of kind %q", v, kind)
 	}
 	return l, nil

@@ -289,6 +289,16 @@ func TestLookup(t *testing.T) {
 	if _, err := Lookup(kind, "not a thing"); err == nil || !strings.Contains(err.Error(), `string is not a layer of kind "test layer"`) {
 		t.Errorf("Lookup with a value of the wrong type: %v", err)
 	}
+
+	const idle, half Kind = "idle layer", "half layer"
+	Register(idle, func(*thing) Layer { return Layer{} })
+	if l, err := Lookup(idle, &thing{}); err != nil || !l.Empty() {
+		t.Errorf("a layer with nothing to do: %v, %v; want the empty layer", l, err)
+	}
+	Register(half, func(*thing) Layer { return Layer{Unary: recorder{}} })
+	if _, err := Lookup(half, &thing{}); err == nil {
+		t.Error("a layer without its stream half: no error")
+	}
 }
 
 func TestInterceptors(t *testing.T) {

@@ -26,6 +26,16 @@ type Registry[T any] struct {
 	targets atomic.Pointer[map[string]*entry[T]]
 	mu      sync.Mutex // serialises changes
 	count   int        // values held, under mu
+
+	// first is the value of the first key created, found by comparing
+	// strings rather than hashing them: an interceptor serves one
+	// connection, so one target, in the common case. Cleared on eviction.
+	first atomic.Pointer[firstKey[T]]
+}
+
+type firstKey[T any] struct {
+	target, method string
+	v              *T
 }
 
 // entry is one target's values by method.
@@ -39,6 +49,7 @@ type entry[T any] struct {
 // Both are called with the registry's lock held.
 func (r *Registry[T]) Init(perMethod bool, max int, create func(target, method string) *T, idle func(*T) bool) {
 	r.perMethod, r.max, r.create, r.idle, r.count = perMethod, max, create, idle, 0
+	r.first.Store(nil)
 	flat := map[string]*T{}
 	r.flat.Store(&flat)
 	targets := map[string]*entry[T]{}
@@ -57,6 +68,9 @@ func (r *Registry[T]) Get(target, method string) *T {
 // Lookup returns the value for target (and method, with per-method keys),
 // or nil if there is none.
 func (r *Registry[T]) Lookup(target, method string) *T {
+	if f := r.first.Load(); f != nil && f.target == target && (!r.perMethod || f.method == method) {
+		return f.v
+	}
 	if !r.perMethod {
 		return (*r.flat.Load())[target]
 	}
@@ -104,13 +118,17 @@ func (r *Registry[T]) add(target, method string) *T {
 		return nil
 	}
 	if !r.perMethod {
-		v := r.create(target, "")
-		r.count++
-		r.flat.Store(with(*r.flat.Load(), target, v))
-		return v
+		method = ""
 	}
 	v := r.create(target, method)
 	r.count++
+	if r.first.Load() == nil {
+		defer r.first.Store(&firstKey[T]{target: target, method: method, v: v})
+	}
+	if !r.perMethod {
+		r.flat.Store(with(*r.flat.Load(), target, v))
+		return v
+	}
 	targets := *r.targets.Load()
 	e, ok := targets[target]
 	if !ok {
@@ -125,6 +143,9 @@ func (r *Registry[T]) add(target, method string) *T {
 
 // evict drops one idle value. Called with mu held.
 func (r *Registry[T]) evict() bool {
+	// The dropped value may be the first key's: forget it, whichever it
+	// is, rather than compare.
+	r.first.Store(nil)
 	if !r.perMethod {
 		flat := *r.flat.Load()
 		for t, v := range flat {

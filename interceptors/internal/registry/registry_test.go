@@ -97,3 +97,25 @@ func TestConcurrentGet(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstKeyEvicted: the first key's value, found without hashing, is
+// forgotten with it when it is dropped to make room.
+func TestFirstKeyEvicted(t *testing.T) {
+	for _, perMethod := range []bool{false, true} {
+		r, created := newRegistry(perMethod, 1)
+		first := r.Get("a", "/s/M")
+		if r.Get("a", "/s/M") != first {
+			t.Fatalf("perMethod %v: the first key's value changed", perMethod)
+		}
+		second := r.Get("b", "/s/M") // evicts a's idle value
+		if second == nil || second == first {
+			t.Fatalf("perMethod %v: b got %v", perMethod, second)
+		}
+		if v := r.Lookup("a", "/s/M"); v != nil {
+			t.Errorf("perMethod %v: the evicted first key still finds %+v", perMethod, v)
+		}
+		if again := r.Get("a", "/s/M"); again == first || *created != 3 {
+			t.Errorf("perMethod %v: a after eviction: same value %v, %d created", perMethod, again == first, *created)
+		}
+	}
+}
