@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -34,7 +33,6 @@ type Interceptor struct {
 	budgets      *budgets // nil: no budget
 	replayBuffer int
 	latency      sync.Map // method -> *latency, for quantile hedge delays
-	policies     [64]atomic.Pointer[policyEntry]
 }
 
 // New returns an Interceptor configured by opts. It fails with an error
@@ -85,44 +83,6 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 
 func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	return l.ic.stream(ctx, desc, cc, method, next, opts...)
-}
-
-// resolveIn returns a method's policy, from st when an outer layer resolved
-// it with the same resolver.
-func (ic *Interceptor) resolveIn(st *chain.State, method string) (*policy.Policy, error) {
-	if st.Policy != nil && st.Resolver == ic.resolver {
-		return st.Policy, nil
-	}
-	p, err := ic.resolve(method)
-	if err == nil {
-		st.Resolver, st.Policy = ic.resolver, p
-	}
-	return p, err
-}
-
-// resolve returns a method's policy. A small cache in front of the
-// resolver, indexed by a cheap hash of the name, saves hashing the whole
-// name on every call; a slot keeps the first method stored in it, so that
-// two methods sharing a slot never make calls allocate.
-func (ic *Interceptor) resolve(method string) (*policy.Policy, error) {
-	n := len(method)
-	if n < 2 {
-		return ic.resolver.Resolve(method)
-	}
-	i := (uint(n)*131 + uint(method[n-1])*31 + uint(method[n-2])*7 + uint(method[n/2])) % uint(len(ic.policies))
-	if e := ic.policies[i].Load(); e != nil && e.method == method {
-		return e.p, nil
-	}
-	p, err := ic.resolver.Resolve(method)
-	if err == nil && ic.policies[i].Load() == nil {
-		ic.policies[i].CompareAndSwap(nil, &policyEntry{method: method, p: p})
-	}
-	return p, err
-}
-
-type policyEntry struct {
-	method string
-	p      *policy.Policy
 }
 
 // errAttemptTimeout is the cause of an attempt's context when its
@@ -193,7 +153,7 @@ func hasKey(ctx context.Context) bool {
 }
 
 func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
-	p, err := ic.resolveIn(&next.State, method)
+	p, err := next.Resolve(ic.resolver, method)
 	if err != nil {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}

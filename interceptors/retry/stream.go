@@ -20,7 +20,7 @@ import (
 )
 
 func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	p, err := ic.resolveIn(&next.State, method)
+	p, err := next.Resolve(ic.resolver, method)
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
