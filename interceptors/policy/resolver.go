@@ -218,12 +218,15 @@ func (r *Resolver) Resolve(fullMethod string) (*Policy, error) {
 }
 
 func (r *Resolver) slot(method string) *atomic.Pointer[recentEntry] {
+	return &r.recent[r.slotIndex(method)]
+}
+
+func (r *Resolver) slotIndex(method string) int {
 	n := len(method)
 	if n < 2 {
-		return &r.recent[0]
+		return 0
 	}
-	i := (uint(n)*131 + uint(method[n-1])*31 + uint(method[n-2])*7 + uint(method[n/2])) % uint(len(r.recent))
-	return &r.recent[i]
+	return int((uint(n)*131 + uint(method[n-1])*31 + uint(method[n-2])*7 + uint(method[n/2])) % uint(len(r.recent)))
 }
 
 func (r *Resolver) resolveSlow(fullMethod string) (*Policy, error) {
