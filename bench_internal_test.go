@@ -40,6 +40,9 @@ func BenchmarkChainNoopInvoker(b *testing.B) {
 		{"idempotent/caller-deadline", "/failsoft.policytest.v1.PlainService/Idempotent", true},
 		{"idempotent/no-deadline", "/failsoft.policytest.v1.PlainService/Idempotent", false},
 		{"keyed-write/caller-deadline", "/failsoft.policytest.v1.TunedService/KeyedWrite", true},
+		// The proto gives Override a call timeout and a per-attempt
+		// timeout: the suite makes one context for both.
+		{"override/policy-and-attempt-timeouts", "/failsoft.policytest.v1.TunedService/Override", false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ch, err := build(nil)

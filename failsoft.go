@@ -210,19 +210,8 @@ func WithBulkhead(opts ...bulkhead.Option) Option {
 // would allocate a closure per layer on every call.
 type suite struct {
 	id     *byte // marks the suite; see suiteMarker
-	unary  []chain.Unary
-	stream []chain.Stream
-}
-
-// add appends the layer of kind that v implements.
-func (s *suite) add(kind chain.Kind, v any) error {
-	l, err := chain.Lookup(kind, v)
-	if err != nil || l.Empty() {
-		return err
-	}
-	s.unary = append(s.unary, l.Unary)
-	s.stream = append(s.stream, l.Stream)
-	return nil
+	unary  *chain.Unaries
+	stream *chain.Streams
 }
 
 // layerOf builds a layer from the suite's shared options followed by the
@@ -264,14 +253,14 @@ func (s *suite) unaryInterceptor(ctx context.Context, method string, req, reply 
 	if otherSuite(s.id, opts) {
 		return errTwoSuites
 	}
-	return chain.NewUnary(s.unary, invoker).Invoke(ctx, method, req, reply, cc, opts...)
+	return s.unary.Start(invoker).Invoke(ctx, method, req, reply, cc, opts...)
 }
 
 func (s *suite) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	if otherSuite(s.id, opts) {
 		return nil, errTwoSuites
 	}
-	return chain.NewStream(s.stream, streamer).NewStream(ctx, desc, cc, method, opts...)
+	return s.stream.Start(streamer).NewStream(ctx, desc, cc, method, opts...)
 }
 
 // build validates the options and builds the suite.
@@ -325,8 +314,11 @@ func build(opts []Option) (*suite, error) {
 	if rt != nil {
 		deadlineKind = chain.DeadlinePending
 	}
-	s := &suite{id: new(byte)}
-	var errs []error
+	var (
+		errs   []error
+		unary  []chain.Unary
+		stream []chain.Stream
+	)
 	for _, l := range []struct {
 		kind chain.Kind
 		v    any
@@ -350,14 +342,18 @@ func build(opts []Option) (*suite, error) {
 		if l.v == nil || l.v == (*telemetry.Interceptor)(nil) {
 			continue
 		}
-		if err := s.add(l.kind, l.v); err != nil {
+		layer, err := chain.Lookup(l.kind, l.v)
+		switch {
+		case err != nil:
 			errs = append(errs, err)
+		case !layer.Empty():
+			unary, stream = append(unary, layer.Unary), append(stream, layer.Stream)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return s, nil
+	return &suite{id: new(byte), unary: chain.NewUnaries(unary...), stream: chain.NewStreams(stream...)}, nil
 }
 
 // apply runs every option on c and joins all their errors. Unlike the

@@ -12,27 +12,31 @@ import (
 // package documentation) and fails calls fast whose remaining budget is
 // below the method's minimum, without sending them.
 func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return chain.UnaryInterceptor(layer{i: i})
+	return chain.UnaryInterceptor(&layer{i: i})
 }
 
 // layer is the Interceptor as a layer of a folded chain. A pending layer
 // leaves a deadline it adds to unary calls in chain.State, for the retry
 // layer to set on each attempt's context together with the attempt's own
 // timeout: one context per attempt instead of one per call and one per
-// attempt.
+// attempt. Layers are pointers, so that an interface holds them without
+// the wrapper methods Go adds for larger values.
 type layer struct {
 	i       *Interceptor
 	pending bool
 }
 
 func init() {
-	chain.Register(chain.Deadline, func(i *Interceptor) chain.Layer { return chain.Layer{Unary: layer{i: i}, Stream: layer{i: i}} })
+	chain.Register(chain.Deadline, func(i *Interceptor) chain.Layer {
+		l := &layer{i: i}
+		return chain.Layer{Unary: l, Stream: l}
+	})
 	chain.Register(chain.DeadlinePending, func(i *Interceptor) chain.Layer {
-		return chain.Layer{Unary: layer{i: i, pending: true}, Stream: layer{i: i}}
+		return chain.Layer{Unary: &layer{i: i, pending: true}, Stream: &layer{i: i}}
 	})
 }
 
-func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+func (l *layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
 	pl, err := l.i.plan(ctx, method, cc, &next.State)
 	if err != nil {
 		return err
@@ -62,10 +66,10 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 // that abandons a stream without reading it to the end or cancelling its
 // context holds it until the deadline.
 func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return chain.StreamInterceptor(layer{i: i})
+	return chain.StreamInterceptor(&layer{i: i})
 }
 
-func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+func (l *layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	pl, err := l.i.plan(ctx, method, cc, &next.State)
 	if err != nil {
 		return nil, err

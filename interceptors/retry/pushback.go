@@ -28,16 +28,22 @@ import (
 // package documentation.
 func UnaryPushbackInterceptor() grpc.UnaryClientInterceptor { return unaryPushback }
 
-// pushbackLayer is pushback marking as a layer of a folded chain.
+// pushbackLayer is pushback marking as a layer of a folded chain. It is
+// used through a pointer, which an interface holds without the wrapper
+// methods Go adds for other values.
 type pushbackLayer struct{}
 
+var thePushbackLayer = new(pushbackLayer)
+
 func init() {
-	chain.Register(chain.Pushback, func(struct{}) chain.Layer { return chain.Layer{Unary: pushbackLayer{}, Stream: pushbackLayer{}} })
+	chain.Register(chain.Pushback, func(struct{}) chain.Layer {
+		return chain.Layer{Unary: thePushbackLayer, Stream: thePushbackLayer}
+	})
 }
 
 var (
-	unaryPushback  = chain.UnaryInterceptor(pushbackLayer{})
-	streamPushback = chain.StreamInterceptor(pushbackLayer{})
+	unaryPushback  = chain.UnaryInterceptor(thePushbackLayer)
+	streamPushback = chain.StreamInterceptor(thePushbackLayer)
 )
 
 // StreamPushbackInterceptor is UnaryPushbackInterceptor for streams: a
@@ -47,7 +53,7 @@ var (
 // goroutine.
 func StreamPushbackInterceptor() grpc.StreamClientInterceptor { return streamPushback }
 
-func (pushbackLayer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+func (*pushbackLayer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
 	if addr := trailerAddr(opts); addr != nil {
 		// The common case inside the retry layer, which asks for the
 		// trailer of every retryable attempt: read the same one.
@@ -66,7 +72,7 @@ func (pushbackLayer) Unary(ctx context.Context, method string, req, reply any, c
 	return err
 }
 
-func (pushbackLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+func (*pushbackLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
 	if err != nil {
 		var trailer metadata.MD

@@ -298,7 +298,7 @@ func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, req, reply
 		if n > 1 || c.watch {
 			actx = c.attemptContext(&inner.State, n, false, wait, reason)
 		} else {
-			inner.FirstAttempt, inner.AttemptTimeout = true, c.timeout
+			inner.SetFirstAttempt(c.timeout)
 		}
 		var at attemptTimer
 		if c.timeout > 0 || !c.deadline.IsZero() {
@@ -364,7 +364,7 @@ func (c *call) attemptContext(st *chain.State, n int, hedge bool, wait time.Dura
 		// observe.AttemptFrom already reads a context without an attempt
 		// as the first one, and the suite's inner layers read st: saving
 		// the value costs two allocations.
-		st.FirstAttempt, st.AttemptTimeout = true, c.timeout
+		st.SetFirstAttempt(c.timeout)
 		return ctx
 	}
 	return observe.WithAttempt(ctx, observe.Attempt{N: n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.timeout})

@@ -193,6 +193,9 @@ func (t *Interceptor) index() uint64 {
 // returns the Rejection.
 func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string) (uint64, error) {
 	idx := t.index()
+	if r.allAccepted(idx) {
+		return idx, nil // the common case: nothing to throttle
+	}
 	req, acc := r.totals(idx)
 	p := probability(req, acc, t.cfg.k, t.cfg.maxProbability)
 	if p <= 0 || t.cfg.rand() >= p {

@@ -559,3 +559,31 @@ func TestDeadTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestAllAccepted: admit skips summing the buckets only while no request
+// in the window went without its accept.
+func TestAllAccepted(t *testing.T) {
+	r := newRing(10)
+	r.add(3, true, true)
+	if !r.allAccepted(3) {
+		t.Error("accepted requests only: allAccepted = false")
+	}
+	r.add(5, true, false)
+	for _, tc := range []struct {
+		idx  uint64
+		want bool
+	}{
+		{4, false},  // a reader whose clock is behind the miss: sum
+		{5, false},  // the miss's own bucket
+		{14, false}, // the miss is still in the window
+		{15, true},  // the window has moved past it
+	} {
+		if got := r.allAccepted(tc.idx); got != tc.want {
+			t.Errorf("allAccepted(%d) = %v, want %v", tc.idx, got, tc.want)
+		}
+	}
+	r.add(4, true, false) // an older miss does not move the mark back
+	if r.allAccepted(14) || !r.allAccepted(15) {
+		t.Error("an older miss moved the mark")
+	}
+}

@@ -16,6 +16,11 @@ import "sync/atomic"
 type ring struct {
 	n       uint64
 	buckets []bucket
+	// lastMiss is one more than the index of the latest bucket that
+	// counted a request without its accept (0: none yet). While no such
+	// bucket is in the window, requests equal accepts and the throttle's
+	// probability is 0 for any K >= 1: admit need not sum the buckets.
+	lastMiss atomic.Uint64
 }
 
 type bucket struct {
@@ -30,6 +35,10 @@ func newRing(buckets int) *ring {
 
 // add counts one event in the bucket of index idx.
 func (r *ring) add(idx uint64, requests, accepts bool) {
+	if requests && !accepts {
+		for m := r.lastMiss.Load(); m < idx+1 && !r.lastMiss.CompareAndSwap(m, idx+1); m = r.lastMiss.Load() {
+		}
+	}
 	b := &r.buckets[idx%r.n]
 	if requests {
 		bump(&b.requests, uint32(idx))
@@ -67,6 +76,13 @@ func bump(w *atomic.Uint64, epoch uint32) {
 			return
 		}
 	}
+}
+
+// allAccepted reports whether every request counted in the window ending
+// with index idx was accepted, without summing the buckets.
+func (r *ring) allAccepted(idx uint64) bool {
+	m := r.lastMiss.Load()
+	return m == 0 || (m <= idx+1 && idx+1-m >= r.n)
 }
 
 // totals sums the buckets whose period lies in the window ending with

@@ -13,7 +13,7 @@ import (
 type pass struct{}
 
 func (pass) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next UnaryNext, opts ...grpc.CallOption) error {
-	next.FirstAttempt = true
+	next.SetFirstAttempt(0)
 	return next.Invoke(ctx, method, req, reply, cc, opts...)
 }
 
@@ -28,8 +28,9 @@ func TestAllocs(t *testing.T) {
 	final := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
 	opts := []grpc.CallOption{marker{}}
 	ctx := context.Background()
+	unaries := NewUnaries(layers...)
 	if n := testing.AllocsPerRun(100, func() {
-		_ = NewUnary(layers, final).Invoke(ctx, "/s/m", nil, nil, nil, opts...)
+		_ = unaries.Start(final).Invoke(ctx, "/s/m", nil, nil, nil, opts...)
 	}); n != 0 {
 		t.Errorf("ten layers: %v allocs per call, want 0", n)
 	}
@@ -38,8 +39,9 @@ func TestAllocs(t *testing.T) {
 		return nil, nil
 	}
 	desc := &grpc.StreamDesc{}
+	streams := NewStreams(slayers...)
 	if n := testing.AllocsPerRun(100, func() {
-		_, _ = NewStream(slayers, sfinal).NewStream(ctx, desc, nil, "/s/m", opts...)
+		_, _ = streams.Start(sfinal).NewStream(ctx, desc, nil, "/s/m", opts...)
 	}); n != 0 {
 		t.Errorf("five stream layers: %v allocs per stream, want 0", n)
 	}
@@ -52,9 +54,9 @@ func TestAllocs(t *testing.T) {
 		next.Deadline = time.Now().Add(time.Hour)
 		return next.Invoke(ctx, "/s/m", nil, nil, nil)
 	}
-	withPending := append([]Unary{layerFunc(pending)}, layers...)
+	withPending := NewUnaries(append([]Unary{layerFunc(pending)}, layers...)...)
 	if n := testing.AllocsPerRun(100, func() {
-		_ = NewUnary(withPending, final).Invoke(ctx, "/s/m", nil, nil, nil)
+		_ = withPending.Start(final).Invoke(ctx, "/s/m", nil, nil, nil)
 	}); n != bare {
 		t.Errorf("a pending deadline: %v allocs per call, want context.WithDeadline's %v", n, bare)
 	}

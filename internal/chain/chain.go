@@ -52,13 +52,20 @@ type State struct {
 	// Resolver; nil until a layer resolves it.
 	Resolver *policy.Resolver
 	Policy   *policy.Policy
-	// FirstAttempt is set by the retry layer on the first attempt of a
-	// call, in place of observe.WithAttempt, which allocates; the attempt's
-	// timeout is AttemptTimeout. Later attempts and hedges carry their
-	// observe.Attempt on their context.
-	FirstAttempt   bool
-	AttemptTimeout time.Duration
+	// firstAttempt is set by the retry layer on the first attempt of a
+	// call, in place of observe.WithAttempt, which allocates: zero when
+	// unset, otherwise the attempt's timeout plus one. Later attempts and
+	// hedges carry their observe.Attempt on their context. One word, not
+	// two: State is copied at every layer.
+	firstAttempt time.Duration
 }
+
+// SetFirstAttempt says that the call's first attempt, with the given
+// per-attempt timeout (zero: none), is in progress.
+func (s *State) SetFirstAttempt(timeout time.Duration) { s.firstAttempt = timeout + 1 }
+
+// IsFirstAttempt reports whether SetFirstAttempt was called.
+func (s *State) IsFirstAttempt() bool { return s.firstAttempt != 0 }
 
 // Resolve returns the policy of method from r, reusing the one an outer
 // layer resolved with the same resolver.
@@ -76,8 +83,8 @@ func (s *State) Resolve(r *policy.Resolver, method string) (*policy.Policy, erro
 // AttemptOf returns the attempt ctx belongs to: the first if the retry
 // layer said so in s, otherwise the one on ctx.
 func (s *State) AttemptOf(ctx context.Context) observe.Attempt {
-	if s.FirstAttempt {
-		return observe.Attempt{N: 1, Timeout: s.AttemptTimeout}
+	if s.firstAttempt != 0 {
+		return observe.Attempt{N: 1, Timeout: s.firstAttempt - 1}
 	}
 	return observe.AttemptFrom(ctx)
 }
@@ -103,16 +110,24 @@ func (s *State) ApplyDeadline(ctx context.Context) (context.Context, context.Can
 	return context.WithDeadline(ctx, d)
 }
 
-// UnaryNext is what follows a layer in a unary chain.
-type UnaryNext struct {
-	layers []Unary
-	final  grpc.UnaryInvoker
-	State
+// Unaries is a fixed list of unary layers, outermost first.
+type Unaries struct{ layers []Unary }
+
+// NewUnaries returns the list of layers.
+func NewUnaries(layers ...Unary) *Unaries { return &Unaries{layers: layers} }
+
+// Start returns the start of a call through the layers, ending in final.
+func (u *Unaries) Start(final grpc.UnaryInvoker) UnaryNext {
+	return UnaryNext{layers: u, final: final}
 }
 
-// NewUnary returns the start of a chain of layers ending in final.
-func NewUnary(layers []Unary, final grpc.UnaryInvoker) UnaryNext {
-	return UnaryNext{layers: layers, final: final}
+// UnaryNext is what follows a layer in a unary chain. It is passed by
+// value through every layer, so it is kept small.
+type UnaryNext struct {
+	layers *Unaries // nil: only final follows
+	i      int      // the next layer's index
+	final  grpc.UnaryInvoker
+	State
 }
 
 // FinalUnary is what follows a layer used alone as a gRPC interceptor:
@@ -124,13 +139,13 @@ func FinalUnary(final grpc.UnaryInvoker) UnaryNext {
 // Folded reports whether other failsoft layers follow, which read State:
 // a layer may then leave in State what it would otherwise set on the
 // context.
-func (n *UnaryNext) Folded() bool { return len(n.layers) > 0 }
+func (n *UnaryNext) Folded() bool { return n.layers != nil && n.i < len(n.layers.layers) }
 
 // Invoke runs the rest of the chain.
 func (n UnaryNext) Invoke(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
-	if len(n.layers) > 0 {
-		l := n.layers[0]
-		n.layers = n.layers[1:]
+	if n.layers != nil && n.i < len(n.layers.layers) {
+		l := n.layers.layers[n.i]
+		n.i++
 		return l.Unary(ctx, method, req, reply, cc, n, opts...)
 	}
 	if !n.Deadline.IsZero() {
@@ -141,18 +156,25 @@ func (n UnaryNext) Invoke(ctx context.Context, method string, req, reply any, cc
 	return n.final(ctx, method, req, reply, cc, opts...)
 }
 
+// Streams is a fixed list of stream layers, outermost first.
+type Streams struct{ layers []Stream }
+
+// NewStreams returns the list of layers.
+func NewStreams(layers ...Stream) *Streams { return &Streams{layers: layers} }
+
+// Start returns the start of a stream through the layers, ending in final.
+func (s *Streams) Start(final grpc.Streamer) StreamNext {
+	return StreamNext{layers: s, final: final}
+}
+
 // StreamNext is what follows a layer in a stream chain. Streams never
 // carry a pending deadline: the deadline layer sets a stream's on its
 // context, which must live as long as the stream.
 type StreamNext struct {
-	layers []Stream
+	layers *Streams // nil: only final follows
+	i      int
 	final  grpc.Streamer
 	State
-}
-
-// NewStream returns the start of a chain of layers ending in final.
-func NewStream(layers []Stream, final grpc.Streamer) StreamNext {
-	return StreamNext{layers: layers, final: final}
 }
 
 // FinalStream is what follows a layer used alone as a gRPC interceptor:
@@ -162,13 +184,13 @@ func FinalStream(final grpc.Streamer) StreamNext {
 }
 
 // Folded reports whether other failsoft layers follow.
-func (n *StreamNext) Folded() bool { return len(n.layers) > 0 }
+func (n *StreamNext) Folded() bool { return n.layers != nil && n.i < len(n.layers.layers) }
 
 // NewStream runs the rest of the chain.
 func (n StreamNext) NewStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	if len(n.layers) > 0 {
-		l := n.layers[0]
-		n.layers = n.layers[1:]
+	if n.layers != nil && n.i < len(n.layers.layers) {
+		l := n.layers.layers[n.i]
+		n.i++
 		return l.Stream(ctx, desc, cc, method, n, opts...)
 	}
 	return n.final(ctx, desc, cc, method, opts...)

@@ -61,7 +61,7 @@ func TestOrderAndArguments(t *testing.T) {
 		}
 		return wantErr
 	}
-	err := NewUnary(layers, final).Invoke(ctx, "/s/m", "req", "reply", nil, marker{})
+	err := NewUnaries(layers...).Start(final).Invoke(ctx, "/s/m", "req", "reply", nil, marker{})
 	if err != wantErr {
 		t.Errorf("Invoke returned %v, want the invoker's error", err)
 	}
@@ -76,7 +76,7 @@ func TestOrderAndArguments(t *testing.T) {
 		return nil, streamErr
 	}
 	slayers := []Stream{recorder{name: "a", log: &log}, recorder{name: "b", log: &log}}
-	if _, err := NewStream(slayers, sfinal).NewStream(ctx, &grpc.StreamDesc{}, nil, "/s/m"); err != streamErr {
+	if _, err := NewStreams(slayers...).Start(sfinal).NewStream(ctx, &grpc.StreamDesc{}, nil, "/s/m"); err != streamErr {
 		t.Errorf("NewStream returned %v, want the streamer's error", err)
 	}
 	if want := []string{"a", "b", "final"}; !slices.Equal(log, want) {
@@ -99,14 +99,14 @@ func TestStateFlowsInward(t *testing.T) {
 	layers := []Unary{
 		recorder{name: "outer", log: &log, edit: func(s *State) { s.Resolver, s.Policy = r, p }},
 		twice,
-		recorder{name: "attempt", log: &log, edit: func(s *State) { s.FirstAttempt = true }},
+		recorder{name: "attempt", log: &log, edit: func(s *State) { s.SetFirstAttempt(0) }},
 		recorder{name: "inner", log: &log, seen: &inner1},
 	}
 	final := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
-	if err := NewUnary(layers, final).Invoke(context.Background(), "/s/m", nil, nil, nil); err != nil {
+	if err := NewUnaries(layers...).Start(final).Invoke(context.Background(), "/s/m", nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if inner1.Policy != p || inner1.Resolver != r || !inner1.FirstAttempt {
+	if inner1.Policy != p || inner1.Resolver != r || !inner1.IsFirstAttempt() {
 		t.Errorf("inner layer saw %+v, want the outer layers' policy and first attempt", inner1)
 	}
 	if want := []string{"outer", "attempt", "inner", "attempt", "inner"}; !slices.Equal(log, want) {
@@ -183,7 +183,7 @@ func TestPendingDeadline(t *testing.T) {
 				}
 				return nil
 			}
-			if err := NewUnary([]Unary{setter, check}, final).Invoke(ctx, "/s/m", nil, nil, nil); err != nil {
+			if err := NewUnaries(setter, check).Start(final).Invoke(ctx, "/s/m", nil, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			if tc.pending && between.Deadline.IsZero() {
@@ -261,7 +261,7 @@ func TestAttemptOf(t *testing.T) {
 	if got := s.AttemptOf(ctx); got.N != 3 || !got.Hedge {
 		t.Errorf("AttemptOf without State = %+v, want the context's", got)
 	}
-	s.FirstAttempt, s.AttemptTimeout = true, time.Second
+	s.SetFirstAttempt(time.Second)
 	if got := s.AttemptOf(context.Background()); got != (observe.Attempt{N: 1, Timeout: time.Second}) {
 		t.Errorf("AttemptOf with FirstAttempt = %+v", got)
 	}
