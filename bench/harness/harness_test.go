@@ -108,7 +108,7 @@ func TestServerFaultsDeterministic(t *testing.T) {
 // invoker.
 func BenchmarkInterceptors(b *testing.B) {
 	for _, spec := range Specs() {
-		f, err := InterceptorBench(spec, DefaultParams())
+		f, err := Bench(spec, DefaultParams(), Interceptors)
 		if err != nil || f == nil {
 			continue
 		}
@@ -120,8 +120,8 @@ func BenchmarkInterceptors(b *testing.B) {
 // chain.
 func BenchmarkLoopback(b *testing.B) {
 	for _, spec := range Specs() {
-		f, err := LoopbackBench(spec, DefaultParams())
-		if err != nil {
+		f, err := Bench(spec, DefaultParams(), Loopback)
+		if err != nil || f == nil {
 			continue
 		}
 		b.Run(spec.Name, f)

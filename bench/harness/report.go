@@ -19,6 +19,9 @@ type Row struct {
 
 	Cost     *testing.BenchmarkResult // nil: not applicable or not run
 	Loopback *testing.BenchmarkResult
+	// Instructions per call of the Go benchmarks (see Instructions); zero
+	// when not measured.
+	CostInstr, LoopbackInstr float64
 
 	Outage    OutageResult
 	Transient RateResult
@@ -41,6 +44,9 @@ type RunOptions struct {
 	Only string
 	// Progress, when set, hears one line per step.
 	Progress io.Writer
+	// Instructions, when set, measures the instructions per call of a
+	// chain's Go benchmark (see Instructions).
+	Instructions func(ctx context.Context, chain string, m Micro) (float64, error)
 }
 
 // Run measures every chain in one process, one chain at a time, against
@@ -71,6 +77,25 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 				if ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil {
 					o.step(spec.Name, fmt.Sprintf("Go benchmarks, round %d", round+1))
 					rows[i].micro(spec, cfg.Params)
+				}
+			}
+		}
+	}
+	if o.Instructions != nil {
+		for i, spec := range specs {
+			for _, m := range []Micro{Interceptors, Loopback} {
+				if ctx.Err() != nil || rows[i].Pending || rows[i].Err != nil || !m.Applies(spec) {
+					continue
+				}
+				o.step(spec.Name, fmt.Sprintf("instructions per call, %s", m))
+				n, err := o.Instructions(ctx, spec.Name, m)
+				if rows[i].fail(err) {
+					continue
+				}
+				if m == Interceptors {
+					rows[i].CostInstr = n
+				} else {
+					rows[i].LoopbackInstr = n
 				}
 			}
 		}
@@ -130,10 +155,10 @@ func (r *Row) micro(spec Spec, p Params) {
 		}
 		return old
 	}
-	if f, err := InterceptorBench(spec, p); !r.fail(err) && f != nil {
+	if f, err := Bench(spec, p, Interceptors); !r.fail(err) && f != nil {
 		r.Cost = faster(r.Cost, f)
 	}
-	if f, err := LoopbackBench(spec, p); !r.fail(err) {
+	if f, err := Bench(spec, p, Loopback); !r.fail(err) && f != nil {
 		r.Loopback = faster(r.Loopback, f)
 	}
 }
@@ -169,8 +194,10 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 		"chain",
 		"interceptors ns/op",
 		"allocs/op",
+		"instructions/op",
 		"loopback call µs",
 		"allocs/call",
+		"instructions/call",
 		"outage: attempts per call",
 		fmt.Sprintf("%.0f%% transient: success", cfg.TransientRate*100),
 		fmt.Sprintf("%.0f%% lost responses: success", cfg.LostRate*100),
@@ -230,7 +257,8 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 // compare states failsoft's Go benchmark figures against its references
 // in the same run: the interceptor cost of the peers that set a deadline
 // too, and the loopback call of the plain client with and without the
-// caller's own deadline.
+// caller's own deadline; by time, and by instructions when they were
+// counted.
 func compare(rows []Row) string {
 	by := map[string]*Row{}
 	for i := range rows {
@@ -240,25 +268,43 @@ func compare(rows []Row) string {
 	if fs == nil || fs.Cost == nil || fs.Loopback == nil {
 		return ""
 	}
+	ratio := func(a, b float64) string {
+		if a == 0 || b == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.2fx", a/b)
+	}
+	over := func(a, b float64) string {
+		if a == 0 || b == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%+.1f%%", 100*(a/b-1))
+	}
 	var parts []string
-	cost := func(name string) {
-		if r := by[name]; r != nil && r.Cost != nil && r.Cost.NsPerOp() > 0 {
-			parts = append(parts, fmt.Sprintf("%.2fx the cost of %s (%d ns, %d allocs)",
-				float64(fs.Cost.NsPerOp())/float64(r.Cost.NsPerOp()), name, r.Cost.NsPerOp(), r.Cost.AllocsPerOp()))
+	for _, name := range []string{"failsafe-go retry + breaker + timeout", "go-grpc-middleware retry + timeout", PlainDeadline} {
+		r := by[name]
+		if r == nil || r.Cost == nil {
+			continue
 		}
-	}
-	cost("failsafe-go retry + breaker + timeout")
-	cost("go-grpc-middleware retry + timeout")
-	cost(PlainDeadline)
-	loop := func(name string) {
-		if r := by[name]; r != nil && r.Loopback != nil && r.Loopback.NsPerOp() > 0 {
-			parts = append(parts, fmt.Sprintf("a loopback call %+.1f%% over the %s's (%+d allocs)",
-				100*(float64(fs.Loopback.NsPerOp())/float64(r.Loopback.NsPerOp())-1), name,
-				fs.Loopback.AllocsPerOp()-r.Loopback.AllocsPerOp()))
+		p := fmt.Sprintf("%s the time of %s (%d ns, %d allocs)", ratio(float64(fs.Cost.NsPerOp()), float64(r.Cost.NsPerOp())),
+			name, r.Cost.NsPerOp(), r.Cost.AllocsPerOp())
+		if x := ratio(fs.CostInstr, r.CostInstr); x != "" {
+			p += fmt.Sprintf(" and %s its instructions", x)
 		}
+		parts = append(parts, p)
 	}
-	loop("plain client")
-	loop(PlainDeadline)
+	for _, name := range []string{"plain client", PlainDeadline} {
+		r := by[name]
+		if r == nil || r.Loopback == nil {
+			continue
+		}
+		p := fmt.Sprintf("a loopback call %s over the %s's in time (%+d allocs)",
+			over(float64(fs.Loopback.NsPerOp()), float64(r.Loopback.NsPerOp())), name, fs.Loopback.AllocsPerOp()-r.Loopback.AllocsPerOp())
+		if x := over(fs.LoopbackInstr, r.LoopbackInstr); x != "" {
+			p += fmt.Sprintf(", %s in instructions", x)
+		}
+		parts = append(parts, p)
+	}
 	return fmt.Sprintf("failsoft in this run: interceptors %d ns and %d allocs per call; %s.",
 		fs.Cost.NsPerOp(), fs.Cost.AllocsPerOp(), strings.Join(parts, "; "))
 }
@@ -272,6 +318,7 @@ func (r *Row) cells(plain *Row) []string {
 	} else {
 		c = append(c, na, na)
 	}
+	c = append(c, instr(r.CostInstr, 0))
 	if r.Loopback != nil {
 		us := fmt.Sprintf("%.1f", float64(r.Loopback.NsPerOp())/1e3)
 		if plain != nil && plain != r && plain.Loopback != nil && plain.Loopback.NsPerOp() > 0 {
@@ -281,6 +328,11 @@ func (r *Row) cells(plain *Row) []string {
 	} else {
 		c = append(c, na, na)
 	}
+	var plainLoop float64
+	if plain != nil && plain != r {
+		plainLoop = plain.LoopbackInstr
+	}
+	c = append(c, instr(r.LoopbackInstr, plainLoop))
 	if r.MicroOnly {
 		for range 10 {
 			c = append(c, na)
@@ -325,6 +377,19 @@ func opens(n int64) string {
 		return fmt.Sprintf(" (breaker opened %d times)", n)
 	}
 	return ""
+}
+
+// instr formats an instruction count, with its difference from ref when
+// both are known.
+func instr(n, ref float64) string {
+	if n == 0 {
+		return na
+	}
+	s := fmt.Sprintf("%.0f", n)
+	if ref > 0 {
+		s += fmt.Sprintf(" (%+.1f%%)", 100*(n/ref-1))
+	}
+	return s
 }
 
 func pct(ok, n int) string {

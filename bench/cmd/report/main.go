@@ -5,6 +5,9 @@
 //	go run ./cmd/report                 # the published run, a few minutes on 2 cores
 //	go run ./cmd/report -scale 3        # three times the calls and durations
 //	go run ./cmd/report -micro=false    # scenarios only
+//
+// With valgrind installed, it also counts the instructions per call of the
+// Go benchmarks, running itself under callgrind with -calls.
 package main
 
 import (
@@ -29,6 +32,10 @@ func main() {
 		scale     = flag.Float64("scale", 1, "multiply every scenario's calls and duration")
 		only      = flag.String("only", "", "measure only the chains whose name contains this (and the plain client)")
 		quiet     = flag.Bool("quiet", false, "no progress on stderr")
+		instr     = flag.Bool("instructions", harness.Valgrind() != "", "count instructions per call of the Go benchmarks with valgrind (default: when valgrind is installed)")
+		calls     = flag.String("calls", "", "make -n calls of this Go benchmark (interceptors or loopback) of -chain, then exit: what -instructions measures")
+		chain     = flag.String("chain", "", "with -calls: the chain")
+		n         = flag.Int("n", 0, "with -calls: how many calls")
 	)
 	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrency of the closed-loop scenarios")
 	flag.DurationVar(&cfg.OverloadDuration, "overload", cfg.OverloadDuration, "how long the overload scenario offers load")
@@ -38,6 +45,13 @@ func main() {
 	flag.DurationVar(&cfg.Service, "service", cfg.Service, "time the overloaded server spends on a call")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the faults and arrivals")
 	flag.Parse()
+	if *calls != "" {
+		if err := harness.Calls(*chain, cfg.Params, harness.Micro(*calls), *n); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := flag.Set("test.benchtime", benchtime.String()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -59,6 +73,26 @@ func main() {
 	if !*quiet {
 		o.Progress = os.Stderr
 	}
+	if *instr {
+		valgrind, self := harness.Valgrind(), executable()
+		if valgrind == "" || self == "" {
+			fmt.Fprintln(os.Stderr, "-instructions needs valgrind and this program's path")
+			os.Exit(2)
+		}
+		o.Instructions = func(ctx context.Context, chain string, m harness.Micro) (float64, error) {
+			return harness.Instructions(ctx, valgrind, self, func(n int) []string {
+				return []string{"-calls", string(m), "-chain", chain, "-n", fmt.Sprint(n)}
+			}, m)
+		}
+	}
 	rows := harness.Run(ctx, cfg, o)
 	harness.Markdown(os.Stdout, rows, cfg, *rounds)
+}
+
+func executable() string {
+	p, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return p
 }
