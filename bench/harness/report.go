@@ -22,6 +22,10 @@ type Row struct {
 	// Instructions per call of the Go benchmarks (see Instructions); zero
 	// when not measured.
 	CostInstr, LoopbackInstr float64
+	// Interleaved is the loopback call timed call by call in alternation
+	// with the plain client that sets the same deadline (see Interleaved);
+	// Calls is zero when not measured.
+	Interleaved ABResult
 
 	Outage    OutageResult
 	Transient RateResult
@@ -47,6 +51,10 @@ type RunOptions struct {
 	// Instructions, when set, measures the instructions per call of a
 	// chain's Go benchmark (see Instructions).
 	Instructions func(ctx context.Context, chain string, m Micro) (float64, error)
+	// Interleaved, when positive, times this many loopback calls of each
+	// chain in alternation with the plain client that sets the same
+	// deadline (see Interleaved).
+	Interleaved int
 }
 
 // Run measures every chain in one process, one chain at a time, against
@@ -78,6 +86,24 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 					o.step(spec.Name, fmt.Sprintf("Go benchmarks, round %d", round+1))
 					rows[i].micro(spec, cfg.Params)
 				}
+			}
+		}
+	}
+	if o.Interleaved > 0 {
+		var ref *Spec
+		for i := range specs {
+			if specs[i].Name == PlainDeadline {
+				ref = &specs[i]
+			}
+		}
+		for i, spec := range specs {
+			if ref == nil || ctx.Err() != nil || rows[i].Pending || rows[i].Err != nil {
+				continue
+			}
+			o.step(spec.Name, "loopback calls interleaved with the plain client's")
+			res, err := Interleaved(*ref, spec, cfg.Params, Loopback, o.Interleaved)
+			if !rows[i].fail(err) {
+				rows[i].Interleaved = res
 			}
 		}
 	}
@@ -198,6 +224,7 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 		"loopback call µs",
 		"allocs/call",
 		"instructions/call",
+		"interleaved with " + PlainDeadline,
 		"outage: attempts per call",
 		fmt.Sprintf("%.0f%% transient: success", cfg.TransientRate*100),
 		fmt.Sprintf("%.0f%% lost responses: success", cfg.LostRate*100),
@@ -303,6 +330,9 @@ func compare(rows []Row) string {
 		if x := over(fs.LoopbackInstr, r.LoopbackInstr); x != "" {
 			p += fmt.Sprintf(", %s in instructions", x)
 		}
+		if name == PlainDeadline && fs.Interleaved.Calls > 0 {
+			p += fmt.Sprintf(", %+.1f%% timed call by call in alternation (%d calls each)", 100*(fs.Interleaved.Ratio()-1), fs.Interleaved.Calls)
+		}
 		parts = append(parts, p)
 	}
 	return fmt.Sprintf("failsoft in this run: interceptors %d ns and %d allocs per call; %s.",
@@ -333,6 +363,11 @@ func (r *Row) cells(plain *Row) []string {
 		plainLoop = plain.LoopbackInstr
 	}
 	c = append(c, instr(r.LoopbackInstr, plainLoop))
+	if ab := r.Interleaved; ab.Calls > 0 {
+		c = append(c, fmt.Sprintf("%+.1f%%", 100*(ab.Ratio()-1)))
+	} else {
+		c = append(c, na)
+	}
 	if r.MicroOnly {
 		for range 10 {
 			c = append(c, na)

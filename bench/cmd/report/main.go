@@ -36,6 +36,7 @@ func main() {
 		calls     = flag.String("calls", "", "make -n calls of this Go benchmark (interceptors or loopback) of -chain, then exit: what -instructions measures")
 		chain     = flag.String("chain", "", "with -calls: the chain")
 		n         = flag.Int("n", 0, "with -calls: how many calls")
+		ab        = flag.Int("interleaved", 10000, "loopback calls of each chain timed in alternation with the plain client that sets the same deadline (0: none)")
 	)
 	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrency of the closed-loop scenarios")
 	flag.DurationVar(&cfg.OverloadDuration, "overload", cfg.OverloadDuration, "how long the overload scenario offers load")
@@ -69,7 +70,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	o := harness.RunOptions{Micro: *micro, Rounds: *rounds, Only: *only}
+	o := harness.RunOptions{Micro: *micro, Rounds: *rounds, Only: *only, Interleaved: *ab}
 	if !*quiet {
 		o.Progress = os.Stderr
 	}
