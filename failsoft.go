@@ -286,7 +286,11 @@ func build(opts []Option) (*suite, error) {
 		if err != nil {
 			return nil, fmt.Errorf("failsoft: telemetry layer: %w", err)
 		}
-		c.observer = observe.Multi(tel, c.observer)
+		if tel.Enabled() {
+			c.observer = observe.Multi(tel, c.observer)
+		} else {
+			tel = nil // no-op providers: nothing to record, nothing to run
+		}
 	}
 	r, o, k := c.resolver, c.observer, c.clock
 	dl, dlErr := layerOf(layerDeadline, &c.deadline, true,

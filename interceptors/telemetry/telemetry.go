@@ -17,6 +17,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -31,6 +32,7 @@ type Interceptor struct {
 	fixed  trace.Tracer               // from WithTracerProvider; nil when that is a no-op
 	cached atomic.Pointer[tracerFrom] // tracer of the global provider
 	m      instruments
+	off    bool // both providers were given and both are no-ops
 }
 
 var _ observe.Observer = (*Interceptor)(nil)
@@ -59,8 +61,17 @@ func New(opts ...Option) (*Interceptor, error) {
 	if err := i.m.init(mp.Meter(ScopeName)); err != nil {
 		return nil, err
 	}
+	_, noopMeter := cfg.meterProvider.(metricnoop.MeterProvider)
+	i.off = cfg.tracerProvider != nil && i.fixed == nil && noopMeter
 	return i, nil
 }
+
+// Enabled reports whether the interceptor may record anything. It is false
+// only when both providers given to it are no-ops; with the global
+// providers, which an SDK may replace at any time, it is true. The
+// failsoft suite leaves a disabled interceptor out of the chain and out of
+// its observers, so that it costs nothing.
+func (i *Interceptor) Enabled() bool { return !i.off }
 
 type tracerFrom struct {
 	tp         trace.TracerProvider

@@ -44,3 +44,31 @@ func TestWatchesAttempts(t *testing.T) {
 		}
 	}
 }
+
+func TestEnabled(t *testing.T) {
+	mp := sdkmetric.NewMeterProvider()
+	tp := sdktrace.NewTracerProvider()
+	t.Cleanup(func() {
+		_ = mp.Shutdown(context.Background())
+		_ = tp.Shutdown(context.Background())
+	})
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want bool
+	}{
+		{"global providers", nil, true},
+		{"both no-op", []Option{WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider())}, false},
+		{"no-op tracer, global meter", []Option{WithTracerProvider(tracenoop.NewTracerProvider())}, true},
+		{"no-op tracer, real meter", []Option{WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(mp)}, true},
+		{"real tracer, no-op meter", []Option{WithTracerProvider(tp), WithMeterProvider(metricnoop.NewMeterProvider())}, true},
+	} {
+		i, err := New(tc.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := i.Enabled(); got != tc.want {
+			t.Errorf("%s: Enabled = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
