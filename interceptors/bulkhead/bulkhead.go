@@ -196,7 +196,7 @@ func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 type layer struct{ ic *Interceptor }
 
 func init() {
-	chain.Register(chain.Bulkhead, func(ic *Interceptor) chain.Layer { return chain.Layer{Unary: layer{ic}, Stream: layer{ic}} })
+	chain.Register(chain.Bulkhead, func(ic *Interceptor) chain.Layer { return chain.Both(layer{ic}) })
 }
 
 func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {

@@ -29,7 +29,7 @@ type layer struct {
 func init() {
 	chain.Register(chain.Deadline, func(i *Interceptor) chain.Layer {
 		l := &layer{i: i}
-		return chain.Layer{Unary: l, Stream: l}
+		return chain.Both(l)
 	})
 	chain.Register(chain.DeadlinePending, func(i *Interceptor) chain.Layer {
 		return chain.Layer{Unary: &layer{i: i, pending: true}, Stream: &layer{i: i}}

@@ -16,6 +16,10 @@
 // deadline is already the earliest the context is passed on untouched and
 // the interceptor does not allocate; otherwise it adds the deadline with
 // context.WithDeadline and allocates nothing beyond what that costs.
+// Within the failsoft suite, which has a retry layer inside this one, a
+// unary call's deadline is handed to that layer instead, which sets it on
+// each attempt's context together with the attempt's own timeout, so that
+// one context serves both.
 //
 // A stream's deadline covers its whole life. Its context is released when
 // the stream ends (RecvMsg returns an error, io.EOF included, or the one

@@ -139,7 +139,7 @@ func init() {
 		if len(ic.cfg.chains) == 0 && len(ic.cfg.services) == 0 {
 			return chain.Layer{} // no fallbacks: every call passes through
 		}
-		return chain.Layer{Unary: layer{ic}, Stream: layer{ic}}
+		return chain.Both(layer{ic})
 	})
 }
 

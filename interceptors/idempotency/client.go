@@ -46,7 +46,7 @@ func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 type layer struct{ i *Interceptor }
 
 func init() {
-	chain.Register(chain.Idempotency, func(i *Interceptor) chain.Layer { return chain.Layer{Unary: layer{i}, Stream: layer{i}} })
+	chain.Register(chain.Idempotency, func(i *Interceptor) chain.Layer { return chain.Both(layer{i}) })
 }
 
 func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {

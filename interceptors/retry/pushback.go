@@ -37,7 +37,7 @@ var thePushbackLayer = new(pushbackLayer)
 
 func init() {
 	chain.Register(chain.Pushback, func(struct{}) chain.Layer {
-		return chain.Layer{Unary: thePushbackLayer, Stream: thePushbackLayer}
+		return chain.Both(thePushbackLayer)
 	})
 }
 

@@ -74,7 +74,7 @@ func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 type layer struct{ ic *Interceptor }
 
 func init() {
-	chain.Register(chain.Retry, func(ic *Interceptor) chain.Layer { return chain.Layer{Unary: layer{ic}, Stream: layer{ic}} })
+	chain.Register(chain.Retry, func(ic *Interceptor) chain.Layer { return chain.Both(layer{ic}) })
 }
 
 func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {

@@ -35,9 +35,9 @@ type (
 )
 
 func init() {
-	chain.Register(chain.TelemetryCall, func(i *Interceptor) chain.Layer { return chain.Layer{Unary: callLayer{i}, Stream: callLayer{i}} })
+	chain.Register(chain.TelemetryCall, func(i *Interceptor) chain.Layer { return chain.Both(callLayer{i}) })
 	chain.Register(chain.TelemetryAttempt, func(i *Interceptor) chain.Layer {
-		return chain.Layer{Unary: attemptLayer{i}, Stream: attemptLayer{i}}
+		return chain.Both(attemptLayer{i})
 	})
 }
 

@@ -85,7 +85,7 @@ func (t *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 type layer struct{ t *Interceptor }
 
 func init() {
-	chain.Register(chain.Throttle, func(t *Interceptor) chain.Layer { return chain.Layer{Unary: layer{t}, Stream: layer{t}} })
+	chain.Register(chain.Throttle, func(t *Interceptor) chain.Layer { return chain.Both(layer{t}) })
 }
 
 func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {

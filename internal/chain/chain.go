@@ -242,6 +242,14 @@ type Layer struct {
 	Stream Stream
 }
 
+// Both returns the Layer whose two halves are l.
+func Both[L interface {
+	Unary
+	Stream
+}](l L) Layer {
+	return Layer{Unary: l, Stream: l}
+}
+
 // Empty reports whether l is the zero Layer.
 func (l Layer) Empty() bool { return l.Unary == nil && l.Stream == nil }
 
