@@ -13,6 +13,7 @@ import (
 
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/deadline"
+	"github.com/failsoft/failsoft/interceptors/fallback"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/retry"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
@@ -159,5 +160,40 @@ func TestPendingDeadlinePassedStopsRetries(t *testing.T) {
 	}
 	if errors.Is(err, context.Canceled) {
 		t.Error("the error says cancelled")
+	}
+}
+
+// TestFallbackRunsWithinTheCallDeadline: the call's deadline, which the
+// deadline layer hands to the retry layer rather than to the context,
+// still bounds a fallback that runs after the retries failed.
+func TestFallbackRunsWithinTheCallDeadline(t *testing.T) {
+	var fallbackDeadline time.Time
+	var hadDeadline bool
+	fb := fallback.WithFunc(policytestv1.PlainService_Idempotent_FullMethodName,
+		func(ctx context.Context, _ string, _, _ any, _ error) error {
+			fallbackDeadline, hadDeadline = ctx.Deadline()
+			return nil
+		})
+	s, err := build([]Option{
+		WithoutTelemetry(),
+		WithRetry(retry.WithRand(func() float64 { return 0 })),
+		WithDeadline(deadline.WithDefaultTimeout(3 * time.Second)),
+		WithFallback(fb),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		return status.Error(codes.Unavailable, "down")
+	}
+	start := time.Now()
+	err = chainInvoker(s, invoker)(context.Background(), policytestv1.PlainService_Idempotent_FullMethodName,
+		&policytestv1.PingRequest{}, &policytestv1.PingResponse{}, idleConn(t))
+	end := time.Now()
+	if err != nil {
+		t.Fatalf("the fallback did not answer: %v", err)
+	}
+	if !hadDeadline || fallbackDeadline.Before(start.Add(3*time.Second)) || fallbackDeadline.After(end.Add(3*time.Second)) {
+		t.Errorf("the fallback ran with deadline %v (set: %v), want the call's, 3 s after the start", fallbackDeadline.Sub(start), hadDeadline)
 	}
 }
