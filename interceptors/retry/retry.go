@@ -182,26 +182,30 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 	pending := next.Deadline
 	next.Deadline = time.Time{}
 	watch := observe.WatchesAttempts(ctx, ic.obs)
-	if retry && !found && !watch && p.Retry.AttemptTimeout == 0 {
+	if retry && !found && !watch {
 		// The common case: the first attempt needs nothing but a place for
-		// its trailer and the call's deadline; the call's state is built
-		// only if it fails.
+		// its trailer and a context with the call's deadline and its own
+		// timeout; the call's state is built only if it fails.
 		tr := getTrailers(opts)
-		actx, cancel := ctx, context.CancelFunc(nil)
-		if !pending.IsZero() {
-			actx, cancel = context.WithDeadline(ctx, pending)
+		timeout := p.Retry.AttemptTimeout
+		inner, actx := next, ctx
+		inner.SetFirstAttempt(timeout)
+		var at attemptTimer
+		if timeout > 0 || !pending.IsZero() {
+			actx = at.start(ic, ctx, timeout, pending, false)
 		}
-		err := next.Invoke(actx, method, req, reply, cc, tr.opts...)
-		if cancel != nil {
-			cancel()
-		}
+		err := inner.Invoke(actx, method, req, reply, cc, tr.opts...)
+		timedOut := at.finish(err == nil)
 		if err == nil {
 			tr.release()
 			return nil
 		}
+		if timedOut {
+			err = timeoutError(err, 1, timeout)
+		}
 		c := ic.newCall(ctx, method, target, p, b, &cfg, false)
 		c.deadline, c.folded, c.watch = pending, next.Folded(), watch
-		return ic.retryUnary(&c, tr, err, req, reply, cc, next)
+		return ic.retryUnary(&c, tr, err, timedOut, req, reply, cc, next)
 	}
 	if hedge {
 		if m, ok := reply.(proto.Message); ok {
@@ -220,7 +224,7 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 		c := ic.newCall(ctx, method, target, p, b, &cfg, false)
 		c.deadline, c.folded, c.watch = pending, next.Folded(), watch
 		if c.max > 1 {
-			return ic.retryUnary(&c, getTrailers(opts), nil, req, reply, cc, next)
+			return ic.retryUnary(&c, getTrailers(opts), nil, false, req, reply, cc, next)
 		}
 	}
 	if !pending.IsZero() {
@@ -276,8 +280,9 @@ func (t *trailers) release() {
 }
 
 // retryUnary runs the attempts of a retryable unary call. When first is
-// not nil, the first attempt was already sent and failed with it.
-func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext) error {
+// not nil, the first attempt was already sent and failed with it (cut by
+// its per-attempt timeout if firstTimedOut).
+func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, firstTimedOut bool, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext) error {
 	defer tr.release()
 	var wait time.Duration
 	var reason string
@@ -285,7 +290,7 @@ func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, req, reply
 		c.n = n
 		if n == 1 && first != nil {
 			var stop error
-			if wait, reason, stop = c.next(first, tr.md, false); stop != nil {
+			if wait, reason, stop = c.next(first, tr.md, firstTimedOut); stop != nil {
 				return stop
 			}
 			if err := c.sleep(wait, reason, first); err != nil {

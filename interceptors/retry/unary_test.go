@@ -433,6 +433,58 @@ func TestPerAttemptTimeout(t *testing.T) {
 	}
 }
 
+// TestPerAttemptTimeoutUnobserved: the same when no observer wants attempt
+// events, so that the first attempt is sent before the call's state is
+// built; a last attempt that times out says so.
+func TestPerAttemptTimeoutUnobserved(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.obs.skipAttempts.Store(true)
+	arrived := make(chan int, 2)
+	e.b.unary = func(c *serverCall) (*pb.PingResponse, error) {
+		if c.n == 1 || c.req.GetPayload() == "hang" {
+			arrived <- c.n
+			<-c.ctx.Done()
+			return nil, status.Error(codes.Canceled, "gone")
+		}
+		return &pb.PingResponse{Payload: "second"}, nil
+	}
+	for _, tc := range []struct {
+		payload string
+		hangs   int // attempts that hang until their timeout
+		wantErr string
+	}{
+		{payload: "x", hangs: 1},
+		{payload: "hang", hangs: 2, wantErr: "attempt 2 exceeded its per-attempt timeout of 500ms"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			out, err := e.invoke(within(t, 10*time.Second), mOverride, tc.payload)
+			if err == nil && out.GetPayload() != "second" {
+				err = errors.New("wrong reply " + out.GetPayload())
+			}
+			done <- err
+		}()
+		for range tc.hangs {
+			<-arrived
+			e.clock.BlockUntil(1)
+			e.clock.Advance(500 * time.Millisecond)
+		}
+		err := <-done
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.payload, err)
+		case tc.wantErr != "" && (status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: %v, want DEADLINE_EXCEEDED with %q", tc.payload, err, tc.wantErr)
+		}
+	}
+	if n := len(e.obs.of(observe.AttemptEnd)); n != 0 {
+		t.Errorf("%d attempt events reported to an observer that wants none", n)
+	}
+	if n := len(e.obs.of(observe.RetryStopped)); n != 1 {
+		t.Errorf("%d RetryStopped events, want 1 (the call whose attempts all timed out)", n)
+	}
+}
+
 // TestPerAttemptTimeoutSystemClock: on the system clock the timeout is a
 // context deadline, which the server sees; a last attempt that times out
 // returns DEADLINE_EXCEEDED saying so.
