@@ -269,8 +269,22 @@ func TestAttemptOf(t *testing.T) {
 
 type thing struct{ name string }
 
+// forget removes kind from the registry when the test ends, so that the
+// test can run again in the same process (go test -count).
+func forget(t *testing.T, kinds ...Kind) {
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range kinds {
+			delete(registry, k)
+		}
+	})
+}
+
 func TestLookup(t *testing.T) {
 	const kind Kind = "test layer"
+	const idle, half Kind = "idle layer", "half layer"
+	forget(t, kind, idle, half)
 	if _, err := Lookup(kind, &thing{}); err == nil || !strings.Contains(err.Error(), `no layer of kind "test layer" registered`) {
 		t.Errorf("Lookup of an unregistered kind: %v", err)
 	}
@@ -290,7 +304,6 @@ func TestLookup(t *testing.T) {
 		t.Errorf("Lookup with a value of the wrong type: %v", err)
 	}
 
-	const idle, half Kind = "idle layer", "half layer"
 	Register(idle, func(*thing) Layer { return Layer{} })
 	if l, err := Lookup(idle, &thing{}); err != nil || !l.Empty() {
 		t.Errorf("a layer with nothing to do: %v, %v; want the empty layer", l, err)
