@@ -103,7 +103,7 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 		minBudget = i.cfg.minBudget
 	}
 	if pl.remaining > 0 && pl.remaining >= minBudget {
-		if o := i.cfg.Observer; o != nil {
+		if o := i.cfg.Observer; observe.Wants(ctx, o, observe.DeadlineSet) {
 			o.Observe(ctx, observe.Event{
 				Kind: observe.DeadlineSet, Method: method, Target: target(cc),
 				Duration: pl.remaining, Reason: src.String(),

@@ -103,7 +103,7 @@ func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.Client
 		return ctx, reject(cc, fmt.Sprintf("idempotency: key of %s: %v", method, err))
 	}
 	ctx = metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key)
-	if o := i.cfg.Observer; o != nil {
+	if o := i.cfg.Observer; observe.Wants(ctx, o, observe.KeyAttached) {
 		reason := key
 		if !i.cfg.rawKeys {
 			reason = KeyHash(key)

@@ -130,32 +130,32 @@ func (m multi) Observe(ctx context.Context, e Event) {
 	}
 }
 
-func (m multi) WatchesAttempts(ctx context.Context) bool {
+func (m multi) Wants(ctx context.Context, k Kind) bool {
 	for _, o := range m {
-		if WatchesAttempts(ctx, o) {
+		if Wants(ctx, o, k) {
 			return true
 		}
 	}
 	return false
 }
 
-// AttemptWatcher is implemented by observers that can tell, cheaply,
-// whether they would use the AttemptStart and AttemptEnd events of a call
-// on ctx. When none of a layer's observers would, the layer skips timing
-// the call's attempts: two clock reads and two events per attempt.
-type AttemptWatcher interface {
-	WatchesAttempts(ctx context.Context) bool
+// A Selector is an Observer that can tell, cheaply, whether it would use
+// an event of kind k on ctx. Layers ask before building an event that
+// costs something to build (timing an attempt reads the clock twice;
+// reporting a key hashes it) and skip it when no observer wants it.
+type Selector interface {
+	Observer
+	Wants(ctx context.Context, k Kind) bool
 }
 
-// WatchesAttempts reports whether o wants the attempt events of a call on
-// ctx: false for a nil o, and true for an observer that does not implement
-// AttemptWatcher.
-func WatchesAttempts(ctx context.Context, o Observer) bool {
+// Wants reports whether o would use an event of kind k on ctx: false for a
+// nil o, and true for an observer that is not a Selector.
+func Wants(ctx context.Context, o Observer, k Kind) bool {
 	if o == nil {
 		return false
 	}
-	if w, ok := o.(AttemptWatcher); ok {
-		return w.WatchesAttempts(ctx)
+	if s, ok := o.(Selector); ok {
+		return s.Wants(ctx, k)
 	}
 	return true
 }

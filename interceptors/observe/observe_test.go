@@ -69,29 +69,38 @@ func BenchmarkObserveNoAlloc(b *testing.B) {
 	}
 }
 
-type watcher bool
+// keys wants the kinds it lists.
+type keys []observe.Kind
 
-func (watcher) Observe(context.Context, observe.Event) {}
-func (w watcher) WatchesAttempts(context.Context) bool { return bool(w) }
+func (keys) Observe(context.Context, observe.Event) {}
+func (k keys) Wants(_ context.Context, kind observe.Kind) bool {
+	for _, x := range k {
+		if x == kind {
+			return true
+		}
+	}
+	return false
+}
 
-func TestWatchesAttempts(t *testing.T) {
+func TestWants(t *testing.T) {
 	ctx := context.Background()
 	plain := observe.Func(func(context.Context, observe.Event) {})
 	for _, tc := range []struct {
 		name string
 		o    observe.Observer
+		k    observe.Kind
 		want bool
 	}{
-		{"nil", nil, false},
-		{"an observer that cannot tell", plain, true},
-		{"a watcher that wants them", watcher(true), true},
-		{"a watcher that does not", watcher(false), false},
-		{"multi, none wants them", observe.Multi(watcher(false), watcher(false)), false},
-		{"multi, one wants them", observe.Multi(watcher(false), watcher(true)), true},
-		{"multi, one cannot tell", observe.Multi(watcher(false), plain), true},
+		{"nil", nil, observe.AttemptEnd, false},
+		{"an observer that cannot tell", plain, observe.AttemptEnd, true},
+		{"a selector that wants the kind", keys{observe.AttemptEnd}, observe.AttemptEnd, true},
+		{"a selector that wants another", keys{observe.KeyAttached}, observe.AttemptEnd, false},
+		{"multi, none wants it", observe.Multi(keys{}, keys{observe.Backoff}), observe.AttemptEnd, false},
+		{"multi, one wants it", observe.Multi(keys{}, keys{observe.AttemptEnd}), observe.AttemptEnd, true},
+		{"multi, one cannot tell", observe.Multi(keys{}, plain), observe.AttemptEnd, true},
 	} {
-		if got := observe.WatchesAttempts(ctx, tc.o); got != tc.want {
-			t.Errorf("%s: WatchesAttempts = %v, want %v", tc.name, got, tc.want)
+		if got := observe.Wants(ctx, tc.o, tc.k); got != tc.want {
+			t.Errorf("%s: Wants = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -129,9 +129,9 @@
 // suite, its own inner layers learn the first attempt's timeout without
 // the context value.
 //
-// Observers that implement observe.AttemptWatcher (the telemetry layer
-// does) may say they have no use for attempt events; the interceptor then
-// skips timing attempts.
+// Observers that implement observe.Selector (the telemetry layer does) may
+// say they have no use for attempt events; the interceptor then skips
+// timing attempts.
 //
 // # Streams
 //

@@ -267,12 +267,14 @@ type recorder struct {
 	cond   *sync.Cond
 	events []observe.Event
 	// skipAttempts makes the recorder say it has no use for attempt
-	// events (observe.AttemptWatcher), as telemetry with nothing recording
-	// does: the interceptor then takes its path for unobserved calls.
+	// events (observe.Selector), as telemetry with nothing recording does:
+	// the interceptor then takes its path for unobserved calls.
 	skipAttempts atomic.Bool
 }
 
-func (r *recorder) WatchesAttempts(context.Context) bool { return !r.skipAttempts.Load() }
+func (r *recorder) Wants(_ context.Context, k observe.Kind) bool {
+	return !(r.skipAttempts.Load() && (k == observe.AttemptStart || k == observe.AttemptEnd))
+}
 
 func (r *recorder) Observe(_ context.Context, ev observe.Event) {
 	r.mu.Lock()

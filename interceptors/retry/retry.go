@@ -98,7 +98,7 @@ type call struct {
 	// context gets it. Zero when ctx holds the call's deadline, if any.
 	deadline time.Time
 	folded   bool // other failsoft layers follow, reading chain.State
-	watch    bool // the observer wants attempt events (observe.WatchesAttempts)
+	watch    bool // the observer wants attempt events (observe.Wants)
 	method   string
 	target   string
 	p        *policy.Policy
@@ -181,7 +181,7 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 	// set on each attempt's context from here on, and on no other.
 	pending := next.Deadline
 	next.Deadline = time.Time{}
-	watch := observe.WatchesAttempts(ctx, ic.obs)
+	watch := observe.Wants(ctx, ic.obs, observe.AttemptEnd) || observe.Wants(ctx, ic.obs, observe.AttemptStart)
 	if retry && !found && !watch {
 		// The common case: the first attempt needs nothing but a place for
 		// its trailer and a context with the call's deadline and its own

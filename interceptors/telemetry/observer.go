@@ -21,12 +21,24 @@ func (i *Interceptor) Observe(ctx context.Context, e observe.Event) {
 	i.record(ctx, e)
 }
 
-// WatchesAttempts reports whether Observe would use the attempt events of
-// a call on ctx: when a span on ctx records, or an attempt metric is
-// enabled.
-func (i *Interceptor) WatchesAttempts(ctx context.Context) bool {
-	return trace.SpanFromContext(ctx).IsRecording() ||
-		i.m.attemptStarted.Enabled(ctx) || i.m.attemptDuration.Enabled(ctx)
+// Wants reports whether Observe would use an event of kind k on ctx: when
+// k's metric is enabled, or, for the kinds that become span events or
+// attributes, when the span on ctx records. It makes the Interceptor an
+// observe.Selector.
+func (i *Interceptor) Wants(ctx context.Context, k observe.Kind) bool {
+	m := &i.m
+	switch k {
+	case observe.AttemptStart:
+		return m.attemptStarted.Enabled(ctx)
+	case observe.AttemptEnd:
+		return m.attemptDuration.Enabled(ctx)
+	case observe.DeadlineSet:
+		return trace.SpanFromContext(ctx).IsRecording()
+	case observe.KeyAttached:
+		return m.keysAttached.Enabled(ctx) || trace.SpanFromContext(ctx).IsRecording()
+	}
+	// The other kinds are rare: decisions on a failing call.
+	return true
 }
 
 func (i *Interceptor) spanEvent(span trace.Span, e observe.Event) {

@@ -35,7 +35,7 @@ type Interceptor struct {
 	off    bool // both providers were given and both are no-ops
 }
 
-var _ observe.Observer = (*Interceptor)(nil)
+var _ observe.Selector = (*Interceptor)(nil)
 
 // New returns an Interceptor. Without options it uses the global tracer
 // provider, meter provider and propagator, read when a call starts, so it

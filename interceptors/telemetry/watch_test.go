@@ -4,16 +4,16 @@ import (
 	"context"
 	"testing"
 
+	"github.com/failsoft/failsoft/interceptors/observe"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
-// TestWatchesAttempts: the telemetry layer wants attempt events only when
-// it can do something with them, so that the retry layer may skip timing
-// attempts for it.
-func TestWatchesAttempts(t *testing.T) {
+// TestWants: the telemetry layer wants the events that cost something to
+// build only when it can do something with them.
+func TestWants(t *testing.T) {
 	tp := sdktrace.NewTracerProvider()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	t.Cleanup(func() {
@@ -22,25 +22,34 @@ func TestWatchesAttempts(t *testing.T) {
 	})
 	recording, span := tp.Tracer("test").Start(context.Background(), "caller")
 	defer span.End()
+	noop := []Option{WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider())}
+	metered := []Option{WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(mp)}
+	bg := context.Background()
 	for _, tc := range []struct {
 		name string
 		opts []Option
 		ctx  context.Context
+		k    observe.Kind
 		want bool
 	}{
-		{"no-op providers", []Option{WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider())},
-			context.Background(), false},
-		{"no-op providers, a recording span on the context", []Option{WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider())},
-			recording, true},
-		{"a meter with a reader", []Option{WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(mp)},
-			context.Background(), true},
+		{"attempt end, no-op providers", noop, bg, observe.AttemptEnd, false},
+		// Attempt events become metrics only, never span events.
+		{"attempt end, a recording span on the context", noop, recording, observe.AttemptEnd, false},
+		{"attempt end, a meter with a reader", metered, bg, observe.AttemptEnd, true},
+		{"attempt start, a meter with a reader", metered, bg, observe.AttemptStart, true},
+		{"deadline set, no-op providers", noop, bg, observe.DeadlineSet, false},
+		{"deadline set, a recording span", noop, recording, observe.DeadlineSet, true},
+		{"key attached, no-op providers", noop, bg, observe.KeyAttached, false},
+		{"key attached, a recording span", noop, recording, observe.KeyAttached, true},
+		{"key attached, a meter with a reader", metered, bg, observe.KeyAttached, true},
+		{"a breaker transition: always", noop, bg, observe.BreakerState, true},
 	} {
 		i, err := New(tc.opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := i.WatchesAttempts(tc.ctx); got != tc.want {
-			t.Errorf("%s: WatchesAttempts = %v, want %v", tc.name, got, tc.want)
+		if got := i.Wants(tc.ctx, tc.k); got != tc.want {
+			t.Errorf("%s: Wants = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
