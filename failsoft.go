@@ -318,6 +318,12 @@ func build(opts []Option) (*suite, error) {
 	if rt != nil {
 		deadlineKind = chain.DeadlinePending
 	}
+	// A nil *telemetry.Interceptor in an interface is not nil: keep the
+	// list's "off" the same for every layer.
+	var telLayer any
+	if tel != nil {
+		telLayer = tel
+	}
 	var (
 		errs   []error
 		unary  []chain.Unary
@@ -327,7 +333,7 @@ func build(opts []Option) (*suite, error) {
 		kind chain.Kind
 		v    any
 	}{
-		{chain.TelemetryCall, tel},
+		{chain.TelemetryCall, telLayer},
 		{deadlineKind, dl},
 		{chain.Idempotency, key},
 		{chain.Fallback, fb},
@@ -335,7 +341,7 @@ func build(opts []Option) (*suite, error) {
 		{chain.Throttle, th},
 		{chain.Breaker, br},
 		{chain.Bulkhead, bh},
-		{chain.TelemetryAttempt, tel},
+		{chain.TelemetryAttempt, telLayer},
 		// Pushback marking is innermost: every layer that classifies
 		// attempts (attempt span, throttle, breaker, retry, fallback) sits
 		// outside it, so a live server's pushback reaches all of them as
@@ -343,8 +349,8 @@ func build(opts []Option) (*suite, error) {
 		// costs nothing on success.
 		{chain.Pushback, struct{}{}},
 	} {
-		if l.v == nil || l.v == (*telemetry.Interceptor)(nil) {
-			continue
+		if l.v == nil {
+			continue // switched off
 		}
 		layer, err := chain.Lookup(l.kind, l.v)
 		switch {
