@@ -201,7 +201,7 @@ func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string)
 	if p <= 0 || t.cfg.rand() >= p {
 		return idx, nil
 	}
-	r.add(idx, true, false)
+	r.add(idx, false)
 	rej := &outcome.Rejection{
 		Layer:  Layer,
 		Target: target,
@@ -231,7 +231,7 @@ func (t *Interceptor) record(r *ring, idx uint64, err error) {
 			return
 		}
 	}
-	r.add(idx, true, accepted)
+	r.add(idx, accepted)
 }
 
 func isRejection(err error) bool {

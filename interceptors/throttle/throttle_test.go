@@ -63,7 +63,7 @@ func TestRing(t *testing.T) {
 			{0, true, true, 1, 1},
 			{0, true, false, 2, 1},
 			{1, true, false, 1, 0}, // new period: the old one is gone
-			{5, false, true, 0, 1},
+			{5, true, true, 1, 1},
 		}},
 		{"window of three", 3, []op{
 			{0, true, true, 1, 1},
@@ -91,7 +91,9 @@ func TestRing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRing(tc.buckets)
 			for i, o := range tc.ops {
-				r.add(o.idx, o.req, o.acc)
+				if o.req {
+					r.add(o.idx, o.acc)
+				}
 				if gr, ga := r.totals(o.idx); gr != o.wantR || ga != o.wantA {
 					t.Fatalf("op %d at %d: totals = %d, %d; want %d, %d", i, o.idx, gr, ga, o.wantR, o.wantA)
 				}
@@ -103,8 +105,8 @@ func TestRing(t *testing.T) {
 func TestRingSaturates(t *testing.T) {
 	r := newRing(1)
 	r.buckets[0].requests.Store(7<<32 | countMask - 1)
-	r.add(7, true, false)
-	r.add(7, true, false)
+	r.add(7, false)
+	r.add(7, false)
 	if got, _ := r.totals(7); got != countMask {
 		t.Fatalf("saturated count = %d, want %d", got, uint64(countMask))
 	}
@@ -564,11 +566,11 @@ func TestDeadTarget(t *testing.T) {
 // in the window went without its accept.
 func TestAllAccepted(t *testing.T) {
 	r := newRing(10)
-	r.add(3, true, true)
+	r.add(3, true)
 	if !r.allAccepted(3) {
 		t.Error("accepted requests only: allAccepted = false")
 	}
-	r.add(5, true, false)
+	r.add(5, false)
 	for _, tc := range []struct {
 		idx  uint64
 		want bool
@@ -582,7 +584,7 @@ func TestAllAccepted(t *testing.T) {
 			t.Errorf("allAccepted(%d) = %v, want %v", tc.idx, got, tc.want)
 		}
 	}
-	r.add(4, true, false) // an older miss does not move the mark back
+	r.add(4, false) // an older miss does not move the mark back
 	if r.allAccepted(14) || !r.allAccepted(15) {
 		t.Error("an older miss moved the mark")
 	}

@@ -23,8 +23,11 @@ type ring struct {
 	lastMiss atomic.Uint64
 }
 
+// A bucket counts requests and, of those, misses (requests not accepted),
+// rather than accepts: the common call, an accepted one, then moves one
+// counter, not two.
 type bucket struct {
-	requests, accepts atomic.Uint64
+	requests, misses atomic.Uint64
 }
 
 const countMask = 1<<32 - 1
@@ -33,32 +36,34 @@ func newRing(buckets int) *ring {
 	return &ring{n: uint64(buckets), buckets: make([]bucket, buckets)}
 }
 
-// add counts one event in the bucket of index idx.
-func (r *ring) add(idx uint64, requests, accepts bool) {
-	if requests && !accepts {
+// add counts one request in the bucket of index idx, and whether the
+// target accepted it.
+func (r *ring) add(idx uint64, accepted bool) {
+	b := &r.buckets[idx%r.n]
+	epoch := bump(&b.requests, uint32(idx))
+	if !accepted {
 		for m := r.lastMiss.Load(); m < idx+1 && !r.lastMiss.CompareAndSwap(m, idx+1); m = r.lastMiss.Load() {
 		}
-	}
-	b := &r.buckets[idx%r.n]
-	if requests {
-		bump(&b.requests, uint32(idx))
-	}
-	if accepts {
-		bump(&b.accepts, uint32(idx))
+		// In the period the request was counted in, which a late writer
+		// finds moved on.
+		bump(&b.misses, epoch)
 	}
 }
 
-func bump(w *atomic.Uint64, epoch uint32) {
+// bump counts one in w for the period epoch, or for the newer one w has
+// moved on to, and returns the period it counted in.
+func bump(w *atomic.Uint64, epoch uint32) uint32 {
 	for {
 		old := w.Load()
 		var next uint64
+		at := epoch
 		switch e := uint32(old >> 32); {
 		case old&countMask == 0:
 			// Never counted in (or zero): the bucket is free.
 			next = uint64(epoch)<<32 | 1
 		case e == epoch:
 			if old&countMask == countMask {
-				return // saturated
+				return epoch // saturated
 			}
 			next = old + 1
 		case int32(epoch-e) > 0:
@@ -68,12 +73,12 @@ func bump(w *atomic.Uint64, epoch uint32) {
 			// A newer period already took the bucket (this goroutine read
 			// the clock just before another moved on): count it there.
 			if old&countMask == countMask {
-				return
+				return e
 			}
-			next = old + 1
+			at, next = e, old+1
 		}
 		if w.CompareAndSwap(old, next) {
-			return
+			return at
 		}
 	}
 }
@@ -89,16 +94,19 @@ func (r *ring) allAccepted(idx uint64) bool {
 // index idx: the last n periods, idx included.
 func (r *ring) totals(idx uint64) (requests, accepts uint64) {
 	epoch := uint32(idx)
+	var misses uint64
 	for i := range r.buckets {
 		b := &r.buckets[i]
 		if w := b.requests.Load(); uint64(epoch-uint32(w>>32)) < r.n {
 			requests += w & countMask
 		}
-		if w := b.accepts.Load(); uint64(epoch-uint32(w>>32)) < r.n {
-			accepts += w & countMask
+		if w := b.misses.Load(); uint64(epoch-uint32(w>>32)) < r.n {
+			misses += w & countMask
 		}
 	}
-	return requests, accepts
+	// A saturated request count, or a bucket read between its two
+	// counters' updates, may show more misses than requests.
+	return requests, requests - min(misses, requests)
 }
 
 // probability is the SRE book's client-side throttling formula,
