@@ -41,15 +41,20 @@ func TestSuiteAllocs(t *testing.T) {
 		opts   []Option
 		method string
 		caller time.Duration // the caller's own timeout; 0: none
+		call   []grpc.CallOption
 		want   float64
 	}{
-		{"caller deadline earliest", nil, policytestv1.PlainService_Idempotent_FullMethodName, time.Hour, 0},
-		{"default timeout added", nil, policytestv1.PlainService_Idempotent_FullMethodName, 0, oneContext},
-		{"policy and per-attempt timeouts", nil, policytestv1.TunedService_Override_FullMethodName, 0, oneContext},
-		{"policy and per-attempt timeouts, no-op telemetry", []Option{noopTelemetry}, policytestv1.TunedService_Override_FullMethodName, 0, oneContext},
-		{"not idempotent", nil, policytestv1.TunedService_Inherit_FullMethodName, 0, oneContext},
-		{"without telemetry", []Option{WithoutTelemetry()}, policytestv1.TunedService_Override_FullMethodName, 0, oneContext},
-		{"without retry", []Option{WithoutRetry()}, policytestv1.TunedService_Override_FullMethodName, 0, oneContext},
+		{"caller deadline earliest", nil, policytestv1.PlainService_Idempotent_FullMethodName, time.Hour, nil, 0},
+		{"default timeout added", nil, policytestv1.PlainService_Idempotent_FullMethodName, 0, nil, oneContext},
+		{"policy and per-attempt timeouts", nil, policytestv1.TunedService_Override_FullMethodName, 0, nil, oneContext},
+		{"policy and per-attempt timeouts, no-op telemetry", []Option{noopTelemetry}, policytestv1.TunedService_Override_FullMethodName, 0, nil, oneContext},
+		{"not idempotent", nil, policytestv1.TunedService_Inherit_FullMethodName, 0, nil, oneContext},
+		{"without telemetry", []Option{WithoutTelemetry()}, policytestv1.TunedService_Override_FullMethodName, 0, nil, oneContext},
+		{"without retry", []Option{WithoutRetry()}, policytestv1.TunedService_Override_FullMethodName, 0, nil, oneContext},
+		// Generated client code passes grpc.StaticMethod on every call.
+		{"generated client", nil, policytestv1.TunedService_Override_FullMethodName, 0, []grpc.CallOption{grpc.StaticMethod()}, oneContext},
+		{"generated client, caller deadline earliest", nil, policytestv1.PlainService_Idempotent_FullMethodName, time.Hour, []grpc.CallOption{grpc.StaticMethod()}, 0},
+		{"generated client without retry", []Option{WithoutRetry()}, policytestv1.TunedService_Override_FullMethodName, 0, []grpc.CallOption{grpc.StaticMethod()}, oneContext},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := build(tc.opts)
@@ -64,7 +69,7 @@ func TestSuiteAllocs(t *testing.T) {
 				defer cancel()
 			}
 			got := testing.AllocsPerRun(200, func() {
-				if err := call(ctx, tc.method, req, reply, cc); err != nil {
+				if err := call(ctx, tc.method, req, reply, cc, tc.call...); err != nil {
 					t.Fatal(err)
 				}
 			})

@@ -81,7 +81,8 @@
 // # Misconfiguration
 //
 // Invalid values and a layer configured twice are refused by DialOptions
-// with an error naming the option. Two suites on one connection are found
-// on the first call, which fails with FAILED_PRECONDITION, since grpc-go
-// offers no way to inspect other dial options when the client is built.
+// with an error naming the option. Two suites on one connection (or the
+// same options passed twice) are found on the first call, which fails with
+// FAILED_PRECONDITION before anything is sent, since grpc-go offers no way
+// to inspect other dial options when the client is built.
 package failsoft

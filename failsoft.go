@@ -209,7 +209,6 @@ func WithBulkhead(opts ...bulkhead.Option) Option {
 // one stream interceptor (see internal/chain): grpc-go's own chaining
 // would allocate a closure per layer on every call.
 type suite struct {
-	id     *byte // marks the suite; see suiteMarker
 	unary  *chain.Unaries
 	stream *chain.Streams
 }
@@ -243,22 +242,23 @@ func DialOptions(opts ...Option) ([]grpc.DialOption, error) {
 	}
 	return []grpc.DialOption{
 		grpc.WithDisableRetry(),
-		grpc.WithDefaultCallOptions(suiteMarker{id: s.id}),
 		grpc.WithChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.WithChainStreamInterceptor(s.streamInterceptor),
 	}, nil
 }
 
 func (s *suite) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	if otherSuite(s.id, opts) {
-		return errTwoSuites
+	opts, err := marked(opts)
+	if err != nil {
+		return err
 	}
 	return s.unary.Start(invoker).Invoke(ctx, method, req, reply, cc, opts...)
 }
 
 func (s *suite) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	if otherSuite(s.id, opts) {
-		return nil, errTwoSuites
+	opts, err := marked(opts)
+	if err != nil {
+		return nil, err
 	}
 	return s.stream.Start(streamer).NewStream(ctx, desc, cc, method, opts...)
 }
@@ -363,7 +363,7 @@ func build(opts []Option) (*suite, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &suite{id: new(byte), unary: chain.NewUnaries(unary...), stream: chain.NewStreams(stream...)}, nil
+	return &suite{unary: chain.NewUnaries(unary...), stream: chain.NewStreams(stream...)}, nil
 }
 
 // apply runs every option on c and joins all their errors. Unlike the
@@ -383,14 +383,23 @@ func apply[C any, O ~func(*C) error](c *C, kind string, opts []O) error {
 	return errors.Join(errs...)
 }
 
-// suiteMarker is a default call option that each suite adds to its
-// connection. grpc-go hands default call options to every interceptor, so a
-// suite that sees another suite's marker knows two suites are chained.
-// Scanning the options costs no allocation, unlike a context value.
-type suiteMarker struct {
-	grpc.EmptyCallOption
-	id *byte
-}
+// suiteMarker is a call option that a suite adds to every call it passes
+// on, so that a second suite further in on the same connection sees it
+// and refuses the call. It is not a default call option: grpc-go copies
+// the default options into a new slice for every call that has options
+// of its own, and the suite's layers always add one (the trailer that
+// carries server pushback). Scanning the options costs no allocation,
+// unlike a context value.
+type suiteMarker struct{ grpc.EmptyCallOption }
+
+// The marked options of the two most common calls, shared by every such
+// call: one without options, and one from generated client code, which
+// passes grpc.StaticMethod alone. Both are full, so that a layer that adds
+// an option copies them first.
+var (
+	markerOnly         = []grpc.CallOption{suiteMarker{}}
+	staticMethodMarked = []grpc.CallOption{grpc.StaticMethod(), suiteMarker{}}
+)
 
 // errTwoSuites is returned when a connection carries two suites, which
 // would multiply retries and count every breaker twice. grpc-go gives no
@@ -399,11 +408,22 @@ type suiteMarker struct {
 var errTwoSuites = status.Error(codes.FailedPrecondition,
 	"failsoft: two failsoft suites are installed on this connection; use DialOptions once per connection")
 
-func otherSuite(id *byte, opts []grpc.CallOption) bool {
-	for _, o := range opts {
-		if m, ok := o.(suiteMarker); ok && m.id != id {
-			return true
+// marked returns a call's options with the suite's marker added, or
+// errTwoSuites if they already carry one: another suite, or the same one
+// installed twice, is outside this one.
+func marked(opts []grpc.CallOption) ([]grpc.CallOption, error) {
+	switch len(opts) {
+	case 0:
+		return markerOnly, nil
+	case 1:
+		if _, ok := opts[0].(grpc.StaticMethodCallOption); ok {
+			return staticMethodMarked, nil
 		}
 	}
-	return false
+	for _, o := range opts {
+		if _, ok := o.(suiteMarker); ok {
+			return nil, errTwoSuites
+		}
+	}
+	return append(opts[:len(opts):len(opts)], suiteMarker{}), nil
 }

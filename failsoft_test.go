@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft"
@@ -160,21 +161,64 @@ func TestSuiteRetriesOnlySafeMethods(t *testing.T) {
 }
 
 func TestTwoSuitesRefused(t *testing.T) {
-	srv := &plainServer{}
 	a, err := failsoft.DialOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := failsoft.DialOptions()
+	b, err := failsoft.DialOptions(failsoft.WithoutRetry(), failsoft.WithoutDeadline(), failsoft.WithoutBreaker())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := dial(t, serve(t, srv), append(a, b...)...)
-	_, err = c.Plain(context.Background(), &policytestv1.PingRequest{})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "two failsoft suites") {
-		t.Fatalf("err = %v", err)
+	tests := []struct {
+		name string
+		dial []grpc.DialOption
+		call []grpc.CallOption
+	}{
+		{"two suites", append(append([]grpc.DialOption{}, a...), b...), nil},
+		{"two suites, call with options", append(append([]grpc.DialOption{}, b...), a...), []grpc.CallOption{grpc.WaitForReady(false)}},
+		{"one suite installed twice", append(append([]grpc.DialOption{}, a...), a...), nil},
 	}
-	if srv.calls.Load() != 0 {
-		t.Fatal("a call through two suites was sent")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := &plainServer{}
+			cc := dialConn(t, serve(t, srv), tc.dial...)
+			_, err := policytestv1.NewPlainServiceClient(cc).Plain(context.Background(), &policytestv1.PingRequest{}, tc.call...)
+			if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "two failsoft suites") {
+				t.Fatalf("unary: err = %v", err)
+			}
+			desc := &grpc.StreamDesc{ServerStreams: true}
+			_, err = cc.NewStream(context.Background(), desc, policytestv1.PlainService_Plain_FullMethodName, tc.call...)
+			if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "two failsoft suites") {
+				t.Fatalf("stream: err = %v", err)
+			}
+			if srv.calls.Load() != 0 {
+				t.Fatal("a call through two suites was sent")
+			}
+		})
+	}
+}
+
+// TestOneSuiteKeepsCallOptions: the marker the suite adds to a call's
+// options never reaches the caller's slice.
+func TestOneSuiteKeepsCallOptions(t *testing.T) {
+	suite, err := failsoft.DialOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &plainServer{}
+	c := dial(t, serve(t, srv), suite...)
+	var trailer metadata.MD
+	opts := make([]grpc.CallOption, 1, 4)
+	opts[0] = grpc.Trailer(&trailer)
+	for range 3 {
+		if _, err := c.Plain(context.Background(), &policytestv1.PingRequest{}, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(opts) != 1 || opts[:2][1] != nil {
+		t.Fatalf("the caller's options were written to: %v", opts[:2])
+	}
+	if srv.calls.Load() != 3 {
+		t.Fatalf("%d calls reached the server, want 3", srv.calls.Load())
 	}
 }
