@@ -64,7 +64,7 @@ jaeger: $(JAEGER_BIN)
 # One table comparing failsoft with its peers (bench/, its own module, so
 # the library never depends on them): cost, loopback calls, and failure,
 # lost-response, slow-tail and overload scenarios. About four minutes on
-# 2 cores, most of it counting instructions under valgrind when installed.
+# 2 cores.
 bench:
 	cd bench && $(GO) run ./cmd/report -quiet
 
