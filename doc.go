@@ -84,5 +84,8 @@
 // with an error naming the option. Two suites on one connection (or the
 // same options passed twice) are found on the first call, which fails with
 // FAILED_PRECONDITION before anything is sent, since grpc-go offers no way
-// to inspect other dial options when the client is built.
+// to inspect other dial options when the client is built. The suite finds
+// them by a call option it adds to the calls it passes on, so an
+// interceptor installed after the suite that makes a new call on the same
+// connection must not pass on the options it was given.
 package failsoft
