@@ -11,7 +11,7 @@
 // Each layer package implements its layer once, in this form, and its
 // public interceptor runs it with FinalUnary or FinalStream: with nothing
 // after it but grpc-go's chain. The failsoft package runs all of them with
-// NewUnary and NewStream. Layer packages register their layers with
+// NewUnaries and NewStreams. Layer packages register their layers with
 // Register, so that the failsoft package reaches them without their types
 // exporting this package's types.
 package chain

@@ -1,9 +1,3 @@
-// Package checkout is the demo's checkout client: it charges customers
-// through the failsoft interceptor chain, answers "payment pending, we'll
-// confirm by email" when the payment service cannot confirm a charge, keeps
-// such charges in a durable outbox and sends them again, with the same
-// idempotency key, once the service is back. It drives load through
-// phases, and reconciles what it believes against the service's ledger.
 package checkout
 
 import (

@@ -1,4 +1,3 @@
-// Package redistest runs a throwaway redis-server for tests.
 package redistest
 
 import (

@@ -1,0 +1,2 @@
+// Package redistest runs a throwaway redis-server for tests.
+package redistest
