@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
@@ -49,7 +50,8 @@ func (s Source) String() string {
 // too little budget left. Client and server interceptors come from the same
 // value; it is safe for concurrent use.
 type Interceptor struct {
-	cfg config
+	cfg    config
+	system bool // cfg.Clock is the system clock
 }
 
 // New returns an Interceptor. Invalid options are reported together, each
@@ -59,7 +61,7 @@ func New(opts ...Option) (*Interceptor, error) {
 	if err := option.Apply(&cfg, opts...); err != nil {
 		return nil, err
 	}
-	return &Interceptor{cfg: cfg}, nil
+	return &Interceptor{cfg: cfg, system: cfg.Clock == clock.System()}, nil
 }
 
 // effective returns a call's deadline: the earlier of the caller's and
@@ -95,6 +97,9 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 		return plan{}, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	now := i.cfg.Clock.Now()
+	if i.system {
+		st.Now = now
+	}
 	caller, hasCaller := ctx.Deadline()
 	d, src := effective(now, caller, hasCaller, p.Timeout, i.cfg.timeout)
 	pl := plan{deadline: d, remaining: d.Sub(now), source: src}

@@ -181,6 +181,10 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 	// set on each attempt's context from here on, and on no other.
 	pending := next.Deadline
 	next.Deadline = time.Time{}
+	// An outer layer's clock reading is the first attempt's start, and no
+	// later one's.
+	now := next.Now
+	next.Now = time.Time{}
 	watch := observe.Wants(ctx, ic.obs, observe.AttemptEnd) || observe.Wants(ctx, ic.obs, observe.AttemptStart)
 	if retry && !found && !watch {
 		// The common case: the first attempt needs nothing but a place for
@@ -192,7 +196,13 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 		inner.SetFirstAttempt(timeout)
 		var at attemptTimer
 		if timeout > 0 || !pending.IsZero() {
-			actx = at.start(ic, ctx, timeout, pending, false)
+			if ic.system && timeout > 0 && now.IsZero() {
+				now = time.Now()
+			}
+			actx = at.start(ic, ctx, timeout, pending, now, false)
+		}
+		if ic.system {
+			inner.Now = now
 		}
 		err := inner.Invoke(actx, method, req, reply, cc, tr.opts...)
 		timedOut := at.finish(err == nil)
@@ -307,7 +317,7 @@ func (ic *Interceptor) retryUnary(c *call, tr *trailers, first error, firstTimed
 		}
 		var at attemptTimer
 		if c.timeout > 0 || !c.deadline.IsZero() {
-			actx = at.start(ic, actx, c.timeout, c.deadline, false)
+			actx = at.start(ic, actx, c.timeout, c.deadline, time.Time{}, false)
 		}
 		var start time.Time
 		if c.watch {
@@ -544,14 +554,20 @@ type attemptTimer struct {
 
 // pending is the call's deadline when it is not on ctx (zero otherwise):
 // the attempt's context gets it too, in the same context when it can.
-func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Duration, pending time.Time, stream bool) context.Context {
+//
+// now is the system clock's reading at the attempt's start, when the
+// clock is the system clock and d > 0 (zero otherwise: start reads it).
+func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Duration, pending, now time.Time, stream bool) context.Context {
 	t.parent = ctx
 	if d <= 0 {
 		t.ctx, t.plain = context.WithDeadline(ctx, pending)
 		return t.ctx
 	}
 	if ic.system && !stream {
-		dl := time.Now().Add(d)
+		if now.IsZero() {
+			now = time.Now()
+		}
+		dl := now.Add(d)
 		if !pending.IsZero() && !dl.Before(pending) {
 			// The call's deadline comes first: no attempt timeout to tell.
 			t.ctx, t.plain = context.WithDeadline(ctx, pending)

@@ -52,6 +52,7 @@ func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 		}
 		c = call{ic: ic, ctx: ctx, method: method, target: target, p: p, max: 1}
 	}
+	next.Now = time.Time{} // every attempt reads the clock itself
 	s := &retryStream{c: c, desc: desc, cc: cc, next: next, opts: opts, limit: ic.replayBuffer}
 	s.cond.L = &s.mu
 	a, err := s.newAttempt(0, "")
@@ -138,7 +139,7 @@ func (s *retryStream) newAttempt(wait time.Duration, reason string) (*streamAtte
 		ctx = c.attemptContext(&next.State, a.n, false, wait, reason)
 	}
 	if c.timeout > 0 && c.max > 1 {
-		ctx = a.timer.start(c.ic, ctx, c.timeout, time.Time{}, true)
+		ctx = a.timer.start(c.ic, ctx, c.timeout, time.Time{}, time.Time{}, true)
 	}
 	a.ctx = ctx
 	if c.ic.obs != nil {

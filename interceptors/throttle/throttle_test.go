@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
@@ -587,5 +588,36 @@ func TestAllAccepted(t *testing.T) {
 	r.add(4, false) // an older miss does not move the mark back
 	if r.allAccepted(14) || !r.allAccepted(15) {
 		t.Error("an older miss moved the mark")
+	}
+}
+
+// TestIndexAtOuterReading: on the system clock, a reading an outer layer
+// took (chain.State.Now) picks the bucket; on any other clock it is
+// ignored, since it is not that clock's time.
+func TestIndexAtOuterReading(t *testing.T) {
+	sys, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		want uint64
+	}{
+		{sys.base, 0},
+		{sys.base.Add(3*sys.width + sys.width/2), 3},
+		{sys.base.Add(-time.Second), 0}, // before the throttle was built
+	} {
+		if got := sys.indexAt(tc.at); got != tc.want {
+			t.Errorf("indexAt(base%+v) = %d, want %d", tc.at.Sub(sys.base), got, tc.want)
+		}
+	}
+	fake := clock.NewFake(time.Now())
+	th, err := New(WithClock(fake))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Advance(5 * th.width)
+	if got := th.indexAt(time.Now().Add(100 * th.width)); got != 5 {
+		t.Errorf("fake clock: indexAt(a system reading) = %d, want the fake clock's bucket 5", got)
 	}
 }

@@ -36,6 +36,12 @@ type State struct {
 	// Resolver; nil until a layer resolves it.
 	Resolver *policy.Resolver
 	Policy   *policy.Policy
+	// Now, when not zero, is the system clock's reading as the current
+	// attempt began, taken by an outer layer, for inner layers on the
+	// system clock to use instead of reading it again: a clock read is a
+	// good part of a layer's cost. Layers on another clock ignore it. The
+	// retry layer clears it for every attempt but the first.
+	Now time.Time
 	// firstAttempt is set by the retry layer on the first attempt of a
 	// call, in place of observe.WithAttempt, which allocates: zero when
 	// unset, otherwise the attempt's timeout plus one. Later attempts and
