@@ -215,7 +215,7 @@ func TestOneSuiteKeepsCallOptions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(opts) != 1 || opts[:2][1] != nil {
+	if opts[:2][1] != nil {
 		t.Fatalf("the caller's options were written to: %v", opts[:2])
 	}
 	if srv.calls.Load() != 3 {

@@ -555,8 +555,8 @@ type attemptTimer struct {
 // pending is the call's deadline when it is not on ctx (zero otherwise):
 // the attempt's context gets it too, in the same context when it can.
 //
-// now is the system clock's reading at the attempt's start, when the
-// clock is the system clock and d > 0 (zero otherwise: start reads it).
+// now, when not zero, is the system clock's reading at the attempt's
+// start; when it is zero and start needs one, start reads the clock.
 func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Duration, pending, now time.Time, stream bool) context.Context {
 	t.parent = ctx
 	if d <= 0 {

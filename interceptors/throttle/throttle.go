@@ -196,8 +196,8 @@ func (t *Interceptor) indexAt(now time.Time) uint64 {
 
 // admit decides whether a call may go, and returns the bucket it is
 // counted in; when not, it counts the call as a request, reports it and
-// returns the Rejection.
-// now is the system clock's reading by an outer layer, or zero.
+// returns the Rejection. now is an outer layer's reading of the system
+// clock, or zero.
 func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string, now time.Time) (uint64, error) {
 	idx := t.indexAt(now)
 	if r.allAccepted(idx) {
