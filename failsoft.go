@@ -325,9 +325,10 @@ func build(opts []Option) (*suite, error) {
 		telLayer = tel
 	}
 	var (
-		errs   []error
-		unary  []chain.Unary
-		stream []chain.Stream
+		errs      []error
+		unary     []chain.Unary
+		stream    []chain.Stream
+		innermost grpc.UnaryClientInterceptor
 	)
 	for _, l := range []struct {
 		kind chain.Kind
@@ -346,7 +347,8 @@ func build(opts []Option) (*suite, error) {
 		// attempts (attempt span, throttle, breaker, retry, fallback) sits
 		// outside it, so a live server's pushback reaches all of them as
 		// overload. It is on whatever the layers: it holds no state and
-		// costs nothing on success.
+		// costs nothing on success. Its unary half is the chain's
+		// innermost interceptor (chain.Unaries.Inside), so it stays last.
 		{chain.Pushback, struct{}{}},
 	} {
 		if l.v == nil {
@@ -356,6 +358,8 @@ func build(opts []Option) (*suite, error) {
 		switch {
 		case err != nil:
 			errs = append(errs, err)
+		case layer.UnaryInnermost != nil:
+			innermost, stream = layer.UnaryInnermost, append(stream, layer.Stream)
 		case !layer.Empty():
 			unary, stream = append(unary, layer.Unary), append(stream, layer.Stream)
 		}
@@ -363,7 +367,11 @@ func build(opts []Option) (*suite, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &suite{unary: chain.NewUnaries(unary...), stream: chain.NewStreams(stream...)}, nil
+	unaries := chain.NewUnaries(unary...)
+	if innermost != nil {
+		unaries = unaries.Inside(innermost)
+	}
+	return &suite{unary: unaries, stream: chain.NewStreams(stream...)}, nil
 }
 
 // apply runs every option on c and joins all their errors. Unlike the

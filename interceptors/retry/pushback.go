@@ -28,23 +28,22 @@ import (
 // package documentation.
 func UnaryPushbackInterceptor() grpc.UnaryClientInterceptor { return unaryPushback }
 
-// pushbackLayer is pushback marking as a layer of a folded chain. It is
-// used through a pointer, which an interface holds without the wrapper
-// methods Go adds for other values.
+// pushbackLayer is stream pushback marking as a layer of a folded chain.
+// It is used through a pointer, which an interface holds without the
+// wrapper methods Go adds for other values.
 type pushbackLayer struct{}
 
 var thePushbackLayer = new(pushbackLayer)
 
 func init() {
+	// Unary marking is a plain interceptor that the chain runs innermost,
+	// around grpc-go's invoker, without a hop of its own.
 	chain.Register(chain.Pushback, func(struct{}) chain.Layer {
-		return chain.Both(thePushbackLayer)
+		return chain.Layer{UnaryInnermost: unaryPushback, Stream: thePushbackLayer}
 	})
 }
 
-var (
-	unaryPushback  = chain.UnaryInterceptor(thePushbackLayer)
-	streamPushback = chain.StreamInterceptor(thePushbackLayer)
-)
+var streamPushback = chain.StreamInterceptor(thePushbackLayer)
 
 // StreamPushbackInterceptor is UnaryPushbackInterceptor for streams: a
 // stream that fails to open with a RetryInfo is marked, and so is the
@@ -53,18 +52,18 @@ var (
 // goroutine.
 func StreamPushbackInterceptor() grpc.StreamClientInterceptor { return streamPushback }
 
-func (*pushbackLayer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+func unaryPushback(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if addr := trailerAddr(opts); addr != nil {
 		// The common case inside the retry layer, which asks for the
 		// trailer of every retryable attempt: read the same one.
-		err := next.Invoke(ctx, method, req, reply, cc, opts...)
+		err := invoker(ctx, method, req, reply, cc, opts...)
 		if err == nil {
 			return nil
 		}
 		return markPushback(*addr, err)
 	}
 	tr := getTrailers(opts)
-	err := next.Invoke(ctx, method, req, reply, cc, tr.opts...)
+	err := invoker(ctx, method, req, reply, cc, tr.opts...)
 	if err != nil {
 		err = markPushback(tr.md, err)
 	}

@@ -77,10 +77,6 @@ func init() {
 	chain.Register(chain.Retry, func(ic *Interceptor) chain.Layer { return chain.Both(layer{ic}) })
 }
 
-func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
-	return l.ic.unary(ctx, method, req, reply, cc, next, opts...)
-}
-
 func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	return l.ic.stream(ctx, desc, cc, method, next, opts...)
 }
@@ -152,7 +148,11 @@ func hasKey(ctx context.Context) bool {
 	return len(metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata)) > 0
 }
 
-func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+// Unary is the layer's unary half. It is the retry layer itself, not a
+// wrapper around it: a wrapper would add a hop, which copies the chain's
+// state once more on every call.
+func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
+	ic := l.ic
 	p, err := next.Resolve(ic.resolver, method)
 	if err != nil {
 		return status.Error(codes.FailedPrecondition, err.Error())
@@ -195,17 +195,28 @@ func (ic *Interceptor) unary(ctx context.Context, method string, req, reply any,
 		inner, actx := next, ctx
 		inner.SetFirstAttempt(timeout)
 		var at attemptTimer
-		if timeout > 0 || !pending.IsZero() {
-			if ic.system && timeout > 0 && now.IsZero() {
+		var cancel context.CancelFunc
+		switch {
+		case timeout > 0:
+			if ic.system && now.IsZero() {
 				now = time.Now()
 			}
 			actx = at.start(ic, ctx, timeout, pending, now, false)
+		case !pending.IsZero():
+			// Without an attempt timeout, the attempt's context holds the
+			// call's deadline alone: no timer of ours to set or tell.
+			actx, cancel = context.WithDeadline(ctx, pending)
 		}
 		if ic.system {
 			inner.Now = now
 		}
 		err := inner.Invoke(actx, method, req, reply, cc, tr.opts...)
-		timedOut := at.finish(err == nil)
+		timedOut := false
+		if cancel != nil {
+			cancel()
+		} else {
+			timedOut = at.finish(err == nil)
+		}
 		if err == nil {
 			tr.release()
 			return nil

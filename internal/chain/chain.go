@@ -100,11 +100,22 @@ func (s *State) ApplyDeadline(ctx context.Context) (context.Context, context.Can
 	return context.WithDeadline(ctx, d)
 }
 
-// Unaries is a fixed list of unary layers, outermost first.
-type Unaries struct{ layers []Unary }
+// Unaries is a fixed list of unary layers, outermost first, and an
+// optional innermost interceptor.
+type Unaries struct {
+	layers    []Unary
+	innermost grpc.UnaryClientInterceptor // nil: none
+}
 
 // NewUnaries returns the list of layers.
 func NewUnaries(layers ...Unary) *Unaries { return &Unaries{layers: layers} }
+
+// Inside returns the layers of u run outside i, a layer that reads no
+// State and must be innermost, as a plain interceptor around grpc-go's
+// invoker: it then costs no hop, which copies State.
+func (u *Unaries) Inside(i grpc.UnaryClientInterceptor) *Unaries {
+	return &Unaries{layers: u.layers, innermost: i}
+}
 
 // Start returns the start of a call through the layers, ending in final.
 func (u *Unaries) Start(final grpc.UnaryInvoker) UnaryNext {
@@ -141,7 +152,15 @@ func (n UnaryNext) Invoke(ctx context.Context, method string, req, reply any, cc
 	if !n.Deadline.IsZero() {
 		ctx, cancel := n.ApplyDeadline(ctx)
 		defer cancel()
-		return n.final(ctx, method, req, reply, cc, opts...)
+		return n.end(ctx, method, req, reply, cc, opts)
+	}
+	return n.end(ctx, method, req, reply, cc, opts)
+}
+
+// end calls the innermost interceptor, if any, around final.
+func (n *UnaryNext) end(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts []grpc.CallOption) error {
+	if n.layers != nil && n.layers.innermost != nil {
+		return n.layers.innermost(ctx, method, req, reply, cc, n.final, opts...)
 	}
 	return n.final(ctx, method, req, reply, cc, opts...)
 }
@@ -230,6 +249,9 @@ const (
 type Layer struct {
 	Unary  Unary
 	Stream Stream
+	// UnaryInnermost, set in place of Unary, is a unary half that reads
+	// no State and must run innermost: see Unaries.Inside.
+	UnaryInnermost grpc.UnaryClientInterceptor
 }
 
 // Both returns the Layer whose two halves are l.
@@ -241,7 +263,7 @@ func Both[L interface {
 }
 
 // Empty reports whether l is the zero Layer.
-func (l Layer) Empty() bool { return l.Unary == nil && l.Stream == nil }
+func (l Layer) Empty() bool { return l.Unary == nil && l.UnaryInnermost == nil && l.Stream == nil }
 
 var (
 	mu       sync.RWMutex
@@ -272,7 +294,8 @@ func Lookup(kind Kind, v any) (Layer, error) {
 		return Layer{}, fmt.Errorf("chain: no layer of kind %q registered", kind)
 	}
 	l, ok := of(v)
-	if !ok || (l.Unary == nil) != (l.Stream == nil) {
+	hasUnary := l.Unary != nil || l.UnaryInnermost != nil
+	if !ok || hasUnary != (l.Stream != nil) || (l.Unary != nil && l.UnaryInnermost != nil) {
 		return Layer{}, fmt.Errorf("chain: %T is not a layer of kind %q", v, kind)
 	}
 	return l, nil

@@ -308,9 +308,75 @@ func TestLookup(t *testing.T) {
 	if l, err := Lookup(idle, &thing{}); err != nil || !l.Empty() {
 		t.Errorf("a layer with nothing to do: %v, %v; want the empty layer", l, err)
 	}
-	Register(half, func(*thing) Layer { return Layer{Unary: recorder{}} })
-	if _, err := Lookup(half, &thing{}); err == nil {
-		t.Error("a layer without its stream half: no error")
+	nop := func(context.Context, string, any, any, *grpc.ClientConn, grpc.UnaryInvoker, ...grpc.CallOption) error {
+		return nil
+	}
+	for _, tc := range []struct {
+		name  string
+		layer Layer
+		ok    bool
+	}{
+		{"unary half only", Layer{Unary: recorder{}}, false},
+		{"stream half only", Layer{Stream: recorder{}}, false},
+		{"innermost unary half and stream half", Layer{UnaryInnermost: nop, Stream: recorder{}}, true},
+		{"innermost unary half only", Layer{UnaryInnermost: nop}, false},
+		{"two unary halves", Layer{Unary: recorder{}, UnaryInnermost: nop, Stream: recorder{}}, false},
+	} {
+		Register(half, func(*thing) Layer { return tc.layer })
+		l, err := Lookup(half, &thing{})
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Lookup error %v, want ok %v", tc.name, err, tc.ok)
+		}
+		if err == nil && l.Empty() {
+			t.Errorf("%s: Lookup returned the empty layer", tc.name)
+		}
+	}
+}
+
+// TestInside: the innermost interceptor runs inside every layer, around
+// the final invoker, with the pending deadline set on its context.
+func TestInside(t *testing.T) {
+	pending := time.Now().Add(time.Hour)
+	for _, tc := range []struct {
+		name    string
+		pending bool
+	}{
+		{"no pending deadline", false},
+		{"pending deadline", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log []string
+			outer := recorder{name: "outer", log: &log, edit: func(s *State) {
+				if tc.pending {
+					s.Deadline = pending
+				}
+			}}
+			wantErr := errors.New("marked")
+			innermost := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				log = append(log, "innermost")
+				if d, ok := ctx.Deadline(); ok != tc.pending || (ok && !d.Equal(pending)) {
+					t.Errorf("the innermost interceptor's context has deadline %v, %v; want pending %v", d, ok, tc.pending)
+				}
+				if method != "/s/m" || req != "req" || reply != "reply" || len(opts) != 1 {
+					t.Errorf("innermost got method %q, req %v, reply %v, %d opts", method, req, reply, len(opts))
+				}
+				if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
+					return wantErr
+				}
+				return nil
+			}
+			final := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+				log = append(log, "final")
+				return errors.New("from the invoker")
+			}
+			err := NewUnaries(outer, recorder{name: "inner", log: &log}).Inside(innermost).Start(final).Invoke(context.Background(), "/s/m", "req", "reply", nil, marker{})
+			if err != wantErr {
+				t.Errorf("Invoke returned %v, want the innermost interceptor's", err)
+			}
+			if want := []string{"outer", "inner", "innermost", "final"}; !slices.Equal(log, want) {
+				t.Errorf("ran %v, want %v", log, want)
+			}
+		})
 	}
 }
 
