@@ -22,6 +22,9 @@ type Row struct {
 	// Instructions per call of the Go benchmarks (see Instructions); zero
 	// when not measured.
 	CostInstr, LoopbackInstr float64
+	// CostHotLines is the code a call over a no-op invoker runs
+	// (Count.HotLines); zero when not measured.
+	CostHotLines int
 	// Interleaved is the loopback call timed call by call in alternation
 	// with the plain client that sets the same deadline (see Interleaved);
 	// Calls is zero when not measured.
@@ -50,7 +53,7 @@ type RunOptions struct {
 	Progress io.Writer
 	// Instructions, when set, measures the instructions per call of a
 	// chain's Go benchmark (see Instructions).
-	Instructions func(ctx context.Context, chain string, m Micro) (float64, error)
+	Instructions func(ctx context.Context, chain string, m Micro) (Count, error)
 	// Interleaved, when positive, times this many loopback calls of each
 	// chain in alternation with the plain client that sets the same
 	// deadline (see Interleaved).
@@ -119,9 +122,9 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 					continue
 				}
 				if m == Interceptors {
-					rows[i].CostInstr = n
+					rows[i].CostInstr, rows[i].CostHotLines = n.Instructions, n.HotLines
 				} else {
-					rows[i].LoopbackInstr = n
+					rows[i].LoopbackInstr = n.Instructions
 				}
 			}
 		}
@@ -221,6 +224,7 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 		"interceptors ns/op",
 		"allocs/op",
 		"instructions/op",
+		"hot code KiB/op",
 		"loopback call µs",
 		"allocs/call",
 		"instructions/call",
@@ -318,6 +322,9 @@ func compare(rows []Row) string {
 		if x := ratio(fs.CostInstr, r.CostInstr); x != "" {
 			p += fmt.Sprintf(" and %s its instructions", x)
 		}
+		if fs.CostHotLines > 0 && r.CostHotLines > 0 {
+			p += fmt.Sprintf(", running %s KiB of code to its %s KiB", kib(fs.CostHotLines), kib(r.CostHotLines))
+		}
 		parts = append(parts, p)
 	}
 	for _, name := range []string{"plain client", PlainDeadline} {
@@ -348,7 +355,7 @@ func (r *Row) cells(plain *Row) []string {
 	} else {
 		c = append(c, na, na)
 	}
-	c = append(c, instr(r.CostInstr, 0))
+	c = append(c, instr(r.CostInstr, 0), kib(r.CostHotLines))
 	if r.Loopback != nil {
 		us := fmt.Sprintf("%.1f", float64(r.Loopback.NsPerOp())/1e3)
 		if plain != nil && plain != r && plain.Loopback != nil && plain.Loopback.NsPerOp() > 0 {
@@ -425,6 +432,14 @@ func instr(n, ref float64) string {
 		s += fmt.Sprintf(" (%+.1f%%)", 100*(n/ref-1))
 	}
 	return s
+}
+
+// kib formats hot code lines in KiB.
+func kib(lines int) string {
+	if lines == 0 {
+		return na
+	}
+	return fmt.Sprintf("%.1f", Count{HotLines: lines}.HotKiB())
 }
 
 func pct(ok, n int) string {

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,6 +31,7 @@ func main() {
 		chain     = flag.String("chain", "", "with -calls: the chain")
 		n         = flag.Int("n", 0, "with -calls: how many calls")
 		ab        = flag.Int("interleaved", 10000, "loopback calls of each chain timed in alternation with the plain client that sets the same deadline (0: none)")
+		hot       = flag.String("hot", "", "print the code that a call of this chain runs over a no-op invoker, by function (needs valgrind), then exit")
 	)
 	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrency of the closed-loop scenarios")
 	flag.DurationVar(&cfg.OverloadDuration, "overload", cfg.OverloadDuration, "how long the overload scenario offers load")
@@ -38,6 +43,13 @@ func main() {
 	flag.Parse()
 	if *calls != "" {
 		if err := harness.Calls(*chain, cfg.Params, harness.Micro(*calls), *n); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *hot != "" {
+		if err := printHot(*hot); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -65,19 +77,51 @@ func main() {
 		o.Progress = os.Stderr
 	}
 	if *instr {
-		valgrind, self := harness.Valgrind(), executable()
-		if valgrind == "" || self == "" {
-			fmt.Fprintln(os.Stderr, "-instructions needs valgrind and this program's path")
+		count, err := counter()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "-instructions:", err)
 			os.Exit(2)
 		}
-		o.Instructions = func(ctx context.Context, chain string, m harness.Micro) (float64, error) {
-			return harness.Instructions(ctx, valgrind, self, func(n int) []string {
-				return []string{"-calls", string(m), "-chain", chain, "-n", fmt.Sprint(n)}
-			}, m)
-		}
+		o.Instructions = count
 	}
 	rows := harness.Run(ctx, cfg, o)
 	harness.Markdown(os.Stdout, rows, cfg, *rounds)
+}
+
+// counter returns what measures a chain's Go benchmark under valgrind:
+// this program, run with -calls.
+func counter() (func(ctx context.Context, chain string, m harness.Micro) (harness.Count, error), error) {
+	valgrind, self := harness.Valgrind(), executable()
+	if valgrind == "" || self == "" {
+		return nil, errors.New("needs valgrind and this program's path")
+	}
+	return func(ctx context.Context, chain string, m harness.Micro) (harness.Count, error) {
+		return harness.Instructions(ctx, valgrind, self, func(n int) []string {
+			return []string{"-calls", string(m), "-chain", chain, "-n", fmt.Sprint(n)}
+		}, m)
+	}, nil
+}
+
+// printHot prints the hot code of a chain's calls over a no-op invoker,
+// the functions with the most lines first.
+func printHot(chain string) error {
+	count, err := counter()
+	if err != nil {
+		return err
+	}
+	c, err := count(context.Background(), chain, harness.Interceptors)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: %.0f instructions and %d lines of code (%.1f KiB) per call over a no-op invoker\n",
+		chain, c.Instructions, c.HotLines, c.HotKiB())
+	fns := slices.SortedFunc(maps.Keys(c.HotByFunction), func(a, b string) int {
+		return cmp.Or(cmp.Compare(c.HotByFunction[b], c.HotByFunction[a]), cmp.Compare(a, b))
+	})
+	for _, fn := range fns {
+		fmt.Printf("%5d  %s\n", c.HotByFunction[fn], fn)
+	}
+	return nil
 }
 
 func executable() string {
