@@ -2,6 +2,7 @@ package failsoft
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,11 +18,16 @@ import (
 )
 
 // recordNow is an innermost layer that records the clock reading each
-// attempt carries in chain.State, failing the first attempt.
-type recordNow struct{ nows *[]time.Time }
+// attempt carries in chain.State, and the attempt's number, failing the
+// first attempt.
+type recordNow struct {
+	nows     *[]time.Time
+	attempts *[]int
+}
 
 func (r recordNow) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
 	*r.nows = append(*r.nows, next.Now)
+	*r.attempts = append(*r.attempts, next.AttemptOf(ctx).N)
 	if len(*r.nows) == 1 {
 		return status.Error(codes.Unavailable, "first attempt fails")
 	}
@@ -30,7 +36,8 @@ func (r recordNow) Unary(ctx context.Context, method string, req, reply any, cc 
 
 // TestStateNow: the clock reading outer layers leave in chain.State is a
 // system clock reading from the first attempt's start, and never reaches a
-// later attempt, which must read the clock itself.
+// later attempt, which must read the clock itself; nor does the State's
+// mark of the first attempt.
 func TestStateNow(t *testing.T) {
 	// A fake clock that agrees with the system clock when the test starts,
 	// so that the deadlines it gives do not expire the contexts at once.
@@ -72,7 +79,8 @@ func TestStateNow(t *testing.T) {
 				layers = append(layers, layer.Unary)
 			}
 			var nows []time.Time
-			layers = append(layers, recordNow{&nows})
+			var attempts []int
+			layers = append(layers, recordNow{&nows, &attempts})
 			invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
 			before := time.Now()
 			err = chain.NewUnaries(layers...).Start(invoker).Invoke(context.Background(), tc.method, &policytestv1.PingRequest{}, &policytestv1.PingResponse{}, idleConn(t))
@@ -91,6 +99,9 @@ func TestStateNow(t *testing.T) {
 			}
 			if !nows[1].IsZero() {
 				t.Errorf("second attempt carries %v, want none", nows[1])
+			}
+			if !slices.Equal(attempts, []int{1, 2}) {
+				t.Errorf("attempts numbered %v, want [1 2]", attempts)
 			}
 		})
 	}

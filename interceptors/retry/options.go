@@ -216,10 +216,10 @@ func WithBackoff(initial, max time.Duration, multiplier float64) CallOption {
 	}}
 }
 
-// callOptions collects this package's CallOptions from opts. It does not
-// allocate when there are none: the config, which the options' functions
-// make escape, is only made once one is found.
-func callOptions(opts []grpc.CallOption) (callConfig, bool) {
+// callOptions collects this package's CallOptions from opts, or returns
+// nil when there are none. It does not allocate then: the config, which
+// the options' functions make escape, is only made once one is found.
+func callOptions(opts []grpc.CallOption) *callConfig {
 	var c *callConfig
 	for _, o := range opts {
 		if co, ok := o.(CallOption); ok && co.apply != nil {
@@ -229,8 +229,5 @@ func callOptions(opts []grpc.CallOption) (callConfig, bool) {
 			co.apply(c)
 		}
 	}
-	if c == nil {
-		return callConfig{}, false
-	}
-	return *c, true
+	return c
 }

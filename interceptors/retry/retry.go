@@ -169,8 +169,11 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	var cfg callConfig
 	var found bool
 	if len(opts) > 0 {
-		if cfg, found = callOptions(opts); found && cfg.err != nil {
-			return status.Error(codes.InvalidArgument, cfg.err.Error())
+		if c := callOptions(opts); c != nil {
+			if c.err != nil {
+				return status.Error(codes.InvalidArgument, c.err.Error())
+			}
+			cfg, found = *c, true
 		}
 	}
 	hedge, retry := false, false
@@ -192,8 +195,10 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 		// timeout; the call's state is built only if it fails.
 		tr := getTrailers(opts)
 		timeout := p.Retry.AttemptTimeout
-		inner, actx := next, ctx
-		inner.SetFirstAttempt(timeout)
+		// next itself carries the first attempt, and is restored for the
+		// retries if it fails: a copy would cost more than the restoring.
+		actx := ctx
+		next.SetFirstAttempt(timeout)
 		var at attemptTimer
 		var cancel context.CancelFunc
 		switch {
@@ -208,9 +213,9 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 			actx, cancel = context.WithDeadline(ctx, pending)
 		}
 		if ic.system {
-			inner.Now = now
+			next.Now = now
 		}
-		err := inner.Invoke(actx, method, req, reply, cc, tr.opts...)
+		err := next.Invoke(actx, method, req, reply, cc, tr.opts...)
 		timedOut := false
 		if cancel != nil {
 			cancel()
@@ -224,6 +229,8 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 		if timedOut {
 			err = timeoutError(err, 1, timeout)
 		}
+		next.ClearFirstAttempt()
+		next.Now = time.Time{}
 		c := ic.newCall(ctx, method, target, p, b, &cfg, false)
 		c.deadline, c.folded, c.watch = pending, next.Folded(), watch
 		return ic.retryUnary(&c, tr, err, timedOut, req, reply, cc, next)

@@ -35,9 +35,11 @@ func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	}
 	var cfg callConfig
 	if len(opts) > 0 {
-		var found bool
-		if cfg, found = callOptions(opts); found && cfg.err != nil {
-			return nil, status.Error(codes.InvalidArgument, cfg.err.Error())
+		if c := callOptions(opts); c != nil {
+			if c.err != nil {
+				return nil, status.Error(codes.InvalidArgument, c.err.Error())
+			}
+			cfg = *c
 		}
 	}
 	retry := !cfg.disabled && p.Retryable(p.RequiresKey && hasKey(ctx))

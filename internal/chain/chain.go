@@ -54,6 +54,9 @@ type State struct {
 // per-attempt timeout (zero: none), is in progress.
 func (s *State) SetFirstAttempt(timeout time.Duration) { s.firstAttempt = timeout + 1 }
 
+// ClearFirstAttempt undoes SetFirstAttempt.
+func (s *State) ClearFirstAttempt() { s.firstAttempt = 0 }
+
 // IsFirstAttempt reports whether SetFirstAttempt was called.
 func (s *State) IsFirstAttempt() bool { return s.firstAttempt != 0 }
 
