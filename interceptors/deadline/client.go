@@ -37,8 +37,8 @@ func init() {
 }
 
 func (l *layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
-	pl, err := l.i.plan(ctx, method, cc, &next.State)
-	if err != nil {
+	var pl plan
+	if err := l.i.plan(ctx, method, cc, &next.State, &pl); err != nil {
 		return err
 	}
 	if pl.source == FromCaller {
@@ -70,8 +70,8 @@ func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 }
 
 func (l *layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	pl, err := l.i.plan(ctx, method, cc, &next.State)
-	if err != nil {
+	var pl plan
+	if err := l.i.plan(ctx, method, cc, &next.State, &pl); err != nil {
 		return nil, err
 	}
 	if pl.source == FromCaller {

@@ -88,34 +88,52 @@ type plan struct {
 	source    Source
 }
 
-// plan resolves the method's policy, computes the call's deadline and
-// checks the budget. It reports DeadlineSet, or DeadlineFailFast together
-// with the *outcome.Rejection it returns.
-func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientConn, st *chain.State) (plan, error) {
+// plan resolves the method's policy, computes the call's deadline into pl
+// and checks the budget. It reports DeadlineSet, or DeadlineFailFast
+// together with the *outcome.Rejection it returns. What only a call that
+// is observed or refused needs lives in functions of its own, so that the
+// code every call runs stays short.
+func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientConn, st *chain.State, pl *plan) error {
 	p, err := st.Resolve(i.cfg.Resolver, method)
 	if err != nil {
-		return plan{}, status.Error(codes.FailedPrecondition, err.Error())
+		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	now := i.cfg.Clock.Now()
 	if i.system {
 		st.Now = now
 	}
 	caller, hasCaller := ctx.Deadline()
-	d, src := effective(now, caller, hasCaller, p.Timeout, i.cfg.timeout)
-	pl := plan{deadline: d, remaining: d.Sub(now), source: src}
+	pl.deadline, pl.source = effective(now, caller, hasCaller, p.Timeout, i.cfg.timeout)
+	switch pl.source {
+	case FromPolicy:
+		pl.remaining = p.Timeout
+	case FromDefault:
+		pl.remaining = i.cfg.timeout
+	default:
+		pl.remaining = pl.deadline.Sub(now)
+	}
 	minBudget := p.MinBudget
 	if !p.MinBudgetSet {
 		minBudget = i.cfg.minBudget
 	}
-	if pl.remaining > 0 && pl.remaining >= minBudget {
-		if o := i.cfg.Observer; observe.Wants(ctx, o, observe.DeadlineSet) {
-			o.Observe(ctx, observe.Event{
-				Kind: observe.DeadlineSet, Method: method, Target: target(cc),
-				Duration: pl.remaining, Reason: src.String(),
-			})
-		}
-		return pl, nil
+	if pl.remaining <= 0 || pl.remaining < minBudget {
+		return i.failFast(ctx, method, cc, pl, minBudget)
 	}
+	if o := i.cfg.Observer; observe.Wants(ctx, o, observe.DeadlineSet) {
+		i.observeSet(ctx, o, method, cc, pl)
+	}
+	return nil
+}
+
+func (i *Interceptor) observeSet(ctx context.Context, o observe.Observer, method string, cc *grpc.ClientConn, pl *plan) {
+	o.Observe(ctx, observe.Event{
+		Kind: observe.DeadlineSet, Method: method, Target: target(cc),
+		Duration: pl.remaining, Reason: pl.source.String(),
+	})
+}
+
+// failFast refuses a call whose budget is below minBudget.
+func (i *Interceptor) failFast(ctx context.Context, method string, cc *grpc.ClientConn, pl *plan, minBudget time.Duration) error {
 	rej := &outcome.Rejection{
 		Layer:   Layer,
 		Target:  target(cc),
@@ -126,10 +144,10 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 	if o := i.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{
 			Kind: observe.DeadlineFailFast, Method: method, Target: rej.Target,
-			Duration: pl.remaining, Reason: src.String(), Err: rej,
+			Duration: pl.remaining, Reason: pl.source.String(), Err: rej,
 		})
 	}
-	return pl, rej
+	return rej
 }
 
 func failFastMessage(method string, remaining, minBudget time.Duration) string {
