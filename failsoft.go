@@ -391,24 +391,6 @@ func apply[C any, O ~func(*C) error](c *C, kind string, opts []O) error {
 	return errors.Join(errs...)
 }
 
-// suiteMarker is a call option that a suite adds to every call it passes
-// on, so that a second suite further in on the same connection sees it
-// and refuses the call. It is not a default call option: grpc-go copies
-// the default options into a new slice for every call that has options
-// of its own, and the suite's layers always add one (the trailer that
-// carries server pushback). Scanning the options costs no allocation,
-// unlike a context value.
-type suiteMarker struct{ grpc.EmptyCallOption }
-
-// The marked options of the two most common calls, shared by every such
-// call: one without options, and one from generated client code, which
-// passes grpc.StaticMethod alone. Both are full, so that a layer that adds
-// an option copies them first.
-var (
-	markerOnly         = []grpc.CallOption{suiteMarker{}}
-	staticMethodMarked = []grpc.CallOption{grpc.StaticMethod(), suiteMarker{}}
-)
-
 // errTwoSuites is returned when a connection carries two suites, which
 // would multiply retries and count every breaker twice. grpc-go gives no
 // way to inspect other dial options at dial time, so this is found on the
@@ -416,22 +398,13 @@ var (
 var errTwoSuites = status.Error(codes.FailedPrecondition,
 	"failsoft: two failsoft suites are installed on this connection; use DialOptions once per connection")
 
-// marked returns a call's options with the suite's marker added, or
-// errTwoSuites if they already carry one: another suite, or the same one
-// installed twice, is outside this one.
+// marked returns a call's options with the suite's marker added
+// (chain.Mark), or errTwoSuites if they already carry one: another suite,
+// or the same one installed twice, is outside this one.
 func marked(opts []grpc.CallOption) ([]grpc.CallOption, error) {
-	switch len(opts) {
-	case 0:
-		return markerOnly, nil
-	case 1:
-		if _, ok := opts[0].(grpc.StaticMethodCallOption); ok {
-			return staticMethodMarked, nil
-		}
+	opts, ok := chain.Mark(opts)
+	if !ok {
+		return nil, errTwoSuites
 	}
-	for _, o := range opts {
-		if _, ok := o.(suiteMarker); ok {
-			return nil, errTwoSuites
-		}
-	}
-	return append(opts[:len(opts):len(opts)], suiteMarker{}), nil
+	return opts, nil
 }

@@ -168,7 +168,7 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	}
 	var cfg callConfig
 	var found bool
-	if len(opts) > 0 {
+	if len(opts) > 0 && !chain.Bare(opts) {
 		if c := callOptions(opts); c != nil {
 			if c.err != nil {
 				return status.Error(codes.InvalidArgument, c.err.Error())
@@ -279,32 +279,54 @@ type trailers struct {
 	one  [1]grpc.CallOption // grpc.Trailer(&md)
 	buf  []grpc.CallOption  // the caller's options and one[0]
 	opts []grpc.CallOption  // one[:] or buf
+	// bare, when not nil, is the first of the chain.Bare options that buf
+	// holds: the next call with the same ones reuses buf as it is.
+	bare *grpc.CallOption
 }
 
-var trailerPool = sync.Pool{New: func() any {
+var trailerPool = sync.Pool{New: func() any { return newTrailers() }}
+
+func newTrailers() *trailers {
 	t := &trailers{}
 	t.one[0] = grpc.Trailer(&t.md)
 	return t
-}}
+}
 
 func getTrailers(opts []grpc.CallOption) *trailers {
 	t := trailerPool.Get().(*trailers)
-	if len(opts) == 0 {
-		t.opts = t.one[:]
-	} else {
-		t.buf = append(append(t.buf[:0], opts...), t.one[0])
-		t.opts = t.buf
-	}
+	t.fill(opts)
 	return t
 }
 
+// fill sets t.opts to opts followed by the trailer option.
+func (t *trailers) fill(opts []grpc.CallOption) {
+	switch {
+	case len(opts) == 0:
+		t.opts = t.one[:]
+	case t.bare == &opts[0]:
+		t.opts = t.buf // the same bare options as last time
+	default:
+		t.buf = append(append(t.buf[:0], opts...), t.one[0])
+		t.opts = t.buf
+		t.bare = nil
+		if chain.Bare(opts) {
+			t.bare = &opts[0]
+		}
+	}
+}
+
 func (t *trailers) release() {
-	if len(t.buf) > 0 {
+	t.reset()
+	trailerPool.Put(t)
+}
+
+func (t *trailers) reset() {
+	if len(t.buf) > 0 && t.bare == nil {
+		// Do not keep the caller's options alive in the pool.
 		clear(t.buf)
 		t.buf = t.buf[:0]
 	}
 	t.opts, t.md = nil, nil
-	trailerPool.Put(t)
 }
 
 // retryUnary runs the attempts of a retryable unary call. When first is

@@ -34,7 +34,7 @@ func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 		b.deposit()
 	}
 	var cfg callConfig
-	if len(opts) > 0 {
+	if len(opts) > 0 && !chain.Bare(opts) {
 		if c := callOptions(opts); c != nil {
 			if c.err != nil {
 				return nil, status.Error(codes.InvalidArgument, c.err.Error())

@@ -208,6 +208,51 @@ func (n StreamNext) NewStream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 	return n.final(ctx, desc, cc, method, opts...)
 }
 
+// suiteMarker is a call option that a suite adds to every call it passes
+// on, so that a second suite further in on the same connection sees it
+// and refuses the call. It is not a default call option: grpc-go copies
+// the default options into a new slice for every call that has options
+// of its own, and the suite's layers always add one (the trailer that
+// carries server pushback). Scanning the options costs no allocation,
+// unlike a context value.
+type suiteMarker struct{ grpc.EmptyCallOption }
+
+// The marked options of the two most common calls, shared by every such
+// call: one without options, and one from generated client code, which
+// passes grpc.StaticMethod alone. Both are full, so that a layer that adds
+// an option copies them first, and never change (see Bare).
+var (
+	markerOnly         = []grpc.CallOption{suiteMarker{}}
+	staticMethodMarked = []grpc.CallOption{grpc.StaticMethod(), suiteMarker{}}
+)
+
+// Mark returns a call's options with the suite's marker added, or false
+// if they already carry one.
+func Mark(opts []grpc.CallOption) ([]grpc.CallOption, bool) {
+	switch len(opts) {
+	case 0:
+		return markerOnly, true
+	case 1:
+		if _, ok := opts[0].(grpc.StaticMethodCallOption); ok {
+			return staticMethodMarked, true
+		}
+	}
+	for _, o := range opts {
+		if _, ok := o.(suiteMarker); ok {
+			return nil, false
+		}
+	}
+	return append(opts[:len(opts):len(opts)], suiteMarker{}), true
+}
+
+// Bare reports whether opts are the options Mark gave a call that had
+// none of its own but grpc.StaticMethod: they then carry no layer's call
+// option, and, being shared, never change, so that a layer may keep what
+// it built from them for the next such call.
+func Bare(opts []grpc.CallOption) bool {
+	return len(opts) > 0 && (&opts[0] == &markerOnly[0] || &opts[0] == &staticMethodMarked[0])
+}
+
 // Interceptors returns a layer as a pair of gRPC interceptors, for the
 // layer packages' public API.
 func Interceptors(u Unary, s Stream) (grpc.UnaryClientInterceptor, grpc.StreamClientInterceptor) {

@@ -401,3 +401,29 @@ func TestInterceptors(t *testing.T) {
 		t.Errorf("stream interceptor: err %v, streamed %v", err, streamed)
 	}
 }
+
+func TestMark(t *testing.T) {
+	own := []grpc.CallOption{grpc.WaitForReady(true), marker{}}
+	for _, tc := range []struct {
+		name     string
+		opts     []grpc.CallOption
+		ok, bare bool
+		want     int // options returned
+	}{
+		{"none", nil, true, true, 1},
+		{"generated code's StaticMethod", []grpc.CallOption{grpc.StaticMethod()}, true, true, 2},
+		{"a caller's own", own[:1], true, false, 2},
+		{"a caller's own and StaticMethod", []grpc.CallOption{grpc.StaticMethod(), grpc.WaitForReady(true)}, true, false, 3},
+	} {
+		got, ok := Mark(tc.opts)
+		if ok != tc.ok || Bare(got) != tc.bare || len(got) != tc.want {
+			t.Errorf("%s: Mark gave %d options, ok %v, bare %v; want %d, %v, %v", tc.name, len(got), ok, Bare(got), tc.want, tc.ok, tc.bare)
+		}
+		if _, again := Mark(got); again {
+			t.Errorf("%s: marking the marked options again was not refused", tc.name)
+		}
+	}
+	if _, ok := own[1].(marker); !ok {
+		t.Error("Mark wrote into the caller's slice")
+	}
+}
