@@ -679,12 +679,13 @@ func (t *attemptTimer) finish(ok bool) bool {
 		return false
 	}
 	fired := !ok && t.timedOut()
-	t.disarm()
 	if t.plain != nil {
+		// A context deadline alone: no timer of ours, no outer context.
 		t.plain()
-	} else {
-		t.cancel(context.Canceled)
+		return fired
 	}
+	t.disarm()
+	t.cancel(context.Canceled)
 	if t.outer != nil {
 		t.outer()
 	}
