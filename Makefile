@@ -42,6 +42,7 @@ test-go:
 	# Allocation counts are pinned by tests that the race detector would
 	# skew (build tag !race): run them without it.
 	$(GO) test -count=1 -run 'Allocs' ./...
+	cd bench && $(GO) test -count=1 -run 'Allocs' ./...
 
 $(JAEGER_BIN): tools/jaeger/go.mod tools/jaeger/go.sum
 	mkdir -p $(dir $@)
