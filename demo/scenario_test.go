@@ -18,6 +18,7 @@ import (
 	"github.com/failsoft/failsoft/demo/internal/chaos"
 	"github.com/failsoft/failsoft/demo/internal/checkout"
 	"github.com/failsoft/failsoft/demo/internal/payserver"
+	"github.com/failsoft/failsoft/internal/redistest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,6 +31,9 @@ type env struct {
 	ledgerPath string
 	// noLedgerDedup leaves unary charges to the idempotency interceptor.
 	noLedgerDedup bool
+	// redis, when set, is the URL of the Redis that keeps the idempotency
+	// interceptor's outcomes (the server's -redis flag).
+	redis string
 	// ch is the chaos of every server incarnation, so that the load can
 	// change it while the server restarts.
 	ch *chaos.Chaos
@@ -54,7 +58,7 @@ func (e *env) start(cfg chaos.Config) {
 	// The port of a stopped server is free again at once; a few tries
 	// cover a slow release.
 	for try := 0; ; try++ {
-		e.srv, err = payserver.Start(payserver.Options{Addr: addr, LedgerPath: e.ledgerPath, Chaos: e.ch, NoLedgerDedup: e.noLedgerDedup})
+		e.srv, err = payserver.Start(payserver.Options{Addr: addr, LedgerPath: e.ledgerPath, Chaos: e.ch, NoLedgerDedup: e.noLedgerDedup, Redis: e.redis})
 		if err == nil || try == 20 {
 			break
 		}
@@ -257,6 +261,69 @@ func TestIdempotencyInterceptorAloneDedups(t *testing.T) {
 		t.Errorf("want lost responses answered by the interceptor: %d lost, %d interceptor replays", st.Chaos.Faults.Lost, st.KeyReplays)
 	}
 	t.Logf("lost %d, interceptor replays %d, ledger replays %d, conflicts %d", st.Chaos.Faults.Lost, st.KeyReplays, st.Replayed, st.KeyConflicts)
+}
+
+// With its outcomes in Redis (the server's -redis flag), the idempotency
+// interceptor alone keeps every payment once across server restarts: the
+// ledger's own check is off, and a payment retried after a restart is
+// answered from what the server before the restart stored in Redis, which
+// a memory store would have forgotten.
+func TestRedisStoreKeepsPaymentsOnceAcrossRestarts(t *testing.T) {
+	rs := redistest.Start(t)
+	e := &env{t: t, dir: t.TempDir(), noLedgerDedup: true, redis: "redis://" + rs.Addr + "/0"}
+	e.ledgerPath = filepath.Join(e.dir, "ledger.db")
+	e.start(chaos.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := e.client("redis")
+	defer c.Close()
+	lossy := chaos.Config{Latency: time.Millisecond, LostRate: 0.3, ErrorRate: 0.05}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Run(ctx, e.load(checkout.Phase{Name: "lossy", Duration: 800 * time.Millisecond, Chaos: lossy}))
+	}()
+	// Restart the server twice while the run is on. The timers only place
+	// the restarts; the assertions hold wherever they fall.
+	var replays uint64
+	for range 2 {
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case err := <-done:
+			t.Fatalf("run ended before a restart: %v", err)
+		}
+		replays += e.srv.Stats().KeyReplays
+		e.stop()
+		e.start(lossy)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ch.Set(chaos.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	if err := c.DrainAll(dctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "redis store", r, false)
+	replays += e.srv.Stats().KeyReplays
+	e.stop()
+	if replays == 0 {
+		t.Error("no lost response was answered from the store")
+	}
+	keys, err := rs.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys == 0 {
+		t.Error("the server kept nothing in Redis: the -redis store is not in use")
+	}
+	t.Logf("%v; %d replays from the store, %d keys in Redis", r, replays, keys)
 }
 
 // Ports must be free: a busy port is reported, not waited on forever.

@@ -18,11 +18,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/idempotency"
-	"github.com/failsoft/failsoft/interceptors/idempotency/internal/redistest"
 	"github.com/failsoft/failsoft/interceptors/idempotency/redisstore"
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/internal/redistest"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 

@@ -11,9 +11,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/failsoft/failsoft/interceptors/idempotency"
-	"github.com/failsoft/failsoft/interceptors/idempotency/internal/redistest"
 	"github.com/failsoft/failsoft/interceptors/idempotency/internal/storetest"
 	"github.com/failsoft/failsoft/interceptors/idempotency/redisstore"
+	"github.com/failsoft/failsoft/internal/redistest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

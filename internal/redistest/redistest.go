@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -116,23 +117,46 @@ func freePort() (int, error) {
 }
 
 func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	line, err := command(addr, "PING")
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
+	if line != "+PONG" {
 		return fmt.Errorf("PING answered %q", line)
 	}
 	return nil
+}
+
+// Keys returns the number of keys the server holds in database 0.
+func (s *Server) Keys() (int, error) {
+	line, err := command(s.Addr, "DBSIZE")
+	if err != nil {
+		return 0, err
+	}
+	n, ok := strings.CutPrefix(line, ":")
+	if !ok {
+		return 0, fmt.Errorf("DBSIZE answered %q", line)
+	}
+	return strconv.Atoi(n)
+}
+
+// command sends one inline command and returns the first line of the
+// answer, without its line end.
+func command(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(line, "\r\n"), nil
 }
 
 type lockedBuffer struct {
