@@ -83,7 +83,12 @@
 // is answered RESOURCE_EXHAUSTED. Services with several replicas share
 // redisstore.Store (Redis, SET NX with a lease). When the store cannot be
 // reached the request fails with UNAVAILABLE, never running unguarded,
-// unless WithFailOpen is given.
+// unless WithFailOpen is given. Every failure of the store, and every
+// outcome that could not be stored, is reported as an
+// observe.KeyStoreError event saying where it happened (the telemetry
+// package counts them in failsoft.server.idempotency.store_errors): with
+// WithFailOpen, or with outcomes that stop being stored, deduplication
+// would otherwise stop without a sign.
 //
 // # Streams
 //

@@ -106,8 +106,9 @@ func WithResolver(r *policy.Resolver) CommonOption {
 	}
 }
 
-// WithObserver sets the observer that hears KeyAttached (client), Replay
-// and KeyConflict (server) events. nil, the default, reports nothing.
+// WithObserver sets the observer that hears KeyAttached (client), Replay,
+// KeyConflict and KeyStoreError (server) events. nil, the default,
+// reports nothing.
 func WithObserver(o observe.Observer) CommonOption {
 	return commonOption{client: common.Observer[clientConfig](o), server: common.Observer[serverConfig](o)}
 }

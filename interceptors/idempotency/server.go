@@ -142,8 +142,10 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 	case errors.Is(err, ErrFull):
 		return nil, status.Errorf(codes.ResourceExhausted, "idempotency: the key store of %s is full; retry later", method)
 	case err != nil && s.cfg.failOpen:
+		s.storeError(ctx, method, "claim_fail_open", err)
 		return handler(ctx, req)
 	case err != nil:
+		s.storeError(ctx, method, "claim", err)
 		return nil, status.Errorf(codes.Unavailable, "idempotency: key store unavailable, %s not run: %v", method, err)
 	}
 	switch c.State {
@@ -177,7 +179,9 @@ func (s *Server) run(ctx context.Context, req any, method string, k Key, token s
 			// The handler panicked: give the key back, as a crash would
 			// once its lease ended.
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.storeTimeout)
-			_ = s.cfg.store.Release(wctx, k, token)
+			if err := s.cfg.store.Release(wctx, k, token); err != nil {
+				s.storeError(ctx, method, "release", err)
+			}
 			cancel()
 		}
 	}()
@@ -193,7 +197,9 @@ func (s *Server) run(ctx context.Context, req any, method string, k Key, token s
 	defer cancel()
 	code := outcome.Code(err)
 	if !s.cfg.stored.Has(code) {
-		_ = s.cfg.store.Release(wctx, k, token)
+		if rErr := s.cfg.store.Release(wctx, k, token); rErr != nil {
+			s.storeError(ctx, method, "release", rErr)
+		}
 		return resp, err
 	}
 	o, encErr := encodeOutcome(code, resp, err)
@@ -204,11 +210,14 @@ func (s *Server) run(ctx context.Context, req any, method string, k Key, token s
 		// The outcome cannot be stored. The claim is kept until its lease
 		// ends, so that a retry is answered ABORTED rather than run again
 		// at once.
+		s.storeError(ctx, method, "encode", encErr)
 		return resp, err
 	}
 	// A failed write leaves the claim in place until its lease ends; the
 	// caller still gets the handler's answer, which is the truth.
-	_ = s.cfg.store.Complete(wctx, k, token, fp, o, s.cfg.ttl)
+	if cErr := s.cfg.store.Complete(wctx, k, token, fp, o, s.cfg.ttl); cErr != nil {
+		s.storeError(ctx, method, "complete", cErr)
+	}
 	return resp, err
 }
 
@@ -271,6 +280,12 @@ func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (an
 		return nil, status.Errorf(codes.Internal, "idempotency: stored response of %s is corrupt: %v", method, err)
 	}
 	return m, nil
+}
+
+// storeError reports a failure of the store, or of storing an outcome:
+// what an operator needs to see before deduplication quietly stops.
+func (s *Server) storeError(ctx context.Context, method, where string, err error) {
+	s.observe(ctx, observe.Event{Kind: observe.KeyStoreError, Method: method, Reason: where, Err: err})
 }
 
 func (s *Server) observe(ctx context.Context, e observe.Event) {

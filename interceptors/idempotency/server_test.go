@@ -284,6 +284,105 @@ func TestServerStoreDown(t *testing.T) {
 	}
 }
 
+// flakyStore is a working store whose chosen operations fail.
+type flakyStore struct {
+	idempotency.Store
+	claim, complete, release bool
+}
+
+func (f flakyStore) Claim(ctx context.Context, k idempotency.Key, fp idempotency.Fingerprint, lease time.Duration) (idempotency.Claim, error) {
+	if f.claim {
+		return idempotency.Claim{}, errDown
+	}
+	return f.Store.Claim(ctx, k, fp, lease)
+}
+
+func (f flakyStore) Complete(ctx context.Context, k idempotency.Key, token string, fp idempotency.Fingerprint, o *idempotency.Outcome, ttl time.Duration) error {
+	if f.complete {
+		return errDown
+	}
+	return f.Store.Complete(ctx, k, token, fp, o, ttl)
+}
+
+func (f flakyStore) Release(ctx context.Context, k idempotency.Key, token string) error {
+	if f.release {
+		return errDown
+	}
+	return f.Store.Release(ctx, k, token)
+}
+
+// TestServerStoreErrorEvents: every failure of the store, and every
+// outcome that could not be stored, is reported, saying where it happened:
+// deduplication must not stop quietly.
+func TestServerStoreErrorEvents(t *testing.T) {
+	unavailable := func(context.Context, *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+		return nil, status.Error(codes.Unavailable, "try again")
+	}
+	for _, tc := range []struct {
+		name     string
+		store    flakyStore
+		failOpen bool
+		handler  func(context.Context, *policytestv1.PingRequest) (*policytestv1.PingResponse, error)
+		code     codes.Code // the caller's
+		where    string     // the event's Reason, "" for no event
+	}{
+		{name: "store works", handler: echo, code: codes.OK},
+		{name: "claim fails", store: flakyStore{claim: true}, handler: echo, code: codes.Unavailable, where: "claim"},
+		{name: "claim fails, fail open", store: flakyStore{claim: true}, failOpen: true, handler: echo, code: codes.OK, where: "claim_fail_open"},
+		{name: "complete fails", store: flakyStore{complete: true}, handler: echo, code: codes.OK, where: "complete"},
+		{name: "release fails", store: flakyStore{release: true}, handler: unavailable, code: codes.Unavailable, where: "release"},
+		{name: "release fails, nothing to release", store: flakyStore{release: true}, handler: echo, code: codes.OK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := tc.store
+			st.Store = mem
+			opts := []idempotency.ServerOption{idempotency.WithStore(st)}
+			if tc.failOpen {
+				opts = append(opts, idempotency.WithFailOpen())
+			}
+			ks := newKeyedServer(t, tc.handler, opts...)
+			if _, _, err := ks.call(withKeyMD(context.Background(), "k"), "a"); status.Code(err) != tc.code {
+				t.Fatalf("call: %v, want %v", err, tc.code)
+			}
+			got := ks.events.kinds(observe.KeyStoreError)
+			switch {
+			case tc.where == "" && len(got) != 0:
+				t.Errorf("events %+v, want none", got)
+			case tc.where != "" && (len(got) != 1 || got[0].Reason != tc.where || !errors.Is(got[0].Err, errDown) ||
+				got[0].Method != policytestv1.TunedService_KeyedWrite_FullMethodName):
+				t.Errorf("events %+v, want one at %q with the store's error", got, tc.where)
+			}
+		})
+	}
+}
+
+// An outcome that cannot be encoded (a response that is not a protobuf
+// message, from a handler called without gRPC's codec) is not stored, and
+// is reported.
+func TestServerEncodeErrorEvent(t *testing.T) {
+	ev := &events{}
+	idem, err := idempotency.NewServer(idempotency.WithObserver(ev),
+		idempotency.WithIdentity(func(context.Context) (string, error) { return "tenant", nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("idempotency-key", "k"))
+	info := &grpc.UnaryServerInfo{FullMethod: policytestv1.TunedService_KeyedWrite_FullMethodName}
+	resp, err := idem.UnaryServerInterceptor()(ctx, &policytestv1.PingRequest{}, info, func(context.Context, any) (any, error) {
+		return "not a message", nil
+	})
+	if err != nil || resp != "not a message" {
+		t.Fatalf("the handler's answer did not reach the caller: %v, %v", resp, err)
+	}
+	if got := ev.kinds(observe.KeyStoreError); len(got) != 1 || got[0].Reason != "encode" || got[0].Err == nil {
+		t.Errorf("events %+v, want one at \"encode\" with the error", got)
+	}
+}
+
 // A crashed handler's lease expires and its key can be claimed again; the
 // crashed run's late completion does not overwrite the new one.
 func TestServerLeaseExpiry(t *testing.T) {

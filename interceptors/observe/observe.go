@@ -49,6 +49,14 @@ const (
 	// KeyConflict: the server refused a key (in flight, or reused with a
 	// different request). Reason says which.
 	KeyConflict
+	// KeyStoreError: the server's idempotency store failed, or an outcome
+	// could not be stored. Reason says where ("claim": the call was
+	// refused; "claim_fail_open": the call ran without deduplication;
+	// "complete" and "encode": the outcome was not stored, so a retry is
+	// refused until the claim's lease ends and then runs again;
+	// "release": the key stays claimed until its lease ends). Err is the
+	// store's error.
+	KeyStoreError
 )
 
 var kindNames = [...]string{
@@ -58,6 +66,7 @@ var kindNames = [...]string{
 	BulkheadRejected: "bulkhead_rejected", Throttled: "throttled", Fallback: "fallback",
 	DeadlineSet: "deadline_set", DeadlineFailFast: "deadline_fail_fast",
 	KeyAttached: "key_attached", Replay: "replay", KeyConflict: "key_conflict",
+	KeyStoreError: "key_store_error",
 }
 
 func (k Kind) String() string {

@@ -36,6 +36,7 @@ type instruments struct {
 	keysAttached       metric.Int64Counter
 	replays            metric.Int64Counter
 	conflicts          metric.Int64Counter
+	storeErrors        metric.Int64Counter
 }
 
 func (m *instruments) init(mt metric.Meter) error {
@@ -59,6 +60,7 @@ func (m *instruments) init(mt metric.Meter) error {
 	m.keysAttached = counter(MetricKeysAttached, "{call}", "Idempotency keys attached to calls.")
 	m.replays = counter(MetricReplays, "{call}", "Responses replayed from the idempotency store.")
 	m.conflicts = counter(MetricConflicts, "{call}", "Calls refused for an idempotency key conflict, by reason.")
+	m.storeErrors = counter(MetricStoreErrors, "{error}", "Failures of the idempotency store, or of storing an outcome, by where they happened.")
 
 	var err error
 	m.attemptDuration, err = mt.Float64Histogram(MetricAttemptDuration, metric.WithUnit("s"),

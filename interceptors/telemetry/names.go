@@ -50,16 +50,19 @@ const (
 	Key attribute.Key = "failsoft.idempotency_key"
 
 	// Attributes of span events and metrics.
-	Target        attribute.Key = "grpc.target" // ClientConn target (A66)
-	Method        attribute.Key = "grpc.method" // full method, metrics (A66)
-	Status        attribute.Key = "grpc.status" // status code name, metrics (A66)
-	Reason        attribute.Key = "failsoft.reason"
-	BreakerFrom   attribute.Key = "failsoft.breaker.from"
-	BreakerTo     attribute.Key = "failsoft.breaker.to"
-	BreakerState  attribute.Key = "failsoft.breaker.state"
-	FallbackLevel attribute.Key = "failsoft.fallback.level"
-	DelayMS       attribute.Key = "failsoft.delay_ms"
-	Probability   attribute.Key = "failsoft.throttle.probability"
+	Target attribute.Key = "grpc.target" // ClientConn target (A66)
+	Method attribute.Key = "grpc.method" // full method, metrics (A66)
+	Status attribute.Key = "grpc.status" // status code name, metrics (A66)
+	Reason attribute.Key = "failsoft.reason"
+	// ExceptionMessage is an error's text, named as in the OpenTelemetry
+	// semantic conventions.
+	ExceptionMessage attribute.Key = "exception.message"
+	BreakerFrom      attribute.Key = "failsoft.breaker.from"
+	BreakerTo        attribute.Key = "failsoft.breaker.to"
+	BreakerState     attribute.Key = "failsoft.breaker.state"
+	FallbackLevel    attribute.Key = "failsoft.fallback.level"
+	DelayMS          attribute.Key = "failsoft.delay_ms"
+	Probability      attribute.Key = "failsoft.throttle.probability"
 )
 
 // Span event names.
@@ -77,6 +80,7 @@ const (
 	EventKeyAttached      = "failsoft.idempotency.key_attached"
 	EventReplay           = "failsoft.idempotency.replay"
 	EventKeyConflict      = "failsoft.idempotency.conflict"
+	EventKeyStoreError    = "failsoft.idempotency.store_error"
 )
 
 // Metric names, one namespace: failsoft.client.* for what a client decides,
@@ -84,23 +88,24 @@ const (
 // units follow gRFC A66/A96 where the two overlap (attempt.started,
 // attempt.duration, call.retries, call.retry_delay).
 const (
-	MetricAttemptStarted     = "failsoft.client.attempt.started"       // counter {attempt}: grpc.method, grpc.target, failsoft.attempt.hedge
-	MetricAttemptDuration    = "failsoft.client.attempt.duration"      // histogram s: grpc.method, grpc.target, grpc.status
-	MetricCallRetries        = "failsoft.client.call.retries"          // histogram {retry} per call: grpc.method, grpc.target
-	MetricCallRetryDelay     = "failsoft.client.call.retry_delay"      // histogram s per call: grpc.method, grpc.target
-	MetricRetries            = "failsoft.client.retries"               // counter {retry}: grpc.method, grpc.target, failsoft.reason
-	MetricRetryDelay         = "failsoft.client.retry.delay"           // histogram s per backoff: grpc.method, grpc.target, failsoft.reason
-	MetricRetryStopped       = "failsoft.client.retry.stopped"         // counter {call}: grpc.method, grpc.target, failsoft.reason
-	MetricHedges             = "failsoft.client.hedges"                // counter {hedge}: grpc.method, grpc.target
-	MetricBudgetExhausted    = "failsoft.client.budget.exhausted"      // counter {attempt}: grpc.method, grpc.target
-	MetricBreakerState       = "failsoft.client.breaker.state"         // gauge 0 closed, 1 half-open, 2 open: grpc.target
-	MetricBreakerTransitions = "failsoft.client.breaker.transitions"   // counter: grpc.target, failsoft.breaker.from, failsoft.breaker.to
-	MetricBreakerRejections  = "failsoft.client.breaker.rejections"    // counter {call}: grpc.method, grpc.target
-	MetricBulkheadRejections = "failsoft.client.bulkhead.rejections"   // counter {call}: grpc.method, grpc.target
-	MetricThrottleRejections = "failsoft.client.throttle.rejections"   // counter {call}: grpc.method, grpc.target
-	MetricFallbacks          = "failsoft.client.fallbacks"             // counter {call}: grpc.method, grpc.target, failsoft.fallback.level
-	MetricDeadlineFailFast   = "failsoft.client.deadline.fail_fast"    // counter {call}: grpc.method, grpc.target
-	MetricKeysAttached       = "failsoft.client.idempotency.keys"      // counter {call}: grpc.method, grpc.target
-	MetricReplays            = "failsoft.server.idempotency.replays"   // counter {call}: grpc.method
-	MetricConflicts          = "failsoft.server.idempotency.conflicts" // counter {call}: grpc.method, failsoft.reason
+	MetricAttemptStarted     = "failsoft.client.attempt.started"          // counter {attempt}: grpc.method, grpc.target, failsoft.attempt.hedge
+	MetricAttemptDuration    = "failsoft.client.attempt.duration"         // histogram s: grpc.method, grpc.target, grpc.status
+	MetricCallRetries        = "failsoft.client.call.retries"             // histogram {retry} per call: grpc.method, grpc.target
+	MetricCallRetryDelay     = "failsoft.client.call.retry_delay"         // histogram s per call: grpc.method, grpc.target
+	MetricRetries            = "failsoft.client.retries"                  // counter {retry}: grpc.method, grpc.target, failsoft.reason
+	MetricRetryDelay         = "failsoft.client.retry.delay"              // histogram s per backoff: grpc.method, grpc.target, failsoft.reason
+	MetricRetryStopped       = "failsoft.client.retry.stopped"            // counter {call}: grpc.method, grpc.target, failsoft.reason
+	MetricHedges             = "failsoft.client.hedges"                   // counter {hedge}: grpc.method, grpc.target
+	MetricBudgetExhausted    = "failsoft.client.budget.exhausted"         // counter {attempt}: grpc.method, grpc.target
+	MetricBreakerState       = "failsoft.client.breaker.state"            // gauge 0 closed, 1 half-open, 2 open: grpc.target
+	MetricBreakerTransitions = "failsoft.client.breaker.transitions"      // counter: grpc.target, failsoft.breaker.from, failsoft.breaker.to
+	MetricBreakerRejections  = "failsoft.client.breaker.rejections"       // counter {call}: grpc.method, grpc.target
+	MetricBulkheadRejections = "failsoft.client.bulkhead.rejections"      // counter {call}: grpc.method, grpc.target
+	MetricThrottleRejections = "failsoft.client.throttle.rejections"      // counter {call}: grpc.method, grpc.target
+	MetricFallbacks          = "failsoft.client.fallbacks"                // counter {call}: grpc.method, grpc.target, failsoft.fallback.level
+	MetricDeadlineFailFast   = "failsoft.client.deadline.fail_fast"       // counter {call}: grpc.method, grpc.target
+	MetricKeysAttached       = "failsoft.client.idempotency.keys"         // counter {call}: grpc.method, grpc.target
+	MetricReplays            = "failsoft.server.idempotency.replays"      // counter {call}: grpc.method
+	MetricConflicts          = "failsoft.server.idempotency.conflicts"    // counter {call}: grpc.method, failsoft.reason
+	MetricStoreErrors        = "failsoft.server.idempotency.store_errors" // counter {error}: grpc.method, failsoft.reason
 )

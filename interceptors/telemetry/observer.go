@@ -83,6 +83,12 @@ func (i *Interceptor) spanEvent(span trace.Span, e observe.Event) {
 		span.AddEvent(EventReplay, trace.WithAttributes(KeyHash.String(e.Reason)))
 	case observe.KeyConflict:
 		span.AddEvent(EventKeyConflict, trace.WithAttributes(Reason.String(e.Reason)))
+	case observe.KeyStoreError:
+		attrs := []attribute.KeyValue{Reason.String(e.Reason)}
+		if e.Err != nil {
+			attrs = append(attrs, ExceptionMessage.String(e.Err.Error()))
+		}
+		span.AddEvent(EventKeyStoreError, trace.WithAttributes(attrs...))
 	}
 }
 
@@ -144,6 +150,10 @@ func (i *Interceptor) record(ctx context.Context, e observe.Event) {
 	case observe.KeyConflict:
 		if m.conflicts.Enabled(ctx) {
 			m.conflicts.Add(ctx, 1, metric.WithAttributes(Method.String(rpcName(e.Method)), Reason.String(e.Reason)))
+		}
+	case observe.KeyStoreError:
+		if m.storeErrors.Enabled(ctx) {
+			m.storeErrors.Add(ctx, 1, metric.WithAttributes(Method.String(rpcName(e.Method)), Reason.String(e.Reason)))
 		}
 	}
 }

@@ -233,6 +233,8 @@ func TestObserverEvents(t *testing.T) {
 		{observe.Event{Kind: observe.KeyAttached, Reason: "abcd"}, EventKeyAttached, KeyHash.String("abcd"), MetricKeysAttached},
 		{observe.Event{Kind: observe.Replay, Reason: "abcd"}, EventReplay, KeyHash.String("abcd"), MetricReplays},
 		{observe.Event{Kind: observe.KeyConflict, Reason: "in_flight"}, EventKeyConflict, Reason.String("in_flight"), MetricConflicts},
+		{observe.Event{Kind: observe.KeyStoreError, Reason: "complete", Err: errors.New("redis: connection refused")}, EventKeyStoreError, ExceptionMessage.String("redis: connection refused"), MetricStoreErrors},
+		{observe.Event{Kind: observe.KeyStoreError, Reason: "claim_fail_open"}, EventKeyStoreError, Reason.String("claim_fail_open"), MetricStoreErrors},
 		{observe.Event{Kind: observe.Hedge, Attempt: 2, Duration: time.Millisecond}, EventHedge, Attempt.Int(2), MetricHedges},
 		{observe.Event{Kind: observe.BulkheadRejected, Target: target}, EventBulkheadRejected, Target.String(target), MetricBulkheadRejections},
 		{observe.Event{Kind: observe.Throttled, Target: target, Value: 0.5}, EventThrottled, Probability.Float64(0.5), MetricThrottleRejections},
