@@ -35,19 +35,31 @@ const RequireEnv = "FAILSOFT_REQUIRE_REDIS"
 // RequireEnv is set.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	return startOne(t, lookPath(t, "redis-server"))
+}
+
+// lookPath finds a Redis program, skipping the test (or failing it, with
+// RequireEnv set) when it is not installed.
+func lookPath(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
 	if err != nil {
-		const msg = "redis-server is not installed (apt-get install redis-server)"
+		msg := name + " is not installed (apt-get install redis-server)"
 		if os.Getenv(RequireEnv) != "" {
 			t.Fatalf("%s, and %s is set", msg, RequireEnv)
 		}
 		t.Skip(msg + "; skipping the Redis test")
 	}
+	return bin
+}
+
+func startOne(t testing.TB, bin string, args ...string) *Server {
+	t.Helper()
 	var last error
 	// A free port found by listening can be taken by someone else before
 	// redis binds it; then try another.
 	for range 3 {
-		s, err := start(t, bin)
+		s, err := start(t, bin, args...)
 		if err == nil {
 			return s
 		}
@@ -57,15 +69,70 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
+// Cluster is a running Redis Cluster of masters without replicas.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// Addrs returns the nodes' host:port addresses.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr
+	}
+	return addrs
+}
+
+// StartCluster starts a Redis Cluster of n masters (at least 3) on free
+// 127.0.0.1 ports, with the hash slots spread over them, and stops it when
+// the test ends. It skips the test as Start does, and needs redis-cli too.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if n < 3 {
+		t.Fatalf("redistest: a cluster needs at least 3 masters, not %d", n)
+	}
+	bin, cli := lookPath(t, "redis-server"), lookPath(t, "redis-cli")
+	c := &Cluster{}
+	for range n {
+		// Each node keeps its cluster state file in a directory of its own.
+		c.Nodes = append(c.Nodes, startOne(t, bin, "--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000", "--dir", t.TempDir()))
+	}
+	create := exec.Command(cli, append(append([]string{"--cluster", "create"}, c.Addrs()...),
+		"--cluster-replicas", "0", "--cluster-yes")...)
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("redistest: creating the cluster: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, node := range c.Nodes {
+		for {
+			info, err := exec.Command(cli, "-h", "127.0.0.1", "-p", node.port(), "cluster", "info").Output()
+			if err == nil && bytes.Contains(info, []byte("cluster_state:ok")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: node %s not in a working cluster after 20s: %v: %s", node.Addr, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+func (s *Server) port() string {
+	_, port, _ := net.SplitHostPort(s.Addr)
+	return port
+}
+
+func start(t testing.TB, bin string, args ...string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	out := &lockedBuffer{}
-	cmd := exec.Command(bin,
+	cmd := exec.Command(bin, append([]string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}, args...)...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {

@@ -25,7 +25,9 @@
 // was configured to fail open.
 //
 // Works with a single Redis server, with Sentinel (redis.NewFailoverClient)
-// and with Redis Cluster (each operation touches one key). As with any
+// and with Redis Cluster (redis.NewClusterClient; each operation touches
+// one key, and the tests run the store's contract on a three-master
+// cluster). As with any
 // asynchronously replicated Redis, a failover can lose the latest writes,
 // and with them a claim or an outcome.
 package redisstore

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func newClient(t *testing.T, addr string) *redis.Client {
 	return rc
 }
 
-func newStore(t *testing.T, rc *redis.Client, opts ...redisstore.Option) *redisstore.Store {
+func newStore(t *testing.T, rc redis.Scripter, opts ...redisstore.Option) *redisstore.Store {
 	t.Helper()
 	st, err := redisstore.New(rc, opts...)
 	if err != nil {
@@ -36,7 +37,7 @@ func newStore(t *testing.T, rc *redis.Client, opts ...redisstore.Option) *rediss
 
 // expireNow ends the Redis expiry of k's entry: PEXPIRE 1 ms, then wait for
 // Redis to drop it (an access expires a due key at once).
-func expireNow(t *testing.T, rc *redis.Client, st *redisstore.Store, k idempotency.Key) {
+func expireNow(t *testing.T, rc redis.Cmdable, st *redisstore.Store, k idempotency.Key) {
 	t.Helper()
 	ctx := context.Background()
 	name := st.RedisKey(k)
@@ -57,6 +58,35 @@ func TestContract(t *testing.T) {
 	rc := newClient(t, rs.Addr)
 	st := newStore(t, rc)
 	storetest.Run(t, st, func(t *testing.T, k idempotency.Key) { expireNow(t, rc, st, k) })
+}
+
+// TestContractCluster runs the contract against a Redis Cluster of three
+// masters: every operation is one script on one key, so each goes to the
+// node that owns its key's slot.
+func TestContractCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), DialTimeout: time.Second})
+	t.Cleanup(func() { _ = rc.Close() })
+	st := newStore(t, rc)
+	storetest.Run(t, st, func(t *testing.T, k idempotency.Key) { expireNow(t, rc, st, k) })
+
+	// The keys land on every node, so the contract held across them.
+	ctx := context.Background()
+	for i := range 30 {
+		k := idempotency.Key{Method: "/s.v1.S/M", Key: fmt.Sprintf("spread-%d", i)}
+		if _, err := st.Claim(ctx, k, idempotency.Fingerprint{}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, node := range cl.Nodes {
+		n, err := node.Keys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Errorf("node %s holds no key: the cluster's slots were not used", node.Addr)
+		}
+	}
 }
 
 func TestExpiries(t *testing.T) {
