@@ -286,10 +286,31 @@ func TestExactlyOnceRedis(t *testing.T) {
 
 func TestExactlyOnceTwoReplicasRedis(t *testing.T) {
 	rs := redistest.Start(t)
+	twoReplicas(t, func() idempotency.Store { return newRedisStore(t, rs.Addr) })
+}
+
+// The same with the replicas sharing a Redis Cluster of three masters.
+func TestExactlyOnceTwoReplicasRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	twoReplicas(t, func() idempotency.Store {
+		rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+		t.Cleanup(func() { _ = rc.Close() })
+		st, err := redisstore.New(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
+
+// twoReplicas runs the charges against two replicas, each with the store
+// newStore gives it, and checks that each answered from charges the other
+// committed.
+func twoReplicas(t *testing.T, newStore func() idempotency.Store) {
 	b, f := newBank(), newFaults()
 	// Each replica has its own Redis client, as separate processes would.
-	a1 := replica(t, 1, b, f, newRedisStore(t, rs.Addr))
-	a2 := replica(t, 2, b, f, newRedisStore(t, rs.Addr))
+	a1 := replica(t, 1, b, f, newStore())
+	a2 := replica(t, 2, b, f, newStore())
 	r := manual.NewBuilderWithScheme("replicas")
 	r.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: a1}, {Addr: a2}}})
 	cc := dialCharges(t, r.Scheme()+":///charges", grpc.WithResolvers(r),
