@@ -108,6 +108,26 @@ var (
 	healthy = chaos.Config{Latency: time.Millisecond, LostRate: 0.1}
 )
 
+// settle ends the chaos, drains c's outbox and checks the ledger: every
+// payment once, none pending.
+func (e *env) settle(ctx context.Context, c *checkout.Client, name string) checkout.Reconciliation {
+	e.t.Helper()
+	if err := e.ch.Set(chaos.Config{}); err != nil {
+		e.t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	if err := c.DrainAll(dctx); err != nil {
+		e.t.Fatal(err)
+	}
+	r, err := c.Reconcile(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	check(e.t, name, r, false)
+	return r
+}
+
 func check(t *testing.T, name string, r checkout.Reconciliation, wantPending bool) {
 	t.Helper()
 	t.Logf("%s: %v", name, r)
@@ -243,19 +263,7 @@ func TestIdempotencyInterceptorAloneDedups(t *testing.T) {
 	if err := c.Run(ctx, e.load(checkout.Phase{Name: "lossy", Duration: 500 * time.Millisecond, Chaos: lossy})); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.ch.Set(chaos.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer dcancel()
-	if err := c.DrainAll(dctx); err != nil {
-		t.Fatal(err)
-	}
-	r, err := c.Reconcile(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	check(t, "interceptor alone", r, false)
+	e.settle(ctx, c, "interceptor alone")
 	st := e.srv.Stats()
 	if st.Chaos.Faults.Lost == 0 || st.KeyReplays == 0 {
 		t.Errorf("want lost responses answered by the interceptor: %d lost, %d interceptor replays", st.Chaos.Faults.Lost, st.KeyReplays)
@@ -298,19 +306,7 @@ func TestRedisStoreKeepsPaymentsOnceAcrossRestarts(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if err := e.ch.Set(chaos.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer dcancel()
-	if err := c.DrainAll(dctx); err != nil {
-		t.Fatal(err)
-	}
-	r, err := c.Reconcile(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	check(t, "redis store", r, false)
+	r := e.settle(ctx, c, "redis store")
 	replays += e.srv.Stats().KeyReplays
 	e.stop()
 	if replays == 0 {
