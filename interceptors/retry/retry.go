@@ -200,28 +200,17 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 		actx := ctx
 		next.SetFirstAttempt(timeout)
 		var at attemptTimer
-		var cancel context.CancelFunc
-		switch {
-		case timeout > 0:
-			if ic.system && now.IsZero() {
+		if timeout > 0 || !pending.IsZero() {
+			if ic.system && timeout > 0 && now.IsZero() {
 				now = time.Now()
 			}
 			actx = at.start(ic, ctx, timeout, pending, now, false)
-		case !pending.IsZero():
-			// Without an attempt timeout, the attempt's context holds the
-			// call's deadline alone: no timer of ours to set or tell.
-			actx, cancel = context.WithDeadline(ctx, pending)
 		}
 		if ic.system {
 			next.Now = now
 		}
 		err := next.Invoke(actx, method, req, reply, cc, tr.opts...)
-		timedOut := false
-		if cancel != nil {
-			cancel()
-		} else {
-			timedOut = at.finish(err == nil)
-		}
+		timedOut := at.finish(err == nil)
 		if err == nil {
 			tr.release()
 			return nil
