@@ -20,7 +20,8 @@
 //     deadline bounds all retries, backoffs and hedges; a call with too
 //     little budget fails before any other layer counts it.
 //  3. idempotency key: attached once per logical call, so every retry and
-//     hedge carries the same key and the server charges once.
+//     hedge carries the same key and the server charges once. Calls to
+//     methods that require no key skip this layer.
 //  4. fallback: acts on the final outcome (retries exhausted, breaker
 //     open); outside retry so a fallback answer is never retried.
 //  5. retry and hedging, with the per-target budget: each attempt runs

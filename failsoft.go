@@ -211,6 +211,12 @@ func WithBulkhead(opts ...bulkhead.Option) Option {
 type suite struct {
 	unary  *chain.Unaries
 	stream *chain.Streams
+	// noKey, when not nil, is unary without the idempotency layer, which
+	// has nothing to do for a method that requires no key: such calls,
+	// most of them, skip it, a hop fewer. resolver resolves the method
+	// that tells them apart.
+	noKey    *chain.Unaries
+	resolver *policy.Resolver
 }
 
 // layerOf builds a layer from the suite's shared options followed by the
@@ -252,7 +258,19 @@ func (s *suite) unaryInterceptor(ctx context.Context, method string, req, reply 
 	if err != nil {
 		return err
 	}
-	return s.unary.Start(invoker).Invoke(ctx, method, req, reply, cc, opts...)
+	if s.noKey == nil {
+		return s.unary.Start(invoker).Invoke(ctx, method, req, reply, cc, opts...)
+	}
+	// Resolved here, the policy is in State for every layer. A method
+	// that does not resolve takes the whole chain, whose first layer
+	// reports it.
+	p, err := s.resolver.Resolve(method)
+	if err != nil || p.RequiresKey {
+		return s.unary.Start(invoker).Invoke(ctx, method, req, reply, cc, opts...)
+	}
+	n := s.noKey.Start(invoker)
+	n.Resolver, n.Policy = s.resolver, p
+	return n.Invoke(ctx, method, req, reply, cc, opts...)
 }
 
 func (s *suite) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -327,6 +345,7 @@ func build(opts []Option) (*suite, error) {
 	var (
 		errs      []error
 		unary     []chain.Unary
+		noKey     []chain.Unary // unary without the idempotency layer
 		stream    []chain.Stream
 		innermost grpc.UnaryClientInterceptor
 	)
@@ -362,16 +381,26 @@ func build(opts []Option) (*suite, error) {
 			innermost, stream = layer.UnaryInnermost, append(stream, layer.Stream)
 		case !layer.Empty():
 			unary, stream = append(unary, layer.Unary), append(stream, layer.Stream)
+			if l.kind != chain.Idempotency {
+				noKey = append(noKey, layer.Unary)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	unaries := chain.NewUnaries(unary...)
-	if innermost != nil {
-		unaries = unaries.Inside(innermost)
+	fold := func(layers []chain.Unary) *chain.Unaries {
+		u := chain.NewUnaries(layers...)
+		if innermost != nil {
+			u = u.Inside(innermost)
+		}
+		return u
 	}
-	return &suite{unary: unaries, stream: chain.NewStreams(stream...)}, nil
+	s := &suite{unary: fold(unary), stream: chain.NewStreams(stream...), resolver: r}
+	if len(noKey) < len(unary) {
+		s.noKey = fold(noKey)
+	}
+	return s, nil
 }
 
 // apply runs every option on c and joins all their errors. Unlike the

@@ -283,6 +283,104 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 	if s := compare(rows); s != "" {
 		fmt.Fprintf(w, "\n%s\n", s)
 	}
+	if gs := Goals(rows); len(gs) > 0 {
+		fmt.Fprintf(w, "\nfailsoft's cost goals in this run:\n")
+		for _, g := range gs {
+			fmt.Fprintf(w, "- %s\n", g)
+		}
+	}
+}
+
+// Goal is one of failsoft's cost goals and where a run put it.
+type Goal struct {
+	Name     string // what the goal asks
+	Measured string // what the run measured
+	Met      bool
+}
+
+func (g Goal) String() string {
+	verdict := "not met"
+	if g.Met {
+		verdict = "met"
+	}
+	return fmt.Sprintf("%s: %s, %s", g.Name, g.Measured, verdict)
+}
+
+// The goals' limits.
+const (
+	goalAllocs       = 6
+	goalCost         = 600 * time.Nanosecond
+	goalLoopbackOver = 0.03
+)
+
+// Goals checks a run's rows against failsoft's cost goals: at most 6
+// allocations and 600 ns per call over a no-op invoker, less than
+// failsafe-go's chain in the same run, a loopback call within 3% of a
+// plain call with the same deadline, and no duplicate charge where the
+// retrying peers make some. A goal the run did not measure is left out.
+func Goals(rows []Row) []Goal {
+	by := map[string]*Row{}
+	for i := range rows {
+		by[rows[i].Name] = &rows[i]
+	}
+	fs := by["failsoft"]
+	if fs == nil || fs.Pending {
+		return nil
+	}
+	var gs []Goal
+	if c := fs.Cost; c != nil {
+		gs = append(gs,
+			Goal{"at most 6 allocations per call over a no-op invoker",
+				fmt.Sprintf("%d", c.AllocsPerOp()), c.AllocsPerOp() <= goalAllocs},
+			Goal{"at most 600 ns per call over a no-op invoker",
+				fmt.Sprintf("%d ns", c.NsPerOp()) + plainDeadlineCost(by[PlainDeadline]), time.Duration(c.NsPerOp()) <= goalCost})
+		if fg := by["failsafe-go retry + breaker + timeout"]; fg != nil && fg.Cost != nil && fg.Cost.NsPerOp() > 0 {
+			m := fmt.Sprintf("%.2fx its time", float64(c.NsPerOp())/float64(fg.Cost.NsPerOp()))
+			met := c.NsPerOp() < fg.Cost.NsPerOp()
+			if fs.CostInstr > 0 && fg.CostInstr > 0 {
+				m += fmt.Sprintf(", %.2fx its instructions", fs.CostInstr/fg.CostInstr)
+				met = met && fs.CostInstr < fg.CostInstr
+			}
+			gs = append(gs, Goal{"less than failsafe-go's chain over a no-op invoker", m, met})
+		}
+	}
+	if ab := fs.Interleaved; ab.Calls > 0 && ab.TrimmedA > 0 {
+		over := ab.Ratio() - 1
+		m := fmt.Sprintf("%+.1f%% timed call by call", 100*over)
+		if ref := by[PlainDeadline]; ref != nil && fs.LoopbackInstr > 0 && ref.LoopbackInstr > 0 {
+			m += fmt.Sprintf(", %+.1f%% in instructions", 100*(fs.LoopbackInstr/ref.LoopbackInstr-1))
+		}
+		gs = append(gs, Goal{"a loopback call within 3% of a plain call with the same deadline", m, over <= goalLoopbackOver})
+	}
+	if fs.Lost.Calls > 0 {
+		var peers []string
+		peerDup := false
+		for _, r := range rows {
+			if r.Name == "failsoft" || r.Name == "plain client" || r.MicroOnly || r.Pending || r.Lost.Calls == 0 {
+				continue
+			}
+			peers = append(peers, fmt.Sprintf("%d", r.Lost.Duplicates))
+			peerDup = peerDup || r.Lost.Duplicates > 0
+		}
+		m := fmt.Sprintf("%d", fs.Lost.Duplicates)
+		if len(peers) > 0 {
+			m += " (the peers: " + strings.Join(peers, ", ") + ")"
+		}
+		if !peerDup {
+			m += "; no peer made one, so this run does not test it"
+		}
+		gs = append(gs, Goal{"no duplicate charge with lost responses where the peers make some", m, fs.Lost.Duplicates == 0 && peerDup})
+	}
+	return gs
+}
+
+// plainDeadlineCost names the floor a call with its own deadline sets in
+// the same run, which the 600 ns goal includes.
+func plainDeadlineCost(r *Row) string {
+	if r == nil || r.Cost == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (a plain call that sets its own deadline: %d ns)", r.Cost.NsPerOp())
 }
 
 // compare states failsoft's Go benchmark figures against its references

@@ -60,12 +60,20 @@ func (s *State) ClearFirstAttempt() { s.firstAttempt = 0 }
 // IsFirstAttempt reports whether SetFirstAttempt was called.
 func (s *State) IsFirstAttempt() bool { return s.firstAttempt != 0 }
 
-// Resolve returns the policy of method from r, reusing the one an outer
-// layer resolved with the same resolver.
+// Resolve returns the policy of method from r, which is not nil, reusing
+// the one an outer layer resolved with the same resolver.
 func (s *State) Resolve(r *policy.Resolver, method string) (*policy.Policy, error) {
-	if s.Policy != nil && s.Resolver == r {
-		return s.Policy, nil
+	if s.Resolver == r {
+		return s.Policy, nil // inlined: the common case inside the suite
 	}
+	return s.resolve(r, method)
+}
+
+// resolve is Resolve's first resolution, kept out of line so that Resolve
+// inlines.
+//
+//go:noinline
+func (s *State) resolve(r *policy.Resolver, method string) (*policy.Policy, error) {
 	p, err := r.Resolve(method)
 	if err == nil {
 		s.Resolver, s.Policy = r, p

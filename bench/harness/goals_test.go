@@ -1,0 +1,81 @@
+package harness
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func bench(ns time.Duration, allocs uint64) *testing.BenchmarkResult {
+	return &testing.BenchmarkResult{N: 1000, T: 1000 * ns, MemAllocs: 1000 * allocs}
+}
+
+func ab(over float64) ABResult {
+	return ABResult{Calls: 100, TrimmedA: 100 * time.Microsecond, TrimmedB: time.Duration(float64(100*time.Microsecond) * (1 + over))}
+}
+
+func TestGoals(t *testing.T) {
+	peers := []Row{
+		{Name: "plain client", Cost: bench(15*time.Nanosecond, 0), Lost: RateResult{Calls: 10}},
+		{Name: PlainDeadline, MicroOnly: true, Cost: bench(500*time.Nanosecond, 4), LoopbackInstr: 100_000},
+		{Name: "failsafe-go retry + breaker + timeout", Cost: bench(3000*time.Nanosecond, 29), CostInstr: 10_000, Lost: RateResult{Calls: 10, Duplicates: 3}},
+	}
+	cases := []struct {
+		name string
+		fs   Row
+		want []string // one per goal, in order
+	}{
+		{
+			name: "all met",
+			fs: Row{Name: "failsoft", Cost: bench(550*time.Nanosecond, 5), CostInstr: 5_000, LoopbackInstr: 101_000,
+				Interleaved: ab(0.02), Lost: RateResult{Calls: 10}},
+			want: []string{
+				"at most 6 allocations per call over a no-op invoker: 5, met",
+				"at most 600 ns per call over a no-op invoker: 550 ns (a plain call that sets its own deadline: 500 ns), met",
+				"less than failsafe-go's chain over a no-op invoker: 0.18x its time, 0.50x its instructions, met",
+				"a loopback call within 3% of a plain call with the same deadline: +2.0% timed call by call, +1.0% in instructions, met",
+				"no duplicate charge with lost responses where the peers make some: 0 (the peers: 3), met",
+			},
+		},
+		{
+			name: "none met",
+			fs: Row{Name: "failsoft", Cost: bench(3100*time.Nanosecond, 7), CostInstr: 5_000,
+				Interleaved: ab(0.045), Lost: RateResult{Calls: 10, Duplicates: 1}},
+			want: []string{
+				"at most 6 allocations per call over a no-op invoker: 7, not met",
+				"at most 600 ns per call over a no-op invoker: 3100 ns (a plain call that sets its own deadline: 500 ns), not met",
+				"less than failsafe-go's chain over a no-op invoker: 1.03x its time, 0.50x its instructions, not met",
+				"a loopback call within 3% of a plain call with the same deadline: +4.5% timed call by call, not met",
+				"no duplicate charge with lost responses where the peers make some: 1 (the peers: 3), not met",
+			},
+		},
+		{
+			name: "not measured",
+			fs:   Row{Name: "failsoft"},
+			want: nil,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rows := append([]Row{tc.fs}, peers...)
+			var got []string
+			for _, g := range Goals(rows) {
+				got = append(got, g.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("Goals:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+
+	t.Run("no peer duplicates", func(t *testing.T) {
+		rows := []Row{
+			{Name: "failsoft", Lost: RateResult{Calls: 10}},
+			{Name: "failsafe-go retry + breaker + timeout", Lost: RateResult{Calls: 10}},
+		}
+		gs := Goals(rows)
+		if len(gs) != 1 || gs[0].Met || !strings.Contains(gs[0].Measured, "does not test it") {
+			t.Errorf("Goals = %v, want the duplicate goal unmet for want of a test", gs)
+		}
+	})
+}
