@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -9,7 +10,8 @@ import (
 // ABResult is the time per call of two chains measured call by call in
 // alternation (see Interleaved).
 type ABResult struct {
-	Calls              int
+	Calls              int // per chain, per pass
+	Passes             int // the passes it is the median of (0: one)
 	MedianA            time.Duration
 	MedianB            time.Duration
 	MeanA, MeanB       time.Duration
@@ -18,6 +20,26 @@ type ABResult struct {
 
 // Ratio is B's trimmed mean over A's.
 func (r ABResult) Ratio() float64 { return float64(r.TrimmedB) / float64(r.TrimmedA) }
+
+// describe says how r was measured.
+func (r ABResult) describe() string {
+	if r.Passes > 1 {
+		return fmt.Sprintf("median of %d passes of %d calls each", r.Passes, r.Calls)
+	}
+	return fmt.Sprintf("%d calls each", r.Calls)
+}
+
+// MedianPass returns the pass of rs, one or more, whose Ratio is the
+// median (the lower middle one of an even number), with Passes set to
+// len(rs).
+func MedianPass(rs []ABResult) ABResult {
+	sorted := slices.SortedFunc(slices.Values(rs), func(a, b ABResult) int {
+		return cmp.Compare(a.Ratio(), b.Ratio())
+	})
+	m := sorted[(len(sorted)-1)/2]
+	m.Passes = len(rs)
+	return m
+}
 
 // Interleaved times the Go benchmark m of two chains call by call, one
 // call of each in turn (in alternating order), so that a noisy neighbour

@@ -34,7 +34,7 @@ func TestSmoke(t *testing.T) {
 		t.Skip("starts loopback servers")
 	}
 	cfg := smallConfig()
-	rows := Run(context.Background(), cfg, RunOptions{})
+	rows := Run(context.Background(), cfg, RunOptions{Interleaved: 20, InterleavedPasses: 2})
 	if len(rows) != len(Specs()) {
 		t.Fatalf("got %d rows, want %d", len(rows), len(Specs()))
 	}
@@ -50,6 +50,9 @@ func TestSmoke(t *testing.T) {
 		}
 		if r.Overload.Offered == 0 || r.Overload.Attempts == 0 {
 			t.Errorf("%s: overload offered nothing: %+v", r.Name, r.Overload)
+		}
+		if r.Interleaved.Calls != 20 || r.Interleaved.Passes != 2 {
+			t.Errorf("%s: interleaved %d calls in %d passes, want 20 in 2", r.Name, r.Interleaved.Calls, r.Interleaved.Passes)
 		}
 	}
 	plain := rows[0]

@@ -30,7 +30,8 @@ func main() {
 		calls     = flag.String("calls", "", "make -n calls of this Go benchmark (interceptors or loopback) of -chain, then exit: what -instructions measures")
 		chain     = flag.String("chain", "", "with -calls: the chain")
 		n         = flag.Int("n", 0, "with -calls: how many calls")
-		ab        = flag.Int("interleaved", 10000, "loopback calls of each chain timed in alternation with the plain client that sets the same deadline (0: none)")
+		ab        = flag.Int("interleaved", 10000, "loopback calls of each chain timed in alternation with the plain client that sets the same deadline, per pass (0: none)")
+		passes    = flag.Int("passes", 3, "passes of -interleaved over every chain; each chain keeps its median pass")
 		hot       = flag.String("hot", "", "print the code that a call of this chain runs over a no-op invoker, by function (needs valgrind), then exit")
 	)
 	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrency of the closed-loop scenarios")
@@ -72,7 +73,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	o := harness.RunOptions{Micro: *micro, Rounds: *rounds, Only: *only, Interleaved: *ab}
+	o := harness.RunOptions{Micro: *micro, Rounds: *rounds, Only: *only, Interleaved: *ab, InterleavedPasses: *passes}
 	if !*quiet {
 		o.Progress = os.Stderr
 	}
