@@ -82,13 +82,23 @@ func serverDedup() ([]grpc.ServerOption, error) {
 // hedging with the budget, throttle, breaker. The settings of p reach it
 // through the resolver. The breaker keeps its own trip rule (the default)
 // and opens for BreakerDelay, doubling while probes fail.
-func failsoftChain(p Params) (*Chain, error) {
+func failsoftChain(p Params) (*Chain, error) { return failsoftWith(p) }
+
+// GoalsChain names the suite without its adaptive throttle: the chain
+// failsoft's cost goals name (deadline, idempotency key, retry, breaker,
+// telemetry with no-op providers), measured by the Go benchmarks only.
+const GoalsChain = "failsoft without throttle (the goals' chain)"
+
+func failsoftGoalsChain(p Params) (*Chain, error) { return failsoftWith(p, failsoft.WithoutThrottle()) }
+
+// failsoftWith is failsoftChain with more options.
+func failsoftWith(p Params, more ...failsoft.Option) (*Chain, error) {
 	res, err := benchResolver(p)
 	if err != nil {
 		return nil, err
 	}
 	opens := new(atomic.Int64)
-	dial, err := failsoft.DialOptions(
+	dial, err := failsoft.DialOptions(append([]failsoft.Option{
 		failsoft.WithResolver(res),
 		failsoft.WithTelemetry(
 			telemetry.WithTracerProvider(tracenoop.NewTracerProvider()),
@@ -102,7 +112,7 @@ func failsoftChain(p Params) (*Chain, error) {
 				}
 			}),
 		),
-	)
+	}, more...)...)
 	if err != nil {
 		return nil, err
 	}

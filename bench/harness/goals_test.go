@@ -60,7 +60,7 @@ func TestGoals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rows := append([]Row{tc.fs}, peers...)
 			var got []string
-			for _, g := range Goals(rows) {
+			for _, g := range Goals(rows, "failsoft") {
 				got = append(got, g.String())
 			}
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
@@ -74,7 +74,7 @@ func TestGoals(t *testing.T) {
 			{Name: "failsoft", Lost: RateResult{Calls: 10}},
 			{Name: "failsafe-go retry + breaker + timeout", Lost: RateResult{Calls: 10}},
 		}
-		gs := Goals(rows)
+		gs := Goals(rows, "failsoft")
 		if len(gs) != 1 || gs[0].Met || !strings.Contains(gs[0].Measured, "does not test it") {
 			t.Errorf("Goals = %v, want the duplicate goal unmet for want of a test", gs)
 		}
@@ -99,5 +99,36 @@ func TestMedianPass(t *testing.T) {
 		if over := got.Ratio() - 1; math.Abs(over-tc.want) > 1e-9 || got.Passes != len(rs) {
 			t.Errorf("MedianPass(%v) = %+.4f over %d passes, want %+.4f over %d", tc.overs, over, got.Passes, tc.want, len(rs))
 		}
+	}
+}
+
+// TestGoalsChain: the cost goals are checked on the chain they name, the
+// duplicate charges on the whole suite, whose scenarios ran.
+func TestGoalsChain(t *testing.T) {
+	rows := []Row{
+		{Name: PlainDeadline, MicroOnly: true, Cost: bench(500*time.Nanosecond, 4)},
+		{Name: "failsafe-go retry + breaker + timeout", Cost: bench(3000*time.Nanosecond, 29), Lost: RateResult{Calls: 10, Duplicates: 3}},
+		{Name: GoalsChain, MicroOnly: true, Cost: bench(520*time.Nanosecond, 5), Interleaved: ab(0.02)},
+		{Name: "failsoft", Cost: bench(610*time.Nanosecond, 5), Interleaved: ab(0.035), Lost: RateResult{Calls: 10}},
+	}
+	var got []string
+	for _, g := range Goals(rows, GoalsChain) {
+		got = append(got, g.String())
+	}
+	want := []string{
+		"at most 6 allocations per call over a no-op invoker: 5, met",
+		"at most 600 ns per call over a no-op invoker: 520 ns (a plain call that sets its own deadline: 500 ns), met",
+		"less than failsafe-go's chain over a no-op invoker: 0.17x its time, met",
+		"a loopback call within 3% of a plain call with the same deadline: +2.0% timed call by call (100 calls each), met",
+		"no duplicate charge with lost responses where the peers make some: 0 for the whole suite (the peers: 3), met",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Goals:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if gs := Goals(rows, "failsoft"); len(gs) != 5 || gs[1].Met || gs[3].Met {
+		t.Errorf("the whole suite's goals = %v, want its 610 ns and +3.5%% unmet", gs)
+	}
+	if gs := Goals(rows[:2], GoalsChain); gs != nil {
+		t.Errorf("Goals of a chain the run did not measure = %v, want none", gs)
 	}
 }

@@ -67,6 +67,8 @@ func TestLayerBreakdown(t *testing.T) {
 		suite("suite: deadline, retry", failsoft.WithoutIdempotency(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker()),
 		suite("suite: deadline, retry, throttle", failsoft.WithoutIdempotency(), failsoft.WithoutBreaker()),
 		suite("suite: deadline, retry, throttle, breaker", failsoft.WithoutIdempotency()),
+		// The chain the cost goals name: no adaptive throttle.
+		suite("suite: deadline, key, retry, breaker", failsoft.WithoutThrottle()),
 		suite("suite: whole"),
 	}
 	for _, s := range specs {
