@@ -258,19 +258,17 @@ func (s *suite) unaryInterceptor(ctx context.Context, method string, req, reply 
 	if err != nil {
 		return err
 	}
-	if s.noKey == nil {
-		return s.unary.Start(invoker).Invoke(ctx, method, req, reply, cc, opts...)
+	if s.noKey != nil {
+		// Resolved here, the policy is in State for every layer. A method
+		// that requires a key, or does not resolve, takes the whole chain,
+		// whose first layer reports the failure.
+		if p, err := s.resolver.Resolve(method); err == nil && !p.RequiresKey {
+			n := s.noKey.Start(invoker)
+			n.Resolver, n.Policy = s.resolver, p
+			return n.Invoke(ctx, method, req, reply, cc, opts...)
+		}
 	}
-	// Resolved here, the policy is in State for every layer. A method
-	// that does not resolve takes the whole chain, whose first layer
-	// reports it.
-	p, err := s.resolver.Resolve(method)
-	if err != nil || p.RequiresKey {
-		return s.unary.Start(invoker).Invoke(ctx, method, req, reply, cc, opts...)
-	}
-	n := s.noKey.Start(invoker)
-	n.Resolver, n.Policy = s.resolver, p
-	return n.Invoke(ctx, method, req, reply, cc, opts...)
+	return s.unary.Start(invoker).Invoke(ctx, method, req, reply, cc, opts...)
 }
 
 func (s *suite) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {

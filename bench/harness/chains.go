@@ -101,7 +101,7 @@ func Specs() []Spec {
 		{Name: "grpc-go built-in retry", Build: func(p Params) (*Chain, error) { return builtinRetry(p, false) }},
 		{Name: "grpc-go built-in retry + throttling", Build: func(p Params) (*Chain, error) { return builtinRetry(p, true) }},
 		{Name: GoalsChain, Build: failsoftGoalsChain, Interceptors: true, MicroOnly: true},
-		{Name: "failsoft", Build: failsoftChain, Interceptors: true},
+		{Name: Failsoft, Build: failsoftChain, Interceptors: true},
 	}
 }
 

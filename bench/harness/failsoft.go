@@ -84,6 +84,9 @@ func serverDedup() ([]grpc.ServerOption, error) {
 // and opens for BreakerDelay, doubling while probes fail.
 func failsoftChain(p Params) (*Chain, error) { return failsoftWith(p) }
 
+// Failsoft names the whole suite as a user installs it.
+const Failsoft = "failsoft"
+
 // GoalsChain names the suite without its adaptive throttle: the chain
 // failsoft's cost goals name (deadline, idempotency key, retry, breaker,
 // telemetry with no-op providers), measured by the Go benchmarks only.

@@ -298,7 +298,7 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 	}
 	for _, c := range []struct{ chain, title string }{
 		{GoalsChain, "failsoft's cost goals in this run, for the chain they name (deadline, key, retry, breaker, telemetry with no-op providers: the suite without its adaptive throttle):"},
-		{"failsoft", "The same goals for the whole suite, which adds the adaptive throttle:"},
+		{Failsoft, "The same goals for the whole suite, which adds the adaptive throttle:"},
 	} {
 		if gs := Goals(rows, c.chain); len(gs) > 0 {
 			fmt.Fprintf(w, "\n%s\n", c.title)
@@ -343,7 +343,7 @@ func Goals(rows []Row, chain string) []Goal {
 	for i := range rows {
 		by[rows[i].Name] = &rows[i]
 	}
-	fs, whole := by[chain], by["failsoft"]
+	fs, whole := by[chain], by[Failsoft]
 	if fs == nil || fs.Pending {
 		return nil
 	}
@@ -376,7 +376,7 @@ func Goals(rows []Row, chain string) []Goal {
 		var peers []string
 		peerDup := false
 		for _, r := range rows {
-			if r.Name == "failsoft" || r.Name == "plain client" || r.MicroOnly || r.Pending || r.Lost.Calls == 0 {
+			if r.Name == Failsoft || r.Name == "plain client" || r.MicroOnly || r.Pending || r.Lost.Calls == 0 {
 				continue
 			}
 			peers = append(peers, fmt.Sprintf("%d", r.Lost.Duplicates))
@@ -416,7 +416,7 @@ func compare(rows []Row) string {
 	for i := range rows {
 		by[rows[i].Name] = &rows[i]
 	}
-	fs := by["failsoft"]
+	fs := by[Failsoft]
 	if fs == nil || fs.Cost == nil || fs.Loopback == nil {
 		return ""
 	}
