@@ -49,7 +49,7 @@ func ExampleWithMethod() {
 	fmt.Println(err)
 	// Output:
 	// true 4
-	// failsoft policy for /search.v1.Search/Query: retry.max_attempts: must be between 1 and 10 (it counts the first attempt), got 0
+	// failsoft: policy for /search.v1.Search/Query: retry.max_attempts: must be between 1 and 10 (it counts the first attempt), got 0
 }
 
 func ExampleResolver_Validate() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -45,7 +46,14 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("failsoft policy for %s: %s: %s", e.Method, e.Field, e.Reason)
+	return fmt.Sprintf("failsoft: policy for %s: %s: %s", e.Method, e.Field, e.Reason)
+}
+
+// GRPCStatus makes an *Error a gRPC status error: a call whose method has
+// an invalid policy fails with FAILED_PRECONDITION, and the caller still
+// finds the *Error with errors.As. Layers return it as it is.
+func (e *Error) GRPCStatus() *status.Status {
+	return status.New(codes.FailedPrecondition, e.Error())
 }
 
 // Option configures a Resolver.

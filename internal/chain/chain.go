@@ -48,6 +48,14 @@ type State struct {
 	// hedges carry their observe.Attempt on their context. One word, not
 	// two: State is copied at every layer.
 	firstAttempt time.Duration
+	// MayRetry is written by the retry layer only, on each attempt: true
+	// when a failure of this attempt with one of the policy's retryable
+	// codes would be retried (attempts remain, the budget would allow one
+	// now, the deadline leaves room for a backoff). Layers that judge a
+	// target by logical calls rather than attempts (the breaker's trip
+	// rules) leave such a failure uncounted: the retry absorbs it, and if
+	// the retry fails too, the last attempt is counted.
+	MayRetry bool
 }
 
 // SetFirstAttempt says that the call's first attempt, with the given
