@@ -7,13 +7,14 @@ TOOL := $(GO) tool -modfile=tools/go.mod
 export BUF_CACHE_DIR ?= $(HOME)/.cache/buf
 # Go modules of the repository besides the library itself; each is linted
 # and tested like the library.
-SUBMODULES := e2e bench
+SUBMODULES := e2e bench examples/quickstart
 STATICCHECK = $(shell $(TOOL) -n staticcheck)
 # Jaeger v2 built from source (tools/jaeger/go.mod, its own module because
-# its dependencies clash with buf's), cached by the hash of its go.sum.
-JAEGER_BIN := $(HOME)/.cache/failsoft/jaeger-$(shell sha256sum tools/jaeger/go.sum | cut -c1-12)
+# its dependencies clash with buf's), cached by the hash of its go.sum:
+# tools/jaeger/build.sh prints the binary's path, building it when missing.
+JAEGER := GO=$(GO) tools/jaeger/build.sh
 
-.PHONY: all generate check-generated lint vet staticcheck test test-go test-e2e bench bench-go demo tools jaeger jaeger-bin
+.PHONY: all generate check-generated lint vet staticcheck test test-go test-e2e test-examples bench bench-go demo tools jaeger jaeger-bin
 
 all: test
 
@@ -44,23 +45,29 @@ test-go:
 	$(GO) test -count=1 -run 'Allocs' ./...
 	cd bench && $(GO) test -count=1 -run 'Allocs' ./...
 
-$(JAEGER_BIN): tools/jaeger/go.mod tools/jaeger/go.sum
-	mkdir -p $(dir $@)
-	$(GO) build -modfile=tools/jaeger/go.mod -o $@ github.com/jaegertracing/jaeger/cmd/jaeger
-
-jaeger-bin: $(JAEGER_BIN)
+jaeger-bin:
+	$(JAEGER) >/dev/null
 
 # End-to-end tests against a real Jaeger on free loopback ports.
-test-e2e: $(JAEGER_BIN)
-	cd e2e && FAILSOFT_JAEGER_BIN=$(JAEGER_BIN) $(GO) test -race -count=1 -timeout 10m ./...
+test-e2e:
+	bin=$$($(JAEGER)) && cd e2e && FAILSOFT_JAEGER_BIN=$$bin $(GO) test -race -count=1 -timeout 10m ./...
 
-test: check-generated lint test-go test-e2e
+# The example project (examples/quickstart, its own module) from its own
+# steps: write failsoft's options proto, lint, generate (its generated code
+# is committed and must not change), vet and test.
+test-examples:
+	cd examples/quickstart && $(GO) run ../../cmd/failsoft-proto -check third_party \
+		&& $(GO) tool buf lint && $(GO) tool buf generate \
+		&& git diff --exit-code -- . && test -z "$$(git status --porcelain -- .)" \
+		&& $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+test: check-generated lint test-go test-examples test-e2e
 
 # A local Jaeger for exploring traces: OTLP on 127.0.0.1:4317 (gRPC) and
 # 4318 (HTTP), query API on 127.0.0.1:16686 (no web UI in source builds;
 # see README for the container with its UI, or go run ./cmd/tracewaterfall).
-jaeger: $(JAEGER_BIN)
-	$(JAEGER_BIN) --config tools/jaeger/config.yaml
+jaeger:
+	bin=$$($(JAEGER)) && $$bin --config tools/jaeger/config.yaml
 
 # One table comparing failsoft with its peers (bench/, its own module, so
 # the library never depends on them): cost, loopback calls, and failure,

@@ -50,17 +50,11 @@ start_jaeger() {
 	if [[ ! -f tools/jaeger/go.mod || ! -f tools/jaeger/config.yaml ]]; then
 		jaeger_off "tools/jaeger is not in this checkout"; return 0
 	fi
-	local cache="${FAILSOFT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/failsoft}"
-	# Same cache key as the Jaeger end-to-end test, so either builds it once.
-	local sum; sum=$( { sha256sum 2>/dev/null || shasum -a 256; } < tools/jaeger/go.sum | cut -c1-12)
-	local bin="${FAILSOFT_JAEGER_BIN:-$cache/jaeger-$sum-$("$GO" env GOOS)-$("$GO" env GOARCH)}"
-	if [[ ! -x "$bin" ]]; then
-		say "building Jaeger into $bin (first run only; takes a few minutes)"
-		mkdir -p "$(dirname "$bin")"
-		if ! "$GO" build -modfile=tools/jaeger/go.mod -o "$bin.tmp.$$" github.com/jaegertracing/jaeger/cmd/jaeger >"$DIR/jaeger-build.log" 2>&1; then
-			rm -f "$bin.tmp.$$"; jaeger_off "it did not build (see $DIR/jaeger-build.log)"; return 0
-		fi
-		mv "$bin.tmp.$$" "$bin"
+	# The one Jaeger cache that make jaeger and the end-to-end test use too.
+	local bin
+	if [[ -z "${FAILSOFT_JAEGER_BIN:-}" ]]; then say "Jaeger: tools/jaeger/build.sh (builds it on the first run only; takes a few minutes)"; fi
+	if ! bin=$(GO="$GO" tools/jaeger/build.sh 2>"$DIR/jaeger-build.log"); then
+		jaeger_off "it did not build (see $DIR/jaeger-build.log)"; return 0
 	fi
 	local ports=() p
 	while read -r p; do ports+=("$p"); done < <("$DIR/demotool" ports 4)
