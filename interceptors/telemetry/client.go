@@ -128,20 +128,22 @@ func endSpan(span trace.Span, err error, client bool) {
 		span.End()
 		return
 	}
-	attrs := [3]attribute.KeyValue{
-		RPCResponseStatusCode.String(codeName(err)),
-		Outcome.String(outcome.Default.Classify(err).String()),
-	}
-	n := 2
-	if r, ok := outcome.AsRejection(err); ok {
-		attrs[2] = RejectedBy.String(r.Layer)
-		n = 3
-	}
-	span.SetAttributes(attrs[:n]...)
+	span.SetAttributes(outcomeAttrs(err)...)
 	if err != nil && (client || serverError(outcome.Code(err))) {
 		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
 	}
 	span.End()
+}
+
+// outcomeAttrs are the attributes that say how a call or attempt ended.
+func outcomeAttrs(err error) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 2, 3)
+	attrs[0] = RPCResponseStatusCode.String(codeName(err))
+	attrs[1] = Outcome.String(outcome.Default.Classify(err).String())
+	if r, ok := outcome.AsRejection(err); ok {
+		attrs = append(attrs, RejectedBy.String(r.Layer))
+	}
+	return attrs
 }
 
 // UnaryAttemptInterceptor returns the attempt interceptor: one span per

@@ -52,6 +52,17 @@
 // per-call histograms need both client interceptors; all other metrics come
 // from Observe.
 //
+// # With otelgrpc
+//
+// A server that already traces calls with otelgrpc's stats handler
+// (grpc.StatsHandler(otelgrpc.NewServerHandler())) gets one server span per
+// call: the stats handler runs before any interceptor, and the server
+// interceptor adds failsoft's attributes and events to the recording span it
+// finds on the context instead of starting a sibling; the stats handler
+// keeps ending it and setting its status. On the client, otelgrpc's stats
+// handler makes a span per attempt as grpc-go sends it, below failsoft's
+// call and attempt spans; keep both or drop one, they do not clash.
+//
 // # Defaults and cost
 //
 // Without options, the global tracer provider, meter provider and

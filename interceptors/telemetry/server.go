@@ -23,9 +23,9 @@ func (i *Interceptor) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if tr == nil {
 			return handler(ctx, req)
 		}
-		ctx, span := i.startServer(ctx, tr, info.FullMethod)
+		ctx, span, own := i.startServer(ctx, tr, info.FullMethod)
 		resp, err := handler(ctx, req)
-		endSpan(span, err, false)
+		i.endServer(span, err, own)
 		return resp, err
 	}
 }
@@ -37,15 +37,19 @@ func (i *Interceptor) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if tr == nil {
 			return handler(srv, ss)
 		}
-		ctx, span := i.startServer(ss.Context(), tr, info.FullMethod)
+		ctx, span, own := i.startServer(ss.Context(), tr, info.FullMethod)
 		err := handler(srv, serverStream{ss, ctx})
-		endSpan(span, err, false)
+		i.endServer(span, err, own)
 		return err
 	}
 }
 
-func (i *Interceptor) startServer(ctx context.Context, tr trace.Tracer, method string) (context.Context, trace.Span) {
-	ctx = i.extract(ctx)
+// startServer returns the call's server span and whether this interceptor
+// made it. A stats handler that traces calls (otelgrpc.NewServerHandler)
+// runs before any interceptor and leaves its recording server span on the
+// context: failsoft then adds its attributes and events to that span
+// instead of making a second server span beside it.
+func (i *Interceptor) startServer(ctx context.Context, tr trace.Tracer, method string) (context.Context, trace.Span, bool) {
 	name := rpcName(method)
 	attrs := make([]attribute.KeyValue, 0, 4)
 	attrs = append(attrs, RPCSystemName.String("grpc"), RPCMethod.String(name))
@@ -61,7 +65,22 @@ func (i *Interceptor) startServer(ctx context.Context, tr trace.Tracer, method s
 			attrs = append(attrs, PreviousAttempts.Int(n))
 		}
 	}
-	return tr.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attrs...)
+		return ctx, span, false
+	}
+	ctx, span := tr.Start(i.extract(ctx), name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	return ctx, span, true
+}
+
+// endServer ends a span the interceptor made; on a stats handler's span it
+// only adds failsoft's outcome, leaving status and end to its owner.
+func (i *Interceptor) endServer(span trace.Span, err error, own bool) {
+	if own {
+		endSpan(span, err, false)
+		return
+	}
+	span.SetAttributes(outcomeAttrs(err)...)
 }
 
 // serverError reports whether code is an error on the server side, per the
