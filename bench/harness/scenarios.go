@@ -323,4 +323,3 @@ func runTail(ctx context.Context, spec Spec, cfg Config, hedge bool) (TailResult
 	lat := latencies(recs)
 	return TailResult{Calls: len(recs), OK: succeeded(recs), P50: quantile(lat, 0.5), P99: quantile(lat, 0.99), Hedged: e.chain.Hedges}, nil
 }
-
