@@ -55,6 +55,17 @@ func benchResolver(p Params) (*policy.Resolver, error) {
 	)
 }
 
+// chargePolicy is the resolver a user of the README writes for a Charge
+// method whose proto says nothing: requires_idempotency_key only, given in
+// code; every other method keeps what its proto says. The server's
+// deduplication layer reads it too, so that it stores the charge's
+// results.
+func chargePolicy() (*policy.Resolver, error) {
+	return policy.New(policy.WithMethod(methodCharge, &failsoftv1.MethodPolicy{
+		RequiresIdempotencyKey: proto.Bool(true),
+	}))
+}
+
 // serverDedup returns the server's deduplication layer for KeyedWrite,
 // the same for every chain: failsoft's idempotency server interceptor with
 // its in-memory store, for requests that carry a key. Requests without a
@@ -62,7 +73,11 @@ func benchResolver(p Params) (*policy.Resolver, error) {
 // accepts clients without keys; failsoft's layer on its own refuses them
 // with INVALID_ARGUMENT, and the peers could not call the method at all.
 func serverDedup() ([]grpc.ServerOption, error) {
-	keys, err := idempotency.NewServer()
+	res, err := chargePolicy()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := idempotency.NewServer(idempotency.WithResolver(res))
 	if err != nil {
 		return nil, err
 	}
@@ -113,9 +128,7 @@ func failsoftGoalsChain(p Params) (*Chain, error) { return failsoftWith(p, fails
 // breaker, when on, keeps its defaults but for rule. Telemetry gets no-op providers, which is what the
 // global ones are until a user installs an SDK.
 func failsoftDefaults(withBreaker bool, rule ...breaker.Option) (*Chain, error) {
-	res, err := policy.New(policy.WithMethod(methodCharge, &failsoftv1.MethodPolicy{
-		RequiresIdempotencyKey: proto.Bool(true),
-	}))
+	res, err := chargePolicy()
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,6 @@ import policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 const (
 	benchService     = "failsoft.policytest.v1.TunedService"
 	plainServiceName = "failsoft.policytest.v1.PlainService"
-	// methodRead is an IDEMPOTENT read (the standard idempotency_level).
-	methodRead = policytestv1.PlainService_Idempotent_FullMethodName
 	// methodCharge is a write that the README's Charge policy
 	// (requires_idempotency_key only) covers, given in code.
 	methodCharge     = policytestv1.PlainService_Plain_FullMethodName

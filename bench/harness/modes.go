@@ -3,7 +3,9 @@ package harness
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"time"
 )
 
@@ -504,4 +506,7 @@ func msCell(d time.Duration) string {
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
 }
 
-func pctf(f float64) string { return fmt.Sprintf("%g%%", 100*f) }
+// pctf formats a fraction as a percentage with at most one decimal.
+func pctf(f float64) string {
+	return strconv.FormatFloat(math.Round(f*1000)/10, 'f', -1, 64) + "%"
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -437,7 +436,7 @@ func ModesMarkdown(w io.Writer, rows []Row, cfg Config) {
 			}
 			goal := cmp.Or(f.Goal, na)
 			if f.Met != nil && ref.Best >= 0 && strings.Contains(f.Goal, "best retrying peer") {
-				goal += fmt.Sprintf(" (%s: %s)", ref.BestName, pctf(math.Round(ref.Best*1000)/1000))
+				goal += fmt.Sprintf(" (%s: %s)", ref.BestName, pctf(ref.Best))
 			}
 			cells = append(cells, goal, verdict)
 			fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))

@@ -78,8 +78,8 @@ func DefaultConfig() Config {
 		Service:          10 * time.Millisecond,
 		Load:             1.5,
 		Pushback:         100 * time.Millisecond,
-		OverloadDuration: 2 * time.Second,
-		OverloadRounds:   2,
+		OverloadDuration: 3 * time.Second,
+		OverloadRounds:   3,
 		OutageRate:       250,
 		OutageDown:       3 * time.Second,
 		OutageAfter:      2 * time.Second,
@@ -182,11 +182,6 @@ func (e *env) warm(ctx context.Context) {
 }
 
 type callFunc func(ctx context.Context, e *env, id string) error
-
-func callOverride(ctx context.Context, e *env, id string) error {
-	_, err := e.client.Override(ctx, &policytestv1.PingRequest{Payload: id})
-	return err
-}
 
 func callHedged(ctx context.Context, e *env, id string) error {
 	_, err := e.client.Hedged(ctx, &policytestv1.PingRequest{Payload: id})
