@@ -344,7 +344,6 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 			}
 		}
 	}
-	fmt.Fprintln(w)
 	ModesMarkdown(w, rows, cfg)
 }
 
@@ -445,7 +444,7 @@ func ModesMarkdown(w io.Writer, rows []Row, cfg Config) {
 	if !measured {
 		return
 	}
-	fmt.Fprintf(w, "Failure modes (issue #18), every chain against the same seeded faults; failsoft with its %s unless the mode says otherwise:\n\n", LibraryDefaults)
+	fmt.Fprintf(w, "\nFailure modes (issue #18), every chain against the same seeded faults; failsoft with its %s unless the mode says otherwise:\n\n", LibraryDefaults)
 	io.WriteString(w, b.String())
 	p := cfg.Params
 	fmt.Fprintf(w, "\nThe peers keep the settings above (%d attempts, backoff %v doubling to %v, UNAVAILABLE and RESOURCE_EXHAUSTED retried, "+
