@@ -169,14 +169,18 @@ func (e *env) opens() int64 {
 	return e.chain.BreakerOpens.Load()
 }
 
-// warm makes sure the connection is up before anything is measured, to
-// every server: it makes two warm-up calls per server and waits until the
-// connection is ready. The server injects no fault into a warm-up call,
-// and scenarios count attempts from after it.
+// warm makes sure the connection is up to every server before anything
+// is measured: it makes warm-up calls until each server has answered one
+// (round_robin sends calls only to the backends it is connected to), at
+// most ten per server and for two seconds. The server injects no fault
+// into a warm-up call, and scenarios count attempts from after it.
 func (e *env) warm(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	for range 2 * len(e.srvs) {
+	for range 10 * len(e.srvs) {
+		if ctx.Err() != nil || !slices.ContainsFunc(e.srvs, func(s *Server) bool { return s.Attempts() == 0 }) {
+			return
+		}
 		_, _ = e.client.Override(ctx, &policytestv1.PingRequest{Payload: warmUpID}, grpc.WaitForReady(true))
 	}
 }

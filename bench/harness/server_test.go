@@ -99,3 +99,34 @@ func TestServerOutageAndLedger(t *testing.T) {
 		t.Errorf("a call never made charged %d times", n)
 	}
 }
+
+// TestEnvBalancesBackends: with several servers, the connection reaches
+// every one of them once warm, and a failing backend fails the plain
+// client's calls that land on it.
+func TestEnvBalancesBackends(t *testing.T) {
+	spec := Specs()[0]
+	if spec.Name != "plain client" {
+		t.Fatalf("first spec is %q", spec.Name)
+	}
+	e, err := newEnv(spec, DefaultParams(), Faults{FailRate: 1}, Faults{}, Faults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.warm(ctx)
+	for i, s := range e.srvs {
+		if s.Attempts() == 0 {
+			t.Errorf("server %d got no warm-up call", i)
+		}
+	}
+	before := e.attempts()
+	recs := closedLoop(ctx, e, 30, 1, time.Second, callRead)
+	if got := e.attempts() - before; got != 30 {
+		t.Errorf("%d attempts for 30 calls of a plain client", got)
+	}
+	if ok := succeeded(recs); ok == 0 || ok == 30 {
+		t.Errorf("%d of 30 calls succeeded with one of three backends failing every call", ok)
+	}
+}
