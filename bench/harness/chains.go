@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -255,16 +254,14 @@ func builtinRetry(p Params, throttling bool) (*Chain, error) {
 	return &Chain{ServiceConfig: sc}, nil
 }
 
-// dialOptions are the options of a connection through c, in the order
-// the README has a user write them: the chain's own (failsoft's suite
-// first), then the user's: credentials and, with roundRobin, the
-// round_robin load-balancing policy in the default service config.
+// dialOptions are the options of a connection through c. With
+// roundRobin, the round_robin load-balancing policy comes first, in the
+// default service config (with the chain's own members, if any), so that a
+// chain whose dial options choose a policy of their own (failsoft's
+// DialOptions may) keeps its choice: grpc-go applies the last default
+// service config given. Then the chain's options, its interceptors and
+// the credentials.
 func (c *Chain) dialOptions(roundRobin bool) []grpc.DialOption {
-	opts := slices.Clone(c.Dial)
-	if len(c.Unary) > 0 {
-		opts = append(opts, grpc.WithChainUnaryInterceptor(c.Unary...))
-	}
-	opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	var members []string
 	if roundRobin {
 		members = append(members, `"loadBalancingConfig":[{"round_robin":{}}]`)
@@ -272,10 +269,15 @@ func (c *Chain) dialOptions(roundRobin bool) []grpc.DialOption {
 	if c.ServiceConfig != "" {
 		members = append(members, c.ServiceConfig)
 	}
+	var opts []grpc.DialOption
 	if len(members) > 0 {
 		opts = append(opts, grpc.WithDefaultServiceConfig("{"+strings.Join(members, ",")+"}"))
 	}
-	return opts
+	opts = append(opts, c.Dial...)
+	if len(c.Unary) > 0 {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(c.Unary...))
+	}
+	return append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%gs", d.Seconds()) }
