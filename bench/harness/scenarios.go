@@ -234,9 +234,9 @@ func closedLoop(ctx context.Context, e *env, n, workers int, timeout time.Durati
 	start := time.Now()
 	for range workers {
 		wg.Go(func() {
-			for {
+			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
+				if i >= n {
 					return
 				}
 				recs[i] = timedCall(ctx, e, start, i, timeout, call)
