@@ -23,11 +23,13 @@ func smallConfig() Config {
 	cfg.OutageAfter = 100 * time.Millisecond
 	cfg.FlakyCalls = 20
 	cfg.FlakyCallRate = 200
-	// Slow calls finish before the hedge delay, so no hedge is sent: a
-	// hedge that wins at the same moment as the first attempt makes
-	// failsafe-go unmarshal two replies into one message, which the race
-	// detector reports in its code, not ours.
+	// No hedge is ever sent: the hedge delay outlasts the call's
+	// deadline. A hedge that wins at the same moment as the first attempt
+	// makes failsafe-go unmarshal two replies into one message, which the
+	// race detector reports in its code, not ours; a delay shorter than
+	// the deadline would depend on how busy the machine is.
 	cfg.Slow = 5 * time.Millisecond
+	cfg.Params.HedgeDelay = 2 * cfg.Params.Timeout
 	cfg.OverloadDuration = 200 * time.Millisecond
 	cfg.OverloadRounds = 2
 	return cfg
