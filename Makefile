@@ -69,10 +69,10 @@ test: check-generated lint test-go test-examples test-e2e
 jaeger:
 	bin=$$($(JAEGER)) && $$bin --config tools/jaeger/config.yaml
 
-# One table comparing failsoft with its peers (bench/, its own module, so
-# the library never depends on them): cost, loopback calls, and failure,
-# lost-response, slow-tail and overload scenarios. About four minutes on
-# 2 cores.
+# Two tables comparing failsoft with its peers (bench/, its own module, so
+# the library never depends on them): the cost of a call (and a slow tail),
+# and the failure modes of issue #18 with failsoft's goals. About six
+# minutes on 2 cores.
 bench:
 	cd bench && $(GO) run ./cmd/report -quiet
 

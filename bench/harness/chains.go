@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -37,6 +39,42 @@ type Params struct {
 	// HedgeDelay. Chains that cannot hedge ignore it and say so.
 	Hedge      bool
 	HedgeDelay time.Duration
+	// Failsoft is how failsoft is set up; the peers always get the
+	// settings above.
+	Failsoft Setup
+}
+
+// Setup is how failsoft is configured in a measurement.
+type Setup int
+
+const (
+	// BenchSettings gives failsoft the settings of Params, through a
+	// resolver and its breaker's open time: the cost table and the slow
+	// tail.
+	BenchSettings Setup = iota
+	// LibraryDefaults is failsoft as a new user installs it: the README's
+	// Charge policy (requires_idempotency_key only) given in code for the
+	// charge method, everything else the library's defaults. The failure
+	// modes use it.
+	LibraryDefaults
+	// ReadmeBreaker is LibraryDefaults with the README's breaker rule,
+	// breaker.FailuresWithin(5, 30*time.Second).
+	ReadmeBreaker
+	// NoBreaker is LibraryDefaults without the breaker
+	// (failsoft.WithoutBreaker).
+	NoBreaker
+)
+
+func (s Setup) String() string {
+	switch s {
+	case LibraryDefaults:
+		return "library defaults"
+	case ReadmeBreaker:
+		return "the README's breaker rule, FailuresWithin(5, 30s)"
+	case NoBreaker:
+		return "library defaults without the breaker"
+	}
+	return "the bench's settings"
 }
 
 // DefaultParams are the settings of the published table.
@@ -57,8 +95,12 @@ func DefaultParams() Params {
 type Chain struct {
 	// Unary interceptors, outermost first.
 	Unary []grpc.UnaryClientInterceptor
-	// Dial options besides the interceptors (for example a service config).
+	// Dial options besides the interceptors.
 	Dial []grpc.DialOption
+	// ServiceConfig holds members of a default service config (JSON,
+	// without the braces), which the connection's own load-balancing
+	// policy joins.
+	ServiceConfig string
 	// Hedges reports whether the chain hedges reads.
 	Hedges bool
 	// BreakerOpens counts transitions to open; nil when the chain has no
@@ -202,15 +244,40 @@ func failsafeChain(p Params) (*Chain, error) {
 // default service config; throttling adds its per-channel token bucket
 // with grpc-go's documented example values.
 func builtinRetry(p Params, throttling bool) (*Chain, error) {
-	sc := fmt.Sprintf(`{"methodConfig":[{"name":[{"service":%q}],"timeout":%q,"retryPolicy":{`+
+	sc := fmt.Sprintf(`"methodConfig":[{"name":[{"service":%q},{"service":%q}],"timeout":%q,"retryPolicy":{`+
 		`"maxAttempts":%d,"initialBackoff":%q,"maxBackoff":%q,"backoffMultiplier":2,`+
 		`"retryableStatusCodes":["UNAVAILABLE","RESOURCE_EXHAUSTED"]}}]`,
-		benchService, seconds(p.Timeout), p.Attempts, seconds(p.Backoff), seconds(p.MaxBackoff))
+		benchService, plainServiceName, seconds(p.Timeout), p.Attempts, seconds(p.Backoff), seconds(p.MaxBackoff))
 	if throttling {
 		sc += `,"retryThrottling":{"maxTokens":10,"tokenRatio":0.1}`
 	}
-	sc += "}"
-	return &Chain{Dial: []grpc.DialOption{grpc.WithDefaultServiceConfig(sc)}}, nil
+	return &Chain{ServiceConfig: sc}, nil
+}
+
+// dialOptions are the options of a connection through c. With
+// roundRobin, the round_robin load-balancing policy comes first, in the
+// default service config (with the chain's own members, if any), so that a
+// chain whose dial options choose a policy of their own (failsoft's
+// DialOptions may) keeps its choice: grpc-go applies the last default
+// service config given. Then the chain's options, its interceptors and
+// the credentials.
+func (c *Chain) dialOptions(roundRobin bool) []grpc.DialOption {
+	var members []string
+	if roundRobin {
+		members = append(members, `"loadBalancingConfig":[{"round_robin":{}}]`)
+	}
+	if c.ServiceConfig != "" {
+		members = append(members, c.ServiceConfig)
+	}
+	var opts []grpc.DialOption
+	if len(members) > 0 {
+		opts = append(opts, grpc.WithDefaultServiceConfig("{"+strings.Join(members, ",")+"}"))
+	}
+	opts = append(opts, c.Dial...)
+	if len(c.Unary) > 0 {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(c.Unary...))
+	}
+	return append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%gs", d.Seconds()) }

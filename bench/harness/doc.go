@@ -15,15 +15,23 @@
 //  1. the interceptors' own cost over a no-op invoker (ns/op, allocs/op),
 //     chained exactly as grpc.WithChainUnaryInterceptor chains them;
 //  2. one unary call over loopback TCP to a server that answers at once;
-//  3. scenarios against a loopback server with injected faults: attempts
-//     per logical call under a total outage, success under transient
-//     UNAVAILABLE, duplicate charges when responses are lost after the
-//     server committed a write (a ledger keyed by the logical call), and
-//     p99 latency against a slow tail with and without hedging;
-//  4. overload: a server with a fixed capacity that rejects the excess at
-//     once with RESOURCE_EXHAUSTED, and an open-loop client offering 1.5x
-//     that capacity: goodput, attempts reaching the server per second,
-//     success rate and breaker opens.
+//  3. p99 latency against a server with a slow tail, with and without
+//     hedging;
+//  4. the failure modes of issue #18 (Modes), each run for every chain in
+//     the same run: 20% transient UNAVAILABLE; one bad backend of three
+//     behind round_robin, failing every call or answering late; charge
+//     responses lost after the charge committed (duplicate charges and
+//     calls that failed although they were charged); 1.5x overload whose
+//     excess is rejected as RESOURCE_EXHAUSTED, as UNAVAILABLE with
+//     pushback and as plain UNAVAILABLE (goodput, attempts at the server);
+//     an outage followed by a heal (attempts during it, how soon calls
+//     succeed after it), with and without failsoft's breaker; and 3%
+//     flakiness at about 1,000 calls/s with the README's breaker rule.
+//     failsoft runs them with its library defaults (LibraryDefaults) and
+//     its row is checked against the issue's goals (ModeGoals).
+//
+// A measurement that fails is tried once more; if it fails again, only the
+// cells it fills say so (Row.Failed), with the reason.
 //
 // Faults are a pure function of a seed, the logical call id (the request
 // payload) and how many attempts of that call the server has seen, so all

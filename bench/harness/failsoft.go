@@ -55,6 +55,17 @@ func benchResolver(p Params) (*policy.Resolver, error) {
 	)
 }
 
+// chargePolicy is the resolver a user of the README writes for a Charge
+// method whose proto says nothing: requires_idempotency_key only, given in
+// code; every other method keeps what its proto says. The server's
+// deduplication layer reads it too, so that it stores the charge's
+// results.
+func chargePolicy() (*policy.Resolver, error) {
+	return policy.New(policy.WithMethod(methodCharge, &failsoftv1.MethodPolicy{
+		RequiresIdempotencyKey: proto.Bool(true),
+	}))
+}
+
 // serverDedup returns the server's deduplication layer for KeyedWrite,
 // the same for every chain: failsoft's idempotency server interceptor with
 // its in-memory store, for requests that carry a key. Requests without a
@@ -62,7 +73,11 @@ func benchResolver(p Params) (*policy.Resolver, error) {
 // accepts clients without keys; failsoft's layer on its own refuses them
 // with INVALID_ARGUMENT, and the peers could not call the method at all.
 func serverDedup() ([]grpc.ServerOption, error) {
-	keys, err := idempotency.NewServer()
+	res, err := chargePolicy()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := idempotency.NewServer(idempotency.WithResolver(res))
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +97,19 @@ func serverDedup() ([]grpc.ServerOption, error) {
 // hedging with the budget, throttle, breaker. The settings of p reach it
 // through the resolver. The breaker keeps its own trip rule (the default)
 // and opens for BreakerDelay, doubling while probes fail.
-func failsoftChain(p Params) (*Chain, error) { return failsoftWith(p) }
+// With p.Failsoft other than BenchSettings it is set up as that says
+// instead (see failsoftDefaults).
+func failsoftChain(p Params) (*Chain, error) {
+	switch p.Failsoft {
+	case LibraryDefaults:
+		return failsoftDefaults(true)
+	case ReadmeBreaker:
+		return failsoftDefaults(true, breaker.FailuresWithin(5, 30*time.Second))
+	case NoBreaker:
+		return failsoftDefaults(false)
+	}
+	return failsoftWith(p)
+}
 
 // Failsoft names the whole suite as a user installs it.
 const Failsoft = "failsoft"
@@ -93,6 +120,47 @@ const Failsoft = "failsoft"
 const GoalsChain = "failsoft without throttle (the goals' chain)"
 
 func failsoftGoalsChain(p Params) (*Chain, error) { return failsoftWith(p, failsoft.WithoutThrottle()) }
+
+// failsoftDefaults is the suite with the library's defaults, as a new
+// user installs it: the only policy in code is the README's Charge policy
+// (requires_idempotency_key only) for the charge method, whose proto says
+// nothing; the reads carry the standard idempotency_level alone. The
+// breaker, when on, keeps its defaults but for rule. Telemetry gets no-op providers, which is what the
+// global ones are until a user installs an SDK.
+func failsoftDefaults(withBreaker bool, rule ...breaker.Option) (*Chain, error) {
+	res, err := chargePolicy()
+	if err != nil {
+		return nil, err
+	}
+	opens := new(atomic.Int64)
+	opts := []failsoft.Option{
+		failsoft.WithResolver(res),
+		failsoft.WithTelemetry(
+			telemetry.WithTracerProvider(tracenoop.NewTracerProvider()),
+			telemetry.WithMeterProvider(metricnoop.NewMeterProvider()),
+		),
+	}
+	if withBreaker {
+		opts = append(opts, failsoft.WithBreaker(append(rule, countOpens(opens))...))
+	} else {
+		opts = append(opts, failsoft.WithoutBreaker())
+		opens = nil
+	}
+	dial, err := failsoft.DialOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Chain{Dial: dial, BreakerOpens: opens}, nil
+}
+
+// countOpens counts the breaker's transitions to open in n.
+func countOpens(n *atomic.Int64) breaker.Option {
+	return breaker.OnStateChange(func(c breaker.Change) {
+		if c.To == breaker.Open {
+			n.Add(1)
+		}
+	})
+}
 
 // failsoftWith is failsoftChain with more options.
 func failsoftWith(p Params, more ...failsoft.Option) (*Chain, error) {
@@ -109,11 +177,7 @@ func failsoftWith(p Params, more ...failsoft.Option) (*Chain, error) {
 		),
 		failsoft.WithBreaker(
 			breaker.OpenFor(p.BreakerDelay, 30*p.BreakerDelay),
-			breaker.OnStateChange(func(c breaker.Change) {
-				if c.To == breaker.Open {
-					opens.Add(1)
-				}
-			}),
+			countOpens(opens),
 		),
 	}, more...)...)
 	if err != nil {

@@ -15,11 +15,14 @@ func ab(over float64) ABResult {
 	return ABResult{Calls: 100, TrimmedA: 100 * time.Microsecond, TrimmedB: time.Duration(float64(100*time.Microsecond) * (1 + over))}
 }
 
+// lost is the outcome of the lost-after-commit mode.
+func lost(o Outcome) map[string]Outcome { return map[string]Outcome{ModeLost: o} }
+
 func TestGoals(t *testing.T) {
 	peers := []Row{
-		{Name: "plain client", Cost: bench(15*time.Nanosecond, 0), Lost: RateResult{Calls: 10}},
+		{Name: "plain client", Cost: bench(15*time.Nanosecond, 0), Modes: lost(Outcome{Calls: 10})},
 		{Name: PlainDeadline, MicroOnly: true, Cost: bench(500*time.Nanosecond, 4), LoopbackInstr: 100_000},
-		{Name: "failsafe-go retry + breaker + timeout", Cost: bench(3000*time.Nanosecond, 29), CostInstr: 10_000, Lost: RateResult{Calls: 10, Duplicates: 3}},
+		{Name: "failsafe-go retry + breaker + timeout", Cost: bench(3000*time.Nanosecond, 29), CostInstr: 10_000, Modes: lost(Outcome{Calls: 10, Duplicates: 3})},
 	}
 	cases := []struct {
 		name string
@@ -29,7 +32,7 @@ func TestGoals(t *testing.T) {
 		{
 			name: "all met",
 			fs: Row{Name: "failsoft", Cost: bench(550*time.Nanosecond, 5), CostInstr: 5_000, LoopbackInstr: 101_000,
-				Interleaved: MedianPass([]ABResult{ab(0.05), ab(0.02), ab(-0.01)}), Lost: RateResult{Calls: 10}},
+				Interleaved: MedianPass([]ABResult{ab(0.05), ab(0.02), ab(-0.01)}), Modes: lost(Outcome{Calls: 10})},
 			want: []string{
 				"at most 6 allocations per call over a no-op invoker: 5, met",
 				"at most 600 ns per call over a no-op invoker: 550 ns (a plain call that sets its own deadline: 500 ns), met",
@@ -41,7 +44,7 @@ func TestGoals(t *testing.T) {
 		{
 			name: "none met",
 			fs: Row{Name: "failsoft", Cost: bench(3100*time.Nanosecond, 7), CostInstr: 5_000,
-				Interleaved: ab(0.045), Lost: RateResult{Calls: 10, Duplicates: 1}},
+				Interleaved: ab(0.045), Modes: lost(Outcome{Calls: 10, Duplicates: 1})},
 			want: []string{
 				"at most 6 allocations per call over a no-op invoker: 7, not met",
 				"at most 600 ns per call over a no-op invoker: 3100 ns (a plain call that sets its own deadline: 500 ns), not met",
@@ -71,8 +74,8 @@ func TestGoals(t *testing.T) {
 
 	t.Run("no peer duplicates", func(t *testing.T) {
 		rows := []Row{
-			{Name: "failsoft", Lost: RateResult{Calls: 10}},
-			{Name: "failsafe-go retry + breaker + timeout", Lost: RateResult{Calls: 10}},
+			{Name: "failsoft", Modes: lost(Outcome{Calls: 10})},
+			{Name: "failsafe-go retry + breaker + timeout", Modes: lost(Outcome{Calls: 10})},
 		}
 		gs := Goals(rows, "failsoft")
 		if len(gs) != 1 || gs[0].Met || !strings.Contains(gs[0].Measured, "does not test it") {
@@ -107,9 +110,9 @@ func TestMedianPass(t *testing.T) {
 func TestGoalsChain(t *testing.T) {
 	rows := []Row{
 		{Name: PlainDeadline, MicroOnly: true, Cost: bench(500*time.Nanosecond, 4)},
-		{Name: "failsafe-go retry + breaker + timeout", Cost: bench(3000*time.Nanosecond, 29), Lost: RateResult{Calls: 10, Duplicates: 3}},
+		{Name: "failsafe-go retry + breaker + timeout", Cost: bench(3000*time.Nanosecond, 29), Modes: lost(Outcome{Calls: 10, Duplicates: 3})},
 		{Name: GoalsChain, MicroOnly: true, Cost: bench(520*time.Nanosecond, 5), Interleaved: ab(0.02)},
-		{Name: "failsoft", Cost: bench(610*time.Nanosecond, 5), Interleaved: ab(0.035), Lost: RateResult{Calls: 10}},
+		{Name: "failsoft", Cost: bench(610*time.Nanosecond, 5), Interleaved: ab(0.035), Modes: lost(Outcome{Calls: 10})},
 	}
 	var got []string
 	for _, g := range Goals(rows, GoalsChain) {

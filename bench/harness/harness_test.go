@@ -13,15 +13,23 @@ import (
 func smallConfig() Config {
 	cfg := DefaultConfig()
 	cfg.Workers = 4
-	cfg.OutageCalls = 8
 	cfg.TransientCalls = 20
+	cfg.BadBackendCalls = 12
 	cfg.LostCalls = 20
 	cfg.TailCalls = 20
-	// Slow calls finish before the hedge delay, so no hedge is sent: a
-	// hedge that wins at the same moment as the first attempt makes
-	// failsafe-go unmarshal two replies into one message, which the race
-	// detector reports in its code, not ours.
+	cfg.Late = 2 * time.Millisecond
+	cfg.OutageRate = 100
+	cfg.OutageDown = 100 * time.Millisecond
+	cfg.OutageAfter = 100 * time.Millisecond
+	cfg.FlakyCalls = 20
+	cfg.FlakyCallRate = 200
+	// No hedge is ever sent: the hedge delay outlasts the call's
+	// deadline. A hedge that wins at the same moment as the first attempt
+	// makes failsafe-go unmarshal two replies into one message, which the
+	// race detector reports in its code, not ours; a delay shorter than
+	// the deadline would depend on how busy the machine is.
 	cfg.Slow = 5 * time.Millisecond
+	cfg.Params.HedgeDelay = 2 * cfg.Params.Timeout
 	cfg.OverloadDuration = 200 * time.Millisecond
 	cfg.OverloadRounds = 2
 	return cfg
@@ -45,11 +53,23 @@ func TestSmoke(t *testing.T) {
 		if r.Pending || r.MicroOnly {
 			continue
 		}
-		if r.Outage.Calls != cfg.OutageCalls || r.Transient.Calls != cfg.TransientCalls {
-			t.Errorf("%s: scenario did not run: %+v %+v", r.Name, r.Outage, r.Transient)
+		if len(r.Failed) > 0 {
+			t.Errorf("%s: failed measurements: %v", r.Name, r.Failed)
 		}
-		if r.Overload.Offered == 0 || r.Overload.Attempts == 0 {
-			t.Errorf("%s: overload offered nothing: %+v", r.Name, r.Overload)
+		for _, m := range Modes() {
+			o, ok := r.Modes[m.Name]
+			if m.FailsoftOnly && r.Name != Failsoft {
+				if ok {
+					t.Errorf("%s: ran %s, which is failsoft's alone", r.Name, m.Name)
+				}
+				continue
+			}
+			if !ok || o.Calls == 0 || o.Attempts == 0 {
+				t.Errorf("%s: %s did not run: %+v", r.Name, m.Name, o)
+			}
+		}
+		if o := r.Modes[ModeTransient]; o.Calls != cfg.TransientCalls {
+			t.Errorf("%s: %d transient calls, want %d", r.Name, o.Calls, cfg.TransientCalls)
 		}
 		if r.Interleaved.Calls != 20 || r.Interleaved.Passes != 2 {
 			t.Errorf("%s: interleaved %d calls in %d passes, want 20 in 2", r.Name, r.Interleaved.Calls, r.Interleaved.Passes)
@@ -59,19 +79,29 @@ func TestSmoke(t *testing.T) {
 	if plain.Name != "plain client" {
 		t.Fatalf("first row is %q", plain.Name)
 	}
-	// A plain client sends each call once: one attempt per call in an
-	// outage, and never a duplicate charge.
-	if plain.Outage.Attempts != plain.Outage.Calls {
-		t.Errorf("plain client: %d attempts for %d calls", plain.Outage.Attempts, plain.Outage.Calls)
+	// A plain client sends each call once, and never charges twice.
+	for _, m := range Modes() {
+		if o, ok := plain.Modes[m.Name]; ok && o.Attempts != o.Calls {
+			t.Errorf("plain client, %s: %d attempts for %d calls", m.Name, o.Attempts, o.Calls)
+		}
 	}
-	if plain.Lost.Duplicates != 0 {
-		t.Errorf("plain client: %d duplicate charges", plain.Lost.Duplicates)
+	if o := plain.Modes[ModeLost]; o.Duplicates != 0 {
+		t.Errorf("plain client: %d duplicate charges", o.Duplicates)
 	}
 	var buf bytes.Buffer
 	Markdown(&buf, rows, cfg, 1)
 	lines := strings.Split(buf.String(), "\n")
-	if got := strings.Count(buf.String(), "\n| "); got != len(rows)+1 {
-		t.Errorf("table has %d rows besides the header, want %d:\n%s", got-1, len(rows), buf.String())
+	cost, _, _ := strings.Cut(buf.String(), "\n\n")
+	if got := strings.Count(cost, "\n| "); got != len(rows)+1 {
+		t.Errorf("cost table has %d rows besides the header, want %d:\n%s", got-1, len(rows), buf.String())
+	}
+	figures := 0
+	for _, m := range Modes() {
+		figures += len(m.Figures)
+	}
+	_, modes, _ := strings.Cut(buf.String(), "| failure mode |")
+	if got := strings.Count(modes, "\n| "); got != figures+1 {
+		t.Errorf("failure-mode table has %d rows besides the header, want %d:\n%s", got-1, figures, buf.String())
 	}
 	if !strings.HasPrefix(lines[0], "| chain |") {
 		t.Errorf("table does not start with its header:\n%s", buf.String())

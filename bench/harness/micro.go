@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
@@ -53,9 +52,8 @@ func newCaller(spec Spec, p Params, m Micro) (*caller, error) {
 		if err != nil {
 			return nil, err
 		}
-		opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, chain.Dial...)
-		opts = append(opts, grpc.WithChainUnaryInterceptor(append(chain.Unary, terminal)...))
-		cc, err := grpc.NewClient("passthrough:///bench-noop", opts...)
+		chain.Unary = append(chain.Unary, terminal)
+		cc, err := grpc.NewClient("passthrough:///bench-noop", chain.dialOptions(false)...)
 		if err != nil {
 			return nil, err
 		}

@@ -1,10 +1,13 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +18,12 @@ type Row struct {
 	Name      string
 	Pending   bool
 	MicroOnly bool // a reference row: Go benchmarks only
-	Err       error
+	// Err is why the chain could not be built; nothing was measured.
+	Err error
+	// Failed holds the measurements that failed twice, by the column (or
+	// failure mode) they fill, with the reason; the rest of the row
+	// stands.
+	Failed map[string]error
 
 	Cost     *testing.BenchmarkResult // nil: not applicable or not run
 	Loopback *testing.BenchmarkResult
@@ -30,12 +38,10 @@ type Row struct {
 	// Calls is zero when not measured.
 	Interleaved ABResult
 
-	Outage    OutageResult
-	Transient RateResult
-	Lost      RateResult
 	Tail      TailResult
 	TailHedge TailResult
-	Overload  OverloadResult
+	// Modes holds the outcome of each failure mode (see Modes) by name.
+	Modes map[string]Outcome
 }
 
 // RunOptions selects what Run measures.
@@ -60,10 +66,16 @@ type RunOptions struct {
 	// chain (at least one), and keeps each chain's median pass.
 	Interleaved       int
 	InterleavedPasses int
+	// Modes, when set, keeps the failure modes whose name contains it;
+	// "none" keeps none.
+	Modes string
+	// SkipTail leaves out the slow-tail scenario.
+	SkipTail bool
 }
 
 // Run measures every chain in one process, one chain at a time, against
-// servers started for each scenario.
+// servers started for each scenario. A measurement that fails is tried
+// once more; if it fails again, only its cells are marked failed.
 func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 	var specs []Spec
 	for _, spec := range Specs() {
@@ -73,8 +85,9 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 		specs = append(specs, spec)
 	}
 	rows := make([]Row, len(specs))
+	live := func(i int) bool { return ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil }
 	for i, spec := range specs {
-		rows[i] = Row{Name: spec.Name}
+		rows[i] = Row{Name: spec.Name, MicroOnly: spec.MicroOnly}
 		if _, err := spec.Build(cfg.Params); err != nil {
 			if errors.Is(err, ErrPending) {
 				rows[i].Pending = true
@@ -87,7 +100,7 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 	if o.Micro {
 		for round := range max(1, o.Rounds) {
 			for i, spec := range specs {
-				if ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil {
+				if live(i) {
 					o.step(spec.Name, fmt.Sprintf("Go benchmarks, round %d", round+1))
 					rows[i].micro(spec, cfg.Params)
 				}
@@ -107,18 +120,20 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 		passes := make([][]ABResult, len(specs))
 		for pass := range max(1, o.InterleavedPasses) {
 			for i, spec := range specs {
-				if ref == nil || ctx.Err() != nil || rows[i].Pending || rows[i].Err != nil {
+				if ref == nil || !live(i) || rows[i].Failed[colInterleaved] != nil {
 					continue
 				}
 				o.step(spec.Name, fmt.Sprintf("loopback calls interleaved with the plain client's, pass %d", pass+1))
-				res, err := Interleaved(*ref, spec, cfg.Params, Loopback, o.Interleaved)
-				if !rows[i].fail(err) {
+				res, err := twice(ctx, func() (ABResult, error) {
+					return Interleaved(*ref, spec, cfg.Params, Loopback, o.Interleaved)
+				})
+				if !rows[i].fail(colInterleaved, err) {
 					passes[i] = append(passes[i], res)
 				}
 			}
 		}
 		for i, rs := range passes {
-			if len(rs) > 0 && rows[i].Err == nil {
+			if len(rs) > 0 && rows[i].Failed[colInterleaved] == nil {
 				rows[i].Interleaved = MedianPass(rs)
 			}
 		}
@@ -126,50 +141,73 @@ func Run(ctx context.Context, cfg Config, o RunOptions) []Row {
 	if o.Instructions != nil {
 		for i, spec := range specs {
 			for _, m := range []Micro{Interceptors, Loopback} {
-				if ctx.Err() != nil || rows[i].Pending || rows[i].Err != nil || !m.Applies(spec) {
+				if !live(i) || !m.Applies(spec) {
 					continue
 				}
 				o.step(spec.Name, fmt.Sprintf("instructions per call, %s", m))
-				n, err := o.Instructions(ctx, spec.Name, m)
-				if rows[i].fail(err) {
-					continue
-				}
-				if m == Interceptors {
+				n, err := twice(ctx, func() (Count, error) { return o.Instructions(ctx, spec.Name, m) })
+				switch {
+				case m == Interceptors && !rows[i].fail(colCostInstr, err):
 					rows[i].CostInstr, rows[i].CostHotLines = n.Instructions, n.HotLines
-				} else {
+				case m == Loopback && !rows[i].fail(colLoopbackInstr, err):
 					rows[i].LoopbackInstr = n.Instructions
 				}
 			}
 		}
 	}
 	for i, spec := range specs {
-		rows[i].MicroOnly = spec.MicroOnly
-		if ctx.Err() == nil && !rows[i].Pending && rows[i].Err == nil && !spec.MicroOnly {
-			rows[i].scenarios(ctx, spec, cfg, o)
+		if live(i) && !spec.MicroOnly && !o.SkipTail {
+			rows[i].tail(ctx, spec, cfg, o)
 		}
 	}
-	rounds := max(1, cfg.OverloadRounds)
-	round := cfg
-	round.OverloadDuration = cfg.OverloadDuration / time.Duration(rounds)
-	for n := range rounds {
-		round.Seed = cfg.Seed + uint64(n)
-		for i, spec := range specs {
-			if ctx.Err() != nil || rows[i].Pending || rows[i].Err != nil || spec.MicroOnly {
-				continue
-			}
-			o.step(spec.Name, fmt.Sprintf("overload, round %d", n+1))
-			res, err := runOverload(ctx, spec, round)
-			if rows[i].fail(err) {
-				continue
-			}
-			if n == 0 {
-				rows[i].Overload = res
-			} else {
-				rows[i].Overload.add(res)
+	for _, m := range Modes() {
+		if o.Modes != "" && !strings.Contains(m.Name, o.Modes) {
+			continue
+		}
+		p := cfg
+		p.Params.Failsoft = m.Setup
+		rounds := 1
+		if m.Rounds != nil {
+			rounds = m.Rounds(cfg)
+		}
+		for n := range rounds {
+			for i, spec := range specs {
+				if !live(i) || spec.MicroOnly || (m.FailsoftOnly && spec.Name != Failsoft) || rows[i].Failed[m.Name] != nil {
+					continue
+				}
+				what := m.Name
+				if rounds > 1 {
+					what += fmt.Sprintf(", round %d", n+1)
+				}
+				o.step(spec.Name, what)
+				res, err := twice(ctx, func() (Outcome, error) { return m.run(ctx, spec, p, n) })
+				if rows[i].fail(m.Name, err) {
+					delete(rows[i].Modes, m.Name)
+					continue
+				}
+				if rows[i].Modes == nil {
+					rows[i].Modes = map[string]Outcome{}
+				}
+				if acc, ok := rows[i].Modes[m.Name]; ok {
+					acc.add(res)
+					res = acc
+				}
+				rows[i].Modes[m.Name] = res
 			}
 		}
 	}
 	return rows
+}
+
+// twice runs a measurement, and once more if it fails (unless ctx ended):
+// some, such as a callgrind run, fail now and then for reasons of their
+// own.
+func twice[T any](ctx context.Context, measure func() (T, error)) (T, error) {
+	v, err := measure()
+	if err != nil && ctx.Err() == nil {
+		v, err = measure()
+	}
+	return v, err
 }
 
 func (o RunOptions) step(chain, what string) {
@@ -178,11 +216,19 @@ func (o RunOptions) step(chain, what string) {
 	}
 }
 
-func (r *Row) fail(err error) bool {
-	if err != nil && r.Err == nil {
-		r.Err = err
+// fail records err, when there is one, as the failure of the measurement
+// that fills cell, and reports whether there was one.
+func (r *Row) fail(cell string, err error) bool {
+	if err == nil {
+		return false
 	}
-	return err != nil
+	if r.Failed == nil {
+		r.Failed = map[string]error{}
+	}
+	if r.Failed[cell] == nil {
+		r.Failed[cell] = err
+	}
+	return true
 }
 
 // micro runs the Go benchmarks once and keeps the faster result.
@@ -197,34 +243,47 @@ func (r *Row) micro(spec Spec, p Params) {
 		}
 		return old
 	}
-	if f, err := Bench(spec, p, Interceptors); !r.fail(err) && f != nil {
+	if f, err := Bench(spec, p, Interceptors); !r.fail(colCost, err) && f != nil {
 		r.Cost = faster(r.Cost, f)
 	}
-	if f, err := Bench(spec, p, Loopback); !r.fail(err) && f != nil {
+	if f, err := Bench(spec, p, Loopback); !r.fail(colLoopback, err) && f != nil {
 		r.Loopback = faster(r.Loopback, f)
 	}
 }
 
-func (r *Row) scenarios(ctx context.Context, spec Spec, cfg Config, o RunOptions) {
-	var err error
-	o.step(spec.Name, "total outage")
-	r.Outage, err = runOutage(ctx, spec, cfg)
-	r.fail(err)
-	o.step(spec.Name, "transient failures")
-	r.Transient, err = runTransient(ctx, spec, cfg)
-	r.fail(err)
-	o.step(spec.Name, "lost responses")
-	r.Lost, err = runLost(ctx, spec, cfg)
-	r.fail(err)
+func (r *Row) tail(ctx context.Context, spec Spec, cfg Config, o RunOptions) {
 	o.step(spec.Name, "slow tail")
-	r.Tail, err = runTail(ctx, spec, cfg, false)
-	r.fail(err)
-	r.TailHedge, err = runTail(ctx, spec, cfg, true)
-	r.fail(err)
+	res, err := twice(ctx, func() (TailResult, error) { return runTail(ctx, spec, cfg, false) })
+	if !r.fail(colTail, err) {
+		r.Tail = res
+	}
+	res, err = twice(ctx, func() (TailResult, error) { return runTail(ctx, spec, cfg, true) })
+	if !r.fail(colTailHedged, err) {
+		r.TailHedge = res
+	}
 }
 
-// Markdown writes the rows as one markdown table, followed by the settings
-// it was measured with.
+// The cost table's columns, which also name the measurements that fill
+// them in Row.Failed.
+const (
+	colCost          = "interceptors ns/op"
+	colCostAllocs    = "allocs/op"
+	colCostInstr     = "instructions/op"
+	colHot           = "hot code KiB/op"
+	colLoopback      = "loopback call µs"
+	colLoopAllocs    = "allocs/call"
+	colLoopbackInstr = "instructions/call"
+	colInterleaved   = "interleaved with " + PlainDeadline
+	colTail          = "slow tail: p99"
+	colTailHedged    = "p99 hedged"
+)
+
+// cellOf says which measurement fills a column, when another one's does.
+var cellOf = map[string]string{colCostAllocs: colCost, colHot: colCostInstr, colLoopAllocs: colLoopback}
+
+// Markdown writes the cost table (and the slow tail), the table of
+// failure modes (see ModesMarkdown), the settings they were measured with
+// and failsoft's cost goals.
 func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 	var plain *Row
 	for i := range rows {
@@ -232,27 +291,8 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 			plain = &rows[i]
 		}
 	}
-	cols := []string{
-		"chain",
-		"interceptors ns/op",
-		"allocs/op",
-		"instructions/op",
-		"hot code KiB/op",
-		"loopback call µs",
-		"allocs/call",
-		"instructions/call",
-		"interleaved with " + PlainDeadline,
-		"outage: attempts per call",
-		fmt.Sprintf("%.0f%% transient: success", cfg.TransientRate*100),
-		fmt.Sprintf("%.0f%% lost responses: success", cfg.LostRate*100),
-		"duplicate charges",
-		fmt.Sprintf("%.0f%% slow tail: p99", cfg.SlowRate*100),
-		"p99 hedged",
-		"overload: goodput/s",
-		"attempts at server/s",
-		"success",
-		"overload: breaker opens",
-	}
+	cols := []string{"chain", colCost, colCostAllocs, colCostInstr, colHot, colLoopback, colLoopAllocs, colLoopbackInstr,
+		colInterleaved, fmt.Sprintf("%.0f%% %s", cfg.SlowRate*100, colTail), colTailHedged}
 	fmt.Fprintf(w, "| %s |\n", strings.Join(cols, " | "))
 	fmt.Fprintf(w, "|%s\n", strings.Repeat(" --- |", len(cols)))
 	for _, r := range rows {
@@ -262,37 +302,34 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 			for range len(cols) - 1 {
 				cells = append(cells, "pending")
 			}
-		case r.Err != nil && r.Outage.Calls == 0:
+		case r.Err != nil:
 			cells = append(cells, "error: "+r.Err.Error())
 			for range len(cols) - 2 {
 				cells = append(cells, "")
 			}
 		default:
 			cells = append(cells, r.cells(plain)...)
+			keys := []string{colCost, colCostAllocs, colCostInstr, colHot, colLoopback, colLoopAllocs, colLoopbackInstr,
+				colInterleaved, colTail, colTailHedged}
+			for j, k := range keys {
+				if err := r.Failed[cmp.Or(cellOf[k], k)]; err != nil {
+					cells[j+1] = failedCell(err)
+				}
+			}
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
 	p := cfg.Params
-	fmt.Fprintf(w, "\nAll chains: %d attempts per call, backoff %v doubling to %v, retried codes UNAVAILABLE and RESOURCE_EXHAUSTED, "+
+	fmt.Fprintf(w, "\nCost and slow tail: %d attempts per call, backoff %v doubling to %v, retried codes UNAVAILABLE and RESOURCE_EXHAUSTED, "+
 		"call deadline %v; the peers' breakers open after %d consecutive failures and probe after %v (failsoft's breaker keeps its "+
 		"default trip rule, opens for %v and doubles that while probes fail); hedging sends a second attempt after %v. "+
 		"Interceptor cost: ClientConn.Invoke on a connection built with the chain's dial options, whose innermost interceptor "+
 		"answers without sending; the plain client's figure is the floor every chain pays. A loopback call is one unary call to a "+
 		"server on 127.0.0.1 in the same process (allocations count both sides); the Go benchmarks run in %d interleaved rounds and "+
-		"each chain keeps its fastest. Closed-loop scenarios: %d workers; outage %d calls, transient %d, lost responses %d, "+
-		"slow tail %d (%.0f%% of attempts take %v). Overload: a server that works on %d calls at once, %v each (%.0f calls/s), "+
-		"rejecting the excess at once with RESOURCE_EXHAUSTED, offered %.1fx its capacity (%.0f calls/s, Poisson arrivals) for %v in %d rounds, chains interleaved; "+
-		"goodput in brackets is relative to the plain client, attempts in brackets per logical call offered. "+
-		"Faults are a function of seed %d and the call, so every chain meets the same ones.\n",
+		"each chain keeps its fastest. Slow tail: %d calls on %d workers, %.0f%% of attempts take %v.\n",
 		p.Attempts, p.Backoff, p.MaxBackoff, p.Timeout, p.BreakerFailures, p.BreakerDelay, p.BreakerDelay, p.HedgeDelay, max(1, rounds),
-		cfg.Workers, cfg.OutageCalls, cfg.TransientCalls, cfg.LostCalls, cfg.TailCalls, cfg.SlowRate*100, cfg.Slow,
-		cfg.Capacity, cfg.Service, float64(cfg.Capacity)/cfg.Service.Seconds(), cfg.Load,
-		cfg.Load*float64(cfg.Capacity)/cfg.Service.Seconds(), cfg.OverloadDuration, max(1, cfg.OverloadRounds), cfg.Seed)
-	for _, r := range rows {
-		if r.Err != nil && !r.Pending {
-			fmt.Fprintf(w, "\n%s: %v\n", r.Name, r.Err)
-		}
-	}
+		cfg.TailCalls, cfg.Workers, cfg.SlowRate*100, cfg.Slow)
+	failures(w, rows)
 	if s := compare(rows); s != "" {
 		fmt.Fprintf(w, "\n%s\n", s)
 	}
@@ -307,6 +344,166 @@ func Markdown(w io.Writer, rows []Row, cfg Config, rounds int) {
 			}
 		}
 	}
+	ModesMarkdown(w, rows, cfg)
+}
+
+// failures lists why each failed measurement failed, and chains that
+// could not be built.
+func failures(w io.Writer, rows []Row) {
+	for _, r := range rows {
+		if r.Err != nil && !r.Pending {
+			fmt.Fprintf(w, "\n%s: %v\n", r.Name, r.Err)
+		}
+		for _, k := range slices.Sorted(maps.Keys(r.Failed)) {
+			fmt.Fprintf(w, "\n%s, %s: failed twice: %v\n", r.Name, k, r.Failed[k])
+		}
+	}
+}
+
+// failedCell is the cell of a measurement that failed twice: the first
+// line of the reason, cut short (failures lists it whole).
+func failedCell(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	msg = strings.ReplaceAll(msg, "|", "/")
+	if r := []rune(msg); len(r) > 60 {
+		msg = string(r[:60]) + "…"
+	}
+	return "failed: " + msg
+}
+
+// ModesMarkdown writes the failure modes as one table: a row per figure,
+// a column per chain, and failsoft's goal and whether the run met it;
+// then the settings and a count of the goals met.
+func ModesMarkdown(w io.Writer, rows []Row, cfg Config) {
+	var chains []*Row
+	for i := range rows {
+		if !rows[i].MicroOnly && !rows[i].Pending && rows[i].Err == nil {
+			chains = append(chains, &rows[i])
+		}
+	}
+	if len(chains) == 0 {
+		return
+	}
+	cols := []string{"failure mode", "figure"}
+	for _, r := range chains {
+		cols = append(cols, r.Name)
+	}
+	cols = append(cols, "failsoft's goal", "met")
+	var b strings.Builder
+	fmt.Fprintf(&b, "| %s |\n", strings.Join(cols, " | "))
+	fmt.Fprintf(&b, "|%s\n", strings.Repeat(" --- |", len(cols)))
+	measured := false
+	for _, m := range Modes() {
+		ran := false
+		for _, r := range chains {
+			_, ok := r.Modes[m.Name]
+			ran = ran || ok || r.Failed[m.Name] != nil
+		}
+		if !ran {
+			continue
+		}
+		ref := refs(rows, m.Name)
+		for fi, f := range m.Figures {
+			title := ""
+			if fi == 0 {
+				title = modeTitle(m, cfg)
+			}
+			cells := []string{title, f.Name}
+			for _, r := range chains {
+				o, ok := r.Modes[m.Name]
+				switch {
+				case r.Failed[m.Name] != nil:
+					cells = append(cells, failedCell(r.Failed[m.Name]))
+				case !ok:
+					cells = append(cells, na)
+				default:
+					measured = true
+					cells = append(cells, f.Cell(o, ref))
+				}
+			}
+			verdict := na
+			o, ok := Outcome{}, false
+			for _, r := range chains {
+				if r.Name == Failsoft {
+					o, ok = r.Modes[m.Name]
+				}
+			}
+			if f.Met != nil && ok {
+				if met, done := f.Met(o, ref); done {
+					verdict = yesNo(met)
+				}
+			}
+			goal := cmp.Or(f.Goal, na)
+			if f.Met != nil && ref.Best >= 0 && strings.Contains(f.Goal, "best retrying peer") {
+				goal += fmt.Sprintf(" (%s: %s)", ref.BestName, pctf(ref.Best))
+			}
+			cells = append(cells, goal, verdict)
+			fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
+		}
+	}
+	if !measured {
+		return
+	}
+	fmt.Fprintf(w, "\nFailure modes (issue #18), every chain against the same seeded faults; failsoft with its %s unless the mode says otherwise:\n\n", LibraryDefaults)
+	io.WriteString(w, b.String())
+	p := cfg.Params
+	fmt.Fprintf(w, "\nThe peers keep the settings above (%d attempts, backoff %v doubling to %v, UNAVAILABLE and RESOURCE_EXHAUSTED retried, "+
+		"call deadline %v, breakers opening after %d consecutive failures for %v). failsoft gets the README's Charge policy "+
+		"(requires_idempotency_key only) for the charge method and nothing else in code: its retries, budget, throttle and breaker "+
+		"keep their defaults; the reads are IDEMPOTENT by their proto's idempotency_level. Closed-loop modes run %d callers; "+
+		"open-loop modes offer Poisson arrivals. Seed %d.\n",
+		p.Attempts, p.Backoff, p.MaxBackoff, p.Timeout, p.BreakerFailures, p.BreakerDelay, cfg.Workers, cfg.Seed)
+	if gs := ModeGoals(rows); len(gs) > 0 {
+		met := 0
+		for _, g := range gs {
+			if g.Met {
+				met++
+			}
+		}
+		fmt.Fprintf(w, "\nfailsoft met %d of the %d goals of issue #18 that this run measured.\n", met, len(gs))
+	}
+}
+
+// modeTitle describes a mode with the sizes it ran with.
+func modeTitle(m Mode, cfg Config) string {
+	switch m.Name {
+	case ModeTransient:
+		return fmt.Sprintf("%s%% of attempts fail UNAVAILABLE at random (%d calls)", fmt.Sprint(100*cfg.TransientRate), cfg.TransientCalls)
+	case ModeBadFailing:
+		return fmt.Sprintf("1 of 3 round_robin backends fails every call UNAVAILABLE (%d calls)", cfg.BadBackendCalls)
+	case ModeBadLate:
+		return fmt.Sprintf("1 of 3 round_robin backends answers %v late (%d calls)", cfg.Late, cfg.BadBackendCalls)
+	case ModeLost:
+		return fmt.Sprintf("%s%% of charge responses lost after the charge committed (%d calls; failsoft: the README's Charge policy)",
+			fmt.Sprint(100*cfg.LostRate), cfg.LostCalls)
+	case ModeOutage, ModeOutageOff:
+		t := fmt.Sprintf("%v outage, then healthy for %v (%.0f calls/s)", cfg.OutageDown, cfg.OutageAfter, cfg.OutageRate)
+		if m.FailsoftOnly {
+			t += "; failsoft without its breaker (failsoft.WithoutBreaker), the peers as above"
+		}
+		return t
+	case ModeFlaky:
+		return fmt.Sprintf("%s%% of attempts fail UNAVAILABLE, %d calls at %.0f calls/s (failsoft: the README's breaker.FailuresWithin(5, 30s))",
+			fmt.Sprint(100*cfg.FlakyRate), cfg.FlakyCalls, cfg.FlakyCallRate)
+	}
+	for _, r := range []Reject{RejectExhausted, RejectPushback, RejectUnavailable} {
+		if m.Name == ModeOverload(r) {
+			how := r.String()
+			if r == RejectPushback {
+				how = fmt.Sprintf("UNAVAILABLE with pushback (grpc-retry-pushback-ms: %d)", cfg.Pushback.Milliseconds())
+			}
+			return fmt.Sprintf("%.1fx overload of a server taking %d calls at once, %v each, the excess rejected at once as %s (%v in %d rounds)",
+				cfg.Load, cfg.Capacity, cfg.Service, how, cfg.OverloadDuration, max(1, cfg.OverloadRounds))
+		}
+	}
+	return m.Name
+}
+
+func yesNo(met bool) string {
+	if met {
+		return "yes"
+	}
+	return "**no**"
 }
 
 // Goal is one of failsoft's cost goals and where a run put it.
@@ -372,17 +569,18 @@ func Goals(rows []Row, chain string) []Goal {
 		}
 		gs = append(gs, Goal{"a loopback call within 3% of a plain call with the same deadline", m, over <= goalLoopbackOver})
 	}
-	if whole != nil && whole.Lost.Calls > 0 {
+	if lost, ok := whole.lost(); ok {
 		var peers []string
 		peerDup := false
 		for _, r := range rows {
-			if r.Name == Failsoft || r.Name == "plain client" || r.MicroOnly || r.Pending || r.Lost.Calls == 0 {
+			o, ok := r.lost()
+			if r.Name == Failsoft || r.Name == "plain client" || !ok {
 				continue
 			}
-			peers = append(peers, fmt.Sprintf("%d", r.Lost.Duplicates))
-			peerDup = peerDup || r.Lost.Duplicates > 0
+			peers = append(peers, fmt.Sprintf("%d", o.Duplicates))
+			peerDup = peerDup || o.Duplicates > 0
 		}
-		m := fmt.Sprintf("%d", whole.Lost.Duplicates)
+		m := fmt.Sprintf("%d", lost.Duplicates)
 		if whole != fs {
 			m += " for the whole suite"
 		}
@@ -392,9 +590,18 @@ func Goals(rows []Row, chain string) []Goal {
 		if !peerDup {
 			m += "; no peer made one, so this run does not test it"
 		}
-		gs = append(gs, Goal{"no duplicate charge with lost responses where the peers make some", m, whole.Lost.Duplicates == 0 && peerDup})
+		gs = append(gs, Goal{"no duplicate charge with lost responses where the peers make some", m, lost.Duplicates == 0 && peerDup})
 	}
 	return gs
+}
+
+// lost is the chain's outcome of the lost-after-commit mode, if measured.
+func (r *Row) lost() (Outcome, bool) {
+	if r == nil {
+		return Outcome{}, false
+	}
+	o, ok := r.Modes[ModeLost]
+	return o, ok && o.Calls > 0
 }
 
 // plainDeadlineCost names the floor a call with its own deadline sets in
@@ -497,49 +704,15 @@ func (r *Row) cells(plain *Row) []string {
 		c = append(c, na)
 	}
 	if r.MicroOnly {
-		for range 10 {
-			c = append(c, na)
-		}
-		return c
+		return append(c, na, na)
 	}
-	c = append(c,
-		fmt.Sprintf("%.2f", float64(r.Outage.Attempts)/float64(max(1, r.Outage.Calls))),
-		pct(r.Transient.OK, r.Transient.Calls)+opens(r.Transient.Opens),
-		pct(r.Lost.OK, r.Lost.Calls)+opens(r.Lost.Opens),
-		fmt.Sprintf("%d", r.Lost.Duplicates),
-		ms(r.Tail.P99),
-	)
+	c = append(c, ms(r.Tail.P99))
 	if r.TailHedge.Hedged {
 		c = append(c, ms(r.TailHedge.P99))
 	} else {
 		c = append(c, na)
 	}
-	o := r.Overload
-	good := fmt.Sprintf("%.0f", o.Goodput())
-	if plain != nil && plain != r && plain.Overload.Goodput() > 0 {
-		good += fmt.Sprintf(" (%.0f%%)", 100*o.Goodput()/plain.Overload.Goodput())
-	}
-	c = append(c, good,
-		fmt.Sprintf("%.0f (%.2fx)", o.AttemptRate(), o.Amplification()),
-		pct(o.OK, o.Offered))
-	if o.Opens >= 0 && r.Outage.Opens >= 0 {
-		c = append(c, fmt.Sprintf("%d", o.Opens))
-	} else {
-		c = append(c, na)
-	}
 	return c
-}
-
-// opens notes breaker opens in a scenario where a breaker should not
-// open.
-func opens(n int64) string {
-	switch {
-	case n == 1:
-		return " (breaker opened once)"
-	case n > 1:
-		return fmt.Sprintf(" (breaker opened %d times)", n)
-	}
-	return ""
 }
 
 // instr formats an instruction count, with its difference from ref when

@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
@@ -20,86 +21,145 @@ type Config struct {
 	Params Params
 	// Workers is the concurrency of the closed-loop scenarios.
 	Workers int
-	// Logical calls in each closed-loop scenario.
-	OutageCalls, TransientCalls, LostCalls, TailCalls int
+	// Logical calls of the closed-loop scenarios: the failure modes with
+	// 20% transient faults, with one bad backend of three (for each of its
+	// two faults), with responses lost after commit, and the slow tail.
+	TransientCalls, BadBackendCalls, LostCalls, TailCalls int
 	// TransientRate, LostRate, SlowRate are the injected fault rates.
 	TransientRate, LostRate, SlowRate float64
 	// Slow is the slow tail's latency.
 	Slow time.Duration
+	// Late is how late the slow one of three backends answers.
+	Late time.Duration
 	// Overload: a server working on Capacity calls at once, each taking
-	// Service, offered Load times its capacity for OverloadDuration.
+	// Service, offered Load times its capacity for OverloadDuration, once
+	// for each way of rejecting the excess (Reject); with pushback it asks
+	// for a wait of Pushback.
 	Capacity         int
 	Service          time.Duration
 	Load             float64
+	Pushback         time.Duration
 	OverloadDuration time.Duration
 	// OverloadRounds splits OverloadDuration into rounds, run for every
 	// chain in turn (a fresh chain and server each round), so that a noisy
 	// neighbour on the machine hits a round of every chain rather than the
 	// whole run of one.
 	OverloadRounds int
+	// Outage and recovery: calls offered at OutageRate per second (Poisson
+	// arrivals) to a server that is down for OutageDown and healthy for
+	// OutageAfter after it.
+	OutageRate              float64
+	OutageDown, OutageAfter time.Duration
+	// Flakiness: FlakyCalls offered at FlakyCallRate per second, of whose
+	// attempts FlakyRate fail with UNAVAILABLE.
+	FlakyRate     float64
+	FlakyCallRate float64
+	FlakyCalls    int
 	// Seed selects the fault sequence and the arrival times.
 	Seed uint64
 }
 
-// DefaultConfig is the published run: a few seconds per chain.
+// DefaultConfig is the published run: a few seconds per chain and
+// failure mode.
 func DefaultConfig() Config {
 	return Config{
 		Params:           DefaultParams(),
 		Workers:          8,
-		OutageCalls:      200,
 		TransientCalls:   1000,
+		BadBackendCalls:  600,
 		LostCalls:        1000,
 		TailCalls:        1000,
 		TransientRate:    0.2,
 		LostRate:         0.2,
 		SlowRate:         0.05,
 		Slow:             200 * time.Millisecond,
+		Late:             50 * time.Millisecond,
 		Capacity:         4,
 		Service:          10 * time.Millisecond,
 		Load:             1.5,
+		Pushback:         100 * time.Millisecond,
 		OverloadDuration: 3 * time.Second,
 		OverloadRounds:   3,
+		OutageRate:       250,
+		OutageDown:       3 * time.Second,
+		OutageAfter:      2 * time.Second,
+		FlakyRate:        0.03,
+		FlakyCallRate:    1000,
+		FlakyCalls:       2000,
 		Seed:             1,
 	}
 }
 
-// env is one server and one client connection through a chain.
+// env is one client connection through a chain to one server, or to
+// several behind round_robin.
 type env struct {
-	srv    *Server
+	srvs   []*Server
 	conn   *grpc.ClientConn
 	client policytestv1.TunedServiceClient
+	plain  policytestv1.PlainServiceClient
 	chain  *Chain
 }
 
-func newEnv(spec Spec, p Params, f Faults) (*env, error) {
+// backendsScheme is the resolver scheme that lists an env's servers.
+const backendsScheme = "bench-backends"
+
+// newEnv starts one server for each of faults and connects to them
+// through spec's chain; with more than one, the connection balances them
+// with round_robin, each server an address of one target.
+func newEnv(spec Spec, p Params, faults ...Faults) (*env, error) {
 	chain, err := spec.Build(p)
 	if err != nil {
 		return nil, err
 	}
-	dedup, err := serverDedup()
+	e := &env{chain: chain}
+	var addrs []resolver.Address
+	for _, f := range faults {
+		dedup, err := serverDedup()
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		srv, err := StartServer(f, dedup...)
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		e.srvs = append(e.srvs, srv)
+		addrs = append(addrs, resolver.Address{Addr: srv.Addr()})
+	}
+	target, opts := e.srvs[0].Addr(), chain.dialOptions(len(faults) > 1)
+	if len(faults) > 1 {
+		r := manual.NewBuilderWithScheme(backendsScheme)
+		r.InitialState(resolver.State{Addresses: addrs})
+		target, opts = backendsScheme+":///bench", append(opts, grpc.WithResolvers(r))
+	}
+	e.conn, err = grpc.NewClient(target, opts...)
 	if err != nil {
+		e.close()
 		return nil, err
 	}
-	srv, err := StartServer(f, dedup...)
-	if err != nil {
-		return nil, err
-	}
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, chain.Dial...)
-	if len(chain.Unary) > 0 {
-		opts = append(opts, grpc.WithChainUnaryInterceptor(chain.Unary...))
-	}
-	conn, err := grpc.NewClient(srv.Addr(), opts...)
-	if err != nil {
-		srv.Stop()
-		return nil, err
-	}
-	conn.Connect()
-	return &env{srv: srv, conn: conn, client: policytestv1.NewTunedServiceClient(conn), chain: chain}, nil
+	e.conn.Connect()
+	e.client = policytestv1.NewTunedServiceClient(e.conn)
+	e.plain = policytestv1.NewPlainServiceClient(e.conn)
+	return e, nil
 }
 
 func (e *env) close() {
-	_ = e.conn.Close()
-	e.srv.Stop()
+	if e.conn != nil {
+		_ = e.conn.Close()
+	}
+	for _, s := range e.srvs {
+		s.Stop()
+	}
+}
+
+// attempts is the number of calls that reached the servers.
+func (e *env) attempts() int {
+	var n int64
+	for _, s := range e.srvs {
+		n += s.Attempts()
+	}
+	return int(n)
 }
 
 func (e *env) opens() int64 {
@@ -109,59 +169,124 @@ func (e *env) opens() int64 {
 	return e.chain.BreakerOpens.Load()
 }
 
-// warm makes sure the connection is up before anything is measured. The
-// server injects no fault into the warm-up call, and scenarios count
-// attempts from after it.
+// warm makes sure the connection is up to every server before anything
+// is measured: it makes warm-up calls until each server has answered one
+// (round_robin sends calls only to the backends it is connected to), at
+// most ten per server and for two seconds. The server injects no fault
+// into a warm-up call, and scenarios count attempts from after it.
 func (e *env) warm(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, _ = e.client.Override(ctx, &policytestv1.PingRequest{Payload: warmUpID}, grpc.WaitForReady(true))
+	for range 10 * len(e.srvs) {
+		if ctx.Err() != nil || !slices.ContainsFunc(e.srvs, func(s *Server) bool { return s.Attempts() == 0 }) {
+			return
+		}
+		_, _ = e.client.Override(ctx, &policytestv1.PingRequest{Payload: warmUpID}, grpc.WaitForReady(true))
+	}
 }
 
-type callFunc func(ctx context.Context, c policytestv1.TunedServiceClient, id string) error
+type callFunc func(ctx context.Context, e *env, id string) error
 
-func callOverride(ctx context.Context, c policytestv1.TunedServiceClient, id string) error {
-	_, err := c.Override(ctx, &policytestv1.PingRequest{Payload: id})
+func callHedged(ctx context.Context, e *env, id string) error {
+	_, err := e.client.Hedged(ctx, &policytestv1.PingRequest{Payload: id})
 	return err
 }
 
-func callHedged(ctx context.Context, c policytestv1.TunedServiceClient, id string) error {
-	_, err := c.Hedged(ctx, &policytestv1.PingRequest{Payload: id})
+// callRead is an IDEMPOTENT read without failsoft options.
+func callRead(ctx context.Context, e *env, id string) error {
+	_, err := e.plain.Idempotent(ctx, &policytestv1.PingRequest{Payload: id})
 	return err
 }
 
-func callKeyedWrite(ctx context.Context, c policytestv1.TunedServiceClient, id string) error {
-	_, err := c.KeyedWrite(ctx, &policytestv1.PingRequest{Payload: id})
+// callCharge is a write under the README's Charge policy.
+func callCharge(ctx context.Context, e *env, id string) error {
+	_, err := e.plain.Plain(ctx, &policytestv1.PingRequest{Payload: id})
 	return err
+}
+
+// callID is the id of the i-th logical call of a scenario.
+func callID(i int) string { return fmt.Sprintf("call-%d", i) }
+
+// record is one logical call: when it started and ended, from the start of
+// its loop, and whether it succeeded. Its id is callID of its index.
+type record struct {
+	Start, End time.Duration
+	OK         bool
+}
+
+// succeeded counts the records that succeeded.
+func succeeded(rs []record) int {
+	n := 0
+	for _, r := range rs {
+		if r.OK {
+			n++
+		}
+	}
+	return n
 }
 
 // closedLoop runs n logical calls on workers goroutines, each with the
-// caller deadline timeout, and returns the successes and every call's
-// latency.
-func closedLoop(ctx context.Context, e *env, n, workers int, timeout time.Duration, call callFunc) (ok int, lat []time.Duration) {
-	lat = make([]time.Duration, n)
-	var next, succ atomic.Int64
+// caller deadline timeout, and returns a record of each.
+func closedLoop(ctx context.Context, e *env, n, workers int, timeout time.Duration, call callFunc) []record {
+	recs := make([]record, n)
+	var next atomic.Int64
 	var wg sync.WaitGroup
+	start := time.Now()
 	for range workers {
 		wg.Go(func() {
-			for {
+			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
+				if i >= n {
 					return
 				}
-				cctx, cancel := context.WithTimeout(ctx, timeout)
-				start := time.Now()
-				err := call(cctx, e.client, fmt.Sprintf("call-%d", i))
-				lat[i] = time.Since(start)
-				cancel()
-				if err == nil {
-					succ.Add(1)
-				}
+				recs[i] = timedCall(ctx, e, start, i, timeout, call)
 			}
 		})
 	}
 	wg.Wait()
-	return int(succ.Load()), lat
+	return recs[:min(n, int(next.Load()))]
+}
+
+// openLoop offers n logical calls at rate per second from start, with
+// Poisson arrivals drawn from rng, each with the caller deadline timeout,
+// whatever the earlier ones are doing, and returns a record of each call
+// it offered and the time over which it offered them.
+func openLoop(ctx context.Context, e *env, start time.Time, rate float64, n int, rng *rand.Rand, timeout time.Duration, call callFunc) ([]record, time.Duration) {
+	recs := make([]record, n)
+	var wg sync.WaitGroup
+	var at time.Duration
+	offered := 0
+	for i := range n {
+		// exponential gaps with mean 1/rate
+		at += time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
+		if d := time.Until(start.Add(at)); d > 0 {
+			if sleep(ctx, d) != nil {
+				break
+			}
+		}
+		offered++
+		wg.Go(func() { recs[i] = timedCall(ctx, e, start, i, timeout, call) })
+	}
+	window := time.Since(start)
+	wg.Wait()
+	return recs[:offered], window
+}
+
+func timedCall(ctx context.Context, e *env, start time.Time, i int, timeout time.Duration, call callFunc) record {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r := record{Start: time.Since(start)}
+	err := call(cctx, e, callID(i))
+	r.End, r.OK = time.Since(start), err == nil
+	return r
+}
+
+func latencies(rs []record) []time.Duration {
+	lat := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		lat[i] = r.End - r.Start
+	}
+	return lat
 }
 
 func quantile(lat []time.Duration, q float64) time.Duration {
@@ -172,56 +297,6 @@ func quantile(lat []time.Duration, q float64) time.Duration {
 	slices.Sort(s)
 	i := int(q*float64(len(s))+0.5) - 1
 	return s[max(0, min(i, len(s)-1))]
-}
-
-// OutageResult: a server that answers every call with UNAVAILABLE.
-type OutageResult struct {
-	Calls, Attempts int
-	Opens           int64
-}
-
-func runOutage(ctx context.Context, spec Spec, cfg Config) (OutageResult, error) {
-	e, err := newEnv(spec, cfg.Params, Faults{Outage: true, Seed: cfg.Seed})
-	if err != nil {
-		return OutageResult{}, err
-	}
-	defer e.close()
-	e.warm(ctx)
-	before := e.srv.Attempts()
-	closedLoop(ctx, e, cfg.OutageCalls, cfg.Workers, cfg.Params.Timeout, callOverride)
-	return OutageResult{Calls: cfg.OutageCalls, Attempts: int(e.srv.Attempts() - before), Opens: e.opens()}, nil
-}
-
-// RateResult: successes out of logical calls.
-type RateResult struct {
-	Calls, OK, Attempts int
-	Duplicates          int
-	Opens               int64
-}
-
-func runTransient(ctx context.Context, spec Spec, cfg Config) (RateResult, error) {
-	e, err := newEnv(spec, cfg.Params, Faults{FailRate: cfg.TransientRate, Seed: cfg.Seed})
-	if err != nil {
-		return RateResult{}, err
-	}
-	defer e.close()
-	e.warm(ctx)
-	before := e.srv.Attempts()
-	ok, _ := closedLoop(ctx, e, cfg.TransientCalls, cfg.Workers, cfg.Params.Timeout, callOverride)
-	return RateResult{Calls: cfg.TransientCalls, OK: ok, Attempts: int(e.srv.Attempts() - before), Opens: e.opens()}, nil
-}
-
-func runLost(ctx context.Context, spec Spec, cfg Config) (RateResult, error) {
-	e, err := newEnv(spec, cfg.Params, Faults{LostRate: cfg.LostRate, Seed: cfg.Seed})
-	if err != nil {
-		return RateResult{}, err
-	}
-	defer e.close()
-	e.warm(ctx)
-	before := e.srv.Attempts()
-	ok, _ := closedLoop(ctx, e, cfg.LostCalls, cfg.Workers, cfg.Params.Timeout, callKeyedWrite)
-	_, dups := e.srv.Ledger()
-	return RateResult{Calls: cfg.LostCalls, OK: ok, Attempts: int(e.srv.Attempts() - before), Duplicates: dups, Opens: e.opens()}, nil
 }
 
 // TailResult: latency against a server with a slow tail.
@@ -243,84 +318,7 @@ func runTail(ctx context.Context, spec Spec, cfg Config, hedge bool) (TailResult
 		return TailResult{}, nil
 	}
 	e.warm(ctx)
-	ok, lat := closedLoop(ctx, e, cfg.TailCalls, cfg.Workers, p.Timeout, callHedged)
-	return TailResult{Calls: cfg.TailCalls, OK: ok, P50: quantile(lat, 0.5), P99: quantile(lat, 0.99), Hedged: e.chain.Hedges}, nil
-}
-
-// OverloadResult: an open-loop client offering more than a server can take.
-type OverloadResult struct {
-	Offered  int           // logical calls sent
-	Window   time.Duration // time over which they were offered
-	OK       int           // logical calls that succeeded
-	Attempts int           // calls that reached the server
-	Opens    int64
-	// Capacity is the server's capacity in calls per second.
-	Capacity float64
-}
-
-// Goodput is successful logical calls per second.
-func (r OverloadResult) Goodput() float64 { return float64(r.OK) / r.Window.Seconds() }
-
-// AttemptRate is calls reaching the server per second.
-func (r OverloadResult) AttemptRate() float64 { return float64(r.Attempts) / r.Window.Seconds() }
-
-// Amplification is calls reaching the server per logical call offered.
-func (r OverloadResult) Amplification() float64 {
-	return float64(r.Attempts) / float64(max(1, r.Offered))
-}
-
-// add accumulates another round of the same chain.
-func (r *OverloadResult) add(o OverloadResult) {
-	r.Offered += o.Offered
-	r.Window += o.Window
-	r.OK += o.OK
-	r.Attempts += o.Attempts
-	if r.Opens >= 0 {
-		r.Opens += o.Opens
-	}
-	r.Capacity = o.Capacity
-}
-
-func runOverload(ctx context.Context, spec Spec, cfg Config) (OverloadResult, error) {
-	e, err := newEnv(spec, cfg.Params, Faults{Capacity: cfg.Capacity, Service: cfg.Service, Seed: cfg.Seed})
-	if err != nil {
-		return OverloadResult{}, err
-	}
-	defer e.close()
-	e.warm(ctx)
-	capacity := float64(cfg.Capacity) / cfg.Service.Seconds()
-	rate := cfg.Load * capacity
-	n := int(rate * cfg.OverloadDuration.Seconds())
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6f7665726c6f6164))
-	before := e.srv.Attempts()
-	var succ atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	var at time.Duration
-	for i := range n {
-		// Poisson arrivals: exponential gaps with mean 1/rate.
-		at += time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
-		if d := time.Until(start.Add(at)); d > 0 {
-			if sleep(ctx, d) != nil {
-				break
-			}
-		}
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, cfg.Params.Timeout)
-			defer cancel()
-			if callOverride(cctx, e.client, fmt.Sprintf("load-%d", i)) == nil {
-				succ.Add(1)
-			}
-		})
-	}
-	window := time.Since(start)
-	wg.Wait()
-	return OverloadResult{
-		Offered:  n,
-		Window:   window,
-		OK:       int(succ.Load()),
-		Attempts: int(e.srv.Attempts() - before),
-		Opens:    e.opens(),
-		Capacity: capacity,
-	}, nil
+	recs := closedLoop(ctx, e, cfg.TailCalls, cfg.Workers, p.Timeout, callHedged)
+	lat := latencies(recs)
+	return TailResult{Calls: len(recs), OK: succeeded(recs), P50: quantile(lat, 0.5), P99: quantile(lat, 0.99), Hedged: e.chain.Hedges}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/retry"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
@@ -25,30 +27,62 @@ import (
 // how many attempts of that id the server has seen before, so every chain
 // in a run meets exactly the same faults for the same logical call.
 type Faults struct {
-	// Outage answers every call with UNAVAILABLE.
+	// Outage answers every call with UNAVAILABLE, until SetOutage ends it.
 	Outage bool
 	// FailRate is the fraction of attempts answered with UNAVAILABLE
 	// without doing any work (a transient failure).
 	FailRate float64
-	// LostRate is the fraction of KeyedWrite responses lost after the
-	// server committed the charge: the client sees UNAVAILABLE. The loss
-	// happens outside the deduplication layer, as on the network.
+	// LostRate is the fraction of charge responses (KeyedWrite and
+	// PlainService's Plain) lost after the server committed the charge:
+	// the client sees UNAVAILABLE. The loss happens outside the
+	// deduplication layer, as on the network.
 	LostRate float64
-	// SlowRate is the fraction of attempts that take Slow instead of Fast.
+	// SlowRate is the fraction of attempts that take Slow instead of Fast;
+	// every other attempt takes Fast (a backend answering late: Fast alone).
 	SlowRate   float64
 	Slow, Fast time.Duration
 	// Capacity, when positive, is how many calls the server works on at
 	// once; each takes Service, and a call that finds no free slot is
-	// answered at once with RESOURCE_EXHAUSTED.
+	// answered at once as Reject says.
 	Capacity int
 	Service  time.Duration
+	Reject   Reject
+	// Pushback is the wait the server asks for with RejectPushback.
+	Pushback time.Duration
 	// Seed selects the fault sequence.
 	Seed uint64
 }
 
+// Reject is how an overloaded server answers the calls it has no room
+// for.
+type Reject int
+
+const (
+	// RejectExhausted answers RESOURCE_EXHAUSTED.
+	RejectExhausted Reject = iota
+	// RejectPushback answers UNAVAILABLE with the gRPC pushback trailer
+	// (grpc-retry-pushback-ms) asking for a wait of Faults.Pushback.
+	RejectPushback
+	// RejectUnavailable answers plain UNAVAILABLE, as an Envoy overflow
+	// 503 or a concurrency limiter's rejection reaches a gRPC client.
+	RejectUnavailable
+)
+
+func (r Reject) String() string {
+	switch r {
+	case RejectPushback:
+		return "UNAVAILABLE with pushback"
+	case RejectUnavailable:
+		return "plain UNAVAILABLE"
+	}
+	return "RESOURCE_EXHAUSTED"
+}
+
 // Server is a loopback gRPC server on 127.0.0.1 serving
-// failsoft.policytest.v1.TunedService with injected faults. It counts every
-// attempt that reaches it and keeps a ledger of KeyedWrite charges.
+// failsoft.policytest.v1.TunedService and PlainService with injected
+// faults. It counts every attempt that reaches it and keeps a ledger of
+// charges (KeyedWrite, and Plain: PlainService's methods have no failsoft
+// options, so that a chain's library defaults apply to them).
 //
 // Its layers, outermost first: counting (and the attempt index of the
 // logical call), response loss, deduplication by idempotency key, the
@@ -63,7 +97,8 @@ type Server struct {
 	track  bool // per-id bookkeeping is needed
 
 	attempts atomic.Int64 // every call that reached the server
-	rejected atomic.Int64 // RESOURCE_EXHAUSTED answers
+	rejected atomic.Int64 // calls shed for want of capacity
+	down     atomic.Bool  // answering every call UNAVAILABLE
 
 	mu      sync.Mutex
 	seen    map[string]int // attempts seen per logical call id
@@ -86,6 +121,7 @@ func StartServer(f Faults, dedup ...grpc.ServerOption) (*Server, error) {
 		seen:    map[string]int{},
 		charges: map[string]int{},
 	}
+	s.down.Store(f.Outage)
 	if f.Capacity > 0 {
 		s.slots = make(chan struct{}, f.Capacity)
 	}
@@ -95,6 +131,7 @@ func StartServer(f Faults, dedup ...grpc.ServerOption) (*Server, error) {
 	// Chained interceptors run in the order their options are given.
 	s.srv = grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.count, s.lose)}, dedup...)...)
 	policytestv1.RegisterTunedServiceServer(s.srv, s)
+	policytestv1.RegisterPlainServiceServer(s.srv, plainService{s: s})
 	go func() { _ = s.srv.Serve(lis) }()
 	return s, nil
 }
@@ -108,8 +145,19 @@ func (s *Server) Stop() { s.srv.Stop() }
 // Attempts is the number of calls that reached the server.
 func (s *Server) Attempts() int64 { return s.attempts.Load() }
 
-// Rejected is the number of calls the server shed with RESOURCE_EXHAUSTED.
+// Rejected is the number of calls the server shed for want of capacity.
 func (s *Server) Rejected() int64 { return s.rejected.Load() }
+
+// SetOutage starts (true) or ends a total outage: while it lasts, every
+// call is answered UNAVAILABLE.
+func (s *Server) SetOutage(on bool) { s.down.Store(on) }
+
+// Charges is how many times the logical call id was charged.
+func (s *Server) Charges(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.charges[id]
+}
 
 // Ledger returns the number of logical calls charged and how many extra
 // charges there were (a call charged three times counts two).
@@ -156,10 +204,10 @@ func payload(req any) string {
 	return ""
 }
 
-// lose drops the response of a committed KeyedWrite with LostRate.
+// lose drops the response of a committed charge with LostRate.
 func (s *Server) lose(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	resp, err := h(ctx, req)
-	if err == nil && s.faults.LostRate > 0 && info.FullMethod == methodKeyedWrite {
+	if err == nil && s.faults.LostRate > 0 && isCharge(info.FullMethod) {
 		if id := payload(req); id != warmUpID && s.roll(3, id, attemptOf(ctx)) < s.faults.LostRate {
 			return nil, status.Error(codes.Unavailable, "bench: response lost after commit")
 		}
@@ -167,7 +215,7 @@ func (s *Server) lose(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	return resp, err
 }
 
-// KeyDedup is a minimal server-side deduplication layer: a KeyedWrite that
+// KeyDedup is a minimal server-side deduplication layer: a charge that
 // carries an idempotency key already answered with OK gets the stored
 // response without running again. It stands in for a real store where
 // none is plugged in.
@@ -177,7 +225,7 @@ func KeyDedup() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		keys := md.Get(policy.KeyMetadata)
-		if info.FullMethod != methodKeyedWrite || len(keys) == 0 {
+		if !isCharge(info.FullMethod) || len(keys) == 0 {
 			return h(ctx, req)
 		}
 		mu.Lock()
@@ -218,7 +266,7 @@ func (s *Server) work(ctx context.Context, id string) error {
 	if id == warmUpID {
 		return nil
 	}
-	if f.Outage {
+	if s.down.Load() {
 		return errOutage
 	}
 	n := attemptOf(ctx)
@@ -231,7 +279,7 @@ func (s *Server) work(ctx context.Context, id string) error {
 			defer func() { <-s.slots }()
 		default:
 			s.rejected.Add(1)
-			return status.Error(codes.ResourceExhausted, "bench: over capacity")
+			return s.reject(ctx)
 		}
 		if err := sleep(ctx, f.Service); err != nil {
 			return err
@@ -242,6 +290,19 @@ func (s *Server) work(ctx context.Context, id string) error {
 		d = f.Slow
 	}
 	return sleep(ctx, d)
+}
+
+// reject answers a call the server has no room for, as Faults.Reject says.
+func (s *Server) reject(ctx context.Context) error {
+	switch s.faults.Reject {
+	case RejectPushback:
+		ms := strconv.FormatInt(s.faults.Pushback.Milliseconds(), 10)
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(retry.PushbackMetadata, ms))
+		return status.Error(codes.Unavailable, "bench: over capacity, retry later")
+	case RejectUnavailable:
+		return status.Error(codes.Unavailable, "bench: over capacity")
+	}
+	return status.Error(codes.ResourceExhausted, "bench: over capacity")
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -274,6 +335,10 @@ func (s *Server) Hedged(ctx context.Context, req *policytestv1.PingRequest) (*po
 // KeyedWrite charges the logical call named by the payload, once per time
 // it runs; deduplication is the dedup layer's job.
 func (s *Server) KeyedWrite(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+	return s.charge(ctx, req)
+}
+
+func (s *Server) charge(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
 	id := req.GetPayload()
 	if err := s.work(ctx, id); err != nil {
 		return nil, err
@@ -282,4 +347,24 @@ func (s *Server) KeyedWrite(ctx context.Context, req *policytestv1.PingRequest) 
 	s.charges[id]++
 	s.mu.Unlock()
 	return &policytestv1.PingResponse{Payload: id}, nil
+}
+
+// plainService serves PlainService, whose methods carry no failsoft
+// options: Idempotent and NoSideEffects are reads like Override, Plain is
+// a charge like KeyedWrite.
+type plainService struct {
+	policytestv1.UnimplementedPlainServiceServer
+	s *Server
+}
+
+func (p plainService) Idempotent(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+	return p.s.Override(ctx, req)
+}
+
+func (p plainService) NoSideEffects(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+	return p.s.Override(ctx, req)
+}
+
+func (p plainService) Plain(ctx context.Context, req *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+	return p.s.charge(ctx, req)
 }

@@ -41,6 +41,8 @@ func main() {
 	flag.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "calls the overloaded server works on at once")
 	flag.DurationVar(&cfg.Service, "service", cfg.Service, "time the overloaded server spends on a call")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the faults and arrivals")
+	mode := flag.String("mode", "", `run only the failure modes whose name contains this ("none": none of them)`)
+	tail := flag.Bool("tail", true, "run the slow-tail scenario")
 	flag.Parse()
 	if *calls != "" {
 		if err := harness.Calls(*chain, cfg.Params, harness.Micro(*calls), *n); err != nil {
@@ -65,15 +67,19 @@ func main() {
 		os.Exit(2)
 	}
 	mul := func(n int) int { return max(1, int(float64(n)**scale)) }
-	cfg.OutageCalls = mul(cfg.OutageCalls)
+	dur := func(d time.Duration) time.Duration { return time.Duration(float64(d) * *scale) }
 	cfg.TransientCalls = mul(cfg.TransientCalls)
+	cfg.BadBackendCalls = mul(cfg.BadBackendCalls)
 	cfg.LostCalls = mul(cfg.LostCalls)
 	cfg.TailCalls = mul(cfg.TailCalls)
-	cfg.OverloadDuration = time.Duration(float64(cfg.OverloadDuration) * *scale)
+	cfg.FlakyCalls = mul(cfg.FlakyCalls)
+	cfg.OverloadDuration = dur(cfg.OverloadDuration)
+	cfg.OutageDown, cfg.OutageAfter = dur(cfg.OutageDown), dur(cfg.OutageAfter)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	o := harness.RunOptions{Micro: *micro, Rounds: *rounds, Only: *only, Interleaved: *ab, InterleavedPasses: *passes}
+	o := harness.RunOptions{Micro: *micro, Rounds: *rounds, Only: *only, Interleaved: *ab, InterleavedPasses: *passes,
+		Modes: *mode, SkipTail: !*tail}
 	if !*quiet {
 		o.Progress = os.Stderr
 	}
