@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/failsoft/failsoft"
+	"github.com/failsoft/failsoft/interceptors/chaos"
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/idempotency/redisstore"
 	"github.com/failsoft/failsoft/interceptors/observe"
@@ -44,7 +45,7 @@ func (k *keyEvents) Observe(_ context.Context, e observe.Event) {
 // The idempotency store is in memory, or in Redis when redisURL is set
 // (for example redis://127.0.0.1:6379/0). The returned close function
 // releases the Redis client.
-func serverChain(tp trace.TracerProvider, chaosU grpc.UnaryServerInterceptor, chaosS grpc.StreamServerInterceptor, redisURL string, ev *keyEvents) (
+func serverChain(tp trace.TracerProvider, inj *chaos.Injector, redisURL string, ev *keyEvents) (
 	[]grpc.ServerOption, func() error, error,
 ) {
 	closeStore := func() error { return nil }
@@ -75,5 +76,5 @@ func serverChain(tp trace.TracerProvider, chaosU grpc.UnaryServerInterceptor, ch
 		closeStore()
 		return nil, nil, err
 	}
-	return append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(chaosU), grpc.ChainStreamInterceptor(chaosS)}, suite...), closeStore, nil
+	return append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(inj.UnaryServerInterceptor()), grpc.ChainStreamInterceptor(inj.StreamServerInterceptor())}, suite...), closeStore, nil
 }
