@@ -60,11 +60,13 @@ func Rules(c Config) chaos.Config {
 	if reflect.ValueOf(c).IsZero() {
 		return chaos.Config{}
 	}
-	rules := make([]chaos.Rule, 0, len(reads)+1)
-	read := c
-	read.LostRate = 0
-	for _, m := range reads {
-		rules = append(rules, chaos.Rule{Match: m, Faults: read})
+	var rules []chaos.Rule
+	if c.LostRate > 0 {
+		read := c
+		read.LostRate = 0
+		for _, m := range reads {
+			rules = append(rules, chaos.Rule{Match: m, Faults: read})
+		}
 	}
 	rules = append(rules, chaos.Rule{Match: "/" + service + "/*", Faults: c})
 	return chaos.Config{Enabled: true, Rules: rules}

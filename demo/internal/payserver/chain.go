@@ -45,7 +45,7 @@ func (k *keyEvents) Observe(_ context.Context, e observe.Event) {
 // The idempotency store is in memory, or in Redis when redisURL is set
 // (for example redis://127.0.0.1:6379/0). The returned close function
 // releases the Redis client.
-func serverChain(tp trace.TracerProvider, inj *chaos.Injector, redisURL string, ev *keyEvents) (
+func serverChain(tp trace.TracerProvider, inj *chaos.Injector, redisURL string, obs observe.Observer) (
 	[]grpc.ServerOption, func() error, error,
 ) {
 	closeStore := func() error { return nil }
@@ -68,7 +68,7 @@ func serverChain(tp trace.TracerProvider, inj *chaos.Injector, redisURL string, 
 		closeStore = rc.Close
 	}
 	suite, err := failsoft.ServerOptions(
-		failsoft.WithServerObserver(ev),
+		failsoft.WithServerObserver(obs),
 		failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)),
 		failsoft.WithServerIdempotency(idem...),
 	)

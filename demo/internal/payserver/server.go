@@ -17,6 +17,8 @@ import (
 
 	"github.com/failsoft/failsoft/demo/internal/ledger"
 	"github.com/failsoft/failsoft/interceptors/chaos"
+	"github.com/failsoft/failsoft/interceptors/logging"
+	"github.com/failsoft/failsoft/interceptors/observe"
 	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
 )
 
@@ -89,6 +91,12 @@ func Start(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Key conflicts and store failures go to the server's log, with the
+	// caller's trace ID.
+	logObs, err := logging.New(o.Log)
+	if err != nil {
+		return nil, err
+	}
 	l, err := ledger.Open(o.LedgerPath)
 	if err != nil {
 		return nil, err
@@ -113,7 +121,7 @@ func Start(o Options) (*Server, error) {
 	if o.NoLedgerDedup {
 		s.svc.dedup = ledger.DedupBatchItems
 	}
-	sopts, closeStore, err := serverChain(o.TracerProvider, o.Chaos, o.Redis, &s.keys)
+	sopts, closeStore, err := serverChain(o.TracerProvider, o.Chaos, o.Redis, observe.Multi(&s.keys, logObs))
 	s.closeStore = closeStore
 	if err != nil {
 		lis.Close()
