@@ -12,6 +12,7 @@ import (
 	"time"
 
 	demochaos "github.com/failsoft/failsoft/demo/internal/chaos"
+	"github.com/failsoft/failsoft/demo/internal/metrics"
 	"github.com/failsoft/failsoft/demo/internal/payserver"
 	"github.com/failsoft/failsoft/demo/internal/tracing"
 	"github.com/failsoft/failsoft/interceptors/chaos"
@@ -27,7 +28,7 @@ func main() {
 func run() error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "gRPC listen address (port 0 picks a free one)")
-	admin := fs.String("admin-addr", "127.0.0.1:0", "admin HTTP listen address for /chaos and /stats (/chaos answers loopback peers only, unless FAILSOFT_CHAOS_SECRET is set and sent as a bearer token)")
+	admin := fs.String("admin-addr", "127.0.0.1:0", "admin HTTP listen address for /chaos, /stats and /metrics (/chaos answers loopback peers only, unless FAILSOFT_CHAOS_SECRET is set and sent as a bearer token)")
 	data := fs.String("data", filepath.Join(os.TempDir(), "failsoft-demo", "ledger.db"), "ledger file")
 	addrFile := fs.String("addr-file", "", "write the chosen addresses to this file once serving (grpc=HOST:PORT and admin=HOST:PORT lines)")
 	seed := fs.Uint64("seed", 1, "seed of the chaos decisions")
@@ -47,7 +48,16 @@ func run() error {
 		return fmt.Errorf("-grace %v is negative", *grace)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ch, err := chaos.New(chaos.WithSeed(*seed), chaos.WithConfig(demochaos.Rules(cfg)))
+	mp, metricsHandler, err := metrics.Setup()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = metrics.Shutdown(sctx, mp)
+	}()
+	ch, err := chaos.New(chaos.WithSeed(*seed), chaos.WithConfig(demochaos.Rules(cfg)), chaos.WithMeterProvider(mp))
 	if err != nil {
 		return err
 	}
@@ -63,7 +73,7 @@ func run() error {
 		defer cancel()
 		_ = shutdownTracing(sctx)
 	}()
-	srv, err := payserver.Start(payserver.Options{TracerProvider: tp, Addr: *addr, AdminAddr: *admin, LedgerPath: *data, Chaos: ch, ChaosSecret: os.Getenv("FAILSOFT_CHAOS_SECRET"), Log: log, NoLedgerDedup: *noLedgerDedup, Redis: *redisURL})
+	srv, err := payserver.Start(payserver.Options{TracerProvider: tp, MeterProvider: mp, Metrics: metricsHandler, Addr: *addr, AdminAddr: *admin, LedgerPath: *data, Chaos: ch, ChaosSecret: os.Getenv("FAILSOFT_CHAOS_SECRET"), Log: log, NoLedgerDedup: *noLedgerDedup, Redis: *redisURL})
 	if err != nil {
 		return err
 	}

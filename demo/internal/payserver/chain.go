@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
@@ -45,12 +47,15 @@ func (k *keyEvents) Observe(_ context.Context, e observe.Event) {
 // The idempotency store is in memory, or in Redis when redisURL is set
 // (for example redis://127.0.0.1:6379/0). The returned close function
 // releases the Redis client.
-func serverChain(tp trace.TracerProvider, inj *chaos.Injector, redisURL string, obs observe.Observer) (
+func serverChain(tp trace.TracerProvider, mp metric.MeterProvider, inj *chaos.Injector, redisURL string, obs observe.Observer) (
 	[]grpc.ServerOption, func() error, error,
 ) {
 	closeStore := func() error { return nil }
 	if tp == nil {
 		tp = noop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
 	}
 	var idem []idempotency.ServerOption
 	if redisURL != "" {
@@ -69,7 +74,7 @@ func serverChain(tp trace.TracerProvider, inj *chaos.Injector, redisURL string, 
 	}
 	suite, err := failsoft.ServerOptions(
 		failsoft.WithServerObserver(obs),
-		failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)),
+		failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp), telemetry.WithMeterProvider(mp)),
 		failsoft.WithServerIdempotency(idem...),
 	)
 	if err != nil {

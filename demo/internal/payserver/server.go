@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -40,6 +41,10 @@ type Options struct {
 	Log *slog.Logger
 	// TracerProvider makes the server spans; nil for none.
 	TracerProvider trace.TracerProvider
+	// MeterProvider records the server's metrics; nil for none.
+	MeterProvider metric.MeterProvider
+	// Metrics, when set, is served at /metrics on the admin address.
+	Metrics http.Handler
 	// Redis, when set, keeps the idempotency interceptor's outcomes in
 	// Redis (a redis:// URL) instead of in memory.
 	Redis string
@@ -121,7 +126,7 @@ func Start(o Options) (*Server, error) {
 	if o.NoLedgerDedup {
 		s.svc.dedup = ledger.DedupBatchItems
 	}
-	sopts, closeStore, err := serverChain(o.TracerProvider, o.Chaos, o.Redis, observe.Multi(&s.keys, logObs))
+	sopts, closeStore, err := serverChain(o.TracerProvider, o.MeterProvider, o.Chaos, o.Redis, observe.Multi(&s.keys, logObs))
 	s.closeStore = closeStore
 	if err != nil {
 		lis.Close()
@@ -137,6 +142,9 @@ func Start(o Options) (*Server, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle("/chaos", control)
+	if o.Metrics != nil {
+		mux.Handle("/metrics", o.Metrics)
+	}
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -152,7 +160,7 @@ func Start(o Options) (*Server, error) {
 			s.log.Error("admin endpoint failed", "err", err)
 		}
 	}()
-	s.log.Info("serving", "grpc", s.Addr(), "admin", "http://"+s.AdminAddr()+"/chaos", "ledger", o.LedgerPath, "chaos", o.Chaos.Config().String())
+	s.log.Info("serving", "grpc", s.Addr(), "admin", "http://"+s.AdminAddr()+"/chaos", "metrics", o.Metrics != nil, "ledger", o.LedgerPath, "chaos", o.Chaos.Config().String())
 	return s, nil
 }
 

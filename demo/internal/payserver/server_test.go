@@ -3,6 +3,7 @@ package payserver
 import (
 	"context"
 	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	demochaos "github.com/failsoft/failsoft/demo/internal/chaos"
+	"github.com/failsoft/failsoft/demo/internal/metrics"
 	"github.com/failsoft/failsoft/interceptors/chaos"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
@@ -211,5 +213,49 @@ func TestChaosControl(t *testing.T) {
 	var st Stats
 	if err := demochaos.Get(ctx, srv.AdminAddr(), "/stats", &st); err != nil || st.Chaos.Faults.Outage != 1 || st.Chaos.Config.Enabled {
 		t.Fatalf("stats %+v, %v", st.Chaos, err)
+	}
+}
+
+// /metrics on the admin address serves the server's failsoft metrics and
+// the chaos counter in the Prometheus format.
+func TestMetricsEndpoint(t *testing.T) {
+	mp, h, err := metrics.Setup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer metrics.Shutdown(context.Background(), mp)
+	ch, err := chaos.New(chaos.WithSeed(1), chaos.WithMeterProvider(mp),
+		chaos.WithConfig(demochaos.Rules(demochaos.Config{LostRate: 1})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Start(Options{LedgerPath: filepath.Join(t.TempDir(), "ledger.db"), Chaos: ch, MeterProvider: mp, Metrics: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(context.Background())
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	api := paymentsv1.NewPaymentServiceClient(conn)
+	req := &paymentsv1.ChargeRequest{OrderId: "o1", AmountMinor: 500, Currency: "EUR"}
+	if _, err := api.Charge(withKey("k1"), req); status.Code(err) != codes.Unavailable {
+		t.Fatalf("lost charge: %v", err)
+	}
+	if _, err := api.Charge(withKey("k1"), req); status.Code(err) != codes.Unavailable {
+		t.Fatalf("lost replay: %v", err)
+	}
+	resp, err := http.Get("http://" + srv.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`failsoft_chaos_faults_total{`, `failsoft_chaos_kind="lost"`, `failsoft_server_idempotency_replays_total{`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
