@@ -120,23 +120,32 @@ func ParseCodes(s string) ([]codes.Code, error) {
 // Post sends u to the control endpoint of the server whose admin address
 // is addr ("127.0.0.1:PORT").
 func Post(ctx context.Context, addr string, u *Update) error {
+	return PostTo(ctx, "http://"+addr+"/chaos", "", u)
+}
+
+// PostTo sends u to the control endpoint at url, with the shared secret as
+// a bearer token when it is not empty.
+func PostTo(ctx context.Context, url, secret string, u *Update) error {
 	body, err := json.Marshal(u)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/chaos", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("chaos: set %s: %w", addr, err)
+		return fmt.Errorf("chaos: set %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("chaos: set %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("chaos: set %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	return nil
 }
