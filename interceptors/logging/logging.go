@@ -219,6 +219,18 @@ func (o *Observer) Observe(ctx context.Context, e observe.Event) {
 	o.log.LogAttrs(ctx, lvl, msg, attrs...)
 }
 
+// maxWindows bounds the rate limit's memory: a client of many targets
+// forgets the windows that ended without suppressing anything.
+const maxWindows = 1024
+
+func (o *Observer) forgetQuiet(now time.Time) {
+	for k, w := range o.windows {
+		if w.suppressed == 0 && now.Sub(w.start) >= o.cfg.interval {
+			delete(o.windows, k)
+		}
+	}
+}
+
 // allow applies the rate limit of (kind, target). When it lets a record
 // through, it returns how many were suppressed since the last one.
 func (o *Observer) allow(kind observe.Kind, target string) (int, bool) {
@@ -231,6 +243,9 @@ func (o *Observer) allow(kind observe.Kind, target string) (int, bool) {
 	k := limitKey{kind, target}
 	w := o.windows[k]
 	if w == nil {
+		if len(o.windows) >= maxWindows {
+			o.forgetQuiet(now)
+		}
 		w = &window{start: now}
 		o.windows[k] = w
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -210,5 +211,30 @@ func TestOptionsNameTheBadOne(t *testing.T) {
 	}
 	if _, err := logging.New(l, logging.WithRateLimit(0, 0)); err != nil {
 		t.Errorf("turning the limit off: %v", err)
+	}
+}
+
+// Many targets do not grow the limiter without bound, and forgetting a
+// quiet target's window loses no count of suppressed records.
+func TestRateLimitForgetsQuietTargets(t *testing.T) {
+	var c capture
+	clk := clock.NewFake(time.Unix(0, 0))
+	o := mustNew(t, c.logger(slog.LevelInfo), logging.WithRateLimit(1, time.Second), logging.WithClock(clk))
+	reject := func(target string) {
+		o.Observe(context.Background(), observe.Event{Kind: observe.BreakerRejected, Target: target})
+	}
+	reject("busy")
+	reject("busy") // suppressed: its window must survive the sweep
+	for i := range 3000 {
+		if i%1000 == 0 {
+			clk.Advance(time.Second)
+		}
+		reject(fmt.Sprint("t", i))
+	}
+	reject("busy")
+	recs := c.records(t)
+	last := recs[len(recs)-1]
+	if len(recs) != 3002 || last[logging.KeyTarget] != "busy" || last[logging.KeySuppressed] != float64(1) {
+		t.Fatalf("%d records, last %v; want 3002, the last saying 1 was suppressed", len(recs), last)
 	}
 }
