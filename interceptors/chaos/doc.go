@@ -24,7 +24,11 @@
 // (an event and the failsoft.chaos.injected attribute), and says so in its
 // status: messages start with "failsoft: chaos: " ([IsInjected] checks),
 // and the server adds the failsoft-chaos trailer. A drill is never mistaken
-// for an incident.
+// for an incident. On a client inside failsoft's suite the span is the
+// attempt's; on a server it is the one a stats handler (otelgrpc) started
+// before the interceptors ran, if any: failsoft's own server span starts
+// after the chaos interceptor, and the client's attempt span records the
+// injected status either way.
 //
 // The HTTP control endpoint is opt-in: nothing listens unless the operator
 // mounts [Injector.Handler]. Without a shared secret it answers only
@@ -36,7 +40,8 @@
 // failing and a lost response is dropped after every inner interceptor
 // (an idempotency store, say) recorded the result. Put the client
 // interceptors last, inside failsoft's suite, so that each attempt meets
-// its own faults:
+// its own faults (injected pushback reaches the retry layer through the
+// caller's grpc.Trailer option, as a server's would):
 //
 //	srv := grpc.NewServer(
 //		grpc.ChainUnaryInterceptor(inj.UnaryServerInterceptor()),
