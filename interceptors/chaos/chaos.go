@@ -352,6 +352,33 @@ func (inj *Injector) record(ctx context.Context, side, method, kind string, code
 	))
 }
 
+// before waits out the call's latency and returns the error it fails
+// with, if any, having set the trailers that say what happened.
+func (inj *Injector) before(ctx context.Context, side, method string, d decision, setTrailer func(metadata.MD)) error {
+	if d.slow {
+		inj.record(ctx, side, method, KindSlow, codes.OK)
+	}
+	if err := inj.wait(ctx, d.delay); err != nil {
+		return err
+	}
+	if d.err == nil {
+		return nil
+	}
+	md := metadata.Pairs(Trailer, d.kind)
+	if d.pushback > 0 {
+		md = metadata.Join(md, pushbackMD(d.pushback))
+	}
+	setTrailer(md)
+	inj.record(ctx, side, method, d.kind, d.code)
+	return d.err
+}
+
+func (inj *Injector) lostResponse(ctx context.Context, side, method string, setTrailer func(metadata.MD)) {
+	inj.lost.Add(1)
+	setTrailer(metadata.Pairs(Trailer, KindLost))
+	inj.record(ctx, side, method, KindLost, codes.Unavailable)
+}
+
 func pushbackMD(d time.Duration) metadata.MD {
 	return metadata.Pairs(PushbackTrailer, strconv.FormatInt(d.Milliseconds(), 10))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -19,12 +18,12 @@ func (inj *Injector) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 			return h(ctx, req)
 		}
 		d := inj.decide(st, r)
-		if err := inj.before(ctx, sideServer, info.FullMethod, d, func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) }); err != nil {
+		if err := inj.before(ctx, sideServer, info.FullMethod, d, serverTrailer(ctx)); err != nil {
 			return nil, err
 		}
 		resp, err := h(ctx, req)
 		if err == nil && d.lose {
-			inj.lostResponse(ctx, sideServer, info.FullMethod, func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) })
+			inj.lostResponse(ctx, sideServer, info.FullMethod, serverTrailer(ctx))
 			return nil, errLost
 		}
 		return resp, err
@@ -56,31 +55,10 @@ func (inj *Injector) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	}
 }
 
-// before waits out the call's latency and returns the error it fails
-// with, if any, having set the trailers that say what happened.
-func (inj *Injector) before(ctx context.Context, side, method string, d decision, setTrailer func(metadata.MD)) error {
-	if d.slow {
-		inj.record(ctx, side, method, KindSlow, codes.OK)
-	}
-	if err := inj.wait(ctx, d.delay); err != nil {
-		return err
-	}
-	if d.err == nil {
-		return nil
-	}
-	md := metadata.Pairs(Trailer, d.kind)
-	if d.pushback > 0 {
-		md = metadata.Join(md, pushbackMD(d.pushback))
-	}
-	setTrailer(md)
-	inj.record(ctx, side, method, d.kind, d.code)
-	return d.err
-}
-
-func (inj *Injector) lostResponse(ctx context.Context, side, method string, setTrailer func(metadata.MD)) {
-	inj.lost.Add(1)
-	setTrailer(metadata.Pairs(Trailer, KindLost))
-	inj.record(ctx, side, method, KindLost, codes.Unavailable)
+// serverTrailer returns a function that sets the trailer of the unary
+// call in ctx.
+func serverTrailer(ctx context.Context) func(metadata.MD) {
+	return func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) }
 }
 
 // losingStream drops what the handler sends, as a network would.
