@@ -15,9 +15,10 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 
-	"github.com/failsoft/failsoft/demo/internal/chaos"
+	chaos "github.com/failsoft/failsoft/demo/internal/chaos"
 	"github.com/failsoft/failsoft/demo/internal/checkout"
 	"github.com/failsoft/failsoft/demo/internal/payserver"
+	libchaos "github.com/failsoft/failsoft/interceptors/chaos"
 	"github.com/failsoft/failsoft/internal/redistest"
 )
 
@@ -36,18 +37,21 @@ type env struct {
 	redis string
 	// ch is the chaos of every server incarnation, so that the load can
 	// change it while the server restarts.
-	ch *chaos.Chaos
+	ch *libchaos.Injector
 }
+
+// setChaos switches the server to a phase's faults.
+func (e *env) setChaos(c chaos.Config) error { return e.ch.Set(chaos.Rules(c)) }
 
 func (e *env) start(cfg chaos.Config) {
 	e.t.Helper()
 	if e.ch == nil {
 		var err error
-		if e.ch, err = chaos.New(chaos.Config{}, 42, nil); err != nil {
+		if e.ch, err = libchaos.New(libchaos.WithSeed(42)); err != nil {
 			e.t.Fatal(err)
 		}
 	}
-	if err := e.ch.Set(cfg); err != nil {
+	if err := e.setChaos(cfg); err != nil {
 		e.t.Fatal(err)
 	}
 	var err error
@@ -94,7 +98,7 @@ func (e *env) client(runID string) *checkout.Client {
 func (e *env) load(phases ...checkout.Phase) checkout.Load {
 	return checkout.Load{
 		Rate: 150, Concurrency: 6, Seed: 11, Phases: phases,
-		SetChaos: func(_ context.Context, c chaos.Config) error { return e.ch.Set(c) },
+		SetChaos: func(_ context.Context, c chaos.Config) error { return e.setChaos(c) },
 	}
 }
 
@@ -112,7 +116,7 @@ var (
 // payment once, none pending.
 func (e *env) settle(ctx context.Context, c *checkout.Client, name string) checkout.Reconciliation {
 	e.t.Helper()
-	if err := e.ch.Set(chaos.Config{}); err != nil {
+	if err := e.setChaos(chaos.Config{}); err != nil {
 		e.t.Fatal(err)
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -159,7 +163,7 @@ func TestScenarioReconciles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.ch.Set(chaos.Config{}); err != nil {
+	if err := e.setChaos(chaos.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	r1, err := c1.Reconcile(ctx)
@@ -210,7 +214,7 @@ func TestScenarioReconciles(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if err := e.ch.Set(chaos.Config{}); err != nil {
+	if err := e.setChaos(chaos.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)

@@ -11,9 +11,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/failsoft/failsoft/demo/internal/chaos"
+	demochaos "github.com/failsoft/failsoft/demo/internal/chaos"
+	"github.com/failsoft/failsoft/demo/internal/metrics"
 	"github.com/failsoft/failsoft/demo/internal/payserver"
 	"github.com/failsoft/failsoft/demo/internal/tracing"
+	"github.com/failsoft/failsoft/interceptors/chaos"
 )
 
 func main() {
@@ -26,7 +28,7 @@ func main() {
 func run() error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "gRPC listen address (port 0 picks a free one)")
-	admin := fs.String("admin-addr", "127.0.0.1:0", "admin HTTP listen address for /chaos and /stats")
+	admin := fs.String("admin-addr", "127.0.0.1:0", "admin HTTP listen address for /chaos, /stats and /metrics (/chaos answers loopback peers only, unless FAILSOFT_CHAOS_SECRET is set and sent as a bearer token)")
 	data := fs.String("data", filepath.Join(os.TempDir(), "failsoft-demo", "ledger.db"), "ledger file")
 	addrFile := fs.String("addr-file", "", "write the chosen addresses to this file once serving (grpc=HOST:PORT and admin=HOST:PORT lines)")
 	seed := fs.Uint64("seed", 1, "seed of the chaos decisions")
@@ -34,8 +36,8 @@ func run() error {
 	redisURL := fs.String("redis", "", "keep idempotency outcomes in Redis at this URL (redis://HOST:PORT/DB) instead of in memory")
 	noLedgerDedup := fs.Bool("no-ledger-dedup", false, "record a repeated idempotency key as a new payment, leaving deduplication to the idempotency interceptor alone (duplicates appear after a restart)")
 	grace := fs.Duration("grace", 5*time.Second, "how long calls in flight may finish on shutdown")
-	var cfg chaos.Config
-	cfg.RegisterFlags(fs)
+	var cfg demochaos.Config
+	demochaos.RegisterFlags(fs, &cfg)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -46,7 +48,16 @@ func run() error {
 		return fmt.Errorf("-grace %v is negative", *grace)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ch, err := chaos.New(cfg, *seed, nil)
+	mp, metricsHandler, err := metrics.Setup()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = metrics.Shutdown(sctx, mp)
+	}()
+	ch, err := chaos.New(chaos.WithSeed(*seed), chaos.WithConfig(demochaos.Rules(cfg)), chaos.WithMeterProvider(mp))
 	if err != nil {
 		return err
 	}
@@ -62,7 +73,7 @@ func run() error {
 		defer cancel()
 		_ = shutdownTracing(sctx)
 	}()
-	srv, err := payserver.Start(payserver.Options{TracerProvider: tp, Addr: *addr, AdminAddr: *admin, LedgerPath: *data, Chaos: ch, Log: log, NoLedgerDedup: *noLedgerDedup, Redis: *redisURL})
+	srv, err := payserver.Start(payserver.Options{TracerProvider: tp, MeterProvider: mp, Metrics: metricsHandler, Addr: *addr, AdminAddr: *admin, LedgerPath: *data, Chaos: ch, ChaosSecret: os.Getenv("FAILSOFT_CHAOS_SECRET"), Log: log, NoLedgerDedup: *noLedgerDedup, Redis: *redisURL})
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func init() {
 func (l callLayer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
 	i := l.i
 	tr := i.tracer()
-	perCall := i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
+	perCall := i.perCallMetrics(ctx)
 	if tr == nil && !perCall {
 		return next.Invoke(ctx, method, req, reply, cc, opts...)
 	}
@@ -66,7 +66,7 @@ func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 func (l callLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	i := l.i
 	tr := i.tracer()
-	perCall := i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
+	perCall := i.perCallMetrics(ctx)
 	if tr == nil && !perCall {
 		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
@@ -106,8 +106,16 @@ func (i *Interceptor) startCall(ctx context.Context, tr trace.Tracer, method, ta
 	return ctx, span, st
 }
 
+// perCallMetrics reports whether a metric recorded when a call ends is on.
+func (i *Interceptor) perCallMetrics(ctx context.Context) bool {
+	return i.m.calls.Enabled(ctx) || i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
+}
+
 func (i *Interceptor) endCall(ctx context.Context, span trace.Span, st *callState, method, target string, err error) {
 	n := st.attempts.Load()
+	if i.m.calls.Enabled(ctx) {
+		i.m.calls.Add(ctx, 1, metric.WithAttributes(Method.String(rpcName(method)), Target.String(target), Status.String(codeName(err))))
+	}
 	if n > 0 && (i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)) {
 		opt := metric.WithAttributes(Method.String(rpcName(method)), Target.String(target))
 		i.m.callRetries.Record(ctx, int64(n-1), opt)

@@ -47,9 +47,11 @@
 // All under failsoft.client.* (and failsoft.server.* for the idempotency
 // store), with gRFC A66's grpc.method, grpc.target and grpc.status labels;
 // the per-call histograms failsoft.client.call.retries and
-// failsoft.client.call.retry_delay mirror A96's grpc.client.call.* ones.
+// failsoft.client.call.retry_delay mirror A96's grpc.client.call.* ones,
+// and the counter failsoft.client.calls counts calls by the status their
+// caller saw, after retries and fallbacks (what an error budget is about).
 // See the Metric* constants for the full list, units and labels. The
-// per-call histograms need both client interceptors; all other metrics come
+// per-call metrics need both client interceptors; all other metrics come
 // from Observe.
 //
 // # With otelgrpc

@@ -17,6 +17,7 @@ var (
 )
 
 type instruments struct {
+	calls              metric.Int64Counter
 	attemptStarted     metric.Int64Counter
 	attemptDuration    metric.Float64Histogram
 	callRetries        metric.Int64Histogram
@@ -46,6 +47,7 @@ func (m *instruments) init(mt metric.Meter) error {
 		errs = append(errs, err)
 		return c
 	}
+	m.calls = counter(MetricCalls, "{call}", "Calls ended, by the status the caller saw, after retries and fallbacks.")
 	m.attemptStarted = counter(MetricAttemptStarted, "{attempt}", "Attempts started, hedges included.")
 	m.retries = counter(MetricRetries, "{retry}", "Retries scheduled after a backoff.")
 	m.retryStopped = counter(MetricRetryStopped, "{call}", "Calls whose retries stopped, by reason.")

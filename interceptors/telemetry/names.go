@@ -88,6 +88,7 @@ const (
 // units follow gRFC A66/A96 where the two overlap (attempt.started,
 // attempt.duration, call.retries, call.retry_delay).
 const (
+	MetricCalls              = "failsoft.client.calls"                    // counter {call}, as the caller saw it: grpc.method, grpc.target, grpc.status
 	MetricAttemptStarted     = "failsoft.client.attempt.started"          // counter {attempt}: grpc.method, grpc.target, failsoft.attempt.hedge
 	MetricAttemptDuration    = "failsoft.client.attempt.duration"         // histogram s: grpc.method, grpc.target, grpc.status
 	MetricCallRetries        = "failsoft.client.call.retries"             // histogram {retry} per call: grpc.method, grpc.target

@@ -1,12 +1,7 @@
-// Package chaos injects faults into the demo payment server: errors with
-// chosen status codes, latency with a slow tail, outage windows, responses
-// lost after the work was committed, and overload pushback. Its settings are
-// validated (a bad one is refused with a message naming it), can be changed
-// while the server runs through an HTTP endpoint, and every injected fault
-// is counted.
-//
-// The interceptors sit outermost on the server, so a fault looks to the
-// client exactly like the network or the server failing: an injected error
-// or outage never reaches the handler, and a lost response is dropped after
-// the handler (and any idempotency layer) recorded its result.
+// Package chaos is the demo's scenario scripting over the library's
+// [github.com/failsoft/failsoft/interceptors/chaos]: a phase's faults
+// ([Config]) become rules for the payment service, where reads never lose
+// a response (only a write's lost response is the case idempotency keys
+// exist for); flags set the server's first phase; and the client switches
+// phases through the server's control endpoint.
 package chaos

@@ -6,11 +6,14 @@ import (
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/failsoft/failsoft"
+	"github.com/failsoft/failsoft/interceptors/chaos"
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/idempotency/redisstore"
 	"github.com/failsoft/failsoft/interceptors/observe"
@@ -44,12 +47,15 @@ func (k *keyEvents) Observe(_ context.Context, e observe.Event) {
 // The idempotency store is in memory, or in Redis when redisURL is set
 // (for example redis://127.0.0.1:6379/0). The returned close function
 // releases the Redis client.
-func serverChain(tp trace.TracerProvider, chaosU grpc.UnaryServerInterceptor, chaosS grpc.StreamServerInterceptor, redisURL string, ev *keyEvents) (
+func serverChain(tp trace.TracerProvider, mp metric.MeterProvider, inj *chaos.Injector, redisURL string, obs observe.Observer) (
 	[]grpc.ServerOption, func() error, error,
 ) {
 	closeStore := func() error { return nil }
 	if tp == nil {
 		tp = noop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
 	}
 	var idem []idempotency.ServerOption
 	if redisURL != "" {
@@ -67,13 +73,13 @@ func serverChain(tp trace.TracerProvider, chaosU grpc.UnaryServerInterceptor, ch
 		closeStore = rc.Close
 	}
 	suite, err := failsoft.ServerOptions(
-		failsoft.WithServerObserver(ev),
-		failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)),
+		failsoft.WithServerObserver(obs),
+		failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp), telemetry.WithMeterProvider(mp)),
 		failsoft.WithServerIdempotency(idem...),
 	)
 	if err != nil {
 		closeStore()
 		return nil, nil, err
 	}
-	return append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(chaosU), grpc.ChainStreamInterceptor(chaosS)}, suite...), closeStore, nil
+	return append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(inj.UnaryServerInterceptor()), grpc.ChainStreamInterceptor(inj.StreamServerInterceptor())}, suite...), closeStore, nil
 }

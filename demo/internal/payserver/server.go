@@ -8,17 +8,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/failsoft/failsoft/demo/internal/chaos"
 	"github.com/failsoft/failsoft/demo/internal/ledger"
-	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/interceptors/chaos"
+	"github.com/failsoft/failsoft/interceptors/logging"
+	"github.com/failsoft/failsoft/interceptors/observe"
 	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
 )
 
@@ -30,12 +31,20 @@ type Options struct {
 	AdminAddr string
 	// LedgerPath is the bbolt file of the ledger.
 	LedgerPath string
-	// Chaos injects faults; nil injects none.
-	Chaos *chaos.Chaos
+	// Chaos injects faults into the payment service; nil injects none.
+	// Its control endpoint is served at /chaos on the admin address.
+	Chaos *chaos.Injector
+	// ChaosSecret, when set, is the shared secret the control endpoint
+	// requires; without one it answers loopback peers only.
+	ChaosSecret string
 	// Log receives the server's log; nil discards it.
 	Log *slog.Logger
 	// TracerProvider makes the server spans; nil for none.
 	TracerProvider trace.TracerProvider
+	// MeterProvider records the server's metrics; nil for none.
+	MeterProvider metric.MeterProvider
+	// Metrics, when set, is served at /metrics on the admin address.
+	Metrics http.Handler
 	// Redis, when set, keeps the idempotency interceptor's outcomes in
 	// Redis (a redis:// URL) instead of in memory.
 	Redis string
@@ -54,17 +63,13 @@ type Server struct {
 	alis       net.Listener
 	ledger     *ledger.Ledger
 	svc        *service
-	chaos      *chaos.Chaos
+	chaos      *chaos.Injector
 	log        *slog.Logger
 	done       chan error
 	adone      chan struct{}
 	keys       keyEvents
 	closeStore func() error
 }
-
-// paymentsPrefix selects the methods chaos applies to: the payment service,
-// never the health service.
-const paymentsPrefix = "/" + "payments.v1.PaymentService" + "/"
 
 // Start opens the ledger, listens, and serves until Stop.
 func Start(o Options) (*Server, error) {
@@ -78,7 +83,24 @@ func Start(o Options) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Chaos == nil {
-		o.Chaos, _ = chaos.New(chaos.Config{}, 1, nil)
+		var err error
+		if o.Chaos, err = chaos.New(); err != nil {
+			return nil, err
+		}
+	}
+	var controlOpts []chaos.ControlOption
+	if o.ChaosSecret != "" {
+		controlOpts = append(controlOpts, chaos.WithSecret(o.ChaosSecret))
+	}
+	control, err := o.Chaos.Handler(controlOpts...)
+	if err != nil {
+		return nil, err
+	}
+	// Key conflicts and store failures go to the server's log, with the
+	// caller's trace ID.
+	logObs, err := logging.New(o.Log)
+	if err != nil {
+		return nil, err
 	}
 	l, err := ledger.Open(o.LedgerPath)
 	if err != nil {
@@ -104,14 +126,7 @@ func Start(o Options) (*Server, error) {
 	if o.NoLedgerDedup {
 		s.svc.dedup = ledger.DedupBatchItems
 	}
-	resolver := policy.Default()
-	applies := func(m string) bool { return strings.HasPrefix(m, paymentsPrefix) }
-	sideEffects := func(m string) bool {
-		p, err := resolver.Resolve(m)
-		return err != nil || p.Idempotency != policy.NoSideEffects
-	}
-	cu, cs := o.Chaos.Interceptors(applies, sideEffects)
-	sopts, closeStore, err := serverChain(o.TracerProvider, cu, cs, o.Redis, &s.keys)
+	sopts, closeStore, err := serverChain(o.TracerProvider, o.MeterProvider, o.Chaos, o.Redis, observe.Multi(&s.keys, logObs))
 	s.closeStore = closeStore
 	if err != nil {
 		lis.Close()
@@ -126,7 +141,10 @@ func Start(o Options) (*Server, error) {
 	s.health.SetServingStatus(paymentsv1.PaymentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	mux := http.NewServeMux()
-	mux.Handle("/chaos", o.Chaos.Handler())
+	mux.Handle("/chaos", control)
+	if o.Metrics != nil {
+		mux.Handle("/metrics", o.Metrics)
+	}
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -142,7 +160,7 @@ func Start(o Options) (*Server, error) {
 			s.log.Error("admin endpoint failed", "err", err)
 		}
 	}()
-	s.log.Info("serving", "grpc", s.Addr(), "admin", "http://"+s.AdminAddr()+"/chaos", "ledger", o.LedgerPath, "chaos", o.Chaos.Config().String())
+	s.log.Info("serving", "grpc", s.Addr(), "admin", "http://"+s.AdminAddr()+"/chaos", "metrics", o.Metrics != nil, "ledger", o.LedgerPath, "chaos", o.Chaos.Config().String())
 	return s, nil
 }
 
@@ -153,7 +171,7 @@ func (s *Server) Addr() string { return s.lis.Addr().String() }
 func (s *Server) AdminAddr() string { return s.alis.Addr().String() }
 
 // Chaos returns the server's fault injector.
-func (s *Server) Chaos() *chaos.Chaos { return s.chaos }
+func (s *Server) Chaos() *chaos.Injector { return s.chaos }
 
 // Stats is what the server has done.
 type Stats struct {

@@ -3,7 +3,9 @@ package payserver
 import (
 	"context"
 	"io"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,16 +17,18 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/failsoft/failsoft/demo/internal/chaos"
+	demochaos "github.com/failsoft/failsoft/demo/internal/chaos"
+	"github.com/failsoft/failsoft/demo/internal/metrics"
+	"github.com/failsoft/failsoft/interceptors/chaos"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func start(t *testing.T, cfg chaos.Config) (*Server, paymentsv1.PaymentServiceClient, *grpc.ClientConn) {
+func start(t *testing.T, cfg demochaos.Config) (*Server, paymentsv1.PaymentServiceClient, *grpc.ClientConn) {
 	t.Helper()
-	ch, err := chaos.New(cfg, 1, nil)
+	ch, err := chaos.New(chaos.WithSeed(1), chaos.WithConfig(demochaos.Rules(cfg)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +56,7 @@ func withKey(key string) context.Context {
 }
 
 func TestChargeNeedsKeyAndChargesOncePerKey(t *testing.T) {
-	_, api, _ := start(t, chaos.Config{})
+	_, api, _ := start(t, demochaos.Config{})
 	req := &paymentsv1.ChargeRequest{OrderId: "o1", AmountMinor: 500, Currency: "EUR"}
 	if _, err := api.Charge(context.Background(), req); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("Charge without key: %v, want INVALID_ARGUMENT", err)
@@ -77,7 +81,7 @@ func TestChargeNeedsKeyAndChargesOncePerKey(t *testing.T) {
 // A lost response: the client sees UNAVAILABLE, the money moved, and the
 // retry with the same key gets the recorded payment.
 func TestLostResponseStillCommits(t *testing.T) {
-	srv, api, _ := start(t, chaos.Config{LostRate: 1})
+	srv, api, _ := start(t, demochaos.Config{LostRate: 1})
 	req := &paymentsv1.ChargeRequest{OrderId: "o1", AmountMinor: 500, Currency: "EUR"}
 	if _, err := api.Charge(withKey("k1"), req); status.Code(err) != codes.Unavailable {
 		t.Fatalf("Charge = %v, want UNAVAILABLE", err)
@@ -95,7 +99,7 @@ func TestLostResponseStillCommits(t *testing.T) {
 }
 
 func TestPushbackTrailer(t *testing.T) {
-	_, api, _ := start(t, chaos.Config{PushbackRate: 1, Pushback: 250 * time.Millisecond})
+	_, api, _ := start(t, demochaos.Config{PushbackRate: 1, Pushback: 250 * time.Millisecond})
 	var tr metadata.MD
 	_, err := api.GetPayment(context.Background(), &paymentsv1.GetPaymentRequest{PaymentId: "x"}, grpc.Trailer(&tr))
 	if status.Code(err) != codes.ResourceExhausted || len(tr.Get(chaos.PushbackTrailer)) != 1 || tr.Get(chaos.PushbackTrailer)[0] != "250" {
@@ -104,7 +108,7 @@ func TestPushbackTrailer(t *testing.T) {
 }
 
 func TestStreams(t *testing.T) {
-	_, api, conn := start(t, chaos.Config{})
+	_, api, conn := start(t, demochaos.Config{})
 	ctx := withKey("batch1")
 
 	// Client streaming: a batch is charged once per call key.
@@ -180,5 +184,78 @@ func TestStreams(t *testing.T) {
 	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: paymentsv1.PaymentService_ServiceDesc.ServiceName})
 	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v, %v", h, err)
+	}
+}
+
+// The client switches phases through the control endpoint: the rules
+// arrive whole, and the status shows what was injected.
+func TestChaosControl(t *testing.T) {
+	srv, api, _ := start(t, demochaos.Config{})
+	ctx := context.Background()
+	if err := demochaos.Post(ctx, srv.AdminAddr(), demochaos.UpdateFrom(demochaos.Config{Down: true})); err != nil {
+		t.Fatal(err)
+	}
+	var tr metadata.MD
+	_, err := api.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: "x"}, grpc.Trailer(&tr))
+	if status.Code(err) != codes.Unavailable || !chaos.IsInjected(err) || tr.Get(chaos.Trailer)[0] != chaos.KindOutage {
+		t.Fatalf("down: %v, trailer %v", err, tr)
+	}
+	bad := demochaos.UpdateFrom(demochaos.Config{ErrorRate: 2})
+	if err := demochaos.Post(ctx, srv.AdminAddr(), bad); err == nil || !strings.Contains(err.Error(), "error_rate 2 is outside") {
+		t.Fatalf("a bad rule: %v", err)
+	}
+	if err := demochaos.Post(ctx, srv.AdminAddr(), demochaos.UpdateFrom(demochaos.Config{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.GetPayment(ctx, &paymentsv1.GetPaymentRequest{PaymentId: "x"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("healthy again: %v", err)
+	}
+	var st Stats
+	if err := demochaos.Get(ctx, srv.AdminAddr(), "/stats", &st); err != nil || st.Chaos.Faults.Outage != 1 || st.Chaos.Config.Enabled {
+		t.Fatalf("stats %+v, %v", st.Chaos, err)
+	}
+}
+
+// /metrics on the admin address serves the server's failsoft metrics and
+// the chaos counter in the Prometheus format.
+func TestMetricsEndpoint(t *testing.T) {
+	mp, h, err := metrics.Setup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer metrics.Shutdown(context.Background(), mp)
+	ch, err := chaos.New(chaos.WithSeed(1), chaos.WithMeterProvider(mp),
+		chaos.WithConfig(demochaos.Rules(demochaos.Config{LostRate: 1})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Start(Options{LedgerPath: filepath.Join(t.TempDir(), "ledger.db"), Chaos: ch, MeterProvider: mp, Metrics: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(context.Background())
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	api := paymentsv1.NewPaymentServiceClient(conn)
+	req := &paymentsv1.ChargeRequest{OrderId: "o1", AmountMinor: 500, Currency: "EUR"}
+	if _, err := api.Charge(withKey("k1"), req); status.Code(err) != codes.Unavailable {
+		t.Fatalf("lost charge: %v", err)
+	}
+	if _, err := api.Charge(withKey("k1"), req); status.Code(err) != codes.Unavailable {
+		t.Fatalf("lost replay: %v", err)
+	}
+	resp, err := http.Get("http://" + srv.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`failsoft_chaos_faults_total{`, `failsoft_chaos_kind="lost"`, `failsoft_server_idempotency_replays_total{`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

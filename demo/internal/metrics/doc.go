@@ -1,0 +1,4 @@
+// Package metrics gives the demo programs an OpenTelemetry meter provider
+// whose metrics are served in the Prometheus text format, for a Prometheus
+// to scrape and for failsoft's alert rules (package alerts) to read.
+package metrics
