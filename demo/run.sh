@@ -158,7 +158,7 @@ if [[ "$KEEP" == 1 ]]; then
 	fi
 	say "server left running (pid $server_pid):"
 	echo "  gRPC     $grpc_addr"
-	echo "  chaos    curl -s http://$admin_addr/chaos    (POST JSON to change, e.g. -d '{\"down\":true}')"
+	echo "  chaos    curl -s http://$admin_addr/chaos    (POST JSON to change, e.g. -d '{\"enabled\":true,\"rules\":[{\"match\":\"/payments.v1.PaymentService/*\",\"down\":true}]}'; '{\"enabled\":false}' stops every fault)"
 	echo "  stats    curl -s http://$admin_addr/stats"
 	echo "  again    $DIR/client -server $grpc_addr -admin $admin_addr -outbox $DIR/outbox.db -duration 30s"
 	echo "  stop     kill $server_pid"
