@@ -327,13 +327,6 @@ func build(opts []Option) (*suite, error) {
 		return nil, err
 	}
 
-	// With a retry layer, the deadline layer leaves the deadlines it adds
-	// to unary calls for the retry layer to set on each attempt, with the
-	// attempt's own timeout: one context per attempt, not two.
-	deadlineKind := chain.Deadline
-	if rt != nil {
-		deadlineKind = chain.DeadlinePending
-	}
 	// A nil *telemetry.Interceptor in an interface is not nil: keep the
 	// list's "off" the same for every layer.
 	var telLayer any
@@ -352,7 +345,7 @@ func build(opts []Option) (*suite, error) {
 		v    any
 	}{
 		{chain.TelemetryCall, telLayer},
-		{deadlineKind, dl},
+		{chain.Deadline, dl},
 		{chain.Idempotency, key},
 		{chain.Fallback, fb},
 		{chain.Retry, rt},

@@ -185,14 +185,30 @@ type attemptKey struct{}
 
 // WithAttempt returns ctx carrying a.
 func WithAttempt(ctx context.Context, a Attempt) context.Context {
-	return context.WithValue(ctx, attemptKey{}, a)
+	return &attemptContext{Context: ctx, a: a}
+}
+
+// attemptContext carries an Attempt in one allocation (context.WithValue
+// would box the Attempt in a second one). It answers Value for the
+// attempt's key itself and leaves every other method to its parent, so
+// that contexts derived from it still find the parent's cancellation.
+type attemptContext struct {
+	context.Context
+	a Attempt
+}
+
+func (c *attemptContext) Value(key any) any {
+	if key == (attemptKey{}) {
+		return &c.a
+	}
+	return c.Context.Value(key)
 }
 
 // AttemptFrom returns the attempt set on ctx. A context without one is the
-// first and only attempt: {N: 1}.
+// first attempt, without a per-attempt timeout.
 func AttemptFrom(ctx context.Context) Attempt {
-	if a, ok := ctx.Value(attemptKey{}).(Attempt); ok {
-		return a
+	if a, ok := ctx.Value(attemptKey{}).(*Attempt); ok {
+		return *a
 	}
 	return Attempt{N: 1}
 }

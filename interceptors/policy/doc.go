@@ -18,7 +18,9 @@
 // Idempotency comes from the standard `option idempotency_level`, unless a
 // failsoft option sets `idempotency`. A method is retried only when it is
 // IDEMPOTENT or NO_SIDE_EFFECTS, or when it requires an idempotency key and
-// the call carries one; it is hedged only when it has NO_SIDE_EFFECTS. A
+// the call carries one, whatever its idempotency level says (the server
+// deduplicates by the key, so a NOT_IDEMPOTENT method that requires a key
+// is retried with it); it is hedged only when it has NO_SIDE_EFFECTS. A
 // method whose descriptor is not linked into the binary, or that says
 // nothing, is not idempotent: it is never retried beyond what gRPC does
 // transparently, while deadlines, breakers and tracing still apply.

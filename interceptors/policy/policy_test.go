@@ -441,3 +441,29 @@ func FuzzMethodPolicy(f *testing.F) {
 		}
 	})
 }
+
+// TestRetryableWithKey: a method that requires an idempotency key is
+// retried when the call carries one, whatever its idempotency level says,
+// and never without one unless the level alone allows it.
+func TestRetryableWithKey(t *testing.T) {
+	for _, tc := range []struct {
+		idem           policy.Idempotency
+		requiresKey    bool
+		noKey, withKey bool
+	}{
+		{policy.NotIdempotent, true, false, true},
+		{policy.Unknown, true, false, true},
+		{policy.Idempotent, true, true, true},
+		{policy.NotIdempotent, false, false, false},
+		{policy.Unknown, false, false, false},
+		{policy.NoSideEffects, false, true, true},
+	} {
+		p := &policy.Policy{Idempotency: tc.idem, RequiresKey: tc.requiresKey, Retry: policy.Retry{MaxAttempts: 3}}
+		if got := p.Retryable(false); got != tc.noKey {
+			t.Errorf("%v, requires key %v: Retryable(no key) = %v, want %v", tc.idem, tc.requiresKey, got, tc.noKey)
+		}
+		if got := p.Retryable(true); got != tc.withKey {
+			t.Errorf("%v, requires key %v: Retryable(key) = %v, want %v", tc.idem, tc.requiresKey, got, tc.withKey)
+		}
+	}
+}

@@ -137,17 +137,6 @@ type Resolver struct {
 	cfg   config
 	cache atomic.Pointer[map[string]entry]
 	mu    sync.Mutex // serialises cache writers
-	// recent finds a method's entry without hashing its whole name: a
-	// slot, picked by a cheap hash of a few bytes, keeps the first method
-	// stored in it, so two methods sharing a slot never make a call
-	// allocate. Generated code passes method names as constants, so the
-	// name comparison is usually a pointer comparison.
-	recent [64]atomic.Pointer[recentEntry]
-}
-
-type recentEntry struct {
-	method string
-	entry
 }
 
 type entry struct {
@@ -211,30 +200,10 @@ func Default() *Resolver {
 // together with an *Error, so that a caller can fail the call or log and
 // proceed; it never silently ignores the problem.
 func (r *Resolver) Resolve(fullMethod string) (*Policy, error) {
-	slot := r.slot(fullMethod)
-	if e := slot.Load(); e != nil && e.method == fullMethod {
+	if e, ok := (*r.cache.Load())[fullMethod]; ok {
 		return e.p, e.err
 	}
-	e, ok := (*r.cache.Load())[fullMethod]
-	if !ok {
-		e.p, e.err = r.resolveSlow(fullMethod)
-	}
-	if slot.Load() == nil {
-		slot.CompareAndSwap(nil, &recentEntry{method: fullMethod, entry: e})
-	}
-	return e.p, e.err
-}
-
-func (r *Resolver) slot(method string) *atomic.Pointer[recentEntry] {
-	return &r.recent[r.slotIndex(method)]
-}
-
-func (r *Resolver) slotIndex(method string) int {
-	n := len(method)
-	if n < 2 {
-		return 0
-	}
-	return int((uint(n)*131 + uint(method[n-1])*31 + uint(method[n-2])*7 + uint(method[n/2])) % uint(len(r.recent)))
+	return r.resolveSlow(fullMethod)
 }
 
 func (r *Resolver) resolveSlow(fullMethod string) (*Policy, error) {
