@@ -177,7 +177,7 @@ type Attempt struct {
 	N             int           // 1 for the first attempt
 	Hedge         bool          // sent as a hedge
 	Backoff       time.Duration // waited before this attempt
-	BackoffReason string        // "policy" or "pushback"
+	BackoffReason string        // "policy", "pushback" or "hedge"; "" for the first attempt
 	Timeout       time.Duration // per-attempt timeout, zero if none
 }
 

@@ -467,3 +467,27 @@ func TestRetryableWithKey(t *testing.T) {
 		}
 	}
 }
+
+// TestWithMethodUnknown: a policy for a method that its registered service
+// does not have is refused, naming the method; methods of services that
+// are not registered are accepted.
+func TestWithMethodUnknown(t *testing.T) {
+	p := &failsoftv1.MethodPolicy{Timeout: durationpb.New(time.Second)}
+	for _, tc := range []struct {
+		method  string
+		wantErr string
+	}{
+		{"/failsoft.policytest.v1.PlainService/Pnig", `policy.WithMethod("/failsoft.policytest.v1.PlainService/Pnig"): service failsoft.policytest.v1.PlainService has no method Pnig`},
+		{"/failsoft.policytest.v1.PingRequest/Ping", "not a service"},
+		{"/failsoft.policytest.v1.PlainService/Plain", ""},
+		{"/elsewhere.v1.NotLinked/Anything", ""},
+	} {
+		_, err := policy.New(policy.WithMethod(tc.method, p))
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.method, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: error %v, want one with %q", tc.method, err, tc.wantErr)
+		}
+	}
+}

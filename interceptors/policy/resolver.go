@@ -167,6 +167,9 @@ func New(opts ...Option) (*Resolver, error) {
 		if err := validate(name, p, idempotencyOf(p, Unknown)); err != nil {
 			errs = append(errs, err)
 		}
+		if err := r.known(name); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -174,6 +177,28 @@ func New(opts ...Option) (*Resolver, error) {
 	empty := map[string]entry{}
 	r.cache.Store(&empty)
 	return r, nil
+}
+
+// known returns an error when fullMethod names a method that its service,
+// registered in the resolver's files, does not have: a misspelt name would
+// otherwise be a policy that silently never applies. Methods of services
+// that are not registered are accepted: their descriptors may be linked
+// later, or never (a policy in code for a service the user cannot
+// annotate).
+func (r *Resolver) known(fullMethod string) error {
+	service, method, _ := SplitMethod(fullMethod)
+	d, err := r.cfg.files.FindDescriptorByName(protoreflect.FullName(service))
+	if err != nil {
+		return nil
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	switch {
+	case !ok:
+		return fmt.Errorf("policy.WithMethod(%q): %s is a %T, not a service", fullMethod, service, d)
+	case sd.Methods().ByName(protoreflect.Name(method)) == nil:
+		return fmt.Errorf("policy.WithMethod(%q): service %s has no method %s", fullMethod, service, method)
+	}
+	return nil
 }
 
 var (

@@ -1,9 +1,11 @@
 package retry_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -285,5 +287,42 @@ func TestHedgeQuantileDelay(t *testing.T) {
 	}
 	if hs := e.obs.of(observe.Hedge); len(hs) != 1 || hs[0].Duration != time.Nanosecond {
 		t.Errorf("hedges = %+v", hs)
+	}
+}
+
+// TestHedgeAttemptsOnContext: the first attempt of a hedged call carries no
+// backoff (it waited for nothing); a hedge carries its delay and "hedge".
+func TestHedgeAttemptsOnContext(t *testing.T) {
+	var mu sync.Mutex
+	var seen []observe.Attempt
+	record := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		mu.Lock()
+		seen = append(seen, observe.AttemptFrom(ctx))
+		mu.Unlock()
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	e := newEnv(t, envOpts{unary: []grpc.UnaryClientInterceptor{record}})
+	h := newHedgeServer(e, func(c *serverCall) (*pb.PingResponse, error) {
+		if c.n == 1 {
+			return hang(c)
+		}
+		return reply(c)
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.invoke(within(t, 10*time.Second), mHedged, "x")
+		done <- err
+	}()
+	<-h.arrived
+	e.clock.BlockUntil(1)
+	e.clock.Advance(100 * time.Millisecond)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []observe.Attempt{{N: 1}, {N: 2, Hedge: true, Backoff: 100 * time.Millisecond, BackoffReason: "hedge"}}
+	if !slices.Equal(seen, want) {
+		t.Errorf("attempts on the context = %+v, want %+v", seen, want)
 	}
 }
