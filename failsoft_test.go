@@ -222,3 +222,21 @@ func TestOneSuiteKeepsCallOptions(t *testing.T) {
 		t.Fatalf("%d calls reached the server, want 3", srv.calls.Load())
 	}
 }
+
+// TestWithLoadBalancingErrors: a load-balancing config that is not a JSON
+// list of policies, or one given twice, is refused naming the option.
+func TestWithLoadBalancingErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []failsoft.Option
+		want string
+	}{
+		{"not JSON", []failsoft.Option{failsoft.WithLoadBalancing("round_robin")}, "failsoft.WithLoadBalancing"},
+		{"empty list", []failsoft.Option{failsoft.WithLoadBalancing("[]")}, "failsoft.WithLoadBalancing"},
+		{"twice", []failsoft.Option{failsoft.WithLoadBalancing(""), failsoft.WithLoadBalancing("")}, "given twice"},
+	} {
+		if _, err := failsoft.DialOptions(tc.opts...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want one with %q", tc.name, err, tc.want)
+		}
+	}
+}

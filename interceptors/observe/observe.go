@@ -160,11 +160,9 @@ type Selector interface {
 // Wants reports whether o would use an event of kind k on ctx: false for a
 // nil o, and true for an observer that is not a Selector.
 func Wants(ctx context.Context, o Observer, k Kind) bool {
-	return o != nil && wants(ctx, o, k) // inlined: most calls have no observer
-}
-
-//go:noinline
-func wants(ctx context.Context, o Observer, k Kind) bool {
+	if o == nil {
+		return false
+	}
 	if s, ok := o.(Selector); ok {
 		return s.Wants(ctx, k)
 	}

@@ -236,14 +236,21 @@ func (e localSendError) Error() string { return e.err.Error() }
 // inside a.cs.RecvMsg.
 func (s *retryStream) probe(a *streamAttempt) error {
 	var m emptypb.Empty // keeps the message's fields as unknown fields
-	err := a.cs.RecvMsg(&m)
+	return s.probed(a, &m, a.cs.RecvMsg(&m))
+}
+
+// probed settles what probing attempt a found: a response message (kept
+// for the caller, committing the stream), the stream's end (io.EOF), or
+// the attempt's error, which it returns for the caller to judge.
+func (s *retryStream) probed(a *streamAttempt, m *emptypb.Empty, err error) error {
 	switch err {
 	case nil:
-		b, merr := proto.Marshal(&m)
-		if merr != nil {
-			return status.Error(codes.Internal, merr.Error())
-		}
 		s.cur = a
+		b, merr := proto.Marshal(m)
+		if merr != nil {
+			s.failLocked(status.Error(codes.Internal, "failsoft: retry: keeping a response: "+merr.Error()))
+			return nil
+		}
 		s.pending = b
 		s.special.Store(true)
 		s.commitLocked("")
@@ -365,22 +372,7 @@ func (s *retryStream) probeUnlocked(a *streamAttempt) error {
 	s.mu.Lock()
 	s.busy = false
 	s.cond.Broadcast()
-	switch err {
-	case nil:
-		b, merr := proto.Marshal(&m)
-		if merr != nil {
-			s.failLocked(status.Error(codes.Internal, merr.Error()))
-			return nil
-		}
-		s.pending = b
-		s.special.Store(true)
-		s.commitLocked("")
-		return nil
-	case io.EOF:
-		s.failLocked(io.EOF)
-		return nil
-	}
-	return err
+	return s.probed(a, &m, err)
 }
 
 // Trailer returns the trailer of the current attempt.
