@@ -154,3 +154,28 @@ func TestSustainedOutage(t *testing.T) {
 		t.Errorf("without a budget: %.3f attempts per call, want 3", without)
 	}
 }
+
+// TestBudgetRefundsStreams: a stream retry that gets a response through
+// gives its token back, as a unary retry that succeeds does: one token pays
+// for any number of them.
+func TestBudgetRefundsStreams(t *testing.T) {
+	e := newEnv(t, envOpts{retry: []retry.Option{retry.WithBudget(retry.Budget{Ratio: 0.01, MinPerSecond: 0.1, TTL: 10 * time.Second})}})
+	e.b.stream = func(c *serverCall) error {
+		if len(metadata.ValueFromIncomingContext(c.ctx, retry.AttemptMetadata)) == 0 {
+			return fail(codes.Unavailable)
+		}
+		return c.stream.SendMsg(&pb.PingResponse{Payload: "ok"})
+	}
+	for i := range 5 {
+		s, err := pb.NewTunedServiceClient(e.cc).Watch(within(t, 10*time.Second), &pb.PingRequest{Payload: "w"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := s.Recv(); err != nil || out.GetPayload() != "ok" {
+			t.Fatalf("stream %d: %v, %v", i, out, err)
+		}
+	}
+	if n := e.b.count(mWatch); n != 10 {
+		t.Errorf("%d attempts for 5 streams, want 10 (every stream retried once)", n)
+	}
+}

@@ -270,6 +270,11 @@ func (s *retryStream) commitLocked(reason string) {
 	}
 	s.buf, s.bufSize, s.inline[0] = nil, 0, nil
 	s.cur.timer.disarm()
+	if reason == "" && s.final == nil {
+		// A response reached the caller: a retry that got this far did
+		// its call's work, and gets its budget token back.
+		s.c.succeeded()
+	}
 	s.committed.Store(true)
 	s.cond.Broadcast()
 	if reason != "" && s.c.ic.obs != nil {
