@@ -258,9 +258,24 @@ func layerOf[O any, L any](name string, l *layer[O], onByDefault bool, shared []
 	}
 	built, err := newLayer(append(shared, l.opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("failsoft: %s layer: %w", name, err)
+		return nil, layerError("failsoft: "+name+" layer", err)
 	}
 	return built, nil
+}
+
+// layerError prefixes a layer's construction error with where it comes
+// from: each of its errors, when the layer joined several, so that every
+// line of the message names the layer.
+func layerError(prefix string, err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := j.Unwrap()
+		out := make([]error, len(errs))
+		for i, e := range errs {
+			out[i] = fmt.Errorf("%s: %w", prefix, e)
+		}
+		return errors.Join(out...)
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
 }
 
 // DialOptions returns the dial options that install the failsoft client
@@ -335,7 +350,7 @@ func build(opts []Option) (*suite, error) {
 		var err error
 		tel, err = telemetry.New(append([]telemetry.Option{telemetry.WithClock(c.clock)}, c.telemetry.opts...)...)
 		if err != nil {
-			return nil, fmt.Errorf("failsoft: telemetry layer: %w", err)
+			return nil, layerError("failsoft: telemetry layer", err)
 		}
 		if tel.Enabled() {
 			c.observer = observe.Multi(tel, c.observer)
