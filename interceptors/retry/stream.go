@@ -307,7 +307,8 @@ func (s *retryStream) end(err error) error {
 		return err
 	}
 	if s.overflowed {
-		return c.stopped("buffer", newStopError("buffer", a.n, c.target, err, strconv.Itoa(s.limit)))
+		// RetryStopped was reported when the stream committed.
+		return newStopError("buffer", a.n, c.target, err, strconv.Itoa(s.limit))
 	}
 	if c.ic.obs != nil {
 		c.event(c.ctx, observe.Event{Kind: observe.RetryStopped, Attempt: a.n, Reason: "committed", Err: err})

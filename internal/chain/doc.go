@@ -34,8 +34,9 @@
 //     (the retry layer's attempts, or the chain's end) puts it on that
 //     context, so grpc-go always sees it; layers read it with DeadlineOf.
 //   - MayRetry: written by the retry layer only, before each attempt: a
-//     failure of this attempt with a retryable code would be retried.
-//     The breaker reads it to count logical calls, not attempts.
+//     failure of this attempt with a retryable code would be retried
+//     (false when no retry layer runs). The breaker reads it to count
+//     logical calls, not attempts.
 //
 // The attempt itself (number, hedge, backoff, per-attempt timeout) travels
 // on the context as an observe.Attempt, so that user interceptors after the
