@@ -31,7 +31,11 @@
 //
 // # Validation
 //
-// Policies given in code are checked by New. Proto options are checked on a
+// Policies given in code are checked by New, and so are their names: a
+// WithMethod for a method its registered service lacks, or a WithService
+// for a service its registered package lacks, is an error (a misspelt name
+// would be a policy that never applies); names in packages that are not
+// registered are accepted. Proto options are checked on a
 // method's first Resolve, which then returns the conservative policy and an
 // *Error naming the method and field; Validate checks every method at once,
 // for use at start-up.

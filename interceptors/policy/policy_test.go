@@ -491,3 +491,27 @@ func TestWithMethodUnknown(t *testing.T) {
 		}
 	}
 }
+
+// TestWithServiceUnknown: a policy for a service that its registered
+// package lacks is refused, naming the service; services of packages that
+// are not registered are accepted.
+func TestWithServiceUnknown(t *testing.T) {
+	p := &failsoftv1.MethodPolicy{Timeout: durationpb.New(time.Second)}
+	for _, tc := range []struct {
+		service string
+		wantErr string
+	}{
+		{"failsoft.policytest.v1.PlainServic", `policy.WithService("failsoft.policytest.v1.PlainServic"): package failsoft.policytest.v1 has no service PlainServic`},
+		{"failsoft.policytest.v1.PingRequest", "not a service"},
+		{"failsoft.policytest.v1.PlainService", ""},
+		{"elsewhere.v1.NotLinked", ""},
+	} {
+		_, err := policy.New(policy.WithService(tc.service, p))
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.service, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: error %v, want one with %q", tc.service, err, tc.wantErr)
+		}
+	}
+}

@@ -162,6 +162,9 @@ func New(opts ...Option) (*Resolver, error) {
 		if err := validate(name, p, idempotencyOf(p, Unknown)); err != nil {
 			errs = append(errs, err)
 		}
+		if err := r.knownService(name); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for name, p := range r.cfg.methods {
 		if err := validate(name, p, idempotencyOf(p, Unknown)); err != nil {
@@ -197,6 +200,25 @@ func (r *Resolver) known(fullMethod string) error {
 		return fmt.Errorf("policy.WithMethod(%q): %s is a %T, not a service", fullMethod, service, d)
 	case sd.Methods().ByName(protoreflect.Name(method)) == nil:
 		return fmt.Errorf("policy.WithMethod(%q): service %s has no method %s", fullMethod, service, method)
+	}
+	return nil
+}
+
+// knownService returns an error when service is not a service of the
+// resolver's files although its package is registered there: a misspelt
+// name would otherwise be a policy that silently never applies. Services
+// of packages that are not registered are accepted, as in known.
+func (r *Resolver) knownService(service string) error {
+	d, err := r.cfg.files.FindDescriptorByName(protoreflect.FullName(service))
+	if err == nil {
+		if _, ok := d.(protoreflect.ServiceDescriptor); !ok {
+			return fmt.Errorf("policy.WithService(%q): %s is a %T, not a service", service, service, d)
+		}
+		return nil
+	}
+	pkg := protoreflect.FullName(service).Parent()
+	if pkg != "" && r.cfg.files.NumFilesByPackage(pkg) > 0 {
+		return fmt.Errorf("policy.WithService(%q): package %s has no service %s", service, pkg, protoreflect.FullName(service).Name())
 	}
 	return nil
 }
