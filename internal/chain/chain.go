@@ -119,9 +119,9 @@ type UnaryNext struct {
 	State
 }
 
-// FinalUnary is what follows a layer used alone as a gRPC interceptor:
+// finalUnary is what follows a layer used alone as a gRPC interceptor:
 // grpc-go's invoker.
-func FinalUnary(final grpc.UnaryInvoker) UnaryNext {
+func finalUnary(final grpc.UnaryInvoker) UnaryNext {
 	return UnaryNext{final: final}
 }
 
@@ -169,9 +169,9 @@ type StreamNext struct {
 	State
 }
 
-// FinalStream is what follows a layer used alone as a gRPC interceptor:
+// finalStream is what follows a layer used alone as a gRPC interceptor:
 // grpc-go's streamer.
-func FinalStream(final grpc.Streamer) StreamNext {
+func finalStream(final grpc.Streamer) StreamNext {
 	return StreamNext{final: final}
 }
 
@@ -231,14 +231,14 @@ func Interceptors(u Unary, s Stream) (grpc.UnaryClientInterceptor, grpc.StreamCl
 // UnaryInterceptor returns a unary layer as a gRPC interceptor.
 func UnaryInterceptor(u Unary) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		return u.Unary(ctx, method, req, reply, cc, FinalUnary(invoker), opts...)
+		return u.Unary(ctx, method, req, reply, cc, finalUnary(invoker), opts...)
 	}
 }
 
 // StreamInterceptor returns a stream layer as a gRPC interceptor.
 func StreamInterceptor(s Stream) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		return s.Stream(ctx, desc, cc, method, FinalStream(streamer), opts...)
+		return s.Stream(ctx, desc, cc, method, finalStream(streamer), opts...)
 	}
 }
 

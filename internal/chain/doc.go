@@ -18,8 +18,8 @@
 // Each layer gets its successor as a Next value, passed by value and never
 // allocated: grpc-go's own chaining would allocate a closure per layer on
 // every call. Each layer package implements its layer once, in this form;
-// its public interceptor runs it alone with FinalUnary or FinalStream, and
-// it behaves the same there as inside the suite.
+// its public interceptor runs it alone with UnaryInterceptor or
+// StreamInterceptor, and it behaves the same there as inside the suite.
 //
 // # What a call carries: State
 //
