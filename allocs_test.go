@@ -19,8 +19,10 @@ import (
 // TestSuiteAllocs pins what the whole suite adds to a call whose first
 // attempt succeeds: nothing when the caller's deadline is the earliest, and
 // one deadline context otherwise, even when the policy gives both a call
-// timeout and a per-attempt timeout. The layers themselves, their chaining
-// and the attempt bookkeeping allocate nothing.
+// timeout and a per-attempt timeout. An attempt with a timeout of its own
+// carries it on its context (observe.Attempt, one allocation), so that
+// interceptors after the suite see it. The layers themselves and their
+// chaining allocate nothing. The cost ceiling is six allocations.
 func TestSuiteAllocs(t *testing.T) {
 	cc, err := grpc.NewClient("passthrough:///allocs", grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -31,6 +33,8 @@ func TestSuiteAllocs(t *testing.T) {
 		_, cancel := context.WithDeadline(context.Background(), time.Now().Add(time.Second))
 		cancel()
 	})
+	// The attempt's observe.Attempt on its context.
+	withAttempt := oneContext + 1
 	noopTelemetry := WithTelemetry(
 		telemetry.WithTracerProvider(tracenoop.NewTracerProvider()),
 		telemetry.WithMeterProvider(metricnoop.NewMeterProvider()),
@@ -46,13 +50,13 @@ func TestSuiteAllocs(t *testing.T) {
 	}{
 		{"caller deadline earliest", nil, policytestv1.PlainService_Idempotent_FullMethodName, time.Hour, nil, 0},
 		{"default timeout added", nil, policytestv1.PlainService_Idempotent_FullMethodName, 0, nil, oneContext},
-		{"policy and per-attempt timeouts", nil, policytestv1.TunedService_Override_FullMethodName, 0, nil, oneContext},
-		{"policy and per-attempt timeouts, no-op telemetry", []Option{noopTelemetry}, policytestv1.TunedService_Override_FullMethodName, 0, nil, oneContext},
+		{"policy and per-attempt timeouts", nil, policytestv1.TunedService_Override_FullMethodName, 0, nil, withAttempt},
+		{"policy and per-attempt timeouts, no-op telemetry", []Option{noopTelemetry}, policytestv1.TunedService_Override_FullMethodName, 0, nil, withAttempt},
 		{"not idempotent", nil, policytestv1.TunedService_Inherit_FullMethodName, 0, nil, oneContext},
-		{"without telemetry", []Option{WithoutTelemetry()}, policytestv1.TunedService_Override_FullMethodName, 0, nil, oneContext},
+		{"without telemetry", []Option{WithoutTelemetry()}, policytestv1.TunedService_Override_FullMethodName, 0, nil, withAttempt},
 		{"without retry", []Option{WithoutRetry()}, policytestv1.TunedService_Override_FullMethodName, 0, nil, oneContext},
 		// Generated client code passes grpc.StaticMethod on every call.
-		{"generated client", nil, policytestv1.TunedService_Override_FullMethodName, 0, []grpc.CallOption{grpc.StaticMethod()}, oneContext},
+		{"generated client", nil, policytestv1.TunedService_Override_FullMethodName, 0, []grpc.CallOption{grpc.StaticMethod()}, withAttempt},
 		{"generated client, caller deadline earliest", nil, policytestv1.PlainService_Idempotent_FullMethodName, time.Hour, []grpc.CallOption{grpc.StaticMethod()}, 0},
 		{"generated client without retry", []Option{WithoutRetry()}, policytestv1.TunedService_Override_FullMethodName, 0, []grpc.CallOption{grpc.StaticMethod()}, oneContext},
 	} {
@@ -73,8 +77,8 @@ func TestSuiteAllocs(t *testing.T) {
 					t.Fatal(err)
 				}
 			})
-			if got != tc.want {
-				t.Errorf("%v allocs per call, want %v (one deadline context: %v)", got, tc.want, oneContext)
+			if got != tc.want || got > 6 {
+				t.Errorf("%v allocs per call, want %v (one deadline context: %v), at most 6", got, tc.want, oneContext)
 			}
 		})
 	}

@@ -46,17 +46,19 @@
 // The layers are installed as one unary and one stream interceptor that
 // run them in that order. grpc-go's own chaining would wrap each layer's
 // successor in a new closure on every call; here a layer hands the call on
-// by value, so running the layers allocates nothing. Layers share what
-// they learned about the call (the resolved policy, the attempt) the same
-// way instead of through context values.
+// by value, so running the layers allocates nothing. What the layers tell
+// each other about a call (its policy, its deadline, whether a failed
+// attempt would be retried) is written down in internal/chain, each item
+// with one writer.
 //
 // The deadline layer does not put the deadline it adds to a unary call on
-// the call's context: it hands it to the retry layer, which sets it on each
-// attempt's context together with the attempt's own timeout, whichever is
-// earlier. A call whose first attempt succeeds then costs one deadline
-// context, not one for the call and one for the attempt. Everything below
-// the retry layer, your interceptors included, sees the deadline on the
-// context as usual.
+// the call's context: the retry layer sets it on each attempt's context
+// together with the attempt's own timeout, whichever is earlier, and the
+// chain's end sets it when no retry layer runs. A call whose first attempt
+// succeeds then costs one deadline context, not one for the call and one
+// for the attempt. Everything below the retry layer, your interceptors
+// included, sees the deadline on the context as usual, and the attempt
+// (number, backoff, per-attempt timeout) with observe.AttemptFrom.
 //
 // Each layer can be configured (WithDeadline, WithThrottle, ...) or
 // switched off (WithoutDeadline, WithoutThrottle, ...). The resolver,
@@ -73,11 +75,28 @@
 // as it does without failsoft; use the suite's telemetry layer for the
 // call span over all attempts.
 //
-// # What DialOptions turns off
+// # What DialOptions turns off, and on
 //
 // grpc-go's service-config retries (grpc.WithDisableRetry): with both on,
 // attempts would multiply. gRPC's transparent retries of calls that never
 // reached the server stay on.
+//
+// Round-robin load balancing (DefaultLoadBalancing), given as the default
+// service config: grpc-go's own default, pick_first, sends every attempt
+// of a call to the same backend, so a retry could never escape a bad host.
+// With round_robin a retry goes to the next backend; against one broken
+// backend of three, every call succeeds at 1.5 attempts per call (a test
+// pins it). WithLoadBalancing sets another policy, or "" for grpc-go's
+// default; a service config from the name resolver wins over both.
+//
+// grpc-go's outlier detection (gRFC A50), which would also take a backend
+// that keeps failing out of rotation and probe it back, is not wired in:
+// grpc-go registers its balancer ("outlier_detection_experimental") only
+// from the google.golang.org/grpc/xds package, which would link the xDS
+// client and Envoy's API protos into every program that uses failsoft.
+// Programs that already import it can ask for it with WithLoadBalancing,
+// for example
+// `[{"outlier_detection_experimental":{"interval":"1s","baseEjectionTime":"10s","maxEjectionPercent":50,"failurePercentageEjection":{"threshold":50,"enforcementPercentage":100,"minimumHosts":2,"requestVolume":10},"childPolicy":[{"round_robin":{}}]}}]`.
 //
 // # Misconfiguration
 //

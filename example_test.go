@@ -1,6 +1,7 @@
 package failsoft_test
 
 import (
+	"fmt"
 	"log"
 	"time"
 
@@ -45,4 +46,24 @@ func ExampleServerOptions() {
 	// key are now deduplicated by it.
 
 	// Output:
+}
+
+func ExampleWithLoadBalancing() {
+	// Each client keeps one backend, picked at random, instead of
+	// round_robin, the suite's default.
+	suite, err := failsoft.DialOptions(failsoft.WithLoadBalancing(`[{"pick_first":{"shuffleAddressList":true}}]`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.NewClient("dns:///payments.internal:443",
+		append(suite, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	_, err = failsoft.DialOptions(failsoft.WithLoadBalancing(`round_robin`))
+	fmt.Println(err)
+	// Output:
+	// failsoft.WithLoadBalancing("round_robin"): want a JSON list of one-key objects such as [{"round_robin":{}}]
 }

@@ -2,6 +2,7 @@ package failsoft
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -42,6 +43,7 @@ type config struct {
 	resolver *policy.Resolver
 	observer observe.Observer
 	clock    clock.Clock
+	lb       *string // nil: DefaultLoadBalancing
 
 	telemetry layer[telemetry.Option]
 	deadline  layer[deadline.Option]
@@ -91,6 +93,34 @@ func WithResolver(r *policy.Resolver) Option {
 			return errors.New("failsoft.WithResolver: given twice")
 		}
 		c.resolver = r
+		return nil
+	}
+}
+
+// DefaultLoadBalancing is the load-balancing config DialOptions gives a
+// connection unless WithLoadBalancing says otherwise: round_robin, so that
+// calls spread over every backend the name resolves to and a retry lands
+// on another backend than the attempt that failed (grpc-go's own default,
+// pick_first, sends every attempt to the same one).
+const DefaultLoadBalancing = `[{"round_robin":{}}]`
+
+// WithLoadBalancing sets the connection's load-balancing config: the JSON
+// value of a service config's "loadBalancingConfig", such as
+// `[{"least_request_experimental":{}}]`, or "" to leave grpc-go's default
+// (pick_first). A service config from the name resolver still wins, as it
+// does over any default service config.
+func WithLoadBalancing(lb string) Option {
+	return func(c *config) error {
+		if c.lb != nil {
+			return errors.New("failsoft.WithLoadBalancing: given twice")
+		}
+		if lb != "" {
+			var v []map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(lb), &v); err != nil || len(v) == 0 {
+				return fmt.Errorf("failsoft.WithLoadBalancing(%q): want a JSON list of one-key objects such as %s", lb, DefaultLoadBalancing)
+			}
+		}
+		c.lb = &lb
 		return nil
 	}
 }
@@ -217,6 +247,7 @@ type suite struct {
 	// that tells them apart.
 	noKey    *chain.Unaries
 	resolver *policy.Resolver
+	lb       string // the load-balancing config; "": grpc-go's default
 }
 
 // layerOf builds a layer from the suite's shared options followed by the
@@ -227,9 +258,24 @@ func layerOf[O any, L any](name string, l *layer[O], onByDefault bool, shared []
 	}
 	built, err := newLayer(append(shared, l.opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("failsoft: %s layer: %w", name, err)
+		return nil, layerError("failsoft: "+name+" layer", err)
 	}
 	return built, nil
+}
+
+// layerError prefixes a layer's construction error with where it comes
+// from: each of its errors, when the layer joined several, so that every
+// line of the message names the layer.
+func layerError(prefix string, err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := j.Unwrap()
+		out := make([]error, len(errs))
+		for i, e := range errs {
+			out[i] = fmt.Errorf("%s: %w", prefix, e)
+		}
+		return errors.Join(out...)
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
 }
 
 // DialOptions returns the dial options that install the failsoft client
@@ -246,11 +292,15 @@ func DialOptions(opts ...Option) ([]grpc.DialOption, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []grpc.DialOption{
+	dopts := []grpc.DialOption{
 		grpc.WithDisableRetry(),
 		grpc.WithChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.WithChainStreamInterceptor(s.streamInterceptor),
-	}, nil
+	}
+	if s.lb != "" {
+		dopts = append(dopts, grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":`+s.lb+`}`))
+	}
+	return dopts, nil
 }
 
 func (s *suite) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -300,7 +350,7 @@ func build(opts []Option) (*suite, error) {
 		var err error
 		tel, err = telemetry.New(append([]telemetry.Option{telemetry.WithClock(c.clock)}, c.telemetry.opts...)...)
 		if err != nil {
-			return nil, fmt.Errorf("failsoft: telemetry layer: %w", err)
+			return nil, layerError("failsoft: telemetry layer", err)
 		}
 		if tel.Enabled() {
 			c.observer = observe.Multi(tel, c.observer)
@@ -327,13 +377,6 @@ func build(opts []Option) (*suite, error) {
 		return nil, err
 	}
 
-	// With a retry layer, the deadline layer leaves the deadlines it adds
-	// to unary calls for the retry layer to set on each attempt, with the
-	// attempt's own timeout: one context per attempt, not two.
-	deadlineKind := chain.Deadline
-	if rt != nil {
-		deadlineKind = chain.DeadlinePending
-	}
 	// A nil *telemetry.Interceptor in an interface is not nil: keep the
 	// list's "off" the same for every layer.
 	var telLayer any
@@ -352,7 +395,7 @@ func build(opts []Option) (*suite, error) {
 		v    any
 	}{
 		{chain.TelemetryCall, telLayer},
-		{deadlineKind, dl},
+		{chain.Deadline, dl},
 		{chain.Idempotency, key},
 		{chain.Fallback, fb},
 		{chain.Retry, rt},
@@ -394,7 +437,10 @@ func build(opts []Option) (*suite, error) {
 		}
 		return u
 	}
-	s := &suite{unary: fold(unary), stream: chain.NewStreams(stream...), resolver: r}
+	s := &suite{unary: fold(unary), stream: chain.NewStreams(stream...), resolver: r, lb: DefaultLoadBalancing}
+	if c.lb != nil {
+		s.lb = *c.lb
+	}
 	if len(noKey) < len(unary) {
 		s.noKey = fold(noKey)
 	}

@@ -82,6 +82,7 @@ func TestDialOptionsErrors(t *testing.T) {
 		{"throttle twice", []failsoft.Option{failsoft.WithThrottle(), failsoft.WithThrottle()}, "throttle layer is configured twice"},
 		{"bad deadline value", []failsoft.Option{failsoft.WithDeadline(deadline.WithDefaultTimeout(-time.Second))}, "deadline layer"},
 		{"bad throttle value", []failsoft.Option{failsoft.WithThrottle(throttle.WithMultiplier(0.5))}, "throttle layer"},
+		{"two bad deadline values", []failsoft.Option{failsoft.WithDeadline(deadline.WithDefaultTimeout(-time.Second), deadline.WithMinBudget(-time.Second))}, "failsoft: deadline layer: deadline.WithMinBudget"},
 		{"nil resolver", []failsoft.Option{failsoft.WithResolver(nil)}, "WithResolver"},
 		{"nil observer", []failsoft.Option{failsoft.WithObserver(nil)}, "WithObserver"},
 		{"nil clock", []failsoft.Option{failsoft.WithClock(nil)}, "WithClock"},
@@ -89,6 +90,14 @@ func TestDialOptionsErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := failsoft.DialOptions(tc.opts...)
+			if err != nil {
+				// Every line of a layer's joined errors names the layer.
+				for _, line := range strings.Split(err.Error(), "\n") {
+					if !strings.HasPrefix(line, "failsoft") {
+						t.Errorf("error line %q does not say where it comes from", line)
+					}
+				}
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("DialOptions: err = %v, want it to contain %q", err, tc.want)
 			}
@@ -220,5 +229,23 @@ func TestOneSuiteKeepsCallOptions(t *testing.T) {
 	}
 	if srv.calls.Load() != 3 {
 		t.Fatalf("%d calls reached the server, want 3", srv.calls.Load())
+	}
+}
+
+// TestWithLoadBalancingErrors: a load-balancing config that is not a JSON
+// list of policies, or one given twice, is refused naming the option.
+func TestWithLoadBalancingErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []failsoft.Option
+		want string
+	}{
+		{"not JSON", []failsoft.Option{failsoft.WithLoadBalancing("round_robin")}, "failsoft.WithLoadBalancing"},
+		{"empty list", []failsoft.Option{failsoft.WithLoadBalancing("[]")}, "failsoft.WithLoadBalancing"},
+		{"twice", []failsoft.Option{failsoft.WithLoadBalancing(""), failsoft.WithLoadBalancing("")}, "given twice"},
+	} {
+		if _, err := failsoft.DialOptions(tc.opts...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want one with %q", tc.name, err, tc.want)
+		}
 	}
 }

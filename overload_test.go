@@ -335,35 +335,40 @@ func classOf(code codes.Code, pushback string) class {
 	return failure
 }
 
-// budgetModel is the retry budget: 0.1 token per call, 1 per second, 10 at
-// most, in thousandths of a token.
+// budgetModel is the retry budget with its defaults: over a window of 10
+// one-second slots, 0.1 token per call plus a floor of 1 per second (10
+// per window); a retry takes a token, a retry that succeeds gives it back.
 type budgetModel struct {
-	tokens  int64
-	last    time.Duration
-	started bool
+	started      bool
+	base         time.Duration
+	calls, spent map[int64]int64
 }
 
-func (b *budgetModel) deposit() {
-	if b.tokens < 10000 {
-		b.tokens += 100
+func (b *budgetModel) epoch(now time.Duration) int64 { return int64((now-b.base)/time.Second) + 1 }
+
+func (b *budgetModel) deposit(now time.Duration) {
+	if !b.started {
+		b.started, b.base = true, now
+		b.calls, b.spent = map[int64]int64{}, map[int64]int64{}
 	}
+	b.calls[b.epoch(now)]++
 }
 
 func (b *budgetModel) withdraw(now time.Duration) bool {
-	if !b.started {
-		b.started, b.last = true, now
-	} else if el := now - b.last; el > 0 {
-		if add := int64(el.Seconds() * 1000); add > 0 {
-			b.last = now
-			b.tokens = max(b.tokens, min(b.tokens+add, 10000))
-		}
+	e := b.epoch(now)
+	var calls, spent int64
+	for s := e - 9; s <= e; s++ {
+		calls += b.calls[s]
+		spent += b.spent[s]
 	}
-	if b.tokens < 1000 {
+	if 0.1*float64(calls)+10-float64(spent) < 1 {
 		return false
 	}
-	b.tokens -= 1000
+	b.spent[e]++
 	return true
 }
+
+func (b *budgetModel) refund(now time.Duration) { b.spent[b.epoch(now)]-- }
 
 // throttleModel is the adaptive throttle with its defaults: K = 2, cap
 // 0.9, a 2-minute window of 10 buckets.
@@ -503,12 +508,13 @@ type model struct {
 	calls, attempts, retries int
 	throttled, shedByBreaker int
 	budgetStops, closes      int
+	refunds                  int // retries that succeeded and gave their token back
 	succeeded                int
 	openedAfterAttempts      int // attempts that had reached the target at the first opening
 }
 
 func newModel(sc scenario) *model {
-	return &model{sc: sc, budget: budgetModel{tokens: 10000}, breaker: breakerModel{within: sc.withinRule, state: "closed"}}
+	return &model{sc: sc, breaker: breakerModel{within: sc.withinRule, state: "closed"}}
 }
 
 // cursor walks a call's log.
@@ -571,14 +577,17 @@ func (m *model) check(t failer, n int, err error, log []entry) {
 	t.Helper()
 	c := &cursor{t: t, log: log, call: n}
 	m.calls++
-	m.budget.deposit()
 	var want codes.Code
+	paid := false // the current attempt is a retry that took a token
 	for attempt := 1; ; attempt++ {
 		start := c.expect(observe.AttemptStart)
 		if start.attempt != attempt {
 			c.fail("attempt %d started, want %d", start.attempt, attempt)
 		}
 		now := start.at
+		if attempt == 1 {
+			m.budget.deposit(now)
+		}
 		rejected := false
 		// The throttle.
 		if pr := m.throttle.probability(now); pr > 0 {
@@ -628,6 +637,10 @@ func (m *model) check(t failer, n int, err error, log []entry) {
 		end := c.expect(observe.AttemptEnd)
 		// The retry layer's decision.
 		if !rejected && cl == success {
+			if paid {
+				m.budget.refund(end.at)
+				m.refunds++
+			}
 			break
 		}
 		stop := ""
@@ -641,7 +654,8 @@ func (m *model) check(t failer, n int, err error, log []entry) {
 		default:
 			stop = "code"
 		}
-		if stop == "" && !m.budget.withdraw(end.at) {
+		paid = stop == "" && m.budget.withdraw(end.at)
+		if stop == "" && !paid {
 			if e := c.expect(observe.BudgetExhausted); e.attempt != attempt+1 {
 				c.fail("budget exhausted for attempt %d, want %d", e.attempt, attempt+1)
 			}
@@ -809,10 +823,12 @@ func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *mode
 			if after.breaker.opens > before.breaker.opens {
 				t.Fatalf("phase %d (%v): the breaker opened", i, p)
 			}
-			// The retry budget bounds the attempts: a burst of 10, 0.1 per
-			// call and 1 per second.
-			limit := float64(calls) + 10 + 0.1*float64(calls) + elapsed.Seconds() + 1
-			if float64(attempts) > limit {
+			// The retry budget bounds the retries that failed: 0.1 per
+			// call (calls of earlier phases still in the window count
+			// too) and a floor of 10 per 10 s window.
+			futile := attempts - (after.refunds - before.refunds)
+			limit := float64(calls) + 10 + 0.1*float64(after.calls) + elapsed.Seconds() + 1
+			if float64(futile) > limit {
 				t.Fatalf("phase %d (%v): %d attempts for %d calls in %v, the budget allows %.1f", i, p, attempts, calls, elapsed, limit)
 			}
 		case dead:

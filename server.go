@@ -2,7 +2,6 @@ package failsoft
 
 import (
 	"errors"
-	"fmt"
 
 	"google.golang.org/grpc"
 
@@ -29,6 +28,9 @@ func WithServerResolver(r *policy.Resolver) ServerOption {
 	return func(c *serverConfig) error {
 		if r == nil {
 			return errors.New("failsoft.WithServerResolver: nil resolver")
+		}
+		if c.resolver != nil {
+			return errors.New("failsoft.WithServerResolver: given twice")
 		}
 		c.resolver = r
 		return nil
@@ -107,7 +109,7 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 	var stream []grpc.StreamServerInterceptor
 	addServer := func(name string, l serverLayer, err error) {
 		if err != nil {
-			errs = append(errs, fmt.Errorf("failsoft: server %s layer: %w", name, err))
+			errs = append(errs, layerError("failsoft: server "+name+" layer", err))
 			return
 		}
 		unary = append(unary, l.UnaryServerInterceptor())

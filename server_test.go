@@ -15,6 +15,7 @@ import (
 
 	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/interceptors/deadline"
+	"github.com/failsoft/failsoft/interceptors/policy"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
@@ -60,6 +61,7 @@ func TestServerOptionsErrors(t *testing.T) {
 		{"twice", []failsoft.ServerOption{failsoft.WithServerDeadline(), failsoft.WithoutServerDeadline()}, "configured twice"},
 		{"bad margin", []failsoft.ServerOption{failsoft.WithServerDeadline(deadline.WithSafetyMargin(-1))}, "server deadline layer"},
 		{"nil resolver", []failsoft.ServerOption{failsoft.WithServerResolver(nil)}, "WithServerResolver"},
+		{"resolver twice", []failsoft.ServerOption{failsoft.WithServerResolver(policy.Default()), failsoft.WithServerResolver(policy.Default())}, "WithServerResolver: given twice"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,25 +15,15 @@ func (i *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 	return chain.UnaryInterceptor(&layer{i: i})
 }
 
-// layer is the Interceptor as a layer of a folded chain. A pending layer
-// leaves a deadline it adds to unary calls in chain.State, for the retry
-// layer to set on each attempt's context together with the attempt's own
-// timeout: one context per attempt instead of one per call and one per
-// attempt. Layers are pointers, so that an interface holds them without
-// the wrapper methods Go adds for larger values.
-type layer struct {
-	i       *Interceptor
-	pending bool
-}
+// layer is the Interceptor as a layer of a folded chain. It writes a
+// unary call's deadline into chain.State.Deadline and leaves it off the
+// context: the retry layer sets it on each attempt's context together with
+// the attempt's own timeout (one context per attempt, not two), and the
+// chain's end sets it when no retry layer runs.
+type layer struct{ i *Interceptor }
 
 func init() {
-	chain.Register(chain.Deadline, func(i *Interceptor) chain.Layer {
-		l := &layer{i: i}
-		return chain.Both(l)
-	})
-	chain.Register(chain.DeadlinePending, func(i *Interceptor) chain.Layer {
-		return chain.Layer{Unary: &layer{i: i, pending: true}, Stream: &layer{i: i}}
-	})
+	chain.Register(chain.Deadline, func(i *Interceptor) chain.Layer { return chain.Both(&layer{i: i}) })
 }
 
 func (l *layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
@@ -41,15 +31,9 @@ func (l *layer) Unary(ctx context.Context, method string, req, reply any, cc *gr
 	if err := l.i.plan(ctx, method, cc, &next.State, &pl); err != nil {
 		return err
 	}
-	if pl.source == FromCaller {
-		return next.Invoke(ctx, method, req, reply, cc, opts...)
-	}
-	if l.pending && next.Folded() {
+	if pl.source != FromCaller {
 		next.Deadline = pl.deadline
-		return next.Invoke(ctx, method, req, reply, cc, opts...)
 	}
-	ctx, cancel := context.WithDeadline(ctx, pl.deadline)
-	defer cancel()
 	return next.Invoke(ctx, method, req, reply, cc, opts...)
 }
 
@@ -77,6 +61,7 @@ func (l *layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clie
 	if pl.source == FromCaller {
 		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
+	next.Deadline = pl.deadline
 	ctx, cancel := context.WithDeadline(ctx, pl.deadline)
 	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
 	if err != nil {

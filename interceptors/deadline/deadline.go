@@ -7,9 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
-	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
@@ -50,8 +48,7 @@ func (s Source) String() string {
 // too little budget left. Client and server interceptors come from the same
 // value; it is safe for concurrent use.
 type Interceptor struct {
-	cfg    config
-	system bool // cfg.Clock is the system clock
+	cfg config
 }
 
 // New returns an Interceptor. Invalid options are reported together, each
@@ -61,7 +58,7 @@ func New(opts ...Option) (*Interceptor, error) {
 	if err := option.Apply(&cfg, opts...); err != nil {
 		return nil, err
 	}
-	return &Interceptor{cfg: cfg, system: cfg.Clock == clock.System()}, nil
+	return &Interceptor{cfg: cfg}, nil
 }
 
 // effective returns a call's deadline: the earlier of the caller's and
@@ -96,12 +93,9 @@ type plan struct {
 func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientConn, st *chain.State, pl *plan) error {
 	p, err := st.Resolve(i.cfg.Resolver, method)
 	if err != nil {
-		return status.Error(codes.FailedPrecondition, err.Error())
+		return err
 	}
 	now := i.cfg.Clock.Now()
-	if i.system {
-		st.Now = now
-	}
 	caller, hasCaller := ctx.Deadline()
 	pl.deadline, pl.source = effective(now, caller, hasCaller, p.Timeout, i.cfg.timeout)
 	switch pl.source {
@@ -152,10 +146,10 @@ func (i *Interceptor) failFast(ctx context.Context, method string, cc *grpc.Clie
 
 func failFastMessage(method string, remaining, minBudget time.Duration) string {
 	if remaining < 0 {
-		return fmt.Sprintf("failsoft deadline: no budget left for %s (its deadline passed %v ago), the minimum is %v; the call was not sent",
+		return fmt.Sprintf("failsoft: deadline: no budget left for %s (its deadline passed %v ago), the minimum is %v; the call was not sent",
 			method, -remaining, minBudget)
 	}
-	return fmt.Sprintf("failsoft deadline: %v of budget left for %s, the minimum is %v; the call was not sent",
+	return fmt.Sprintf("failsoft: deadline: %v of budget left for %s, the minimum is %v; the call was not sent",
 		remaining, method, minBudget)
 }
 

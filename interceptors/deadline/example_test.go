@@ -85,7 +85,7 @@ func ExampleInterceptor_UnaryClientInterceptor() {
 	// /failsoft.policytest.v1.PlainService/Plain sent with 10s
 	// /failsoft.policytest.v1.TunedService/Inherit sent with 1s
 	// DeadlineExceeded deadline true
-	// failsoft deadline: 20ms of budget left for /failsoft.policytest.v1.TunedService/Inherit, the minimum is 50ms; the call was not sent
+	// failsoft: deadline: 20ms of budget left for /failsoft.policytest.v1.TunedService/Inherit, the minimum is 50ms; the call was not sent
 }
 
 func ExampleInterceptor_StreamClientInterceptor() {

@@ -160,11 +160,9 @@ type Selector interface {
 // Wants reports whether o would use an event of kind k on ctx: false for a
 // nil o, and true for an observer that is not a Selector.
 func Wants(ctx context.Context, o Observer, k Kind) bool {
-	return o != nil && wants(ctx, o, k) // inlined: most calls have no observer
-}
-
-//go:noinline
-func wants(ctx context.Context, o Observer, k Kind) bool {
+	if o == nil {
+		return false
+	}
 	if s, ok := o.(Selector); ok {
 		return s.Wants(ctx, k)
 	}
@@ -177,7 +175,7 @@ type Attempt struct {
 	N             int           // 1 for the first attempt
 	Hedge         bool          // sent as a hedge
 	Backoff       time.Duration // waited before this attempt
-	BackoffReason string        // "policy" or "pushback"
+	BackoffReason string        // "policy", "pushback" or "hedge"; "" for the first attempt
 	Timeout       time.Duration // per-attempt timeout, zero if none
 }
 
@@ -185,14 +183,30 @@ type attemptKey struct{}
 
 // WithAttempt returns ctx carrying a.
 func WithAttempt(ctx context.Context, a Attempt) context.Context {
-	return context.WithValue(ctx, attemptKey{}, a)
+	return &attemptContext{Context: ctx, a: a}
+}
+
+// attemptContext carries an Attempt in one allocation (context.WithValue
+// would box the Attempt in a second one). It answers Value for the
+// attempt's key itself and leaves every other method to its parent, so
+// that contexts derived from it still find the parent's cancellation.
+type attemptContext struct {
+	context.Context
+	a Attempt
+}
+
+func (c *attemptContext) Value(key any) any {
+	if key == (attemptKey{}) {
+		return &c.a
+	}
+	return c.Context.Value(key)
 }
 
 // AttemptFrom returns the attempt set on ctx. A context without one is the
-// first and only attempt: {N: 1}.
+// first attempt, without a per-attempt timeout.
 func AttemptFrom(ctx context.Context) Attempt {
-	if a, ok := ctx.Value(attemptKey{}).(Attempt); ok {
-		return a
+	if a, ok := ctx.Value(attemptKey{}).(*Attempt); ok {
+		return *a
 	}
 	return Attempt{N: 1}
 }

@@ -18,7 +18,9 @@
 // Idempotency comes from the standard `option idempotency_level`, unless a
 // failsoft option sets `idempotency`. A method is retried only when it is
 // IDEMPOTENT or NO_SIDE_EFFECTS, or when it requires an idempotency key and
-// the call carries one; it is hedged only when it has NO_SIDE_EFFECTS. A
+// the call carries one, whatever its idempotency level says (the server
+// deduplicates by the key, so a NOT_IDEMPOTENT method that requires a key
+// is retried with it); it is hedged only when it has NO_SIDE_EFFECTS. A
 // method whose descriptor is not linked into the binary, or that says
 // nothing, is not idempotent: it is never retried beyond what gRPC does
 // transparently, while deadlines, breakers and tracing still apply.
@@ -29,7 +31,11 @@
 //
 // # Validation
 //
-// Policies given in code are checked by New. Proto options are checked on a
+// Policies given in code are checked by New, and so are their names: a
+// WithMethod for a method its registered service lacks, or a WithService
+// for a service its registered package lacks, is an error (a misspelt name
+// would be a policy that never applies); names in packages that are not
+// registered are accepted. Proto options are checked on a
 // method's first Resolve, which then returns the conservative policy and an
 // *Error naming the method and field; Validate checks every method at once,
 // for use at start-up.

@@ -106,11 +106,15 @@ func (p *Policy) Retryable(hasKey bool) bool {
 	if p.Retry.MaxAttempts <= 1 {
 		return false
 	}
+	if p.RequiresKey && hasKey {
+		// The server deduplicates by the key, which every attempt of the
+		// call carries: repeating it is safe whatever the method's
+		// idempotency level says.
+		return true
+	}
 	switch p.Idempotency {
 	case Idempotent, NoSideEffects:
 		return true
-	case Unknown:
-		return p.RequiresKey && hasKey
 	}
 	return false
 }

@@ -441,3 +441,77 @@ func FuzzMethodPolicy(f *testing.F) {
 		}
 	})
 }
+
+// TestRetryableWithKey: a method that requires an idempotency key is
+// retried when the call carries one, whatever its idempotency level says,
+// and never without one unless the level alone allows it.
+func TestRetryableWithKey(t *testing.T) {
+	for _, tc := range []struct {
+		idem           policy.Idempotency
+		requiresKey    bool
+		noKey, withKey bool
+	}{
+		{policy.NotIdempotent, true, false, true},
+		{policy.Unknown, true, false, true},
+		{policy.Idempotent, true, true, true},
+		{policy.NotIdempotent, false, false, false},
+		{policy.Unknown, false, false, false},
+		{policy.NoSideEffects, false, true, true},
+	} {
+		p := &policy.Policy{Idempotency: tc.idem, RequiresKey: tc.requiresKey, Retry: policy.Retry{MaxAttempts: 3}}
+		if got := p.Retryable(false); got != tc.noKey {
+			t.Errorf("%v, requires key %v: Retryable(no key) = %v, want %v", tc.idem, tc.requiresKey, got, tc.noKey)
+		}
+		if got := p.Retryable(true); got != tc.withKey {
+			t.Errorf("%v, requires key %v: Retryable(key) = %v, want %v", tc.idem, tc.requiresKey, got, tc.withKey)
+		}
+	}
+}
+
+// TestWithMethodUnknown: a policy for a method that its registered service
+// does not have is refused, naming the method; methods of services that
+// are not registered are accepted.
+func TestWithMethodUnknown(t *testing.T) {
+	p := &failsoftv1.MethodPolicy{Timeout: durationpb.New(time.Second)}
+	for _, tc := range []struct {
+		method  string
+		wantErr string
+	}{
+		{"/failsoft.policytest.v1.PlainService/Pnig", `policy.WithMethod("/failsoft.policytest.v1.PlainService/Pnig"): service failsoft.policytest.v1.PlainService has no method Pnig`},
+		{"/failsoft.policytest.v1.PingRequest/Ping", "not a service"},
+		{"/failsoft.policytest.v1.PlainService/Plain", ""},
+		{"/elsewhere.v1.NotLinked/Anything", ""},
+	} {
+		_, err := policy.New(policy.WithMethod(tc.method, p))
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.method, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: error %v, want one with %q", tc.method, err, tc.wantErr)
+		}
+	}
+}
+
+// TestWithServiceUnknown: a policy for a service that its registered
+// package lacks is refused, naming the service; services of packages that
+// are not registered are accepted.
+func TestWithServiceUnknown(t *testing.T) {
+	p := &failsoftv1.MethodPolicy{Timeout: durationpb.New(time.Second)}
+	for _, tc := range []struct {
+		service string
+		wantErr string
+	}{
+		{"failsoft.policytest.v1.PlainServic", `policy.WithService("failsoft.policytest.v1.PlainServic"): package failsoft.policytest.v1 has no service PlainServic`},
+		{"failsoft.policytest.v1.PingRequest", "not a service"},
+		{"failsoft.policytest.v1.PlainService", ""},
+		{"elsewhere.v1.NotLinked", ""},
+	} {
+		_, err := policy.New(policy.WithService(tc.service, p))
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.service, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: error %v, want one with %q", tc.service, err, tc.wantErr)
+		}
+	}
+}

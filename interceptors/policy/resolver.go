@@ -137,17 +137,6 @@ type Resolver struct {
 	cfg   config
 	cache atomic.Pointer[map[string]entry]
 	mu    sync.Mutex // serialises cache writers
-	// recent finds a method's entry without hashing its whole name: a
-	// slot, picked by a cheap hash of a few bytes, keeps the first method
-	// stored in it, so two methods sharing a slot never make a call
-	// allocate. Generated code passes method names as constants, so the
-	// name comparison is usually a pointer comparison.
-	recent [64]atomic.Pointer[recentEntry]
-}
-
-type recentEntry struct {
-	method string
-	entry
 }
 
 type entry struct {
@@ -173,9 +162,15 @@ func New(opts ...Option) (*Resolver, error) {
 		if err := validate(name, p, idempotencyOf(p, Unknown)); err != nil {
 			errs = append(errs, err)
 		}
+		if err := r.knownService(name); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for name, p := range r.cfg.methods {
 		if err := validate(name, p, idempotencyOf(p, Unknown)); err != nil {
+			errs = append(errs, err)
+		}
+		if err := r.known(name); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -185,6 +180,47 @@ func New(opts ...Option) (*Resolver, error) {
 	empty := map[string]entry{}
 	r.cache.Store(&empty)
 	return r, nil
+}
+
+// known returns an error when fullMethod names a method that its service,
+// registered in the resolver's files, does not have: a misspelt name would
+// otherwise be a policy that silently never applies. Methods of services
+// that are not registered are accepted: their descriptors may be linked
+// later, or never (a policy in code for a service the user cannot
+// annotate).
+func (r *Resolver) known(fullMethod string) error {
+	service, method, _ := SplitMethod(fullMethod)
+	d, err := r.cfg.files.FindDescriptorByName(protoreflect.FullName(service))
+	if err != nil {
+		return nil
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	switch {
+	case !ok:
+		return fmt.Errorf("policy.WithMethod(%q): %s is a %T, not a service", fullMethod, service, d)
+	case sd.Methods().ByName(protoreflect.Name(method)) == nil:
+		return fmt.Errorf("policy.WithMethod(%q): service %s has no method %s", fullMethod, service, method)
+	}
+	return nil
+}
+
+// knownService returns an error when service is not a service of the
+// resolver's files although its package is registered there: a misspelt
+// name would otherwise be a policy that silently never applies. Services
+// of packages that are not registered are accepted, as in known.
+func (r *Resolver) knownService(service string) error {
+	d, err := r.cfg.files.FindDescriptorByName(protoreflect.FullName(service))
+	if err == nil {
+		if _, ok := d.(protoreflect.ServiceDescriptor); !ok {
+			return fmt.Errorf("policy.WithService(%q): %s is a %T, not a service", service, service, d)
+		}
+		return nil
+	}
+	pkg := protoreflect.FullName(service).Parent()
+	if pkg != "" && r.cfg.files.NumFilesByPackage(pkg) > 0 {
+		return fmt.Errorf("policy.WithService(%q): package %s has no service %s", service, pkg, protoreflect.FullName(service).Name())
+	}
+	return nil
 }
 
 var (
@@ -211,30 +247,10 @@ func Default() *Resolver {
 // together with an *Error, so that a caller can fail the call or log and
 // proceed; it never silently ignores the problem.
 func (r *Resolver) Resolve(fullMethod string) (*Policy, error) {
-	slot := r.slot(fullMethod)
-	if e := slot.Load(); e != nil && e.method == fullMethod {
+	if e, ok := (*r.cache.Load())[fullMethod]; ok {
 		return e.p, e.err
 	}
-	e, ok := (*r.cache.Load())[fullMethod]
-	if !ok {
-		e.p, e.err = r.resolveSlow(fullMethod)
-	}
-	if slot.Load() == nil {
-		slot.CompareAndSwap(nil, &recentEntry{method: fullMethod, entry: e})
-	}
-	return e.p, e.err
-}
-
-func (r *Resolver) slot(method string) *atomic.Pointer[recentEntry] {
-	return &r.recent[r.slotIndex(method)]
-}
-
-func (r *Resolver) slotIndex(method string) int {
-	n := len(method)
-	if n < 2 {
-		return 0
-	}
-	return int((uint(n)*131 + uint(method[n-1])*31 + uint(method[n-2])*7 + uint(method[n/2])) % uint(len(r.recent)))
+	return r.resolveSlow(fullMethod)
 }
 
 func (r *Resolver) resolveSlow(fullMethod string) (*Policy, error) {

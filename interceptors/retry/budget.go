@@ -8,121 +8,133 @@ import (
 	"github.com/failsoft/failsoft/interceptors/clock"
 )
 
-// milli is the bucket's fixed-point unit: balances are kept in thousandths
-// of a token so that deposits are a single atomic add.
-const milli = 1000
+// budgetSlots is the number of slots a budget's window is cut into: a
+// deposit expires between TTL*(1-1/budgetSlots) and TTL after it was made.
+const budgetSlots = 10
 
 // maxTargets bounds the per-target budgets. Targets come from ClientConns,
 // so a real client stays far below it; past it, further targets share one
 // budget.
 const maxTargets = 1024
 
-// bucket is one target's retry budget. Deposits (one per call, on the hot
-// path) are one atomic load and add; withdrawals (one per retry or hedge)
-// take a mutex to add the clock's floor.
+// bucket is one target's retry budget over a sliding window of TTL, cut
+// into budgetSlots slots. Each slot counts the calls and the spent tokens
+// (retries and hedges sent, minus retries refunded) of its stretch of
+// time; a slot is reused, and its counts reset, when its stretch comes
+// round again. The balance is
+//
+//	Ratio * calls + MinPerSecond * TTL - spent
+//
+// over the slots still in the window, and a retry or hedge may be sent
+// while it is at least one.
+//
+// Counts are atomic and lock-free: under contention a count added while
+// its slot is being reset may be lost, which moves the balance by a token
+// or two at most.
 type bucket struct {
-	tokens  atomic.Int64 // thousandths of a token
-	ratio   int64        // deposit per call
-	max     int64        // capacity
-	perSec  float64      // floor, thousandths of a token per second
-	mu      sync.Mutex
-	last    time.Time // last floor refill
-	started bool
+	ratio float64
+	floor float64 // MinPerSecond * TTL
+	width time.Duration
+	base  time.Time
+	slots [budgetSlots]slot
 }
 
-func newBucket(b Budget) *bucket {
-	k := &bucket{
-		ratio:  int64(b.Ratio * milli),
-		max:    int64(b.Burst * milli),
-		perSec: b.MinPerSecond * milli,
-	}
-	if k.ratio < 1 {
-		k.ratio = 1
-	}
-	k.tokens.Store(k.max)
-	return k
+type slot struct {
+	epoch atomic.Int64 // the stretch of time the counts belong to: elapsed / width
+	calls atomic.Int64
+	spent atomic.Int64
 }
 
-// deposit credits one call. Concurrent deposits may overshoot the capacity
-// by at most one deposit each, which is harmless.
-func (k *bucket) deposit() {
-	if k.tokens.Load() < k.max {
-		k.tokens.Add(k.ratio)
+func newBucket(b Budget, now time.Time) *bucket {
+	return &bucket{
+		ratio: b.Ratio,
+		floor: b.MinPerSecond * b.TTL.Seconds(),
+		width: max(b.TTL/budgetSlots, 1),
+		base:  now,
 	}
 }
+
+// epoch returns the number of the stretch of time now is in.
+func (k *bucket) epoch(now time.Time) int64 {
+	return int64(now.Sub(k.base)/k.width) + 1
+}
+
+// current returns the slot of epoch e, reset if it held an older stretch.
+func (k *bucket) current(e int64) *slot {
+	s := &k.slots[e%budgetSlots]
+	if old := s.epoch.Load(); old != e && s.epoch.CompareAndSwap(old, e) {
+		s.calls.Store(0)
+		s.spent.Store(0)
+	}
+	return s
+}
+
+// deposit credits one call.
+func (k *bucket) deposit(now time.Time) { k.current(k.epoch(now)).calls.Add(1) }
+
+// balance returns the tokens available in epoch e.
+func (k *bucket) balance(e int64) float64 {
+	var calls, spent int64
+	for i := range k.slots {
+		s := &k.slots[i]
+		if se := s.epoch.Load(); se > e-budgetSlots && se <= e {
+			calls += s.calls.Load()
+			spent += s.spent.Load()
+		}
+	}
+	return k.ratio*float64(calls) + k.floor - float64(spent)
+}
+
+// allows reports whether a retry could be sent now, without spending.
+func (k *bucket) allows(now time.Time) bool { return k.balance(k.epoch(now)) >= 1 }
 
 // withdraw takes one token for a retry or hedge and reports whether there
 // was one.
-func (k *bucket) withdraw(clk clock.Clock) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.perSec > 0 {
-		now := clk.Now()
-		if !k.started {
-			k.started, k.last = true, now
-		} else if el := now.Sub(k.last); el > 0 {
-			add := int64(el.Seconds() * k.perSec)
-			if add > 0 {
-				k.last = now
-				for {
-					t := k.tokens.Load()
-					n := min(t+add, k.max)
-					if n <= t || k.tokens.CompareAndSwap(t, n) {
-						break
-					}
-				}
-			}
-		}
+func (k *bucket) withdraw(now time.Time) bool {
+	e := k.epoch(now)
+	if k.balance(e) < 1 {
+		return false
 	}
-	for {
-		t := k.tokens.Load()
-		if t < milli {
-			return false
-		}
-		if k.tokens.CompareAndSwap(t, t-milli) {
-			return true
-		}
-	}
+	k.current(e).spent.Add(1)
+	return true
 }
 
-// budgets holds the buckets by target. The last bucket used is cached so
-// that the common case, one ClientConn per interceptor, costs a pointer
-// load and a string comparison that succeeds on the pointer.
+// refund gives back the token of a retry that succeeded: it did the work
+// of the call it retried and added no futile load, so it is not counted
+// against the retries to come.
+func (k *bucket) refund(now time.Time) { k.current(k.epoch(now)).spent.Add(-1) }
+
+// budgets holds the buckets by target.
 type budgets struct {
 	cfg   Budget
-	last  atomic.Pointer[targetBucket]
+	clock clock.Clock
+	m     sync.Map // target -> *bucket
 	mu    sync.Mutex
-	m     map[string]*bucket
+	n     int     // buckets in m
 	extra *bucket // shared by targets past maxTargets
 }
 
-type targetBucket struct {
-	target string
-	b      *bucket
-}
-
-func newBudgets(cfg Budget) *budgets {
-	return &budgets{cfg: cfg, m: map[string]*bucket{}}
+func newBudgets(cfg Budget, clk clock.Clock) *budgets {
+	return &budgets{cfg: cfg, clock: clk}
 }
 
 func (bs *budgets) get(target string) *bucket {
-	if l := bs.last.Load(); l != nil && l.target == target {
-		return l.b
+	if b, ok := bs.m.Load(target); ok {
+		return b.(*bucket)
 	}
 	bs.mu.Lock()
-	b, ok := bs.m[target]
-	if !ok {
-		if len(bs.m) < maxTargets {
-			b = newBucket(bs.cfg)
-			bs.m[target] = b
-		} else {
-			if bs.extra == nil {
-				bs.extra = newBucket(bs.cfg)
-			}
-			b = bs.extra
-		}
+	defer bs.mu.Unlock()
+	if b, ok := bs.m.Load(target); ok {
+		return b.(*bucket)
 	}
-	bs.mu.Unlock()
-	bs.last.Store(&targetBucket{target: target, b: b})
-	return b
+	if bs.n < maxTargets {
+		b := newBucket(bs.cfg, bs.clock.Now())
+		bs.m.Store(target, b)
+		bs.n++
+		return b
+	}
+	if bs.extra == nil {
+		bs.extra = newBucket(bs.cfg, bs.clock.Now())
+	}
+	return bs.extra
 }

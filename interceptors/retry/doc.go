@@ -7,22 +7,44 @@
 //		grpc.WithChainUnaryInterceptor(ic.UnaryClientInterceptor()),
 //		grpc.WithChainStreamInterceptor(ic.StreamClientInterceptor()))
 //
+// # A call's journey
+//
+// A call reaches this layer from the ones outside it (in the failsoft suite:
+// call telemetry, deadline, idempotency key, fallback) with the call's
+// deadline in chain.State or on its context. The opening steps, the same
+// for unary calls and streams (call.go), resolve the method's policy,
+// credit the target's retry budget, read the call's options and decide how
+// many attempts the call may have. Each attempt then gets a context with
+// its number, its observe.Attempt and one deadline, the earlier of the
+// call's and its own timeout (timer.go), and the State's MayRetry; it goes
+// through the layers inside (throttle, breaker, bulkhead, attempt
+// telemetry, pushback marking) to grpc-go, which sends it on the wire. A
+// failure is judged by its code, its pushback (pushback.go) and the
+// deadline; the next attempt waits for its backoff (backoff.go) and a
+// budget token (budget.go). Hedged calls run their attempts side by side
+// (hedge.go); streams replay what they sent (stream.go).
+//
 // # Who is retried
 //
 // The method's policy (package policy) decides. A call is retried only when
 // the method is IDEMPOTENT or NO_SIDE_EFFECTS (the standard
 // `option idempotency_level`, or failsoft's own method option), or when it
 // requires an idempotency key and the call's outgoing metadata carries one
-// (policy.KeyMetadata). Every other call gets exactly one attempt from this
+// (policy.KeyMetadata), whatever its idempotency level says: the server
+// deduplicates by the key. Every other call gets exactly one attempt from this
 // interceptor. A method whose options are invalid fails with
 // FAILED_PRECONDITION and the resolver's error.
 //
 // A failed attempt is retried when its status code is one of the policy's
 // retryable codes (by default UNAVAILABLE only), with three exceptions:
 //
-//   - DEADLINE_EXCEEDED is retried only when the attempt's own per-attempt
-//     timeout fired, whatever the code list says; never when the caller's
-//     deadline expired or the server returned it.
+//   - DEADLINE_EXCEEDED is retried only when the attempt ended because of
+//     its own per-attempt timeout, whatever the code list says: the timer
+//     fired, or the server, which got the attempt's deadline, answered
+//     DEADLINE_EXCEEDED in the second half of the attempt while the call
+//     still had time (failsoft's own server keeps a safety margin and
+//     answers a moment before the client's timer would fire). Never when
+//     the caller's deadline expired, nor when a server answers it early.
 //   - CANCELED is never retried, nor is anything once the caller's context
 //     is done.
 //   - An *outcome.Rejection (an open circuit breaker, a full bulkhead, a
@@ -80,36 +102,42 @@
 // caller too, where status.FromError and status.Code see the server's
 // status unchanged. They need no configuration; they read the trailer
 // through the grpc.Trailer option this layer adds to every retryable
-// attempt, and add one of their own (pooled) otherwise: a unary attempt
-// that succeeds costs no allocation, a stream one (its wrapper).
+// attempt, and add one of their own otherwise (from a pool, so that a unary
+// attempt that succeeds costs no allocation; a stream costs its wrapper).
 //
 // # Retry budget
 //
-// Each target (cc.Target()) has a budget that limits retries and hedges to
-// a fraction of recent calls, so that an outage cannot multiply the load on
-// a struggling server. The budget is a token bucket, as in gRPC's retry
-// throttling and Finagle's RetryBudget: every call deposits Ratio tokens
-// (default 0.1), a floor adds MinPerSecond tokens per second (default 1),
-// the bucket holds at most Burst tokens (default 10) and starts full, and
-// every retry or hedge takes a whole token. Under a total outage the
-// attempts per call therefore stay at or below 1 + Ratio +
-// MinPerSecond/(calls per second), plus Burst once: about 1.1 for a busy
-// client, where unbudgeted retries send 3.
+// Each target (cc.Target()) has a budget that limits the retries and hedges
+// that add load without doing work, so that an outage cannot multiply the
+// load on a struggling server, while retries that work are never refused.
+// Over a sliding window of TTL (default 10 s), every call deposits Ratio
+// tokens (default 0.1) and a floor adds MinPerSecond tokens per second
+// (default 1); every retry or hedge takes a token, and a retry that
+// succeeds gives its token back. A retry or hedge that finds less than one
+// token is not sent.
 //
-// The alternative, a concurrency ratio as in Envoy (retries in flight at
-// most a fraction of requests in flight, minimum 3), was not chosen: it
-// bounds retries at one moment, not over time, so a client that sends one
-// call at a time, or a few, is allowed every retry during an outage and
-// still triples its load. The token bucket bounds the ratio over any run,
-// costs one atomic add per call, and needs no bookkeeping when attempts end.
+// Finagle and Linkerd allow 20% of calls plus 10 retries a second over
+// 10 s; Envoy 20% of active requests, at least 3. Those budgets count
+// every retry, so a fault that fails 20% of calls at random spends more
+// than they allow and the retries that would have worked are refused.
+// Refunding the productive ones keeps them all (with 20% random failures,
+// success is that of unbudgeted three-attempt retries, at about 1.24
+// attempts per call) while only futile retries spend: a dead target gets at
+// most 1 + Ratio + MinPerSecond/(calls per second) attempts per call, about
+// 1.1. Tests pin both, and a rapid model checks the window on an injected
+// clock.
 //
 // A refused retry ends the call with a *StopError (Reason "budget") that
-// looks to status.Code like the last attempt's error, with
-// "retry budget for <target> exhausted" in its message and a
-// google.rpc.ErrorInfo detail (domain ErrorDomain, reason
-// ReasonBudgetExhausted). The observer hears an observe.BudgetExhausted
-// event. A refused hedge only stops further hedges. WithBudget changes the
-// budget; WithoutBudget removes it.
+// looks to status.Code like the last attempt's error, with a message that
+// says the budget for the target is exhausted and a google.rpc.ErrorInfo
+// detail (domain ErrorDomain, reason ReasonBudgetExhausted). The observer
+// hears an observe.BudgetExhausted event. A refused hedge only stops further
+// hedges. WithBudget changes the budget; WithoutBudget removes it.
+//
+// Before every attempt the layer writes chain.State.MayRetry: whether a
+// failure of that attempt with a retryable code would be retried (attempts
+// remain, the budget has a token now, the deadline leaves room). The
+// circuit breaker reads it so as not to count failures a retry absorbs.
 //
 // # Attempts in metadata and context
 //
@@ -119,15 +147,12 @@
 // retry pays nothing; servers read its absence as attempt 1. It is not a
 // "grpc-" key, which gRPC reserves.
 //
-// Inner layers (per-attempt spans, metrics) read the attempt with
-// observe.AttemptFrom(ctx): number, hedge, the wait before it and why, and
-// the per-attempt timeout. The value is set on every attempt after the
-// first, and on the first too when an observer is configured and the
-// interceptor is used on its own; otherwise the first attempt's context
-// carries none, and observe.AttemptFrom returns its documented default
-// {N: 1}. This keeps the common path free of allocations. In the failsoft
-// suite, its own inner layers learn the first attempt's timeout without
-// the context value.
+// Inner layers (per-attempt spans, metrics) and interceptors chained after
+// this one read the attempt with observe.AttemptFrom(ctx): number, hedge,
+// the wait before it and why, and the per-attempt timeout. Every attempt
+// but a first one without a timeout of its own carries the value (one
+// allocation); observe.AttemptFrom reads its absence as that first
+// attempt, {N: 1}.
 //
 // Observers that implement observe.Selector (the telemetry layer does) may
 // say they have no use for attempt events; the interceptor then skips
@@ -137,15 +162,18 @@
 //
 // All three stream kinds are retried, while uncommitted: before any
 // response header or message reached the caller. Until then the request
-// messages sent are kept (by reference: gRPC forbids changing a message
-// after SendMsg) in a replay buffer of at most 256 KiB by default
+// messages sent are kept, copied as they were sent (the caller may reuse
+// its message once SendMsg returns), in a replay buffer of at most 256 KiB
+// by default
 // (WithReplayBuffer); a new attempt replays them in order, and CloseSend if
 // the caller closed. A failure to open the stream is retried the same way.
 // The stream commits to its current attempt when RecvMsg returns a message,
 // when Header returns the server's header, or when a message would overflow
 // the buffer; after that nothing is retried, so the caller never sees a
 // message twice or out of order. Once committed, every operation goes
-// straight to the attempt.
+// straight to the attempt. A stream that committed because its messages
+// outgrew the buffer, and then fails with a retryable code, returns a
+// *StopError (Reason "buffer") that says so.
 //
 // A per-attempt timeout bounds a stream's attempt only until it commits. A
 // wait before a stream's retry holds the stream, so a concurrent SendMsg
@@ -159,20 +187,27 @@
 // # Hedging
 //
 // A unary call to a method whose policy enables hedging (NO_SIDE_EFFECTS
-// and hedge.max_attempts > 1) is hedged instead of retried: after the hedge
-// delay another attempt is sent, up to the policy's maximum, without
-// waiting for the first. The delay is fixed (hedge.delay), or, with
-// hedge.latency_quantile, that quantile of the method's recent successful
-// latencies (the last 256, recomputed every 32; the fixed delay until there
-// are 32). A failure with a retryable code sends the next hedge at once; a
-// valid pushback delays it by exactly that; an invalid pushback stops the
-// hedges; any other failure ends the call at once. The first success wins,
-// the other attempts are cancelled and waited for. Each attempt decodes
-// into a reply of its own; only the winner's is copied into the caller's
-// reply (proto.Reset, then proto.Merge), and only its header, trailer and
-// peer reach the caller's grpc.Header, grpc.Trailer and grpc.Peer options.
-// Hedges spend the same budget as retries. Streams are not hedged: they
-// are retried.
+// and hedge.max_attempts > 1) is hedged: after the hedge delay another
+// attempt is sent without waiting for the first, while fewer than
+// hedge.max_attempts attempts are in flight. The delay is fixed
+// (hedge.delay), or, with hedge.latency_quantile, that quantile of the
+// method's recent successful latencies (the last 256, recomputed every 32;
+// the fixed delay until there are 32). An attempt that fails fast with a
+// retryable code is retried per the retry policy: after its backoff, or
+// after exactly the server's pushback; an invalid pushback stops further
+// attempts; any other failure ends the call at once.
+//
+// Hedges and retries share one attempt limit: the larger of
+// retry.max_attempts and hedge.max_attempts. A method with hedge
+// max_attempts 2 and retry max_attempts 3 is sent at most twice at once and
+// at most three times in all.
+//
+// The first success wins, the other attempts are cancelled and waited for.
+// Each attempt decodes into a reply of its own; only the winner's is copied
+// into the caller's reply (proto.Reset, then proto.Merge), and only its
+// header, trailer and peer reach the caller's grpc.Header, grpc.Trailer and
+// grpc.Peer options. Hedges spend the same budget as retries, and are not
+// refunded. Streams are not hedged: they are retried.
 //
 // # Per-call options
 //
@@ -215,8 +250,11 @@
 //
 // # Cost
 //
-// A unary call whose first attempt succeeds costs no allocations and about
-// 40 ns on a 2-core machine over a no-op invoker; a method that is never
-// retried about 20 ns. A retryable stream costs one allocation; hedged
-// calls cost a goroutine and a reply per attempt. See the benchmarks.
+// A unary call whose first attempt succeeds costs no allocations over a
+// no-op invoker, but its attempt's context: one deadline context when the
+// call's deadline is not on the caller's context yet, and the
+// observe.Attempt when the attempt has a timeout of its own. A retryable
+// stream costs its wrapper and a copy of each message it may replay;
+// hedged calls cost a goroutine and a reply per attempt. See the
+// benchmarks.
 package retry

@@ -22,12 +22,16 @@ const (
 	// ReasonDeadline: the next retry would not have had time to run before
 	// the caller's deadline.
 	ReasonDeadline = "RETRIES_CUT_SHORT_BY_DEADLINE"
+	// ReasonReplayBuffer: a stream was not retried because the request
+	// messages it sent outgrew its replay buffer (WithReplayBuffer).
+	ReasonReplayBuffer = "RETRY_REPLAY_BUFFER_EXCEEDED"
 )
 
 // StopError is returned when the retry layer stops retrying a call that
 // failed with a retryable status, for a reason of its own that the caller
-// should see: the retry budget was exhausted (Reason "budget") or the
-// deadline left no time for another attempt (Reason "deadline").
+// should see: the retry budget was exhausted (Reason "budget"), the
+// deadline left no time for another attempt (Reason "deadline"), or a
+// stream had sent more than its replay buffer holds (Reason "buffer").
 //
 // To the gRPC status functions it looks like the last attempt's error: the
 // same code, the same message with the reason appended, and the same
@@ -36,7 +40,8 @@ const (
 // for any other reason (a non-retryable code, the attempts used up) are
 // returned unchanged.
 type StopError struct {
-	// Reason is "budget" or "deadline", as in observe's RetryStopped event.
+	// Reason is "budget", "deadline" or "buffer", as in observe's
+	// RetryStopped event.
 	Reason string
 	// Attempts is the number of attempts sent.
 	Attempts int
@@ -59,10 +64,13 @@ func newStopError(reason string, attempts int, target string, last error, detail
 	switch reason {
 	case "budget":
 		info.Reason = ReasonBudgetExhausted
-		msg = fmt.Sprintf("%s (retry budget for %s exhausted after %s)", orig.Message(), target, plural(attempts))
+		msg = fmt.Sprintf("failsoft: retry: not retried, the retry budget for %s is exhausted after %s; last attempt: %s", target, plural(attempts), orig.Message())
+	case "buffer":
+		info.Reason = ReasonReplayBuffer
+		msg = fmt.Sprintf("failsoft: retry: not retried, the stream sent more than its replay buffer of %s bytes holds; last attempt: %s", detail, orig.Message())
 	default:
 		info.Reason = ReasonDeadline
-		msg = fmt.Sprintf("%s (retries cut short by the deadline after %s: %s)", orig.Message(), plural(attempts), detail)
+		msg = fmt.Sprintf("failsoft: retry: retries cut short by the deadline after %s (%s); last attempt: %s", plural(attempts), detail, orig.Message())
 	}
 	sp := proto.CloneOf(orig.Proto())
 	sp.Message = msg

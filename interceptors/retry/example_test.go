@@ -199,7 +199,7 @@ func ExampleWithBackoff() {
 
 func ExampleWithBudget() {
 	// A tiny budget: one token, and a call adds a hundredth of one.
-	ic, _ := retry.New(retry.WithRand(noJitter), retry.WithBudget(retry.Budget{Ratio: 0.01, Burst: 1}))
+	ic, _ := retry.New(retry.WithRand(noJitter), retry.WithBudget(retry.Budget{Ratio: 0.01, MinPerSecond: 0.1, TTL: 10 * time.Second}))
 	srv := &flakyServer{failFirst: 1 << 30} // a total outage
 	conn, stop := dial(srv, ic)
 	defer stop()

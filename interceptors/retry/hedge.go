@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -20,6 +21,8 @@ import (
 // hedgeResult is the end of one hedged attempt.
 type hedgeResult struct {
 	n       int
+	hedge   bool
+	paid    bool // a retry that took a budget token
 	ctx     context.Context
 	reply   proto.Message
 	err     error
@@ -75,199 +78,263 @@ func (u *userAddrs) set(r *hedgeResult) {
 	}
 }
 
-// hedge sends the call, then another attempt after each hedge delay (or at
-// once when an attempt fails with a retryable code), up to c.max attempts.
-// The first success wins and the others are cancelled; each attempt
-// decodes into its own reply and only the winner's is copied into reply.
-func (ic *Interceptor) hedge(c *call, req any, reply proto.Message, cc *grpc.ClientConn, next chain.UnaryNext, opts []grpc.CallOption) error {
-	if !c.deadline.IsZero() {
-		// Hedges share the call's deadline: set it on the call's context.
-		var cancel context.CancelFunc
-		c.ctx, cancel = context.WithDeadline(c.ctx, c.deadline)
-		defer cancel()
-		c.deadline = time.Time{}
-	}
-	hctx, cancelAll := context.WithCancel(c.ctx)
-	defer cancelAll()
-	base, user := hedgeOptions(opts)
-	results := make(chan *hedgeResult, c.max)
-	var lat *latency
-	delay := c.p.Hedge.Delay
+// hedger runs one hedged call: it sends the first attempt, then another
+// after each hedge delay while fewer than c.hedges are in flight, and a
+// retry after the retry policy's backoff (or the server's pushback) when
+// an attempt fails with a retryable code; hedges and retries together are
+// at most c.max attempts. The first success wins and the others are
+// cancelled and waited for; each attempt decodes into its own reply and
+// only the winner's is copied into the caller's.
+//
+// Only run's goroutine touches the hedger's fields; attempts report on
+// results.
+type hedger struct {
+	c       call
+	req     any
+	reply   proto.Message
+	cc      *grpc.ClientConn
+	next    chain.UnaryNext
+	base    []grpc.CallOption // the caller's options but header, trailer and peer
+	user    userAddrs
+	ctx     context.Context // the attempts' parent: cancelled when the call ends
+	cancel  context.CancelFunc
+	results chan *hedgeResult
+	lat     *latency // nil: a fixed delay
+	delay   time.Duration
+
+	inflight int
+	timer    clock.Timer // nil: nothing due
+	due      string      // what the timer is for: "hedge", "policy" or "pushback"
+	wait     time.Duration
+	stop     string       // why no further attempt is sent; "" while one may be
+	last     *hedgeResult // the last failed attempt
+}
+
+func newHedger(c *call, req any, reply proto.Message, cc *grpc.ClientConn, next chain.UnaryNext, opts []grpc.CallOption) *hedger {
+	h := &hedger{c: *c, req: req, reply: reply, cc: cc, next: next, delay: c.p.Hedge.Delay}
+	h.base, h.user = hedgeOptions(opts)
+	h.results = make(chan *hedgeResult, c.max)
 	if q := c.p.Hedge.Quantile; q > 0 {
-		lat = ic.latencyFor(c.method, q)
-		if d, ok := lat.get(); ok {
-			delay = d
+		h.lat = c.ic.latencyFor(c.method, q)
+		if d, ok := h.lat.get(); ok {
+			h.delay = d
 		}
 	}
+	return h
+}
 
-	sent, inflight := 0, 0
-	launch := func(wait time.Duration) {
-		sent++
-		inflight++
-		c.n = sent
-		n := sent
-		ctx := hctx
-		if n > 1 {
-			ctx = metadata.AppendToOutgoingContext(ctx, AttemptMetadata, attemptString(n))
-		}
-		inner := next
-		if n > 1 || ic.obs != nil {
-			ctx = observe.WithAttempt(ctx, observe.Attempt{N: n, Hedge: n > 1, Backoff: wait, BackoffReason: "hedge"})
-		}
-		r := &hedgeResult{n: n, ctx: ctx, reply: reply.ProtoReflect().New().Interface()}
-		aopts := append(base[:len(base):len(base)], grpc.Header(&r.header), grpc.Trailer(&r.trailer), grpc.Peer(&r.peer))
-		if ic.obs != nil {
-			if n > 1 {
-				c.event(ctx, observe.Event{Kind: observe.Hedge, Attempt: n, Hedge: true, Duration: wait})
-			}
-			c.event(ctx, observe.Event{Kind: observe.AttemptStart, Attempt: n, Hedge: n > 1})
-		}
-		start := ic.clock.Now()
-		go func() {
-			r.err = inner.Invoke(ctx, c.method, req, r.reply, cc, aopts...)
-			r.dur = ic.clock.Now().Sub(start)
-			results <- r
-		}()
+// run sends the attempts and returns the call's result.
+func (h *hedger) run() error {
+	c := &h.c
+	parent := c.ctx
+	if !c.pending.IsZero() {
+		// Hedges race within the call's deadline: set it once for all.
+		var cancel context.CancelFunc
+		parent, cancel = context.WithDeadline(parent, c.pending)
+		defer cancel()
+		c.ctx, c.pending = parent, time.Time{}
 	}
-	ended := func(r *hedgeResult) {
-		inflight--
-		if ic.obs != nil {
-			c.event(r.ctx, observe.Event{Kind: observe.AttemptEnd, Attempt: r.n, Hedge: r.n > 1, Err: r.err, Duration: r.dur})
-		}
-	}
-	finish := func() {
-		cancelAll()
-		for inflight > 0 {
-			ended(<-results)
-		}
-	}
+	// Every attempt's context derives from h.ctx, which ends them all
+	// when the call has its result.
+	h.ctx, h.cancel = context.WithCancel(parent)
+	c.ctx = h.ctx
+	defer h.cancel()
+	defer h.disarm()
 
-	var timer clock.Timer
-	var timerC <-chan time.Time
-	var waited time.Duration
-	arm := func(d time.Duration) {
-		if timer != nil {
-			timer.Stop()
-		}
-		timer, timerC, waited = ic.clock.NewTimer(d), nil, d
-		timerC = timer.C()
-	}
-	disarm := func() {
-		if timer != nil {
-			timer.Stop()
-		}
-		timer, timerC = nil, nil
-	}
-	defer disarm()
-
-	var last error
-	var lastRes *hedgeResult
-	stop := "" // why no further hedges are sent
-	// another sends the next hedge if the deadline and the budget allow.
-	another := func(wait time.Duration) {
-		if stop != "" || sent >= c.max {
-			return
-		}
-		if dl, ok := c.ctx.Deadline(); ok && dl.Sub(ic.clock.Now()) <= max(c.p.MinBudget, 0) {
-			stop = "deadline"
-			return
-		}
-		if !c.spend(true) {
-			stop = "budget"
-			return
-		}
-		launch(wait)
-	}
-	// failed returns the error of a call whose attempts all failed.
-	failed := func(err error) error {
-		switch stop {
-		case "budget":
-			return c.stopped(stop, newStopError(stop, sent, c.target, err, ""))
-		case "deadline":
-			return c.stopped(stop, newStopError(stop, sent, c.target, err, "no time left for another hedge"))
-		case "":
-			stop = "attempts"
-		}
-		return c.stopped(stop, err)
-	}
-
-	launch(0)
-	if c.max > 1 {
-		arm(delay)
-	}
-	doneC := c.ctx.Done()
+	h.launch(false, 0, "", false)
+	h.armHedge()
+	done := parent.Done()
 	for {
 		select {
-		case r := <-results:
-			ended(r)
+		case r := <-h.results:
+			h.ended(r)
 			if r.err == nil {
-				disarm()
-				finish()
-				proto.Reset(reply)
-				proto.Merge(reply, r.reply)
-				user.set(r)
-				if lat != nil {
-					lat.add(r.dur)
-				}
-				return nil
+				return h.won(r)
 			}
-			last, lastRes = r.err, r
-			if why, ok := c.retryable(r.err, false); !ok {
-				// A fatal status ends the call at once, as in gRFC A6.
-				disarm()
-				finish()
-				user.set(r)
-				return c.stopped(why, r.err)
+			if err, end := h.failed(r); end {
+				return err
 			}
-			pb := serverPushback(r.trailer, r.err)
-			switch {
-			case pb.present && !pb.allow:
-				stop = "pushback"
-				disarm()
-			case sent >= c.max || stop != "":
-			case pb.allow:
-				arm(pb.delay)
-				if ic.obs != nil {
-					c.event(c.ctx, observe.Event{Kind: observe.Backoff, Attempt: sent + 1, Duration: pb.delay, Reason: "pushback"})
-				}
-			default:
-				// A retryable failure sends the next hedge at once.
-				another(0)
-				if sent < c.max && stop == "" {
-					arm(delay)
-				} else {
-					disarm()
-				}
+		case <-h.timerC():
+			h.timer = nil
+			h.fire()
+		case <-done:
+			done = nil
+			h.disarm()
+			if h.inflight == 0 {
+				return c.interrupted(h.last.err)
 			}
-			if inflight == 0 && timerC == nil {
-				user.set(r)
-				return failed(r.err)
-			}
-		case <-timerC:
-			timer, timerC = nil, nil
-			another(waited)
-			if sent < c.max && stop == "" {
-				arm(delay)
-			}
-			if inflight == 0 && timerC == nil {
-				// Reached when a hedge due after a server's pushback could
-				// not be sent.
-				user.set(lastRes)
-				return failed(last)
-			}
-		case <-doneC:
-			doneC = nil
-			disarm()
-			if inflight == 0 {
-				if lastRes != nil {
-					user.set(lastRes)
-				}
-				return c.interrupted(last)
+			h.stop = "deadline"
+			if errors.Is(parent.Err(), context.Canceled) {
+				h.stop = "canceled"
 			}
 			// The attempts in flight end with the context's error, which
-			// the results case returns as a plain call would.
+			// is returned as a plain call would.
+		}
+		if h.inflight == 0 && h.timer == nil {
+			return h.exhausted()
 		}
 	}
+}
+
+// launch sends attempt c.n+1, a hedge or a retry after wait; paid says
+// that it is a retry that took a budget token.
+func (h *hedger) launch(hedge bool, wait time.Duration, reason string, paid bool) {
+	c := &h.c
+	c.n++
+	h.inflight++
+	next := h.next
+	next.MayRetry = c.mayRetry(c.ic.clock.Now())
+	ctx := c.attemptContext(hedge, wait, reason)
+	r := &hedgeResult{n: c.n, hedge: hedge, paid: paid, ctx: ctx, reply: h.reply.ProtoReflect().New().Interface()}
+	opts := append(h.base[:len(h.base):len(h.base)], grpc.Header(&r.header), grpc.Trailer(&r.trailer), grpc.Peer(&r.peer))
+	if c.ic.obs != nil {
+		if hedge {
+			c.event(ctx, observe.Event{Kind: observe.Hedge, Attempt: c.n, Hedge: true, Duration: wait})
+		}
+		c.event(ctx, observe.Event{Kind: observe.AttemptStart, Attempt: c.n, Hedge: hedge})
+	}
+	start := c.ic.clock.Now()
+	go func() {
+		r.err = next.Invoke(ctx, c.method, h.req, r.reply, h.cc, opts...)
+		r.dur = c.ic.clock.Now().Sub(start)
+		h.results <- r
+	}()
+}
+
+// ended accounts for an attempt's end.
+func (h *hedger) ended(r *hedgeResult) {
+	h.inflight--
+	if h.c.ic.obs != nil {
+		h.c.event(r.ctx, observe.Event{Kind: observe.AttemptEnd, Attempt: r.n, Hedge: r.hedge, Err: r.err, Duration: r.dur})
+	}
+}
+
+// won ends the call with r's reply, header, trailer and peer.
+func (h *hedger) won(r *hedgeResult) error {
+	h.finish()
+	if r.paid {
+		// A retry that worked gets its token back.
+		h.c.b.refund(h.c.ic.clock.Now())
+	}
+	proto.Reset(h.reply)
+	proto.Merge(h.reply, r.reply)
+	h.user.set(r)
+	if h.lat != nil {
+		h.lat.add(r.dur)
+	}
+	return nil
+}
+
+// failed handles an attempt that failed: it ends the call when the error
+// is final, and otherwise schedules a retry.
+func (h *hedger) failed(r *hedgeResult) (error, bool) {
+	c := &h.c
+	h.last = r
+	if why, ok := c.retryable(r.err, false); !ok {
+		// A fatal status ends the call at once, as in gRFC A6.
+		h.finish()
+		h.user.set(r)
+		return c.stopped(why, r.err), true
+	}
+	if h.stop != "" {
+		return nil, false
+	}
+	pb := serverPushback(r.trailer, r.err)
+	switch {
+	case pb.present && !pb.allow:
+		h.stop = "pushback"
+		h.disarm()
+	case c.n >= c.max:
+		h.stop = "attempts"
+	case h.timer != nil && h.due == "hedge" && h.inflight > 0:
+		// Attempts still race and a hedge is due: it takes the failed
+		// attempt's place.
+	default:
+		wait, reason := c.backoff(pb)
+		h.arm(wait, reason)
+		if c.ic.obs != nil {
+			c.event(c.ctx, observe.Event{Kind: observe.Backoff, Attempt: c.n + 1, Duration: wait, Reason: reason})
+		}
+	}
+	return nil, false
+}
+
+// fire sends what the timer was due for, if the deadline and the budget
+// allow, and arms the next hedge.
+func (h *hedger) fire() {
+	c := &h.c
+	if h.stop != "" || c.n >= c.max {
+		return
+	}
+	if !c.deadline.IsZero() && c.deadline.Sub(c.ic.clock.Now()) <= max(c.p.MinBudget, 0) {
+		h.stop = "deadline"
+		return
+	}
+	hedge := h.due == "hedge"
+	if !c.spend(hedge) {
+		h.stop = "budget"
+		return
+	}
+	h.launch(hedge, h.wait, h.due, c.paid)
+	c.paid = false
+	h.armHedge()
+}
+
+// armHedge arms the next hedge, when one may still be sent.
+func (h *hedger) armHedge() {
+	if h.stop == "" && h.c.n < h.c.max && h.inflight < h.c.hedges {
+		h.arm(h.delay, "hedge")
+	}
+}
+
+func (h *hedger) arm(d time.Duration, due string) {
+	h.disarm()
+	h.timer, h.due, h.wait = h.c.ic.clock.NewTimer(d), due, d
+}
+
+func (h *hedger) disarm() {
+	if h.timer != nil {
+		h.timer.Stop()
+		h.timer = nil
+	}
+}
+
+func (h *hedger) timerC() <-chan time.Time {
+	if h.timer == nil {
+		return nil
+	}
+	return h.timer.C()
+}
+
+// finish cancels the attempts still in flight and waits for them.
+func (h *hedger) finish() {
+	h.disarm()
+	h.cancel()
+	for h.inflight > 0 {
+		h.ended(<-h.results)
+	}
+}
+
+// exhausted returns the error of a call whose attempts all failed, with
+// the last attempt's header, trailer and peer.
+func (h *hedger) exhausted() error {
+	c := &h.c
+	r := h.last
+	h.user.set(r)
+	switch h.stop {
+	case "budget":
+		return c.stopped(h.stop, newStopError(h.stop, c.n, c.target, r.err, ""))
+	case "deadline":
+		if c.ctx.Err() != nil {
+			return c.stopped(h.stop, r.err)
+		}
+		return c.stopped(h.stop, newStopError(h.stop, c.n, c.target, r.err, "no time left for another attempt"))
+	case "canceled":
+		return c.stopped(h.stop, r.err)
+	case "":
+		h.stop = "attempts"
+	}
+	return c.stopped(h.stop, r.err)
 }
 
 func (ic *Interceptor) latencyFor(method string, q float64) *latency {

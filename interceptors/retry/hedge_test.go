@@ -1,9 +1,11 @@
 package retry_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,8 +109,10 @@ func TestHedgeFirstWins(t *testing.T) {
 	}
 }
 
-// TestHedgeRetryableFailure: a retryable failure sends the next hedge at
-// once; when all fail, the last error is returned.
+// TestHedgeRetryableFailure: a hedged call whose attempts fail fast is
+// retried per its retry policy; hedges and retries share one limit, the
+// larger of the two policies' max_attempts; when all fail, the last error
+// is returned.
 func TestHedgeRetryableFailure(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	newHedgeServer(e, func(c *serverCall) (*pb.PingResponse, error) {
@@ -124,8 +128,16 @@ func TestHedgeRetryableFailure(t *testing.T) {
 
 	e = newEnv(t, envOpts{})
 	newHedgeServer(e, func(*serverCall) (*pb.PingResponse, error) { return nil, fail(codes.Unavailable) })
-	if _, err := e.invoke(within(t, 10*time.Second), mHedged, "x"); status.Code(err) != codes.Unavailable || e.b.count(mHedged) != 3 {
-		t.Fatalf("err %v after %d attempts", err, e.b.count(mHedged))
+	p, err := testResolver(t).Resolve(mHedged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := max(p.Retry.MaxAttempts, p.Hedge.MaxAttempts)
+	if limit <= p.Hedge.MaxAttempts {
+		t.Fatalf("the test needs a retry policy that allows more attempts than hedging: %d, %d", p.Retry.MaxAttempts, p.Hedge.MaxAttempts)
+	}
+	if _, err := e.invoke(within(t, 10*time.Second), mHedged, "x"); status.Code(err) != codes.Unavailable || e.b.count(mHedged) != limit {
+		t.Fatalf("err %v after %d attempts, want %d", err, e.b.count(mHedged), limit)
 	}
 	if got := e.obs.stopReasons(); !slices.Equal(got, []string{"attempts"}) {
 		t.Errorf("stop reasons = %q", got)
@@ -177,7 +189,7 @@ func TestHedgePushback(t *testing.T) {
 		t.Errorf("stop reasons = %q", got)
 	}
 
-	// A valid pushback delays the next hedge by exactly that.
+	// A valid pushback delays the retry by exactly that.
 	e = newEnv(t, envOpts{})
 	newHedgeServer(e, func(c *serverCall) (*pb.PingResponse, error) {
 		if c.n == 1 {
@@ -196,15 +208,18 @@ func TestHedgePushback(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if hs := e.obs.of(observe.Hedge); len(hs) != 1 || hs[0].Duration != 300*time.Millisecond {
-		t.Errorf("hedges = %+v", hs)
+	if bs := e.obs.of(observe.Backoff); len(bs) != 1 || bs[0].Duration != 300*time.Millisecond || bs[0].Reason != "pushback" {
+		t.Errorf("backoffs = %+v", bs)
+	}
+	if hs := e.obs.of(observe.Hedge); len(hs) != 0 || e.b.count(mHedged) != 2 {
+		t.Errorf("hedges = %+v after %d attempts, want a retry alone", hs, e.b.count(mHedged))
 	}
 }
 
 // TestHedgeSpendsBudget: each hedge takes a token; a refused hedge is
 // reported, and a call whose attempts then fail says the budget stopped it.
 func TestHedgeSpendsBudget(t *testing.T) {
-	e := newEnv(t, envOpts{retry: []retry.Option{retry.WithBudget(retry.Budget{Ratio: 0.01, Burst: 1})}})
+	e := newEnv(t, envOpts{retry: []retry.Option{retry.WithBudget(retry.Budget{Ratio: 0.01, MinPerSecond: 0.1, TTL: 10 * time.Second})}})
 	release := make(chan struct{})
 	h := newHedgeServer(e, func(c *serverCall) (*pb.PingResponse, error) {
 		<-release
@@ -272,5 +287,42 @@ func TestHedgeQuantileDelay(t *testing.T) {
 	}
 	if hs := e.obs.of(observe.Hedge); len(hs) != 1 || hs[0].Duration != time.Nanosecond {
 		t.Errorf("hedges = %+v", hs)
+	}
+}
+
+// TestHedgeAttemptsOnContext: the first attempt of a hedged call carries no
+// backoff (it waited for nothing); a hedge carries its delay and "hedge".
+func TestHedgeAttemptsOnContext(t *testing.T) {
+	var mu sync.Mutex
+	var seen []observe.Attempt
+	record := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		mu.Lock()
+		seen = append(seen, observe.AttemptFrom(ctx))
+		mu.Unlock()
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	e := newEnv(t, envOpts{unary: []grpc.UnaryClientInterceptor{record}})
+	h := newHedgeServer(e, func(c *serverCall) (*pb.PingResponse, error) {
+		if c.n == 1 {
+			return hang(c)
+		}
+		return reply(c)
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.invoke(within(t, 10*time.Second), mHedged, "x")
+		done <- err
+	}()
+	<-h.arrived
+	e.clock.BlockUntil(1)
+	e.clock.Advance(100 * time.Millisecond)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []observe.Attempt{{N: 1}, {N: 2, Hedge: true, Backoff: 100 * time.Millisecond, BackoffReason: "hedge"}}
+	if !slices.Equal(seen, want) {
+		t.Errorf("attempts on the context = %+v, want %+v", seen, want)
 	}
 }

@@ -170,47 +170,40 @@ func FuzzRetryInfo(f *testing.F) {
 
 func TestBucket(t *testing.T) {
 	clk := clock.NewFake(time.Unix(0, 0))
-	k := newBucket(Budget{Ratio: 0.25, MinPerSecond: 2, Burst: 3})
-	for i := range 3 {
-		if !k.withdraw(clk) {
-			t.Fatalf("withdraw %d refused from a full bucket", i)
+	k := newBucket(Budget{Ratio: 0.25, MinPerSecond: 0.2, TTL: 10 * time.Second}, clk.Now())
+	// The floor: 0.2/s over 10 s is two tokens.
+	for i := range 2 {
+		if !k.withdraw(clk.Now()) {
+			t.Fatalf("withdraw %d refused within the floor", i)
 		}
 	}
-	if k.withdraw(clk) {
-		t.Fatal("empty bucket allowed a withdrawal")
+	if k.withdraw(clk.Now()) || k.allows(clk.Now()) {
+		t.Fatal("a spent budget allowed a withdrawal")
 	}
 	for range 4 {
-		k.deposit()
+		k.deposit(clk.Now())
 	}
-	if !k.withdraw(clk) || k.withdraw(clk) {
+	if !k.allows(clk.Now()) || !k.withdraw(clk.Now()) || k.withdraw(clk.Now()) {
 		t.Fatal("four deposits of 0.25 must make exactly one token")
 	}
-	clk.Advance(250 * time.Millisecond) // half a token of floor
-	if k.withdraw(clk) {
-		t.Fatal("half a token allowed a withdrawal")
+	k.refund(clk.Now())
+	if !k.withdraw(clk.Now()) {
+		t.Fatal("a refunded token cannot be spent again")
 	}
-	clk.Advance(250 * time.Millisecond)
-	if !k.withdraw(clk) {
-		t.Fatal("a second of floor at 2/s must allow a withdrawal")
-	}
-	clk.Advance(time.Hour)
+	// Ten seconds later, what was spent and deposited has expired: the
+	// floor is back, the deposits are gone.
+	clk.Advance(10 * time.Second)
 	n := 0
-	for k.withdraw(clk) {
+	for k.withdraw(clk.Now()) {
 		n++
 	}
-	if n != 3 {
-		t.Fatalf("after an hour: %d tokens, want Burst 3", n)
-	}
-	for range 100 {
-		k.deposit()
-	}
-	if got := k.tokens.Load(); got > k.max+k.ratio {
-		t.Fatalf("deposits overflowed the bucket: %d", got)
+	if n != 2 {
+		t.Fatalf("after the window: %d tokens, want the floor's 2", n)
 	}
 }
 
 func TestBudgetsByTarget(t *testing.T) {
-	bs := newBudgets(DefaultBudget)
+	bs := newBudgets(DefaultBudget, clock.System())
 	a, b := bs.get("a"), bs.get("b")
 	if a == b || bs.get("a") != a || bs.get("b") != b {
 		t.Fatal("targets must have their own bucket")
@@ -218,8 +211,8 @@ func TestBudgetsByTarget(t *testing.T) {
 	for i := range maxTargets + 5 {
 		bs.get(strings.Repeat("x", i+1))
 	}
-	if len(bs.m) != maxTargets || bs.extra == nil {
-		t.Fatalf("%d buckets", len(bs.m))
+	if bs.n != maxTargets || bs.extra == nil {
+		t.Fatalf("%d buckets", bs.n)
 	}
 }
 
@@ -248,7 +241,7 @@ func TestStopErrorStatus(t *testing.T) {
 	last := st.Err()
 	e := newStopError("deadline", 2, "dns:///x", last, "next attempt due in 1s, 10ms left")
 	got := status.Convert(e)
-	if got.Code() != codes.Unavailable || got.Message() != "down (retries cut short by the deadline after 2 attempts: next attempt due in 1s, 10ms left)" {
+	if got.Code() != codes.Unavailable || got.Message() != "failsoft: retry: retries cut short by the deadline after 2 attempts (next attempt due in 1s, 10ms left); last attempt: down" {
 		t.Fatalf("status = %v", got)
 	}
 	if ds := got.Details(); len(ds) != 2 {

@@ -26,29 +26,35 @@ const AttemptMetadata = "failsoft-attempt"
 const DefaultReplayBuffer = 256 << 10
 
 // Budget limits the retries and hedges sent to one target, so that an
-// outage cannot multiply the load on it. It is a token bucket per target:
-// every call deposits Ratio tokens, the clock adds MinPerSecond tokens per
-// second, the bucket holds at most Burst tokens and starts full, and every
-// retry or hedge takes one whole token. A retry or hedge that finds less
-// than one token is not sent.
+// outage cannot multiply the load on it, while retries that work are not
+// refused. Over a sliding window of TTL, every call deposits Ratio tokens
+// and the floor adds MinPerSecond tokens per second; every retry or hedge
+// sent takes one token, and a retry that succeeds gives its token back. A
+// retry or hedge that finds less than one token is not sent.
 //
-// Under a total outage the attempts per call therefore stay at or below
-// 1 + Ratio + MinPerSecond/(calls per second), plus Burst once.
+// A retry that succeeds did the work of its call, so transient faults and
+// lost responses are retried as fully as without a budget; only retries
+// that fail again spend. Under a total outage the attempts per call stay at
+// or below 1 + Ratio + MinPerSecond/(calls per second).
 type Budget struct {
-	// Ratio is the number of retries and hedges allowed per call, on
-	// average. Default 0.1; it must be in (0, 1].
+	// Ratio is the number of failed retries and hedges allowed per call,
+	// on average. Default 0.1; it must be in (0, 1].
 	Ratio float64
 	// MinPerSecond is the floor: tokens added per second whatever the
 	// traffic, so that a client that calls rarely can still retry.
 	// DefaultBudget has 1; zero turns the floor off.
 	MinPerSecond float64
-	// Burst is the most tokens the bucket holds. Default 10; at least 1.
-	Burst float64
+	// TTL is how long a deposit counts. Default 10 s; between 1 s and
+	// 1 h.
+	TTL time.Duration
 }
 
 // DefaultBudget is the budget used unless WithBudget or WithoutBudget is
-// given.
-var DefaultBudget = Budget{Ratio: 0.1, MinPerSecond: 1, Burst: 10}
+// given. Finagle and Linkerd allow 20% of calls plus 10 retries per second
+// over 10 s; failsoft refunds the retries that succeed, so half that ratio
+// keeps every productive retry while a dead target sees at most about 1.1
+// attempts per call.
+var DefaultBudget = Budget{Ratio: 0.1, MinPerSecond: 1, TTL: 10 * time.Second}
 
 // Option configures an Interceptor.
 type Option func(*config) error
@@ -98,23 +104,23 @@ func WithRand(f func() float64) Option {
 	}
 }
 
-// WithBudget sets the per-target retry budget. A zero Ratio or Burst takes
+// WithBudget sets the per-target retry budget. A zero Ratio or TTL takes
 // DefaultBudget's; a zero MinPerSecond turns the floor off.
 func WithBudget(b Budget) Option {
 	return func(c *config) error {
 		if b.Ratio == 0 {
 			b.Ratio = DefaultBudget.Ratio
 		}
-		if b.Burst == 0 {
-			b.Burst = DefaultBudget.Burst
+		if b.TTL == 0 {
+			b.TTL = DefaultBudget.TTL
 		}
 		switch {
 		case math.IsNaN(b.Ratio) || b.Ratio < 0 || b.Ratio > 1:
 			return fmt.Errorf("retry.WithBudget: Ratio must be in (0, 1], got %v", b.Ratio)
 		case math.IsNaN(b.MinPerSecond) || b.MinPerSecond < 0 || b.MinPerSecond > 1e6:
 			return fmt.Errorf("retry.WithBudget: MinPerSecond must be in [0, 1e6], got %v", b.MinPerSecond)
-		case math.IsNaN(b.Burst) || b.Burst < 1 || b.Burst > 1e6:
-			return fmt.Errorf("retry.WithBudget: Burst must be in [1, 1e6], got %v", b.Burst)
+		case b.TTL < time.Second || b.TTL > time.Hour:
+			return fmt.Errorf("retry.WithBudget: TTL must be between 1s and 1h, got %v", b.TTL)
 		}
 		c.budget, c.budgetOff = b, false
 		return nil

@@ -1,131 +1,103 @@
 package retry
 
 import (
-	"context"
-	"io"
+	"math"
+	"strconv"
+	"time"
 
-	"google.golang.org/grpc"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/metadata"
-
-	"github.com/failsoft/failsoft/interceptors/outcome"
-	"github.com/failsoft/failsoft/internal/chain"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
-// UnaryPushbackInterceptor returns a per-attempt interceptor that marks a
-// failed attempt's error with outcome.MarkOverloaded when the server sent
-// pushback: a grpc-retry-pushback-ms trailer (PushbackMetadata) with any
-// value, even a negative or malformed one, or a google.rpc.RetryInfo with a
-// delay in the status details, read as this package reads them to decide a
-// retry. Either says that a live server answered and is shedding load, so
-// the layers that see only the error (circuit breaker, throttle, fallback,
-// outcome.Classify) count it as Overload, not as a Failure, whatever its
-// code. The marked error keeps the attempt's status, code, message and
-// details; its other results and successful attempts pass through
-// untouched.
-//
-// It needs no configuration and holds no state. Chain it inside the
-// breaker and the throttle, as close to the network as possible; see the
-// package documentation.
-func UnaryPushbackInterceptor() grpc.UnaryClientInterceptor { return unaryPushback }
+// PushbackMetadata is the trailer in which a server tells the client when
+// to retry, as defined by gRFC A6.
+const PushbackMetadata = "grpc-retry-pushback-ms"
 
-// pushbackLayer is stream pushback marking as a layer of a folded chain.
-// It is used through a pointer, which an interface holds without the
-// wrapper methods Go adds for other values.
-type pushbackLayer struct{}
+// maxPushback is the largest pushback accepted, in milliseconds (the
+// largest int32, about 24.8 days, as in gRFC A6). Larger values are
+// malformed.
+const maxPushback = math.MaxInt32
 
-var thePushbackLayer = new(pushbackLayer)
-
-func init() {
-	// Unary marking is a plain interceptor that the chain runs innermost,
-	// around grpc-go's invoker, without a hop of its own.
-	chain.Register(chain.Pushback, func(struct{}) chain.Layer {
-		return chain.Layer{UnaryInnermost: unaryPushback, Stream: thePushbackLayer}
-	})
+// pushback is what a server said about retrying.
+type pushback struct {
+	present bool          // the server said something
+	allow   bool          // a retry is allowed, after delay
+	delay   time.Duration // exact wait before the retry
+	source  string        // "trailer" or "retry_info"
 }
 
-var streamPushback = chain.StreamInterceptor(thePushbackLayer)
-
-// StreamPushbackInterceptor is UnaryPushbackInterceptor for streams: a
-// stream that fails to open with a RetryInfo is marked, and so is the
-// final error of RecvMsg when the stream's trailer or status carries
-// pushback. It wraps each stream it opens (one allocation) and starts no
-// goroutine.
-func StreamPushbackInterceptor() grpc.StreamClientInterceptor { return streamPushback }
-
-func unaryPushback(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	if addr := trailerAddr(opts); addr != nil {
-		// The common case inside the retry layer, which asks for the
-		// trailer of every retryable attempt: read the same one.
-		err := invoker(ctx, method, req, reply, cc, opts...)
-		if err == nil {
-			return nil
-		}
-		return markPushback(*addr, err)
+// parsePushback reads the grpc-retry-pushback-ms values of a trailer with
+// gRFC A6 semantics: no value says nothing; exactly one non-negative
+// decimal integer is the exact wait in milliseconds; a negative, malformed
+// or repeated value means "do not retry".
+func parsePushback(values []string) pushback {
+	switch len(values) {
+	case 0:
+		return pushback{}
+	case 1:
+	default:
+		return pushback{present: true, source: "trailer"}
 	}
-	tr := getTrailers(opts)
-	err := invoker(ctx, method, req, reply, cc, tr.opts...)
+	p := pushback{present: true, source: "trailer"}
+	// ParseUint refuses signs, so "-1" and "+1" say "do not retry", and
+	// 31 bits bound the value by maxPushback.
+	ms, err := strconv.ParseUint(values[0], 10, 31)
 	if err != nil {
-		err = markPushback(tr.md, err)
+		return p
 	}
-	tr.release()
-	return err
+	p.allow, p.delay = true, time.Duration(ms)*time.Millisecond
+	return p
 }
 
-func (*pushbackLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
-	if err != nil {
-		var trailer metadata.MD
-		if addr := trailerAddr(opts); addr != nil {
-			trailer = *addr
+// retryInfoName is the type URL suffix of google.rpc.RetryInfo.
+const retryInfoName = "google.rpc.RetryInfo"
+
+// parseRetryInfo reads google.rpc.RetryInfo from a status's details. One
+// RetryInfo with a valid, non-negative retry_delay is the exact wait; a
+// RetryInfo without a delay says nothing; an invalid or negative delay, an
+// undecodable RetryInfo, or more than one of them means "do not retry".
+func parseRetryInfo(st *status.Status) pushback {
+	if st == nil {
+		return pushback{}
+	}
+	sp := st.Proto()
+	var p pushback
+	for _, d := range sp.GetDetails() {
+		url := d.GetTypeUrl()
+		if len(url) < len(retryInfoName) || url[len(url)-len(retryInfoName):] != retryInfoName ||
+			(len(url) > len(retryInfoName) && url[len(url)-len(retryInfoName)-1] != '/') {
+			continue
 		}
-		return nil, markPushback(trailer, err)
-	}
-	return &pushbackStream{ClientStream: cs}, nil
-}
-
-// pushbackStream marks the final error of a stream that carries pushback.
-type pushbackStream struct{ grpc.ClientStream }
-
-// RecvMsg marks the stream's final error. The trailer is complete once
-// RecvMsg has returned an error, so reading it does not block.
-func (s *pushbackStream) RecvMsg(m any) error {
-	err := s.ClientStream.RecvMsg(m)
-	if err == nil || err == io.EOF {
-		return err
-	}
-	return markPushback(s.ClientStream.Trailer(), err)
-}
-
-// trailerAddr returns where the last grpc.Trailer option in opts collects
-// the trailer, or nil. The last is the one added closest to this
-// interceptor: the retry layer's per-attempt trailer, when there is one.
-func trailerAddr(opts []grpc.CallOption) *metadata.MD {
-	for i := len(opts) - 1; i >= 0; i-- {
-		switch o := opts[i].(type) {
-		case grpc.TrailerCallOption:
-			if o.TrailerAddr != nil {
-				return o.TrailerAddr
-			}
-		case *grpc.TrailerCallOption:
-			if o != nil && o.TrailerAddr != nil {
-				return o.TrailerAddr
-			}
+		if p.present {
+			return pushback{present: true, source: "retry_info"} // repeated
+		}
+		var ri errdetails.RetryInfo
+		if err := proto.Unmarshal(d.GetValue(), &ri); err != nil {
+			return pushback{present: true, source: "retry_info"}
+		}
+		rd := ri.GetRetryDelay()
+		if rd == nil {
+			continue
+		}
+		p = pushback{present: true, source: "retry_info"}
+		if rd.CheckValid() != nil || rd.GetSeconds() < 0 || rd.GetNanos() < 0 {
+			return p
+		}
+		if dur := rd.AsDuration(); dur <= time.Duration(maxPushback)*time.Millisecond {
+			p.allow, p.delay = true, dur
 		}
 	}
-	return nil
+	return p
 }
 
-// markPushback marks err as overload when the attempt's trailer or status
-// carries server pushback, by the rules the retry layer follows
-// (serverPushback): any grpc-retry-pushback-ms value, valid or not, or a
-// RetryInfo with a delay. An invalid pushback says "do not retry", yet it
-// still comes from a live server.
-func markPushback(trailer metadata.MD, err error) error {
-	if _, ok := err.(*outcome.Rejection); ok {
-		return err
+// serverPushback returns the pushback of a failed attempt: the trailer
+// wins, RetryInfo is read when there is no trailer value.
+func serverPushback(trailer metadata.MD, err error) pushback {
+	if p := parsePushback(trailer.Get(PushbackMetadata)); p.present {
+		return p
 	}
-	if serverPushback(trailer, err).present {
-		return outcome.MarkOverloaded(err)
-	}
-	return err
+	st, _ := status.FromError(err)
+	return parseRetryInfo(st)
 }

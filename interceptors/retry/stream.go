@@ -3,6 +3,7 @@ package retry
 import (
 	"context"
 	"io"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,41 +21,14 @@ import (
 )
 
 func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	p, err := next.Resolve(ic.resolver, method)
+	c, err := ic.open(ctx, method, cc, &next.State, opts, ic.clock.Now(), false)
 	if err != nil {
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, err
 	}
-	var target string
-	if cc != nil {
-		target = cc.Target()
+	retry := c.max > 1
+	if !retry && ic.obs == nil {
+		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
-	var b *bucket
-	if ic.budgets != nil {
-		b = ic.budgets.get(target)
-		b.deposit()
-	}
-	var cfg callConfig
-	if len(opts) > 0 && !chain.Bare(opts) {
-		if c := callOptions(opts); c != nil {
-			if c.err != nil {
-				return nil, status.Error(codes.InvalidArgument, c.err.Error())
-			}
-			cfg = *c
-		}
-	}
-	retry := !cfg.disabled && p.Retryable(p.RequiresKey && hasKey(ctx))
-	var c call
-	if retry {
-		c = ic.newCall(ctx, method, target, p, b, &cfg, false)
-		retry = c.max > 1
-	}
-	if !retry {
-		if ic.obs == nil {
-			return next.NewStream(ctx, desc, cc, method, opts...)
-		}
-		c = call{ic: ic, ctx: ctx, method: method, target: target, p: p, max: 1}
-	}
-	next.Now = time.Time{} // every attempt reads the clock itself
 	s := &retryStream{c: c, desc: desc, cc: cc, next: next, opts: opts, limit: ic.replayBuffer}
 	s.cond.L = &s.mu
 	a, err := s.newAttempt(0, "")
@@ -117,6 +91,10 @@ type retryStream struct {
 	busy    bool  // a goroutine is inside cur.cs.RecvMsg
 	final   error // what RecvMsg returns once retries ended in failure
 	pending []byte
+	// overflowed: the stream committed because its messages outgrew the
+	// replay buffer, so a retryable failure is not retried; its error says
+	// so.
+	overflowed bool
 
 	// first and inline save allocations on the common path: the first
 	// attempt, and a buffer for one request message.
@@ -135,13 +113,12 @@ func (s *retryStream) newAttempt(wait time.Duration, reason string) (*streamAtte
 	} else {
 		a = &streamAttempt{n: c.n}
 	}
-	ctx := c.ctx
+	now := c.ic.clock.Now()
 	next := s.next
-	if a.n > 1 || c.ic.obs != nil {
-		ctx = c.attemptContext(&next.State, a.n, false, wait, reason)
-	}
-	if c.timeout > 0 && c.max > 1 {
-		ctx = a.timer.start(c.ic, ctx, c.timeout, time.Time{}, time.Time{}, true)
+	next.MayRetry = c.mayRetry(now)
+	ctx := c.attemptContext(false, wait, reason)
+	if c.max > 1 {
+		ctx = a.timer.start(c.ic, ctx, c.timeout, time.Time{}, now, true)
 	}
 	a.ctx = ctx
 	if c.ic.obs != nil {
@@ -159,8 +136,12 @@ func (s *retryStream) attemptDone(a *streamAttempt, err error) (error, bool) {
 	if !a.done.CompareAndSwap(false, true) {
 		return err, false
 	}
-	timedOut := a.timer.finish(false)
-	if timedOut && err != nil && err != io.EOF {
+	failure := err
+	if failure == io.EOF {
+		failure = nil
+	}
+	timedOut := a.timer.finish(failure)
+	if timedOut {
 		err = timeoutError(err, a.n, s.c.timeout)
 	}
 	if s.c.ic.obs != nil {
@@ -255,14 +236,21 @@ func (e localSendError) Error() string { return e.err.Error() }
 // inside a.cs.RecvMsg.
 func (s *retryStream) probe(a *streamAttempt) error {
 	var m emptypb.Empty // keeps the message's fields as unknown fields
-	err := a.cs.RecvMsg(&m)
+	return s.probed(a, &m, a.cs.RecvMsg(&m))
+}
+
+// probed settles what probing attempt a found: a response message (kept
+// for the caller, committing the stream), the stream's end (io.EOF), or
+// the attempt's error, which it returns for the caller to judge.
+func (s *retryStream) probed(a *streamAttempt, m *emptypb.Empty, err error) error {
 	switch err {
 	case nil:
-		b, merr := proto.Marshal(&m)
-		if merr != nil {
-			return status.Error(codes.Internal, merr.Error())
-		}
 		s.cur = a
+		b, merr := proto.Marshal(m)
+		if merr != nil {
+			s.failLocked(status.Error(codes.Internal, "failsoft: retry: keeping a response: "+merr.Error()))
+			return nil
+		}
 		s.pending = b
 		s.special.Store(true)
 		s.commitLocked("")
@@ -282,6 +270,11 @@ func (s *retryStream) commitLocked(reason string) {
 	}
 	s.buf, s.bufSize, s.inline[0] = nil, 0, nil
 	s.cur.timer.disarm()
+	if reason == "" && s.final == nil {
+		// A response reached the caller: a retry that got this far did
+		// its call's work, and gets its budget token back.
+		s.c.succeeded()
+	}
 	s.committed.Store(true)
 	s.cond.Broadcast()
 	if reason != "" && s.c.ic.obs != nil {
@@ -297,18 +290,30 @@ func (s *retryStream) failLocked(err error) {
 	s.commitLocked("")
 }
 
-// end releases the committed attempt when the stream ends.
-func (s *retryStream) end(err error) {
+// end releases the committed attempt when the stream ends with err, and
+// returns the error for the caller: err, or a StopError saying why a
+// retryable failure was not retried.
+func (s *retryStream) end(err error) error {
 	a := s.cur
 	if a.done.Load() {
-		return
+		return err
 	}
 	s.attemptDone(a, err)
-	if c := &s.c; c.ic.obs != nil && err != io.EOF && c.max > c.n && c.ctx.Err() == nil {
-		if _, rej := outcome.AsRejection(err); !rej && c.p.Retry.Codes.Has(outcome.Code(err)) {
-			c.event(c.ctx, observe.Event{Kind: observe.RetryStopped, Attempt: a.n, Reason: "committed", Err: err})
-		}
+	c := &s.c
+	if err == io.EOF || c.max <= c.n || c.ctx.Err() != nil {
+		return err
 	}
+	if _, rej := outcome.AsRejection(err); rej || !c.p.Retry.Codes.Has(outcome.Code(err)) {
+		return err
+	}
+	if s.overflowed {
+		// RetryStopped was reported when the stream committed.
+		return newStopError("buffer", a.n, c.target, err, strconv.Itoa(s.limit))
+	}
+	if c.ic.obs != nil {
+		c.event(c.ctx, observe.Event{Kind: observe.RetryStopped, Attempt: a.n, Reason: "committed", Err: err})
+	}
+	return err
 }
 
 func (s *retryStream) current() *streamAttempt {
@@ -373,22 +378,7 @@ func (s *retryStream) probeUnlocked(a *streamAttempt) error {
 	s.mu.Lock()
 	s.busy = false
 	s.cond.Broadcast()
-	switch err {
-	case nil:
-		b, merr := proto.Marshal(&m)
-		if merr != nil {
-			s.failLocked(status.Error(codes.Internal, merr.Error()))
-			return nil
-		}
-		s.pending = b
-		s.special.Store(true)
-		s.commitLocked("")
-		return nil
-	case io.EOF:
-		s.failLocked(io.EOF)
-		return nil
-	}
-	return err
+	return s.probed(a, &m, err)
 }
 
 // Trailer returns the trailer of the current attempt.
@@ -419,13 +409,15 @@ func (s *retryStream) SendMsg(m any) error {
 		s.mu.Unlock()
 		return s.sendCommitted(m)
 	}
+	pm, ok := m.(proto.Message)
 	size := -1
-	if pm, ok := m.(proto.Message); ok {
+	if ok {
 		size = proto.Size(pm)
 	}
 	if size < 0 || s.bufSize+size > s.limit {
 		// Over the replay buffer (or not a proto message): no more
 		// retries.
+		s.overflowed = size >= 0
 		s.commitLocked("buffer")
 		s.mu.Unlock()
 		return s.sendCommitted(m)
@@ -433,7 +425,9 @@ func (s *retryStream) SendMsg(m any) error {
 	if s.buf == nil {
 		s.buf = s.inline[:0]
 	}
-	s.buf = append(s.buf, m)
+	// A copy, as sent: the caller may reuse m for its next message once
+	// SendMsg returns, and a replay must send what was sent.
+	s.buf = append(s.buf, proto.Clone(pm))
 	s.bufSize += size
 	a := s.cur
 	s.mu.Unlock()
@@ -536,8 +530,7 @@ func (s *retryStream) RecvMsg(m any) error {
 		case io.EOF:
 			s.commitLocked("")
 			s.mu.Unlock()
-			s.end(io.EOF)
-			return io.EOF
+			return s.end(io.EOF)
 		}
 		if ferr := s.recoverLocked(a, err); ferr != nil {
 			s.mu.Unlock()
@@ -554,10 +547,10 @@ func (s *retryStream) recvCommitted(m any) error {
 			s.mu.Unlock()
 			pm, ok := m.(proto.Message)
 			if !ok {
-				return status.Errorf(codes.Internal, "retry: cannot decode a held response into %T", m)
+				return status.Errorf(codes.Internal, "failsoft: retry: cannot decode a held response into %T", m)
 			}
 			if err := proto.Unmarshal(p, pm); err != nil {
-				return status.Errorf(codes.Internal, "retry: decoding a held response: %v", err)
+				return status.Errorf(codes.Internal, "failsoft: retry: decoding a held response: %v", err)
 			}
 			return nil
 		}
@@ -569,7 +562,7 @@ func (s *retryStream) recvCommitted(m any) error {
 	}
 	err := s.cur.cs.RecvMsg(m)
 	if err != nil {
-		s.end(err)
+		return s.end(err)
 	}
-	return err
+	return nil
 }

@@ -675,3 +675,67 @@ func TestReplayLocalError(t *testing.T) {
 		t.Errorf("%d attempts, want 2", got)
 	}
 }
+
+// TestReplayAsSent: an application that reuses one request object for
+// every SendMsg (which gRPC allows once SendMsg returns) gets its messages
+// replayed as they were sent, not the object's last value.
+func TestReplayAsSent(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	var seen [][]string
+	e.b.stream = func(c *serverCall) error {
+		got, err := readAll(c.stream)
+		if err != nil {
+			return err
+		}
+		seen = append(seen, got)
+		if c.n == 1 {
+			return fail(codes.Unavailable)
+		}
+		return send(c.stream, strings.Join(got, ""))
+	}
+	s := openUpload(t, e)
+	req := new(pb.PingRequest)
+	for _, p := range []string{"a", "b", "c"} {
+		req.Payload = p
+		if err := s.SendMsg(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var out pb.PingResponse
+	if err := s.RecvMsg(&out); err != nil || out.GetPayload() != "abc" {
+		t.Fatalf("got %q, %v; want the messages as sent, abc", out.GetPayload(), err)
+	}
+	if len(seen) != 2 || !slices.Equal(seen[1], []string{"a", "b", "c"}) {
+		t.Errorf("server saw %q", seen)
+	}
+}
+
+// TestReplayBufferOverflowSaysSo: a stream whose messages outgrew its
+// replay buffer is not retried, and its error says why, keeping the
+// server's code.
+func TestReplayBufferOverflowSaysSo(t *testing.T) {
+	e := newEnv(t, envOpts{retry: []retry.Option{retry.WithReplayBuffer(8)}})
+	e.b.stream = func(c *serverCall) error {
+		if _, err := readAll(c.stream); err != nil {
+			return err
+		}
+		return fail(codes.Unavailable)
+	}
+	s := openUpload(t, e)
+	if err := sendAll(s, "0123456789", "more"); err != nil {
+		t.Fatal(err)
+	}
+	var out pb.PingResponse
+	err := s.RecvMsg(&out)
+	var se *retry.StopError
+	if status.Code(err) != codes.Unavailable || !errors.As(err, &se) || se.Reason != "buffer" ||
+		!strings.Contains(err.Error(), "replay buffer") || errorInfo(err).GetReason() != retry.ReasonReplayBuffer {
+		t.Fatalf("err = %v; want UNAVAILABLE saying the replay buffer overflowed", err)
+	}
+	if e.b.count(mUpload) != 1 {
+		t.Errorf("%d attempts, want 1", e.b.count(mUpload))
+	}
+}

@@ -200,7 +200,7 @@ func (l attemptLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grp
 }
 
 func (i *Interceptor) countAttempt(ctx context.Context, cs *chain.State) observe.Attempt {
-	a := cs.AttemptOf(ctx)
+	a := observe.AttemptFrom(ctx)
 	if st := callStateFrom(ctx); st != nil {
 		st.attempts.Add(1)
 		st.retryDelay.Add(int64(a.Backoff))

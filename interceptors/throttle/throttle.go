@@ -95,7 +95,7 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	if r == nil {
 		return next.Invoke(ctx, method, req, reply, cc, opts...)
 	}
-	idx, err := t.admit(ctx, r, target, method, next.Now)
+	idx, err := t.admit(ctx, r, target, method, time.Time{})
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clien
 	if r == nil {
 		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
-	idx, err := t.admit(ctx, r, target, method, next.Now)
+	idx, err := t.admit(ctx, r, target, method, time.Time{})
 	if err != nil {
 		return nil, err
 	}

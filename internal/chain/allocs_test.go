@@ -13,7 +13,7 @@ import (
 type pass struct{}
 
 func (pass) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next UnaryNext, opts ...grpc.CallOption) error {
-	next.SetFirstAttempt(0)
+	next.MayRetry = true
 	return next.Invoke(ctx, method, req, reply, cc, opts...)
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 )
 
@@ -23,31 +22,21 @@ type Stream interface {
 	Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error)
 }
 
-// State is what a call carries from layer to layer, by value.
+// State is what a call carries from layer to layer, by value. Each field
+// has one writer; the package documentation lists them.
 type State struct {
-	// Deadline, when not zero, is the call's deadline, which the deadline
-	// layer left for the retry layer to set on each attempt's context: one
-	// context per attempt then serves both the call's deadline and the
-	// attempt's own timeout. Layers between the two read it with
-	// DeadlineOf; a layer that sets it on a context clears it. The chain
-	// sets it itself if it reaches the end still pending.
-	Deadline time.Time
-	// Policy is the call method's policy, resolved by an outer layer with
-	// Resolver; nil until a layer resolves it.
+	// Resolver and Policy are the call method's policy and the resolver
+	// it came from. Only Resolve writes them, the first time a layer asks:
+	// later layers with the same resolver reuse the policy.
 	Resolver *policy.Resolver
 	Policy   *policy.Policy
-	// Now, when not zero, is the system clock's reading as the current
-	// attempt began, taken by an outer layer, for inner layers on the
-	// system clock to use instead of reading it again: a clock read is a
-	// good part of a layer's cost. Layers on another clock ignore it. The
-	// retry layer clears it for every attempt but the first.
-	Now time.Time
-	// firstAttempt is set by the retry layer on the first attempt of a
-	// call, in place of observe.WithAttempt, which allocates: zero when
-	// unset, otherwise the attempt's timeout plus one. Later attempts and
-	// hedges carry their observe.Attempt on their context. One word, not
-	// two: State is copied at every layer.
-	firstAttempt time.Duration
+	// Deadline, when not zero, is the call's deadline. Only the deadline
+	// layer writes it. For a unary call the deadline layer does not put it
+	// on the context itself: the retry layer sets it on each attempt's
+	// context together with the attempt's own timeout (one context, not
+	// two), and the chain's end sets it on the context before grpc-go's
+	// invoker when no layer did. Layers in between read it with DeadlineOf.
+	Deadline time.Time
 	// MayRetry is written by the retry layer only, on each attempt: true
 	// when a failure of this attempt with one of the policy's retryable
 	// codes would be retried (attempts remain, the budget would allow one
@@ -58,30 +47,12 @@ type State struct {
 	MayRetry bool
 }
 
-// SetFirstAttempt says that the call's first attempt, with the given
-// per-attempt timeout (zero: none), is in progress.
-func (s *State) SetFirstAttempt(timeout time.Duration) { s.firstAttempt = timeout + 1 }
-
-// ClearFirstAttempt undoes SetFirstAttempt.
-func (s *State) ClearFirstAttempt() { s.firstAttempt = 0 }
-
-// IsFirstAttempt reports whether SetFirstAttempt was called.
-func (s *State) IsFirstAttempt() bool { return s.firstAttempt != 0 }
-
 // Resolve returns the policy of method from r, which is not nil, reusing
 // the one an outer layer resolved with the same resolver.
 func (s *State) Resolve(r *policy.Resolver, method string) (*policy.Policy, error) {
 	if s.Resolver == r {
-		return s.Policy, nil // inlined: the common case inside the suite
+		return s.Policy, nil
 	}
-	return s.resolve(r, method)
-}
-
-// resolve is Resolve's first resolution, kept out of line so that Resolve
-// inlines.
-//
-//go:noinline
-func (s *State) resolve(r *policy.Resolver, method string) (*policy.Policy, error) {
 	p, err := r.Resolve(method)
 	if err == nil {
 		s.Resolver, s.Policy = r, p
@@ -89,17 +60,8 @@ func (s *State) resolve(r *policy.Resolver, method string) (*policy.Policy, erro
 	return p, err
 }
 
-// AttemptOf returns the attempt ctx belongs to: the first if the retry
-// layer said so in s, otherwise the one on ctx.
-func (s *State) AttemptOf(ctx context.Context) observe.Attempt {
-	if s.firstAttempt != 0 {
-		return observe.Attempt{N: 1, Timeout: s.firstAttempt - 1}
-	}
-	return observe.AttemptFrom(ctx)
-}
-
-// DeadlineOf returns the call's deadline: the earlier of ctx's and the
-// pending one.
+// DeadlineOf returns the call's deadline: the earlier of ctx's and
+// s.Deadline.
 func (s *State) DeadlineOf(ctx context.Context) (time.Time, bool) {
 	d, ok := ctx.Deadline()
 	if !s.Deadline.IsZero() && (!ok || s.Deadline.Before(d)) {
@@ -108,15 +70,22 @@ func (s *State) DeadlineOf(ctx context.Context) (time.Time, bool) {
 	return d, ok
 }
 
-// ApplyDeadline returns ctx with the pending deadline set on it and clears
-// it. The cancel function is never nil.
+// ApplyDeadline returns ctx with s.Deadline set on it, unless ctx already
+// ends no later. The cancel function is never nil.
 func (s *State) ApplyDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	d := s.Deadline
-	if d.IsZero() {
+	if d, ok := ctx.Deadline(); s.Deadline.IsZero() || (ok && !s.Deadline.Before(d)) {
 		return ctx, func() {}
 	}
-	s.Deadline = time.Time{}
-	return context.WithDeadline(ctx, d)
+	return context.WithDeadline(ctx, s.Deadline)
+}
+
+// needsDeadline reports whether ctx does not yet end by s.Deadline.
+func (s *State) needsDeadline(ctx context.Context) bool {
+	if s.Deadline.IsZero() {
+		return false
+	}
+	d, ok := ctx.Deadline()
+	return !ok || s.Deadline.Before(d)
 }
 
 // Unaries is a fixed list of unary layers, outermost first, and an
@@ -150,16 +119,11 @@ type UnaryNext struct {
 	State
 }
 
-// FinalUnary is what follows a layer used alone as a gRPC interceptor:
+// finalUnary is what follows a layer used alone as a gRPC interceptor:
 // grpc-go's invoker.
-func FinalUnary(final grpc.UnaryInvoker) UnaryNext {
+func finalUnary(final grpc.UnaryInvoker) UnaryNext {
 	return UnaryNext{final: final}
 }
-
-// Folded reports whether other failsoft layers follow, which read State:
-// a layer may then leave in State what it would otherwise set on the
-// context.
-func (n *UnaryNext) Folded() bool { return n.layers != nil && n.i < len(n.layers.layers) }
 
 // Invoke runs the rest of the chain.
 func (n UnaryNext) Invoke(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
@@ -168,8 +132,8 @@ func (n UnaryNext) Invoke(ctx context.Context, method string, req, reply any, cc
 		n.i++
 		return l.Unary(ctx, method, req, reply, cc, n, opts...)
 	}
-	if !n.Deadline.IsZero() {
-		ctx, cancel := n.ApplyDeadline(ctx)
+	if n.needsDeadline(ctx) {
+		ctx, cancel := context.WithDeadline(ctx, n.Deadline)
 		defer cancel()
 		return n.end(ctx, method, req, reply, cc, opts)
 	}
@@ -195,9 +159,9 @@ func (s *Streams) Start(final grpc.Streamer) StreamNext {
 	return StreamNext{layers: s, final: final}
 }
 
-// StreamNext is what follows a layer in a stream chain. Streams never
-// carry a pending deadline: the deadline layer sets a stream's on its
-// context, which must live as long as the stream.
+// StreamNext is what follows a layer in a stream chain. A stream's
+// deadline is always on its context, which must live as long as the
+// stream: the deadline layer puts it there.
 type StreamNext struct {
 	layers *Streams // nil: only final follows
 	i      int
@@ -205,14 +169,11 @@ type StreamNext struct {
 	State
 }
 
-// FinalStream is what follows a layer used alone as a gRPC interceptor:
+// finalStream is what follows a layer used alone as a gRPC interceptor:
 // grpc-go's streamer.
-func FinalStream(final grpc.Streamer) StreamNext {
+func finalStream(final grpc.Streamer) StreamNext {
 	return StreamNext{final: final}
 }
-
-// Folded reports whether other failsoft layers follow.
-func (n *StreamNext) Folded() bool { return n.layers != nil && n.i < len(n.layers.layers) }
 
 // NewStream runs the rest of the chain.
 func (n StreamNext) NewStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -234,9 +195,9 @@ func (n StreamNext) NewStream(ctx context.Context, desc *grpc.StreamDesc, cc *gr
 type suiteMarker struct{ grpc.EmptyCallOption }
 
 // The marked options of the two most common calls, shared by every such
-// call: one without options, and one from generated client code, which
-// passes grpc.StaticMethod alone. Both are full, so that a layer that adds
-// an option copies them first, and never change (see Bare).
+// call so that marking them costs nothing: one without options, and one
+// from generated client code, which passes grpc.StaticMethod alone. Both
+// are full, so that a layer that adds an option copies them first.
 var (
 	markerOnly         = []grpc.CallOption{suiteMarker{}}
 	staticMethodMarked = []grpc.CallOption{grpc.StaticMethod(), suiteMarker{}}
@@ -261,14 +222,6 @@ func Mark(opts []grpc.CallOption) ([]grpc.CallOption, bool) {
 	return append(opts[:len(opts):len(opts)], suiteMarker{}), true
 }
 
-// Bare reports whether opts are the options Mark gave a call that had
-// none of its own but grpc.StaticMethod: they then carry no layer's call
-// option, and, being shared, never change, so that a layer may keep what
-// it built from them for the next such call.
-func Bare(opts []grpc.CallOption) bool {
-	return len(opts) > 0 && (&opts[0] == &markerOnly[0] || &opts[0] == &staticMethodMarked[0])
-}
-
 // Interceptors returns a layer as a pair of gRPC interceptors, for the
 // layer packages' public API.
 func Interceptors(u Unary, s Stream) (grpc.UnaryClientInterceptor, grpc.StreamClientInterceptor) {
@@ -278,14 +231,14 @@ func Interceptors(u Unary, s Stream) (grpc.UnaryClientInterceptor, grpc.StreamCl
 // UnaryInterceptor returns a unary layer as a gRPC interceptor.
 func UnaryInterceptor(u Unary) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		return u.Unary(ctx, method, req, reply, cc, FinalUnary(invoker), opts...)
+		return u.Unary(ctx, method, req, reply, cc, finalUnary(invoker), opts...)
 	}
 }
 
 // StreamInterceptor returns a stream layer as a gRPC interceptor.
 func StreamInterceptor(s Stream) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		return s.Stream(ctx, desc, cc, method, FinalStream(streamer), opts...)
+		return s.Stream(ctx, desc, cc, method, finalStream(streamer), opts...)
 	}
 }
 
@@ -295,7 +248,6 @@ type Kind string
 // The layers of the suite.
 const (
 	Deadline         Kind = "deadline"
-	DeadlinePending  Kind = "deadline, pending" // see State.Deadline
 	Idempotency      Kind = "idempotency"
 	Fallback         Kind = "fallback"
 	Retry            Kind = "retry"

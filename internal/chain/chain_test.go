@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	_ "github.com/failsoft/failsoft/proto/failsoft/policytest/v1" // the services resolved
 )
@@ -99,14 +98,14 @@ func TestStateFlowsInward(t *testing.T) {
 	layers := []Unary{
 		recorder{name: "outer", log: &log, edit: func(s *State) { s.Resolver, s.Policy = r, p }},
 		twice,
-		recorder{name: "attempt", log: &log, edit: func(s *State) { s.SetFirstAttempt(0) }},
+		recorder{name: "attempt", log: &log, edit: func(s *State) { s.MayRetry = true }},
 		recorder{name: "inner", log: &log, seen: &inner1},
 	}
 	final := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
 	if err := NewUnaries(layers...).Start(final).Invoke(context.Background(), "/s/m", nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if inner1.Policy != p || inner1.Resolver != r || !inner1.IsFirstAttempt() {
+	if inner1.Policy != p || inner1.Resolver != r || !inner1.MayRetry {
 		t.Errorf("inner layer saw %+v, want the outer layers' policy and first attempt", inner1)
 	}
 	if want := []string{"outer", "attempt", "inner", "attempt", "inner"}; !slices.Equal(log, want) {
@@ -189,7 +188,7 @@ func TestPendingDeadline(t *testing.T) {
 			if tc.pending && between.Deadline.IsZero() {
 				t.Error("the pending deadline did not reach the layer inside")
 			}
-			if tc.pending && got.Err() == nil {
+			if tc.pending && want.Equal(pending) && got.Err() == nil {
 				t.Error("the context made for the pending deadline was not released when the call returned")
 			}
 		})
@@ -216,8 +215,13 @@ func TestApplyDeadline(t *testing.T) {
 	if got, ok := ctx.Deadline(); !ok || !got.Equal(d) {
 		t.Errorf("deadline %v, %v; want %v", got, ok, d)
 	}
-	if !s.Deadline.IsZero() {
-		t.Error("ApplyDeadline left the deadline pending")
+	if !s.Deadline.Equal(d) {
+		t.Error("ApplyDeadline changed State: its Deadline has one writer, the deadline layer")
+	}
+	earlier, cancel2 := context.WithDeadline(context.Background(), d.Add(-time.Second))
+	defer cancel2()
+	if got, _ := s.ApplyDeadline(earlier); got != earlier {
+		t.Error("ApplyDeadline made a context for a deadline the context already beats")
 	}
 }
 
@@ -252,18 +256,6 @@ func TestResolveReusesOnlySameResolver(t *testing.T) {
 		t.Error("Resolve of a method with invalid options: no error")
 	} else if fresh.Policy != nil {
 		t.Error("Resolve kept a policy after an error")
-	}
-}
-
-func TestAttemptOf(t *testing.T) {
-	var s State
-	ctx := observe.WithAttempt(context.Background(), observe.Attempt{N: 3, Hedge: true})
-	if got := s.AttemptOf(ctx); got.N != 3 || !got.Hedge {
-		t.Errorf("AttemptOf without State = %+v, want the context's", got)
-	}
-	s.SetFirstAttempt(time.Second)
-	if got := s.AttemptOf(context.Background()); got != (observe.Attempt{N: 1, Timeout: time.Second}) {
-		t.Errorf("AttemptOf with FirstAttempt = %+v", got)
 	}
 }
 
@@ -405,19 +397,19 @@ func TestInterceptors(t *testing.T) {
 func TestMark(t *testing.T) {
 	own := []grpc.CallOption{grpc.WaitForReady(true), marker{}}
 	for _, tc := range []struct {
-		name     string
-		opts     []grpc.CallOption
-		ok, bare bool
-		want     int // options returned
+		name string
+		opts []grpc.CallOption
+		ok   bool
+		want int // options returned
 	}{
-		{"none", nil, true, true, 1},
-		{"generated code's StaticMethod", []grpc.CallOption{grpc.StaticMethod()}, true, true, 2},
-		{"a caller's own", own[:1], true, false, 2},
-		{"a caller's own and StaticMethod", []grpc.CallOption{grpc.StaticMethod(), grpc.WaitForReady(true)}, true, false, 3},
+		{"none", nil, true, 1},
+		{"generated code's StaticMethod", []grpc.CallOption{grpc.StaticMethod()}, true, 2},
+		{"a caller's own", own[:1], true, 2},
+		{"a caller's own and StaticMethod", []grpc.CallOption{grpc.StaticMethod(), grpc.WaitForReady(true)}, true, 3},
 	} {
 		got, ok := Mark(tc.opts)
-		if ok != tc.ok || Bare(got) != tc.bare || len(got) != tc.want {
-			t.Errorf("%s: Mark gave %d options, ok %v, bare %v; want %d, %v, %v", tc.name, len(got), ok, Bare(got), tc.want, tc.ok, tc.bare)
+		if ok != tc.ok || len(got) != tc.want {
+			t.Errorf("%s: Mark gave %d options, ok %v; want %d, %v", tc.name, len(got), ok, tc.want, tc.ok)
 		}
 		if _, again := Mark(got); again {
 			t.Errorf("%s: marking the marked options again was not refused", tc.name)
