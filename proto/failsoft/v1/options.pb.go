@@ -315,8 +315,11 @@ type HedgePolicy struct {
 	// Wait after an attempt is sent before the next hedge is sent. Must be
 	// positive when set.
 	Delay *durationpb.Duration `protobuf:"bytes,1,opt,name=delay,proto3" json:"delay,omitempty"`
-	// Attempts in total, counting the first one: 1 disables hedging. Valid
-	// values are 1 to 5.
+	// Attempts in flight at once, counting the first one: 1 disables
+	// hedging. Valid values are 1 to 5. Hedges and retries share one limit: a
+	// hedged call makes at most the larger of this and retry.max_attempts
+	// attempts in all, and an attempt that fails fast is retried after the
+	// retry policy's backoff.
 	MaxAttempts *uint32 `protobuf:"varint,2,opt,name=max_attempts,json=maxAttempts,proto3,oneof" json:"max_attempts,omitempty"`
 	// When set, the hedge delay follows the observed latency of the method:
 	// the given quantile (for example 0.95) of recent successful attempts,
