@@ -14,14 +14,14 @@ import (
 )
 
 var (
-	bucketEntries = []byte("entries")    // key -> Entry
-	bucketDue     = []byte("due")        // NotBefore + key -> nil
-	bucketAge     = []byte("age")        // Enqueued + key -> nil
-	bucketDead    = []byte("dead")       // key -> Dead
-	bucketDied    = []byte("died")       // Died + key -> nil
-	bucketMeta    = []byte("meta")       // counters
-	countWaiting  = []byte("waiting")    // entries in bucketEntries
-	countDead     = []byte("dead")       // entries in bucketDead
+	bucketEntries = []byte("entries") // key -> Entry
+	bucketDue     = []byte("due")     // NotBefore + key -> nil
+	bucketAge     = []byte("age")     // Enqueued + key -> nil
+	bucketDead    = []byte("dead")    // key -> Dead
+	bucketDied    = []byte("died")    // Died + key -> nil
+	bucketMeta    = []byte("meta")    // counters
+	countWaiting  = []byte("waiting") // entries in bucketEntries
+	countDead     = []byte("dead")    // entries in bucketDead
 	allBuckets    = [][]byte{bucketEntries, bucketDue, bucketAge, bucketDead, bucketDied, bucketMeta}
 	errCorruptIdx = errors.New("boltstore: index names a missing entry")
 )
@@ -325,4 +325,3 @@ func (s *Store) Stats(context.Context) (pending.Stats, error) {
 	})
 	return st, err
 }
-
