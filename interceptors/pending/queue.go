@@ -162,6 +162,23 @@ func (q *Queue) deferrable(ctx context.Context, err error) bool {
 	return q.cfg.codes[outcome.Code(err)]
 }
 
+// Enqueue queues a call the application could not make, under key, as
+// the interceptor queues the calls it cannot send: for calls the
+// interceptor does not see (the items of a client stream the server
+// records one by one under keys of their own, say) or failures the
+// application judges may have committed. method must be opted in with
+// ForMethods. It returns a *Deferred error when the call was queued and a
+// *NotQueuedError when it was not; cause is kept in both.
+func (q *Queue) Enqueue(ctx context.Context, method, key string, req proto.Message, cause error) error {
+	if _, ok := q.methods[method]; !ok {
+		return &NotQueuedError{Method: method, Cause: cause, Err: fmt.Errorf("%s is not opted in with ForMethods", method)}
+	}
+	if err := idempotency.ValidateKey(key); err != nil {
+		return &NotQueuedError{Method: method, Cause: cause, Err: fmt.Errorf("idempotency key: %w", err)}
+	}
+	return q.enqueue(ctx, key, method, req, cause)
+}
+
 // enqueue queues the call and returns its Deferred error, or a
 // NotQueuedError.
 func (q *Queue) enqueue(ctx context.Context, key, method string, req any, cause error) error {
@@ -174,7 +191,10 @@ func (q *Queue) enqueue(ctx context.Context, key, method string, req any, cause 
 		return &NotQueuedError{Method: method, Cause: cause, Err: err}
 	}
 	now := q.cfg.clock.Now()
-	e := Entry{Key: key, Method: method, Request: b, Enqueued: now, NotBefore: now, LastError: cause.Error()}
+	e := Entry{Key: key, Method: method, Request: b, Enqueued: now, NotBefore: now}
+	if cause != nil {
+		e.LastError = cause.Error()
+	}
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
 		for _, n := range q.cfg.metadata {
 			if v := md.Get(n); len(v) > 0 {

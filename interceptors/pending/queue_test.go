@@ -388,3 +388,23 @@ func TestRedeliveryIsASpanLinkedToTheCall(t *testing.T) {
 		t.Fatal("the redelivery was not sent under its span")
 	}
 }
+
+func TestEnqueue(t *testing.T) {
+	store := newStore(t, 10)
+	q := newQueue(t, store)
+	ctx := context.Background()
+	cause := status.Error(codes.Internal, "stream broke")
+	var d *pending.Deferred
+	if err := q.Enqueue(ctx, keyedWrite, "batch-1/0", &policytestv1.PingRequest{Payload: "x"}, cause); !errors.As(err, &d) || d.Key != "batch-1/0" || !errors.Is(err, cause) {
+		t.Fatalf("Enqueue = %v, want Deferred for batch-1/0", err)
+	}
+	var nq *pending.NotQueuedError
+	for _, tc := range []struct{ method, key string }{{plain, "k"}, {keyedWrite, ""}} {
+		if err := q.Enqueue(ctx, tc.method, tc.key, &policytestv1.PingRequest{}, cause); !errors.As(err, &nq) {
+			t.Fatalf("Enqueue(%s, %q) = %v, want NotQueuedError", tc.method, tc.key, err)
+		}
+	}
+	if es := waiting(t, store); len(es) != 1 || es[0].LastError != cause.Error() {
+		t.Fatalf("waiting %+v", es)
+	}
+}
