@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,6 +22,8 @@ import (
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/pending"
 	"github.com/failsoft/failsoft/interceptors/pending/boltstore"
+	"github.com/failsoft/failsoft/interceptors/pending/redisstore"
+	"github.com/failsoft/failsoft/internal/redistest"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
@@ -64,22 +67,19 @@ func (s *payService) network(ctx context.Context, req any, _ *grpc.UnaryServerIn
 	return resp, err
 }
 
-// client is one client process: a connection through the queue and the
-// failsoft suite, over a bbolt store.
-type client struct {
+// replica is one client process: a connection through the queue and the
+// failsoft suite, over its store.
+type replica struct {
 	conn  *grpc.ClientConn
 	q     *pending.Queue
-	store *boltstore.Store
+	store pending.Store
+	close func()
 }
 
-func startClient(t *testing.T, addr, path string, clk clock.Clock, opts ...pending.Option) *client {
+func startReplica(t *testing.T, addr string, store pending.Store, clk clock.Clock, opts ...pending.Option) *replica {
 	t.Helper()
-	store, err := boltstore.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	q, err := pending.New(store, append([]pending.Option{pending.ForMethods(keyedWrite), pending.WithClock(clk),
-		pending.WithRand(func() float64 { return 0.5 })}, opts...)...)
+		pending.WithRand(func() float64 { return 0.5 }), pending.WithDrain(time.Second, 16, time.Minute)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,48 +89,143 @@ func startClient(t *testing.T, addr, path string, clk clock.Clock, opts ...pendi
 		t.Fatal(err)
 	}
 	conn := testserver.Dial(t, addr, append([]grpc.DialOption{grpc.WithChainUnaryInterceptor(q.UnaryClientInterceptor())}, suite...)...)
-	c := &client{conn: conn, q: q, store: store}
-	t.Cleanup(c.stop)
-	return c
+	r := &replica{conn: conn, q: q, store: store}
+	r.close = func() { _ = q.Close(); _ = conn.Close() }
+	t.Cleanup(r.close)
+	return r
 }
 
-// stop ends the process: the store and connection close, entries stay.
-func (c *client) stop() {
-	_ = c.q.Close()
-	_ = c.conn.Close()
-	_ = c.store.Close()
+// killedStore is the store of a process that dies after settling allow
+// entries: every later Settle fails, so the entry the drainer just
+// delivered stays claimed, as when the process is killed between the
+// server's commit and the store's acknowledgement.
+type killedStore struct {
+	pending.Store
+	mu    sync.Mutex
+	allow int
 }
 
-// TestPendingThroughTheChain: charges through the failsoft suite while the
-// network fails and the breaker opens, responses lost after commit, the
-// client restarted with entries pending; then the drainer settles every
-// charge exactly once and dead-letters only the declined ones.
-func TestPendingThroughTheChain(t *testing.T) {
-	const n = 200
+var errKilled = errors.New("process killed")
+
+func (s *killedStore) Settle(ctx context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.allow == 0 {
+		return errKilled
+	}
+	s.allow--
+	return s.Store.Settle(ctx, key)
+}
+
+// A store backend for the exactly-once test: open returns replica r's
+// store in the process's life-th life, and a function that closes it.
+type backend struct {
+	name     string
+	replicas int
+	open     func(t *testing.T, r, life int) (pending.Store, func())
+}
+
+func boltBackend(t *testing.T) backend {
+	path := filepath.Join(t.TempDir(), "pending.db")
+	return backend{name: "bbolt", replicas: 1, open: func(t *testing.T, _, _ int) (pending.Store, func()) {
+		s, err := boltstore.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, func() { _ = s.Close() }
+	}}
+}
+
+func redisBackend(t *testing.T) backend {
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = rc.Close() })
+	return backend{name: "redis", replicas: 2, open: func(t *testing.T, r, life int) (pending.Store, func()) {
+		s, err := redisstore.New(rc, redisstore.WithQueue("checkout"), redisstore.WithConsumer(fmt.Sprintf("replica-%d-life-%d", r, life)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, func() {}
+	}}
+}
+
+// TestExactlyOnce: 1,000 charges through the failsoft suite on each
+// client replica while the network fails (the breakers open) and some
+// responses are lost after commit; the client processes are killed twice
+// with charges pending, the second time between a redelivery's commit and
+// its acknowledgement; then the drainers settle every charge exactly once
+// and dead-letter only the declined ones, with the server's reason.
+func TestExactlyOnce(t *testing.T) {
+	for _, mk := range []func(*testing.T) backend{boltBackend, redisBackend} {
+		b := mk(t)
+		t.Run(b.name, func(t *testing.T) { exactlyOnce(t, b) })
+	}
+}
+
+func exactlyOnce(t *testing.T, b backend) {
+	const n = 1000
+	ctx := context.Background()
 	svc := &payService{lose: map[string]bool{}, commits: map[string]int{}}
 	addr := testserver.Serve(t, testserver.Policytest(svc), grpc.ChainUnaryInterceptor(svc.network, mustIdempotencyServer(t)))
-	path := filepath.Join(t.TempDir(), "pending.db")
 	clk := clock.NewFake(time.Now())
-	c := startClient(t, addr, path, clk)
-	api := policytestv1.NewTunedServiceClient(c.conn)
-
 	charge := func(i int) string {
 		if i%25 == 11 {
-			return fmt.Sprintf("charge-%03d:decline", i)
+			return fmt.Sprintf("charge-%04d:decline", i)
 		}
-		return fmt.Sprintf("charge-%03d", i)
+		return fmt.Sprintf("charge-%04d", i)
 	}
 	for i := range n {
 		if i%7 == 3 {
 			svc.lose[charge(i)] = true
 		}
 	}
+	var (
+		mu      sync.Mutex
+		settled = map[string]int{} // idempotency key -> OnSettled calls
+		dead    = map[string]string{}
+	)
+	hooks := []pending.Option{
+		pending.OnSettled(func(_ context.Context, s pending.Settled) { mu.Lock(); settled[s.Key]++; mu.Unlock() }),
+		pending.OnDead(func(_ context.Context, d pending.Dead) { mu.Lock(); dead[d.Key] = d.Reason; mu.Unlock() }),
+	}
+	life := func(life int, wrap func(pending.Store) pending.Store) ([]*replica, func()) {
+		var rs []*replica
+		var closers []func()
+		for r := range b.replicas {
+			store, closeStore := b.open(t, r, life)
+			if wrap != nil {
+				store = wrap(store)
+			}
+			rep := startReplica(t, addr, store, clk, hooks...)
+			rs = append(rs, rep)
+			closers = append(closers, func() { rep.close(); closeStore() })
+		}
+		return rs, func() {
+			for _, c := range closers {
+				c()
+			}
+		}
+	}
+	depth := func(s pending.Store) int {
+		st, err := s.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Depth
+	}
+
+	// Life 1: the charges. The network is down for the middle 400.
+	rs, kill := life(1, nil)
 	answered := map[string]string{} // charge -> ok, pending, declined
+	keys := map[string]string{}     // charge -> key
 	for i := range n {
 		svc.mu.Lock()
-		svc.down = i >= 80 && i < 160
+		svc.down = i >= 300 && i < 700
 		svc.mu.Unlock()
-		_, err := api.KeyedWrite(context.Background(), &policytestv1.PingRequest{Payload: charge(i)})
+		key := idempotency.NewKey()
+		keys[charge(i)] = key
+		api := policytestv1.NewTunedServiceClient(rs[i%len(rs)].conn)
+		_, err := api.KeyedWrite(idempotency.WithKey(ctx, key), &policytestv1.PingRequest{Payload: charge(i)})
 		var d *pending.Deferred
 		switch {
 		case err == nil:
@@ -144,57 +239,85 @@ func TestPendingThroughTheChain(t *testing.T) {
 		}
 		clk.Advance(10 * time.Millisecond)
 	}
-	st, _ := c.store.Stats(context.Background())
-	if st.Depth < 80 {
-		t.Fatalf("%d entries pending after an outage of 80 charges", st.Depth)
+	queued := depth(rs[0].store)
+	kill() // killed with charges pending
+	if queued < 400 {
+		t.Fatalf("%d charges pending after an outage of 400", queued)
 	}
 
-	// The process restarts with entries pending, and drains.
-	c.stop()
-	var settled, dead []string
-	c = startClient(t, addr, path, clk,
-		pending.OnSettled(func(_ context.Context, s pending.Settled) { settled = append(settled, s.Key) }),
-		pending.OnDead(func(_ context.Context, d pending.Dead) { dead = append(dead, d.Reason) }))
-	for pass := 0; pass < 50; pass++ {
-		if st, _ := c.store.Stats(context.Background()); st.Depth == 0 {
-			break
-		}
-		clk.Advance(30 * time.Second)
-		if _, err := c.q.DrainOnce(context.Background(), c.conn); err != nil {
-			t.Fatal(err)
+	// Life 2: the network is back; every replica dies after settling 50,
+	// with the 51st delivered but not acknowledged.
+	clk.Advance(time.Minute)
+	rs, kill = life(2, func(s pending.Store) pending.Store { return &killedStore{Store: s, allow: 50} })
+	for _, r := range rs {
+		for {
+			if _, err := r.q.DrainOnce(ctx, r.conn); errors.Is(err, errKilled) {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	st, _ = c.store.Stats(context.Background())
-	if st.Depth != 0 {
-		t.Fatalf("%d entries still pending after the drain", st.Depth)
+	kill()
+
+	// Life 3: after the dead processes' leases, the replicas drain
+	// together until nothing is pending.
+	rs, kill = life(3, nil)
+	defer kill()
+	for pass := 0; depth(rs[0].store) > 0; pass++ {
+		if pass == 100 {
+			t.Fatalf("%d charges still pending after %d passes", depth(rs[0].store), pass)
+		}
+		clk.Advance(time.Minute)
+		var wg sync.WaitGroup
+		for _, r := range rs {
+			wg.Go(func() {
+				if _, err := r.q.DrainOnce(ctx, r.conn); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
 	}
-	pendingCharges, declinedPending := 0, 0
+
+	var lost, dup, unexplained int
+	pendingOK, pendingDeclined := 0, 0
 	for i := range n {
 		ch := charge(i)
 		want := 1
 		if strings.HasSuffix(ch, ":decline") {
 			want = 0
 		}
-		if got := svc.commits[ch]; got != want {
-			t.Errorf("%s (answered %s) committed %d times, want %d", ch, answered[ch], got, want)
+		switch got := svc.commits[ch]; {
+		case got < want:
+			lost++
+			t.Errorf("%s (answered %s) lost", ch, answered[ch])
+		case got > want:
+			dup++
+			t.Errorf("%s (answered %s) committed %d times", ch, answered[ch], got)
 		}
-		if answered[ch] == "pending" {
-			if want == 1 {
-				pendingCharges++
-			} else {
-				declinedPending++
+		if answered[ch] != "pending" {
+			continue
+		}
+		k := keys[ch]
+		if want == 1 {
+			pendingOK++
+			if settled[k] != 1 {
+				t.Errorf("%s settled; OnSettled heard it %d times, want once", ch, settled[k])
+			}
+		} else {
+			pendingDeclined++
+			if !strings.Contains(dead[k], "refused with InvalidArgument: card declined") {
+				unexplained++
+				t.Errorf("%s dead-lettered as %q", ch, dead[k])
 			}
 		}
 	}
-	if len(settled) != pendingCharges || len(dead) != declinedPending || st.Dead != declinedPending {
-		t.Fatalf("settled %d of %d pending charges; dead %d (store %d), want the %d declined ones", len(settled), pendingCharges, len(dead), st.Dead, declinedPending)
+	if len(dead) != pendingDeclined {
+		t.Errorf("%d dead letters, want the %d declined charges that were pending", len(dead), pendingDeclined)
 	}
-	for _, r := range dead {
-		if !strings.Contains(r, "refused with InvalidArgument: card declined") {
-			t.Fatalf("dead-letter reason %q", r)
-		}
-	}
-	t.Logf("%d charges: %d pending (%d declined when resent), all settled once", n, pendingCharges+declinedPending, declinedPending)
+	t.Logf("%s, %d replicas: %d charges, %d pending after life 1 (%d declined when resent); lost %d, duplicates %d, unexplained dead letters %d",
+		b.name, b.replicas, n, queued, pendingDeclined, lost, dup, unexplained)
 }
 
 func mustIdempotencyServer(t *testing.T) grpc.UnaryServerInterceptor {
