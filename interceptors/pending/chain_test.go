@@ -156,9 +156,8 @@ func redisBackend(t *testing.T) backend {
 // its acknowledgement; then the drainers settle every charge exactly once
 // and dead-letter only the declined ones, with the server's reason.
 func TestExactlyOnce(t *testing.T) {
-	for _, mk := range []func(*testing.T) backend{boltBackend, redisBackend} {
-		b := mk(t)
-		t.Run(b.name, func(t *testing.T) { exactlyOnce(t, b) })
+	for name, mk := range map[string]func(*testing.T) backend{"bbolt": boltBackend, "redis": redisBackend} {
+		t.Run(name, func(t *testing.T) { exactlyOnce(t, mk(t)) })
 	}
 }
 

@@ -16,3 +16,13 @@ func TestMemoryStoreContract(t *testing.T) {
 		return s
 	})
 }
+
+func BenchmarkMemoryStore(b *testing.B) {
+	storetest.Bench(b, keyedWrite, func(b *testing.B, max int) pending.Store {
+		s, err := pending.NewMemoryStore(max)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
+}

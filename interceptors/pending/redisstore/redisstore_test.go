@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/pending/redisstore"
 	"github.com/failsoft/failsoft/interceptors/pending/storetest"
 	"github.com/failsoft/failsoft/internal/redistest"
+	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -119,5 +121,20 @@ func TestContractCluster(t *testing.T) {
 	t.Cleanup(func() { _ = rc.Close() })
 	storetest.Run(t, func(t *testing.T, max int) pending.Store {
 		return newStore(t, rc, redisstore.WithQueue(t.Name()), redisstore.WithMaxEntries(max))
+	})
+}
+
+func BenchmarkStore(b *testing.B) {
+	srv := redistest.Start(b)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	b.Cleanup(func() { _ = rc.Close() })
+	n := 0
+	storetest.Bench(b, policytestv1.TunedService_KeyedWrite_FullMethodName, func(b *testing.B, max int) pending.Store {
+		n++
+		s, err := redisstore.New(rc, redisstore.WithQueue(fmt.Sprint("bench-", n)), redisstore.WithMaxEntries(max))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
 	})
 }
