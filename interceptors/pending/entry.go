@@ -110,13 +110,22 @@ func (e Entry) MarshalBinary() ([]byte, error) { return json.Marshal(e) }
 // UnmarshalBinary decodes an entry encoded by MarshalBinary.
 func (e *Entry) UnmarshalBinary(b []byte) error {
 	var v Entry
-	if err := json.Unmarshal(b, &v); err != nil {
-		return fmt.Errorf("failsoft: pending: corrupt entry: %w", err)
-	}
-	if v.Key == "" || v.Method == "" {
-		return errors.New("failsoft: pending: corrupt entry: no key or method")
+	if err := decode(b, &v, &v); err != nil {
+		return err
 	}
 	*e = v
+	return nil
+}
+
+// decode unmarshals b into v and checks that e, v's entry, names a key
+// and a method.
+func decode(b []byte, v any, e *Entry) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("failsoft: pending: corrupt entry: %w", err)
+	}
+	if e.Key == "" || e.Method == "" {
+		return errors.New("failsoft: pending: corrupt entry: no key or method")
+	}
 	return nil
 }
 
@@ -126,11 +135,8 @@ func (d Dead) MarshalBinary() ([]byte, error) { return json.Marshal(d) }
 // UnmarshalBinary decodes a dead entry encoded by MarshalBinary.
 func (d *Dead) UnmarshalBinary(b []byte) error {
 	var v Dead
-	if err := json.Unmarshal(b, &v); err != nil {
-		return fmt.Errorf("failsoft: pending: corrupt dead entry: %w", err)
-	}
-	if v.Key == "" || v.Method == "" {
-		return errors.New("failsoft: pending: corrupt dead entry: no key or method")
+	if err := decode(b, &v, &v.Entry); err != nil {
+		return err
 	}
 	*d = v
 	return nil
