@@ -35,25 +35,23 @@ const (
 
 type modelEntry struct {
 	key      string
-	bad      bool // the server refuses it for good
 	enq, nb  time.Time
 	attempts int
 }
 
 type drainModel struct {
-	t        *rapid.T
-	clk      *clock.Fake
-	store    *pending.MemoryStore
-	q        *pending.Queue
-	conn     *fakeConn
-	mode     string // healthy, down, open
-	bad      map[string]bool
-	waiting  map[string]*modelEntry
-	settled  map[string]int // hook calls
-	dead     map[string]string
-	commits  map[string]int // charges the server made
-	seq      int
-	lastSent []string
+	t       *rapid.T
+	clk     *clock.Fake
+	store   *pending.MemoryStore
+	q       *pending.Queue
+	conn    *fakeConn
+	mode    string // healthy, down, open
+	bad     map[string]bool
+	waiting map[string]*modelEntry
+	settled map[string]int // hook calls
+	dead    map[string]string
+	commits map[string]int // charges the server made
+	seq     int
 }
 
 func backoffOf(n int) time.Duration {
