@@ -27,6 +27,8 @@
 // Install the interceptor before failsoft.DialOptions, so that it sees each
 // logical call once, after its retries. A call without a key gets one
 // here, so the key the server saw is the key the entry is queued under.
+// Configure no fallback for an opted-in method: a fallback answer is a
+// success to this layer, and nothing would be queued.
 //
 // # The drainer
 //

@@ -51,7 +51,8 @@ func (q *Queue) Run(ctx context.Context, cc grpc.ClientConnInterface) error {
 // (a code not in WithCodes: INVALID_ARGUMENT, FAILED_PRECONDITION for a
 // reused key, ...) or past its limits; otherwise it waits its backoff.
 // When the connection answers locally (breaker open, throttled) the pass
-// stops: the rest of the batch waits as long as that entry does.
+// stops: the rest of the batch waits as long as that entry does. A pass
+// whose redeliveries took half the lease gives the rest of its batch back.
 func (q *Queue) DrainOnce(ctx context.Context, cc grpc.ClientConnInterface) (Report, error) {
 	var r Report
 	now := q.cfg.clock.Now()
@@ -59,9 +60,17 @@ func (q *Queue) DrainOnce(ctx context.Context, cc grpc.ClientConnInterface) (Rep
 	if err != nil {
 		return r, fmt.Errorf("failsoft: pending: claim: %w", err)
 	}
+	claimed := now
 	for i, e := range entries {
 		if ctx.Err() != nil {
 			return r, q.release(ctx, entries[i:], now, ctx.Err())
+		}
+		if now.Sub(claimed) > q.cfg.lease/2 {
+			// Slow redeliveries used up half the lease: give the rest
+			// back now rather than let another drainer take them over
+			// while this one still sends them.
+			r.Retry += len(entries) - i
+			return r, q.release(ctx, entries[i:], now, nil)
 		}
 		if now.Sub(e.Enqueued) >= q.cfg.maxAge {
 			if err := q.bury(ctx, e, fmt.Sprintf("older than %v after %d attempts; last error: %s", q.cfg.maxAge, e.Attempts, e.LastError)); err != nil {

@@ -408,3 +408,26 @@ func TestEnqueue(t *testing.T) {
 		t.Fatalf("waiting %+v", es)
 	}
 }
+
+// Redeliveries slow enough to use up half the lease: the pass gives the
+// rest of its batch back, due at once, instead of holding claims that
+// another drainer would take over while this one sends them.
+func TestDrainOnceGivesBackWhatItCannotSendInTime(t *testing.T) {
+	clk := clock.NewFake(start)
+	store := newStore(t, 10)
+	q := newQueue(t, store, pending.WithClock(clk), pending.WithDrain(time.Second, 10, time.Minute))
+	for i, k := range []string{"a", "b", "c"} {
+		add(t, store, k, start.Add(time.Duration(i-3)*time.Millisecond))
+	}
+	conn := &fakeConn{answer: func(string, *policytestv1.PingRequest) error {
+		clk.Advance(40 * time.Second)
+		return nil
+	}}
+	r, err := q.DrainOnce(context.Background(), conn)
+	if err != nil || r != (pending.Report{Settled: 1, Retry: 2}) || len(conn.sent) != 1 {
+		t.Fatalf("DrainOnce = %+v, %v, sent %v; want a settled, b and c given back", r, err, conn.sent)
+	}
+	if es, _ := store.Claim(context.Background(), clk.Now(), time.Minute, 10); len(es) != 2 {
+		t.Fatalf("%d entries due after the pass, want b and c at once", len(es))
+	}
+}
