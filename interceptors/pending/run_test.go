@@ -103,3 +103,28 @@ func (l limitOne) Invoke(ctx context.Context, method string, args, reply any, op
 func (l limitOne) NewStream(ctx context.Context, d *grpc.StreamDesc, m string, o ...grpc.CallOption) (grpc.ClientStream, error) {
 	return l.c.NewStream(ctx, d, m, o...)
 }
+
+// A pass that settled a full batch is followed by another at once: a
+// backlog drains without waiting an interval per batch.
+func TestRunDrainsABacklogWithoutWaiting(t *testing.T) {
+	clk := clock.NewFake(start)
+	store := newStore(t, 10)
+	var settled []string
+	ctx, cancel := context.WithCancel(context.Background())
+	q := newQueue(t, store, pending.WithClock(clk), pending.WithDrain(time.Second, 2, time.Minute),
+		pending.OnSettled(func(_ context.Context, s pending.Settled) {
+			settled = append(settled, s.Key)
+			if len(settled) == 5 {
+				cancel()
+			}
+		}))
+	for i, k := range []string{"a", "b", "c", "d", "e"} {
+		add(t, store, k, start.Add(time.Duration(i-5)*time.Millisecond))
+	}
+	if err := q.Run(ctx, acceptAll{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(settled) != 5 || clk.Now() != start {
+		t.Fatalf("settled %v by %v; want all five in batches of two with no wait", settled, clk.Now().Sub(start))
+	}
+}
