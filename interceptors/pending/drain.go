@@ -94,10 +94,9 @@ func (q *Queue) DrainOnce(ctx context.Context, cc grpc.ClientConnInterface) (Rep
 		case isRejection(err) && q.cfg.codes[outcome.Code(err)]:
 			// Not sent: the connection says the target cannot take it now.
 			rej, _ := outcome.AsRejection(err)
-			e.NotBefore = now.Add(max(rej.RetryAfter, q.cfg.backoff(1)))
-			e.LastError = err.Error()
+			entries[i].LastError = err.Error()
 			r.Retry += len(entries) - i
-			return r, q.release(ctx, entries[i:], e.NotBefore, err)
+			return r, q.release(ctx, entries[i:], now.Add(max(rej.RetryAfter, q.cfg.backoff(1))), err)
 		case q.cfg.codes[outcome.Code(err)] && !errors.Is(err, context.Canceled):
 			e.Attempts++
 			e.LastError = err.Error()

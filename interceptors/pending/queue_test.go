@@ -351,8 +351,14 @@ func TestDrainOnce(t *testing.T) {
 				if es, _ := store.Claim(context.Background(), next.Add(-time.Millisecond), time.Minute, 10); len(es) != 0 {
 					t.Fatalf("%d entries due before the backoff of %v", len(es), tc.wantNext)
 				}
-				if es, _ := store.Claim(context.Background(), next, time.Minute, 10); len(es) != 3 {
+				es, _ := store.Claim(context.Background(), next, time.Minute, 10)
+				if len(es) != 3 {
 					t.Fatalf("%d entries due after the backoff, want 3", len(es))
+				}
+				for _, e := range es {
+					if e.Key == conn.sent[0] && !contains(e.LastError, tc.answer.Error()) {
+						t.Fatalf("%s kept last error %q, want %q", e.Key, e.LastError, tc.answer)
+					}
 				}
 			}
 		})
