@@ -229,6 +229,10 @@ func TestScenarioReconciles(t *testing.T) {
 	if !r2.OK() {
 		t.Errorf("run 2 not OK: %v", r2)
 	}
+	// The chaos refuses no charge for good, so no pending charge may die.
+	if dead, err := c2.DeadLetters(); err != nil || len(dead) != 0 {
+		t.Errorf("dead letters %+v, %v; want none", dead, err)
+	}
 
 	// Run 1's settled payments are still there once each, after two
 	// server restarts and the drain of pending payments.
