@@ -82,8 +82,10 @@ func ForMethods(methods ...string) Option {
 }
 
 // WithMetadata keeps these outgoing metadata entries of a queued call and
-// sends them again with every redelivery (tenant or auth scopes, say). The
-// idempotency key is always kept; nothing else is.
+// sends them again with every redelivery (a tenant, say). The idempotency
+// key is always kept; nothing else is. Entries are stored as they are:
+// keep credentials out, and let an interceptor installed after the queue
+// add fresh ones to every call, redeliveries included.
 func WithMetadata(names ...string) Option {
 	return func(c *config) error {
 		for _, n := range names {
