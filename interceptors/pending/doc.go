@@ -53,6 +53,11 @@
 // entries go to the store's dead-letter list with their reason, and OnDead
 // hears them; nothing is dropped silently.
 //
+// A dead entry's reason tells a refusal ("refused with CODE: ...") from
+// the queue giving up ("gave up after ...", "older than ..."). An entry the
+// queue gave up on may still have been committed by a redelivery whose
+// answer was lost: treat it as unknown, not as failed, and ask the server.
+//
 // # Stores
 //
 // A Store keeps entries durably and hands them out as leases (Claim), so

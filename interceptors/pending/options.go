@@ -201,7 +201,9 @@ func OnSettled(f func(context.Context, Settled)) Option {
 	}
 }
 
-// OnDead is called after an entry was moved to the dead-letter list.
+// OnDead is called after an entry was moved to the dead-letter list. Its
+// reason starts "refused with" when the server refused it for good; any
+// other reason means the queue gave up, and the call's outcome is unknown.
 func OnDead(f func(context.Context, Dead)) Option {
 	return func(c *config) error {
 		if f == nil {
