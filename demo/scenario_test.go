@@ -1,8 +1,8 @@
 // The demo scenario in small: seconds of seeded chaos against a real
-// server on 127.0.0.1, a client restart with payments still in its outbox,
-// and a server restart in the middle of a run. Whatever the timing, the
-// ledger must end up with every payment once: no duplicates, none lost,
-// the outbox drained.
+// server on 127.0.0.1, a client restart with payments still pending, and a
+// server restart in the middle of a run. Whatever the timing, the ledger
+// must end up with every payment once: no duplicates, none lost, nothing
+// left pending.
 package demo_test
 
 import (
@@ -86,7 +86,7 @@ func (e *env) stop() {
 func (e *env) client(runID string) *checkout.Client {
 	e.t.Helper()
 	c, err := checkout.New(checkout.Config{
-		Target: e.addr, OutboxPath: filepath.Join(e.dir, "outbox.db"), RunID: runID,
+		Target: e.addr, OutboxPath: filepath.Join(e.dir, "pending.db"), RunID: runID,
 		Chain: checkout.StoryChain(150*time.Millisecond, 7), DrainEvery: 40 * time.Millisecond,
 	})
 	if err != nil {
@@ -112,7 +112,7 @@ var (
 	healthy = chaos.Config{Latency: time.Millisecond, LostRate: 0.1}
 )
 
-// settle ends the chaos, drains c's outbox and checks the ledger: every
+// settle ends the chaos, drains c's pending store and checks the ledger: every
 // payment once, none pending.
 func (e *env) settle(ctx context.Context, c *checkout.Client, name string) checkout.Reconciliation {
 	e.t.Helper()
@@ -154,7 +154,7 @@ func TestScenarioReconciles(t *testing.T) {
 	defer cancel()
 
 	// Run 1: flaky, then an outage that the run ends in. Payments made
-	// during the outage are pending in the outbox when the client stops.
+	// during the outage are pending in its store when the client stops.
 	c1 := e.client("run1")
 	err := c1.Run(ctx, e.load(
 		checkout.Phase{Name: "flaky", Duration: 400 * time.Millisecond, Chaos: flaky},
@@ -176,10 +176,10 @@ func TestScenarioReconciles(t *testing.T) {
 	for _, tr := range s1.Transitions {
 		opened = opened || tr.To == "open"
 	}
-	if !opened || s1.Fallbacks["Charge:function"] == 0 {
-		t.Errorf("run 1: the outage should open the breaker and charges fall back to the outbox; transitions %v, fallbacks %v", s1.Transitions, s1.Fallbacks)
+	if !opened || s1.Fallbacks["Charge:pending"] == 0 {
+		t.Errorf("run 1: the outage should open the breaker and charges become pending; transitions %v, fallbacks %v", s1.Transitions, s1.Fallbacks)
 	}
-	pending := c1.Outbox().Len()
+	pending := c1.Pending()
 	if err := c1.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -188,12 +188,12 @@ func TestScenarioReconciles(t *testing.T) {
 	e.stop()
 	e.start(chaos.Config{})
 
-	// Run 2: a new client process finds run 1's payments in its outbox,
+	// Run 2: a new client process finds run 1's payments in its pending store,
 	// and the server restarts once more in the middle of the run.
 	c2 := e.client("run2")
 	defer c2.Close()
-	if got := c2.Outbox().Len(); got != pending {
-		t.Fatalf("outbox after client restart holds %d payments, want %d", got, pending)
+	if got := c2.Pending(); got != pending {
+		t.Fatalf("after the client restart %d payments are pending, want %d", got, pending)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -223,7 +223,7 @@ func TestScenarioReconciles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n, err := c2.Confirm(ctx); err != nil || n == 0 {
-		t.Errorf("Confirm = %d, %v; want the settled outbox payments confirmed", n, err)
+		t.Errorf("Confirm = %d, %v; want the payments settled later confirmed", n, err)
 	}
 	r2, err := c2.Reconcile(ctx)
 	if err != nil {
@@ -233,9 +233,13 @@ func TestScenarioReconciles(t *testing.T) {
 	if !r2.OK() {
 		t.Errorf("run 2 not OK: %v", r2)
 	}
+	// The chaos refuses no charge for good, so no pending charge may die.
+	if dead, err := c2.DeadLetters(); err != nil || len(dead) != 0 {
+		t.Errorf("dead letters %+v, %v; want none", dead, err)
+	}
 
 	// Run 1's settled payments are still there once each, after two
-	// server restarts and the outbox drain.
+	// server restarts and the drain of pending payments.
 	r1again, err := c2.Reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)

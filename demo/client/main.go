@@ -40,13 +40,13 @@ func run() error {
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	server := fs.String("server", "", "payment server gRPC address (required)")
 	admin := fs.String("admin", "", "payment server admin address, to switch chaos per phase (empty: leave the server's chaos as it is)")
-	outboxPath := fs.String("outbox", filepath.Join(os.TempDir(), "failsoft-demo", "outbox.db"), "outbox file")
+	outboxPath := fs.String("outbox", filepath.Join(os.TempDir(), "failsoft-demo", "outbox.db"), "bbolt file of the pending charges")
 	duration := fs.Duration("duration", time.Minute, "length of the load, split into healthy 20%, flaky 30%, outage 20%, recovery 30%")
 	rate := fs.Float64("rate", 15, "operations started per second")
 	concurrency := fs.Int("concurrency", 8, "operations in flight at most")
 	seed := fs.Uint64("seed", 1, "seed of the operation mix and backoff jitter")
 	breakerOpen := fs.Duration("breaker-open", 3*time.Second, "how long the breaker stays open before probing")
-	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "how long to wait for the outbox to drain after the load")
+	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "how long to wait for pending charges to drain after the load")
 	runID := fs.String("run-id", "", "prefix of this run's order IDs (default: from the time)")
 	logPath := fs.String("log", "", "write the failure log (with trace IDs) to this file instead of stderr")
 	otlp := fs.String("otlp", "", "export spans over OTLP gRPC to this HOST:PORT (a local Jaeger, for example)")
@@ -103,8 +103,8 @@ func run() error {
 		return err
 	}
 	defer c.Close()
-	if n := c.Outbox().Len(); n > 0 {
-		fmt.Printf("outbox: %d payments pending from an earlier run; they will be sent again with their keys\n", n)
+	if n := c.Pending(); n > 0 {
+		fmt.Printf("pending: %d payments from an earlier run; they will be sent again with their keys\n", n)
 	}
 	start := time.Now()
 	load := checkout.Load{
@@ -132,7 +132,7 @@ func run() error {
 	derr := c.DrainAll(dctx)
 	cancel()
 	if derr != nil {
-		fmt.Println("outbox:", derr)
+		fmt.Println("pending:", derr)
 	}
 	confirmed, err := c.Confirm(ctx)
 	if err != nil {
@@ -142,8 +142,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	settled, _ := c.Outbox().Settled()
-	rep := checkout.Report{Stats: c.Stats().Snapshot(), Start: start, Confirmed: confirmed, Settled: len(settled), Recon: recon}
+	dead, err := c.DeadLetters()
+	if err != nil {
+		log.Warn("reading dead letters failed", "err", err)
+	}
+	rep := checkout.Report{Stats: c.Stats().Snapshot(), Start: start, Confirmed: confirmed, Dead: len(dead), Recon: recon}
 	if *admin != "" {
 		var v checkout.ServerView
 		if err := chaos.Get(ctx, *admin, "/stats", &v); err == nil {
@@ -158,6 +161,13 @@ func run() error {
 	cancel()
 	fmt.Println()
 	rep.Print(os.Stdout)
+	for i, d := range dead {
+		if i == 5 {
+			fmt.Printf("  ... and %d more dead letters\n", len(dead)-i)
+			break
+		}
+		fmt.Printf("  dead letter      %s: %s\n", d.Key, d.Reason)
+	}
 	if *traceFile != "" && rep.Stats.RetriedTrace != "" {
 		if err := os.WriteFile(*traceFile, []byte(rep.Stats.RetriedTrace+"\n"), 0o644); err != nil {
 			log.Warn("writing -trace-file failed", "err", err)

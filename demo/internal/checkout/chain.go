@@ -39,11 +39,8 @@ type ChainConfig struct {
 	BreakerFailures int
 	BreakerWindow   time.Duration
 	BreakerOpenFor  time.Duration
-	// ChargeFallback answers a charge that could not be confirmed.
-	ChargeFallback func(ctx context.Context, req *paymentsv1.ChargeRequest, cause error) (*paymentsv1.ChargeResponse, error)
-	// OnBreaker hears breaker state changes; probeAt is when an open
-	// breaker lets a probe through (zero for other states).
-	OnBreaker func(target string, from, to string, probeAt time.Time)
+	// OnBreaker hears breaker state changes.
+	OnBreaker func(target string, from, to string)
 	// TracerProvider makes the spans; nil for none (trace IDs are then
 	// empty).
 	TracerProvider trace.TracerProvider
@@ -58,7 +55,7 @@ type Chain struct {
 // DialOptions returns the options that install the chain.
 func (c *Chain) DialOptions() []grpc.DialOption { return c.dial }
 
-// Methods with fallbacks.
+// Methods with fallbacks or pending delivery.
 var (
 	methodCharge     = "/" + paymentsv1.PaymentService_ServiceDesc.ServiceName + "/Charge"
 	methodGetPayment = "/" + paymentsv1.PaymentService_ServiceDesc.ServiceName + "/GetPayment"
@@ -72,10 +69,10 @@ var (
 // attempt innermost, and it hears every layer's decisions as span events.
 //
 // The checkout story adds: a breaker that opens after BreakerFailures
-// failures within BreakerWindow; a fallback that answers a charge that
-// could not be confirmed with a pending payment (ChargeFallback puts it in
-// the outbox) and a payment read with the last good answer for it; seeded
-// backoff jitter.
+// failures within BreakerWindow; a fallback that answers a payment read
+// with the last good answer for it; seeded backoff jitter. A charge that
+// could not be confirmed is not the chain's business: the pending queue,
+// installed before the chain (see New), keeps it and sends it again.
 func NewChain(cfg ChainConfig) (*Chain, error) {
 	res := policy.Default()
 	clk := clock.OrSystem(cfg.Clock)
@@ -87,17 +84,10 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	}
 	if cfg.OnBreaker != nil {
 		bopts = append(bopts, breaker.OnStateChange(func(c breaker.Change) {
-			var probeAt time.Time
-			if c.To == breaker.Open {
-				probeAt = c.At.Add(c.OpenFor)
-			}
-			cfg.OnBreaker(c.Target, c.From.String(), c.To.String(), probeAt)
+			cfg.OnBreaker(c.Target, c.From.String(), c.To.String())
 		}))
 	}
 	fb := []fallback.Option{fallback.WithCache(methodGetPayment)}
-	if cfg.ChargeFallback != nil {
-		fb = append(fb, fallback.WithFunc(methodCharge, fallback.Typed(cfg.ChargeFallback)))
-	}
 	tp := cfg.TracerProvider
 	if tp == nil {
 		tp = noop.NewTracerProvider()

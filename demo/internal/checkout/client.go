@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,9 +16,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/fallback"
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/interceptors/pending"
+	"github.com/failsoft/failsoft/interceptors/pending/boltstore"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	paymentsv1 "github.com/failsoft/failsoft/proto/payments/v1"
 )
@@ -26,13 +30,14 @@ import (
 type Config struct {
 	// Target is the payment server's address.
 	Target string
-	// OutboxPath is the outbox's bbolt file.
+	// OutboxPath is the bbolt file of the pending charges.
 	OutboxPath string
 	// RunID prefixes the order IDs of this run.
 	RunID string
 	// Chain configures the interceptors.
 	Chain ChainConfig
-	// DrainEvery is how often the outbox is drained; 0 for 250 ms.
+	// DrainEvery is how often pending charges are sent again; 0 for
+	// 250 ms.
 	DrainEvery time.Duration
 	// Log receives failures with their trace IDs; nil discards.
 	Log *slog.Logger
@@ -46,21 +51,21 @@ func StoryChain(openFor time.Duration, seed uint64) ChainConfig {
 
 // Client is a checkout client.
 type Client struct {
-	cfg    Config
-	conn   *grpc.ClientConn
-	api    paymentsv1.PaymentServiceClient
-	chain  *Chain
-	outbox *Outbox
-	stats  *Stats
-	log    *slog.Logger
+	cfg   Config
+	conn  *grpc.ClientConn
+	api   paymentsv1.PaymentServiceClient
+	chain *Chain
+	queue *pending.Queue
+	store *boltstore.Store
+	stats *Stats
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	orders  map[string]*order // by order ID
 	breaker atomic.Pointer[string]
-	probeAt atomic.Int64 // Unix ns when an open breaker probes; 0 when not open
-	settled []string     // payment IDs, for reads and refunds
+	settled []string // payment IDs, for reads and refunds
+	later   []string // payment IDs of charges settled by the drainer
 	seq     int
-	drainMu sync.Mutex
 }
 
 // order is what the client believes about one order.
@@ -76,8 +81,9 @@ const (
 	StateDeclined = "declined"
 )
 
-// New dials the server and opens the outbox. Entries left pending by an
-// earlier run are expected to settle in this one.
+// New opens the store of pending charges and dials the server through the
+// pending queue and the chain. Charges left pending by an earlier run are
+// expected to settle in this one.
 func New(cfg Config) (*Client, error) {
 	if cfg.DrainEvery <= 0 {
 		cfg.DrainEvery = 250 * time.Millisecond
@@ -89,50 +95,59 @@ func New(cfg Config) (*Client, error) {
 	closed := "closed"
 	c.breaker.Store(&closed)
 	cfg.Chain.Observer = c.stats
-	cfg.Chain.ChargeFallback = c.chargeFallback
-	cfg.Chain.OnBreaker = func(_, _, to string, probeAt time.Time) {
-		c.breaker.Store(&to)
-		var at int64
-		if !probeAt.IsZero() {
-			at = probeAt.UnixNano()
-		}
-		c.probeAt.Store(at)
-	}
+	cfg.Chain.OnBreaker = func(_, _, to string) { c.breaker.Store(&to) }
 	chain, err := NewChain(cfg.Chain)
 	if err != nil {
 		return nil, err
 	}
 	c.chain = chain
-	ob, err := OpenOutbox(cfg.OutboxPath)
+	store, err := boltstore.Open(cfg.OutboxPath)
 	if err != nil {
 		return nil, err
 	}
-	c.outbox = ob
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, chain.DialOptions()...)
+	c.store = store
+	qopts := []pending.Option{
+		pending.ForMethods(methodCharge),
+		// A charge that failed in any way that may have committed is
+		// pending: its key makes sending it again safe.
+		pending.WithCodes(codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted, codes.Internal, codes.Unknown),
+		pending.WithBackoff(cfg.DrainEvery, 8*cfg.DrainEvery),
+		pending.WithDrain(cfg.DrainEvery, 50, 30*time.Second),
+		pending.WithLimits(1000, time.Hour),
+		pending.OnSettled(c.settledLater),
+		pending.OnDead(c.died),
+	}
+	if tp := cfg.Chain.TracerProvider; tp != nil {
+		qopts = append(qopts, pending.WithTracerProvider(tp))
+	}
+	q, err := pending.New(store, qopts...)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	c.queue = q
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(q.UnaryClientInterceptor())}, chain.DialOptions()...)
 	conn, err := grpc.NewClient(cfg.Target, opts...)
 	if err != nil {
-		ob.Close()
+		q.Close()
+		store.Close()
 		return nil, err
 	}
 	c.conn, c.api = conn, paymentsv1.NewPaymentServiceClient(conn)
-	pending, err := ob.Pending(0)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	for _, e := range pending {
-		c.orders[e.OrderID] = &order{id: e.OrderID, key: e.Key, state: StatePending}
-	}
-	if len(pending) > 0 {
-		c.log.Info("outbox holds payments from an earlier run", "pending", len(pending))
+	if n := c.Pending(); n > 0 {
+		c.log.Info("payments pending from an earlier run", "pending", n)
 	}
 	return c, nil
 }
 
-// Close closes the connection and the outbox.
+// Close closes the connection and the store of pending charges.
 func (c *Client) Close() error {
 	err := c.conn.Close()
-	if cerr := c.outbox.Close(); err == nil {
+	if cerr := c.queue.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := c.store.Close(); err == nil {
 		err = cerr
 	}
 	return err
@@ -141,8 +156,27 @@ func (c *Client) Close() error {
 // Stats returns the client's counters.
 func (c *Client) Stats() *Stats { return c.stats }
 
-// Outbox returns the client's outbox.
-func (c *Client) Outbox() *Outbox { return c.outbox }
+// Pending returns the number of charges waiting to be sent again.
+func (c *Client) Pending() int {
+	st, err := c.store.Stats(context.Background())
+	if err != nil {
+		c.log.Error("reading the pending store failed", "err", err)
+	}
+	return st.Depth
+}
+
+// DeadLetters returns the pending charges the service refused for good.
+func (c *Client) DeadLetters() ([]pending.Dead, error) {
+	return c.store.DeadLetters(context.Background(), 0)
+}
+
+// SettledLater returns the payment IDs of the pending charges the drainer
+// settled in this run.
+func (c *Client) SettledLater() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.later)
+}
 
 // BreakerState returns the breaker state of the payment server.
 func (c *Client) BreakerState() string { return *c.breaker.Load() }
@@ -198,47 +232,6 @@ func definitive(err error) bool {
 	return false
 }
 
-// appFallback names the fallback the checkout itself gives a charge that
-// failed in a way the fallback layer leaves alone (ABORTED for a key in
-// flight, for example): it may still have committed, so it is pending.
-const appFallback = "pending (checkout)"
-
-// chargeFallback is the fallback layer's answer to a charge that could not
-// be confirmed: the charge goes into the outbox with its idempotency key,
-// and the customer is told it is pending.
-func (c *Client) chargeFallback(ctx context.Context, req *paymentsv1.ChargeRequest, cause error) (*paymentsv1.ChargeResponse, error) {
-	key := firstMD(ctx, policy.KeyMetadata)
-	if key == "" {
-		return nil, fmt.Errorf("charge of %s has no idempotency key to queue it with", req.OrderId)
-	}
-	tid := traceIDOf(ctx)
-	err := c.outbox.Put(Entry{Key: key, OrderID: req.OrderId, AmountMinor: req.AmountMinor, Currency: req.Currency,
-		Reason: reasonOf(cause), TraceID: tid, QueuedAt: time.Now()})
-	if err != nil {
-		c.log.Error("outbox write failed", "order", req.OrderId, "trace_id", tid, "err", err)
-		return nil, err
-	}
-	c.log.Warn("charge pending", "order", req.OrderId, "trace_id", tid, "err", cause)
-	return &paymentsv1.ChargeResponse{Payment: &paymentsv1.Payment{
-		OrderId: req.OrderId, AmountMinor: req.AmountMinor, Currency: req.Currency,
-		Status: paymentsv1.PaymentStatus_PAYMENT_STATUS_PENDING, IdempotencyKey: key,
-	}}, nil
-}
-
-func reasonOf(err error) string {
-	if r, ok := outcome.AsRejection(err); ok {
-		return r.Layer + " rejected"
-	}
-	return outcome.Code(err).String()
-}
-
-func firstMD(ctx context.Context, key string) string {
-	if v := metadata.ValueFromOutgoingContext(ctx, key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
 // PendingMessage is what a customer sees while their payment is pending.
 const PendingMessage = "payment pending, we'll confirm by email"
 
@@ -253,7 +246,7 @@ func (c *Client) Checkout(ctx context.Context, orderID string, amountMinor int64
 	var lvl fallback.Level
 	resp, err := c.api.Charge(ctx, &paymentsv1.ChargeRequest{OrderId: orderID, AmountMinor: amountMinor, Currency: "EUR"}, fallback.Report(&lvl))
 	end(err)
-	res := c.settle("Charge", o, []charge{{key: key, orderID: orderID, amount: amountMinor}}, resp.GetPayment(), err, tid)[0]
+	res := c.settle(ctx, "Charge", o, []charge{{key: key, orderID: orderID, amount: amountMinor}}, resp.GetPayment(), err, tid)[0]
 	c.stats.charge(res.State, time.Since(start))
 	return res
 }
@@ -264,7 +257,7 @@ type charge struct {
 }
 
 // settle records the outcome of charges sent in one call.
-func (c *Client) settle(method string, o *order, charges []charge, p *paymentsv1.Payment, err error, tid string) []Result {
+func (c *Client) settle(ctx context.Context, method string, o *order, charges []charge, p *paymentsv1.Payment, err error, tid string) []Result {
 	out := make([]Result, len(charges))
 	orders := []*order{o}
 	if o == nil {
@@ -277,28 +270,37 @@ func (c *Client) settle(method string, o *order, charges []charge, p *paymentsv1
 	}
 	for i, ch := range charges {
 		r := Result{OrderID: ch.orderID, TraceID: tid, Err: err}
+		var deferred *pending.Deferred
+		var notQueued *pending.NotQueuedError
 		switch {
-		case err == nil && p.GetStatus() == paymentsv1.PaymentStatus_PAYMENT_STATUS_PENDING:
-			// The fallback layer queued it.
-			r.State, r.Message = StatePending, PendingMessage
 		case err == nil:
 			r.State, r.PaymentID, r.Message = StateSettled, p.GetPaymentId(), "paid"
+		case errors.As(err, &deferred):
+			// The pending queue took it: the drainer sends it again.
+			c.stats.Fallback(method + ":pending")
+			r.State, r.Message = StatePending, PendingMessage
+			c.log.Warn("charge pending", "order", ch.orderID, "trace_id", tid, "err", err)
+		case errors.As(err, &notQueued):
+			// Not even the queue took it: the customer must be told.
+			r.State, r.Message = StateDeclined, "payment failed, please try again"
+			c.log.Error("charge could not be queued", "order", ch.orderID, "trace_id", tid, "err", err)
 		case definitive(err):
 			r.State, r.Message = StateDeclined, "payment declined: "+status.Convert(err).Message()
 			c.log.Error("charge declined", "order", ch.orderID, "trace_id", tid, "err", err)
 		default:
-			level := appFallback
-			qerr := c.outbox.Put(Entry{Key: ch.key, OrderID: ch.orderID, AmountMinor: ch.amount, Currency: "EUR",
-				Reason: reasonOf(err), TraceID: tid, QueuedAt: time.Now()})
-			if qerr != nil {
-				// Not even the outbox took it: the customer must be told.
+			// A batch item, or a failure the queue leaves alone (the
+			// caller's own cancellation): it may have committed, so it is
+			// queued under the key the server recorded it with.
+			qerr := c.queue.Enqueue(ctx, methodCharge, ch.key,
+				&paymentsv1.ChargeRequest{OrderId: ch.orderID, AmountMinor: ch.amount, Currency: "EUR"}, err)
+			if !errors.As(qerr, &deferred) {
 				r.State, r.Message = StateDeclined, "payment failed, please try again"
-				c.log.Error("outbox write failed", "order", ch.orderID, "trace_id", tid, "err", qerr)
+				c.log.Error("charge could not be queued", "order", ch.orderID, "trace_id", tid, "err", qerr)
 				break
 			}
-			c.stats.Fallback(method + ":" + level)
+			c.stats.Fallback(method + ":pending")
 			r.State, r.Message = StatePending, PendingMessage
-			c.log.Warn("charge pending", "order", ch.orderID, "trace_id", tid, "fallback", level, "err", err)
+			c.log.Warn("charge pending", "order", ch.orderID, "trace_id", tid, "err", err)
 		}
 		c.setState(orders[i], r.State, r.PaymentID)
 		out[i] = r
@@ -331,10 +333,10 @@ func (c *Client) BatchCheckout(ctx context.Context, amounts []int64) []Result {
 			c.mu.Lock()
 			o := c.orders[ch.orderID]
 			c.mu.Unlock()
-			out[i] = c.settle("BatchCharge", o, charges[i:i+1], payments[i], nil, tid)[0]
+			out[i] = c.settle(ctx, "BatchCharge", o, charges[i:i+1], payments[i], nil, tid)[0]
 		}
 	} else {
-		out = c.settle("BatchCharge", nil, charges, nil, err, tid)
+		out = c.settle(context.WithoutCancel(ctx), "BatchCharge", nil, charges, nil, err, tid)
 	}
 	d := time.Since(start)
 	for _, r := range out {
@@ -412,103 +414,79 @@ func (c *Client) Refund(ctx context.Context, id string) error {
 	return err
 }
 
-// DrainOnce sends pending outbox entries again, oldest first, with their
-// own idempotency keys, while the breaker lets calls through. It returns
-// how many settled and stops at the first failure.
-func (c *Client) DrainOnce(ctx context.Context, max int) (int, error) {
-	c.drainMu.Lock()
-	defer c.drainMu.Unlock()
-	if at := c.probeAt.Load(); at > 0 && time.Now().UnixNano() < at {
-		// The breaker is open and would answer at once: wait for its
-		// probe time, when a drained charge can be the probe.
-		return 0, nil
-	}
-	pending, err := c.outbox.Pending(max)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range pending {
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
-		c.stats.call("Charge(outbox)")
-		cctx, tid, end := c.chain.startTrace(ctx, "outbox-drain")
-		cctx = metadata.AppendToOutgoingContext(cctx, policy.KeyMetadata, e.Key)
-		var lvl fallback.Level
-		resp, err := c.api.Charge(cctx, &paymentsv1.ChargeRequest{OrderId: e.OrderID, AmountMinor: e.AmountMinor, Currency: e.Currency}, fallback.Report(&lvl))
-		end(err)
-		if err == nil && lvl != fallback.None {
-			// Still not confirmed: the fallback answered (and kept the
-			// entry). Try again on the next pass.
-			err = errors.New("still pending: " + lvl.String() + " fallback answered")
-		}
-		if err != nil {
-			_ = c.outbox.Touch(e.Key)
-			if definitive(err) {
-				// Must not happen: the charge was valid when first sent.
-				c.log.Error("outbox charge refused", "order", e.OrderID, "trace_id", tid, "err", err)
-			} else {
-				c.log.Warn("outbox charge still pending", "order", e.OrderID, "trace_id", tid, "err", err)
-			}
-			return n, err
-		}
-		if err := c.outbox.Settle(e.Key, resp.Payment.PaymentId, time.Now()); err != nil {
-			return n, err
-		}
-		c.mu.Lock()
-		o := c.orders[e.OrderID]
-		if o == nil {
-			o = &order{id: e.OrderID, key: e.Key}
-			c.orders[e.OrderID] = o
-		}
-		c.mu.Unlock()
-		c.setState(o, StateSettled, resp.Payment.PaymentId)
-		c.stats.count("settled-from-outbox")
-		c.log.Info("pending payment settled, confirmation email sent", "order", e.OrderID, "payment", resp.Payment.PaymentId, "trace_id", tid)
-		n++
-	}
-	return n, nil
+// DrainOnce sends due pending charges again, through the chain, with
+// their own idempotency keys, and returns how many settled.
+func (c *Client) DrainOnce(ctx context.Context) (int, error) {
+	r, err := c.queue.DrainOnce(ctx, c.conn)
+	return r.Settled, err
 }
 
-// RunDrainer drains the outbox every DrainEvery until ctx is done.
-func (c *Client) RunDrainer(ctx context.Context) {
-	t := time.NewTicker(c.cfg.DrainEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_, _ = c.DrainOnce(ctx, 50)
-		}
+// settledLater hears a pending charge the drainer settled.
+func (c *Client) settledLater(_ context.Context, s pending.Settled) {
+	var req paymentsv1.ChargeRequest
+	if err := proto.Unmarshal(s.Request, &req); err != nil {
+		c.log.Error("settled charge has a corrupt request", "key", s.Key, "err", err)
+		return
 	}
+	id := s.Reply.(*paymentsv1.ChargeResponse).GetPayment().GetPaymentId()
+	c.mu.Lock()
+	o := c.orders[req.OrderId]
+	if o == nil {
+		o = &order{id: req.OrderId, key: s.Key}
+		c.orders[req.OrderId] = o
+	}
+	c.later = append(c.later, id)
+	c.mu.Unlock()
+	c.setState(o, StateSettled, id)
+	c.stats.count(settledLater)
+	c.log.Info("pending payment settled, confirmation email sent", "order", req.OrderId, "payment", id, "attempts", s.Attempts+1)
 }
 
-// DrainAll drains until the outbox is empty or ctx is done.
+// died hears a pending charge the service refused for good.
+func (c *Client) died(_ context.Context, d pending.Dead) {
+	var req paymentsv1.ChargeRequest
+	_ = proto.Unmarshal(d.Request, &req)
+	c.mu.Lock()
+	o := c.orders[req.OrderId]
+	c.mu.Unlock()
+	if o != nil {
+		c.setState(o, StateDeclined, "")
+	}
+	c.stats.count("dead")
+	c.log.Error("pending payment failed for good, customer informed", "order", req.OrderId, "reason", d.Reason)
+}
+
+// settledLater counts charges settled by the drainer.
+const settledLater = "settled-later"
+
+// RunDrainer sends pending charges again every DrainEvery until ctx is
+// done.
+func (c *Client) RunDrainer(ctx context.Context) { _ = c.queue.Run(ctx, c.conn) }
+
+// DrainAll drains until no charge is pending or ctx is done.
 func (c *Client) DrainAll(ctx context.Context) error {
-	for c.outbox.Len() > 0 {
-		if _, err := c.DrainOnce(ctx, 0); err != nil && ctx.Err() != nil {
-			return fmt.Errorf("outbox not drained: %d pending: %w", c.outbox.Len(), ctx.Err())
+	for c.Pending() > 0 {
+		if _, err := c.DrainOnce(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("drain pass failed", "err", err)
 		}
-		if c.outbox.Len() == 0 {
+		if c.Pending() == 0 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("outbox not drained: %d pending: %w", c.outbox.Len(), ctx.Err())
+			return fmt.Errorf("not drained: %d payments pending: %w", c.Pending(), ctx.Err())
 		case <-time.After(c.cfg.DrainEvery):
 		}
 	}
 	return nil
 }
 
-// Confirm watches the payments settled from the outbox over one
+// Confirm watches the pending payments settled in this run over one
 // WatchPayments stream and returns how many the service confirms.
 func (c *Client) Confirm(ctx context.Context) (int, error) {
-	settled, err := c.outbox.Settled()
-	if err != nil || len(settled) == 0 {
-		return 0, err
+	settled := c.SettledLater()
+	if len(settled) == 0 {
+		return 0, nil
 	}
 	c.stats.call("WatchPayments")
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -519,8 +497,8 @@ func (c *Client) Confirm(ctx context.Context) (int, error) {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		for _, e := range settled {
-			if err := stream.Send(&paymentsv1.WatchPaymentsRequest{PaymentId: e.PaymentID}); err != nil {
+		for _, id := range settled {
+			if err := stream.Send(&paymentsv1.WatchPaymentsRequest{PaymentId: id}); err != nil {
 				errc <- err
 				return
 			}
@@ -557,7 +535,7 @@ type Reconciliation struct {
 	Duplicates   int      // orders charged more than once
 	Lost         int      // orders believed settled or pending but not charged
 	Unexpected   int      // orders of this run charged although declined or unknown
-	StillPending int      // orders still in the outbox
+	StillPending int      // orders still pending
 	Ledger       int      // ledger entries read
 	Examples     []string // a few offending order IDs
 }
@@ -595,7 +573,7 @@ func (c *Client) Reconcile(ctx context.Context) (Reconciliation, error) {
 	if err != nil {
 		return Reconciliation{}, fmt.Errorf("list payments: %w", err)
 	}
-	r := Reconciliation{Ledger: read, StillPending: c.outbox.Len()}
+	r := Reconciliation{Ledger: read, StillPending: c.Pending()}
 	bad := func(id string) {
 		if len(r.Examples) < 5 {
 			r.Examples = append(r.Examples, id)

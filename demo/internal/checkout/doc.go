@@ -1,7 +1,8 @@
 // Package checkout is the demo's checkout client: it charges customers
 // through the failsoft interceptor chain, answers "payment pending, we'll
-// confirm by email" when the payment service cannot confirm a charge, keeps
-// such charges in a durable outbox and sends them again, with the same
-// idempotency key, once the service is back. It drives load through
+// confirm by email" when the payment service cannot confirm a charge, and
+// leaves such charges to failsoft's pending queue (package
+// interceptors/pending, on a bbolt file), which sends them again with the
+// same idempotency key once the service is back. It drives load through
 // phases, and reconciles what it believes against the service's ledger.
 package checkout

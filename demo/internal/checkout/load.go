@@ -36,9 +36,9 @@ func StoryPhases(total time.Duration) []Phase {
 				Latency: 10 * time.Millisecond, SlowLatency: 900 * time.Millisecond, SlowFraction: 0.03,
 				LostRate: 0.06, PushbackRate: 0.03, Pushback: 100 * time.Millisecond,
 			}},
-		{Name: "outage", Duration: part(0.2), Note: "breaker opens; charges answered pending and kept in the outbox",
+		{Name: "outage", Duration: part(0.2), Note: "breaker opens; charges answered pending and kept in the pending store",
 			Chaos: chaos.Config{Down: true}},
-		{Name: "recovery", Duration: part(0.3), Note: "breaker probes and closes; the outbox drains with the same keys",
+		{Name: "recovery", Duration: part(0.3), Note: "breaker probes and closes; pending charges drain with the same keys",
 			Chaos: chaos.Config{Latency: 5 * time.Millisecond}},
 	}
 }
@@ -81,7 +81,7 @@ func (l *Load) Validate() error {
 	return nil
 }
 
-// Run drives the load, phase after phase, with the outbox drained in the
+// Run drives the load, phase after phase, with pending charges drained in the
 // background, and returns when every operation has finished.
 func (c *Client) Run(ctx context.Context, l Load) error {
 	if err := l.Validate(); err != nil {
@@ -184,9 +184,9 @@ func (c *Client) op(ctx context.Context, pick int, amount int64, n int) {
 
 func (c *Client) progress(w io.Writer, phase string, elapsed time.Duration, skipped int64) {
 	s := c.stats.Snapshot()
-	fmt.Fprintf(w, "[%-8s %5.1fs] calls %4d  settled %4d pending %3d declined %2d  attempts %4d retries %3d hedges %3d  breaker %-9s outbox %3d",
+	fmt.Fprintf(w, "[%-8s %5.1fs] calls %4d  settled %4d pending %3d declined %2d  attempts %4d retries %3d hedges %3d  breaker %-9s pending %3d",
 		phase, elapsed.Seconds(), s.LogicalCalls, s.Outcomes[StateSettled], s.Outcomes[StatePending], s.Outcomes[StateDeclined],
-		s.Attempts, s.Retries, s.Hedges, c.BreakerState(), c.outbox.Len())
+		s.Attempts, s.Retries, s.Hedges, c.BreakerState(), c.Pending())
 	if skipped > 0 {
 		fmt.Fprintf(w, "  skipped %d", skipped)
 	}

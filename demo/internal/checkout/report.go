@@ -26,7 +26,7 @@ type Report struct {
 	Stats     Snapshot
 	Start     time.Time
 	Confirmed int
-	Settled   int // settled from the outbox, over all runs
+	Dead      int // pending charges refused for good, all runs
 	Server    *ServerView
 	Recon     Reconciliation
 }
@@ -68,8 +68,8 @@ func (r *Report) Print(w io.Writer) {
 	line("rejected fast", "breaker %d, deadline %d, throttle %d, bulkhead %d, budget %d",
 		s.BreakerRejected, s.FailFast, s.Throttled, s.BulkheadRejected, s.Exhausted)
 	line("fallbacks", "%s", counts(s.Fallbacks))
-	line("charges", "settled %d, pending %d, declined %d; settled later from the outbox %d (all runs: %d), confirmed by email %d",
-		s.Outcomes[StateSettled], s.Outcomes[StatePending], s.Outcomes[StateDeclined], s.Outcomes["settled-from-outbox"], r.Settled, r.Confirmed)
+	line("charges", "settled %d, pending %d, declined %d; pending ones settled later %d, confirmed by email %d; dead letters %d",
+		s.Outcomes[StateSettled], s.Outcomes[StatePending], s.Outcomes[StateDeclined], s.Outcomes[settledLater], r.Confirmed, r.Dead)
 	line("charge latency", "p50 %s, p95 %s, p99 %s (n=%d, as the customer waits, fallbacks included)", ms(s.Charge.P50), ms(s.Charge.P95), ms(s.Charge.P99), s.Charge.N)
 	line("read latency", "p50 %s, p95 %s, p99 %s (n=%d)", ms(s.Read.P50), ms(s.Read.P95), ms(s.Read.P99), s.Read.N)
 	if v := r.Server; v != nil {
