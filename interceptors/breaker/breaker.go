@@ -74,7 +74,7 @@ func (ic *Interceptor) State(target, method string) (State, bool) {
 }
 
 // Snapshots returns the state and counts of every breaker, sorted by
-// target and method, for metrics. It does not lock the breakers.
+// target and method, for metrics.
 func (ic *Interceptor) Snapshots() []Snapshot {
 	var out []Snapshot
 	for b := range ic.reg.All() {

@@ -383,3 +383,34 @@ func TestOptionErrors(t *testing.T) {
 		t.Errorf("minimum calls above the window: %v", err)
 	}
 }
+
+// TestSnapshotCountsFailures: Snapshots reports the counts the trip rules
+// use, whichever rule is configured.
+func TestSnapshotCountsFailures(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     []breaker.Option
+		failures uint32 // in the counts; a run alone keeps no window
+	}{
+		{"failures within", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, 3},
+		{"consecutive", []breaker.Option{breaker.ConsecutiveFailures(5)}, 0},
+		{"failure rate", []breaker.Option{breaker.FailureRate(0.9), breaker.CountWindow(10)}, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			for range 3 {
+				h.call(codes.Unavailable, 0)
+				h.clk.Advance(time.Second)
+			}
+			h.wantState(breaker.Closed)
+			snaps := h.ic.Snapshots()
+			if len(snaps) != 1 {
+				t.Fatalf("%d snapshots, want 1", len(snaps))
+			}
+			if n := snaps[0].Counts; n.Failures != tc.failures || n.ConsecutiveFailures != 3 {
+				t.Fatalf("counts %+v, want %d failures, 3 consecutive", n, tc.failures)
+			}
+		})
+	}
+}

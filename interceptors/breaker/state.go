@@ -445,24 +445,16 @@ func (b *breaker) emit(ctx context.Context, method string, from, to State, count
 	}
 }
 
-// snapshot reads the breaker's state without locking.
+// snapshot reads the breaker's state and the counts its trip rules use.
 func (b *breaker) snapshot() Snapshot {
 	s := Snapshot{Target: b.target, Method: b.method}
 	sg := b.sg.Load()
 	s.State = State(sg & stateMask)
 	switch s.State {
 	case Closed:
-		now := b.ic.now()
-		var n observe.Counts
-		switch {
-		case b.cw != nil:
-			n.Requests, n.Failures, n.SlowCalls = b.cw.counts()
-		case b.tw != nil:
-			n.Requests, n.Failures, n.SlowCalls = b.tw.counts(now)
-		}
-		n.Successes = n.Requests - min(n.Failures, n.Requests)
-		n.ConsecutiveFailures = b.consec.Load()
-		s.Counts = n
+		b.mu.Lock()
+		s.Counts = b.closedCounts(b.ic.now())
+		b.mu.Unlock()
 	case Open:
 		info := b.open.Load()
 		s.Counts = info.counts
