@@ -42,7 +42,11 @@ func ExampleNew() {
 
 func ExampleInterceptor_UnaryClientInterceptor() {
 	clk := clock.NewFake(time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC))
-	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(2))
+	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(2),
+		breaker.OpenFor(5*time.Second, 5*time.Second),
+		// Open periods are drawn between half and all of OpenFor; a fixed
+		// draw keeps this example's output the same.
+		breaker.WithRand(func() float64 { return 0.5 }))
 	unary := b.UnaryClientInterceptor()
 	cc, _ := grpc.NewClient("dns:///payments.internal:443", grpc.WithTransportCredentials(insecure.NewCredentials()))
 	defer cc.Close()
@@ -54,7 +58,7 @@ func ExampleInterceptor_UnaryClientInterceptor() {
 	// Output:
 	// false connection refused
 	// false connection refused
-	// true circuit breaker for dns:///payments.internal:443 is open (2 consecutive failures); it probes again at 15:04:10.000Z, 5s after it opened
+	// true failsoft: breaker: dns:///payments.internal:443 /payments.v1.Payments/Charge is open (2 consecutive failures); it probes again at 15:04:08.750Z, 3.75s after it opened
 }
 
 func ExampleInterceptor_StreamClientInterceptor() {
@@ -66,7 +70,8 @@ func ExampleInterceptor_StreamClientInterceptor() {
 
 func ExampleOnStateChange() {
 	clk := clock.NewFake(time.Unix(0, 0))
-	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(3),
+	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(3), breaker.PerTarget(),
+		breaker.WithRand(func() float64 { return 0 }),
 		breaker.OnStateChange(func(c breaker.Change) {
 			fmt.Printf("%s: %v -> %v (%s, %d failures in a row), open for %v\n",
 				c.Target, c.From, c.To, c.Reason, c.Counts.ConsecutiveFailures, c.OpenFor)
@@ -77,7 +82,7 @@ func ExampleOnStateChange() {
 	for range 3 {
 		_ = unary(context.Background(), "/n.v1.Notify/Send", nil, nil, cc, failing)
 	}
-	// Output: dns:///notifications:443: closed -> open (3 consecutive failures, 3 failures in a row), open for 5s
+	// Output: dns:///notifications:443: closed -> open (3 consecutive failures, 3 failures in a row), open for 1s
 }
 
 func ExampleInterceptor_Snapshots() {
@@ -89,7 +94,7 @@ func ExampleInterceptor_Snapshots() {
 	for _, s := range b.Snapshots() {
 		fmt.Println(s.Target, s.State, s.Counts.Requests, s.Counts.Failures)
 	}
-	state, _ := b.State("dns:///search:443", "")
+	state, _ := b.State("dns:///search:443", "/search.v1.Search/Query")
 	fmt.Println(state)
 	// Output:
 	// dns:///search:443 closed 1 1

@@ -43,7 +43,7 @@ func ExampleInterceptor_UnaryClientInterceptor() {
 			fmt.Println(err)
 			return nil
 		})
-	// Output: rpc error: code = ResourceExhausted desc = bulkhead for dns:///notifications:443 is full: 1 calls in flight
+	// Output: rpc error: code = ResourceExhausted desc = failsoft: bulkhead: dns:///notifications:443 is full: 1 calls in flight
 }
 
 func ExampleInterceptor_StreamClientInterceptor() {

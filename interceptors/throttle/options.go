@@ -161,8 +161,12 @@ func WithRand(f func() float64) Option {
 }
 
 // WithMaxTargets bounds how many targets are tracked (default 1024). When
-// every slot holds a target with calls in its window, calls to a new target
-// pass unthrottled until one falls idle.
+// the bound is reached, a target not called lately makes room for a new
+// one, preferably one whose window holds no refusal (its probability is
+// 0, as a new target's); when every target is in use, the bound is
+// exceeded rather than a new target left unthrottled. The name is shared
+// with the other layers that keep state per target (breaker.MaxTargets,
+// bulkhead.MaxTargets, retry.WithMaxTargets).
 func WithMaxTargets(n int) Option {
 	return func(c *config) error {
 		if n < 1 {

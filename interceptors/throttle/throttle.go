@@ -29,8 +29,8 @@ type Interceptor struct {
 	width  time.Duration // of a bucket
 	system bool          // cfg.Clock is the system clock
 
-	// The counts by target. When the registry is full, a target with no
-	// calls in its window makes room.
+	// The counts by target. When the registry is full, a target whose
+	// window holds no refusal makes room.
 	targets registry.Registry[ring]
 }
 
@@ -49,7 +49,12 @@ func New(opts ...Option) (*Interceptor, error) {
 	}
 	t.targets.Init(false, cfg.maxTargets,
 		func(string, string) *ring { return newRing(cfg.buckets) },
-		func(r *ring) bool { req, _ := r.totals(t.index()); return req == 0 })
+		func(r *ring) registry.Worth {
+			if r.allAccepted(t.index()) {
+				return registry.Nothing // its probability is 0, as a new one's
+			}
+			return registry.Little
+		})
 	return t, nil
 }
 
@@ -92,9 +97,6 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	t := l.t
 	target := targetOf(cc)
 	r := t.targets.Get(target, "")
-	if r == nil {
-		return next.Invoke(ctx, method, req, reply, cc, opts...)
-	}
 	idx, err := t.admit(ctx, r, target, method, next.Now)
 	if err != nil {
 		return err
@@ -119,9 +121,6 @@ func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clien
 	t := l.t
 	target := targetOf(cc)
 	r := t.targets.Get(target, "")
-	if r == nil {
-		return next.NewStream(ctx, desc, cc, method, opts...)
-	}
 	idx, err := t.admit(ctx, r, target, method, next.Now)
 	if err != nil {
 		return nil, err

@@ -324,23 +324,21 @@ func TestRegistry(t *testing.T) {
 	a, b, c := testserver.Dial(t, "passthrough:///a"), testserver.Dial(t, "passthrough:///b"), testserver.Dial(t, "passthrough:///c")
 	call(a)
 	call(b)
-	// Both slots are busy: c passes unthrottled and is not tracked.
-	for range 3 {
-		if _, ok := outcome.AsRejection(call(c)); ok {
-			t.Fatal("an untracked target is not throttled")
-		}
-	}
-	if s := h.t.State("passthrough:///c"); s != (State{}) {
-		t.Fatalf("untracked target has state %+v", s)
-	}
-	if _, ok := outcome.AsRejection(call(a)); !ok {
-		t.Fatal("a tracked target is throttled")
-	}
-	// Once a's and b's calls have left the window, c takes a slot.
-	h.clk.Advance(DefaultWindow)
+	call(b)
+	// Both slots hold refusals: c takes the place of the one used least
+	// lately, a, rather than pass unthrottled.
 	call(c)
-	if s := h.t.State("passthrough:///c"); s.Requests != 1 {
-		t.Fatalf("c not tracked after the others fell idle: %+v", s)
+	if s := h.t.State("passthrough:///c"); s.Requests != 1 || s.Probability != 0.5 {
+		t.Fatalf("c: %+v, want tracked", s)
+	}
+	if _, ok := outcome.AsRejection(call(c)); !ok {
+		t.Fatal("c is not throttled")
+	}
+	if s := h.t.State("passthrough:///a"); s != (State{}) {
+		t.Fatalf("a still tracked: %+v", s)
+	}
+	if s := h.t.State("passthrough:///b"); s.Requests != 2 {
+		t.Fatalf("b: %+v, want its counts kept", s)
 	}
 	if got := h.t.targets.Len(); got != 2 {
 		t.Fatalf("%d targets tracked, bound 2", got)
@@ -348,7 +346,7 @@ func TestRegistry(t *testing.T) {
 	// Two ClientConns to one target share its counts.
 	a2 := testserver.Dial(t, "passthrough:///c")
 	call(a2)
-	if s := h.t.State("passthrough:///c"); s.Requests != 2 {
+	if s := h.t.State("passthrough:///c"); s.Requests != 3 {
 		t.Fatalf("shared target: %+v", s)
 	}
 }
