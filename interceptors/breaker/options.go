@@ -81,14 +81,14 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		Config:      common.Config{Resolver: policy.Default(), Clock: clock.System()},
-		classifier:  outcome.Default,
-		openFor:     DefaultOpenFor,
-		maxOpenFor:  DefaultMaxOpenFor,
-		probes:      DefaultHalfOpenProbes,
-		perMethod:   true,
-		maxTargets:  DefaultMaxTargets,
-		rand:        rand.Float64,
+		Config:     common.Config{Resolver: policy.Default(), Clock: clock.System()},
+		classifier: outcome.Default,
+		openFor:    DefaultOpenFor,
+		maxOpenFor: DefaultMaxOpenFor,
+		probes:     DefaultHalfOpenProbes,
+		perMethod:  true,
+		maxTargets: DefaultMaxTargets,
+		rand:       rand.Float64,
 	}
 }
 

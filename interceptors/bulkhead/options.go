@@ -32,11 +32,11 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		Config:        common.Config{Clock: clock.System()},
-		limit:         DefaultLimit,
-		targetLimits:  map[string]int{},
-		methodLimits:  map[string]int{},
-		maxTargets:    DefaultMaxTargets,
+		Config:       common.Config{Clock: clock.System()},
+		limit:        DefaultLimit,
+		targetLimits: map[string]int{},
+		methodLimits: map[string]int{},
+		maxTargets:   DefaultMaxTargets,
 	}
 }
 

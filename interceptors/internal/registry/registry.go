@@ -44,7 +44,7 @@ type Registry[T any] struct {
 	flat    atomic.Pointer[map[string]*slot[T]]
 	targets atomic.Pointer[map[string]*entry[T]]
 
-	mu    sync.Mutex  // serialises changes
+	mu    sync.Mutex // serialises changes
 	slots []*slot[T] // every value, in the order the clock hand visits them
 	hand  int
 }
