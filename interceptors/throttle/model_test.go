@@ -26,6 +26,7 @@ type model struct {
 	failuresAsRejects bool
 	now               time.Duration // since the start
 	events            []modelEvent
+	lastAnswer        int64 // the latest bucket of a call the target did
 }
 
 type modelEvent struct {
@@ -52,13 +53,17 @@ func (m *model) probability() float64 {
 	return math.Min(math.Max(p, 0), m.limit)
 }
 
+// answering: the target did a call's work in this bucket or the last.
+func (m *model) answering() bool { return int64(m.now/m.width)-m.lastAnswer <= 1 }
+
 func (m *model) count(accepted bool) {
 	m.events = append(m.events, modelEvent{int64(m.now / m.width), accepted})
 }
 
 // results a call can end with, and whether the target accepted it (by the
-// default classification; nil means "unless failures are rejects"; a
-// result from an inner layer's Rejection is not counted at all).
+// default classification; nil means "unless failures are rejects and the
+// target answers"; a result from an inner layer's Rejection is not counted
+// at all).
 var modelResults = []struct {
 	err      error
 	accepted *bool
@@ -85,6 +90,7 @@ func TestModel(t *testing.T) {
 			buckets:           int64(rapid.IntRange(1, 12).Draw(rt, "buckets")),
 			width:             rapid.SampledFrom([]time.Duration{time.Millisecond, time.Second, 12 * time.Second}).Draw(rt, "width"),
 			failuresAsRejects: rapid.Bool().Draw(rt, "failuresAsRejects"),
+			lastAnswer:        -2,
 		}
 		clk := clock.NewFake(epoch)
 		var u float64
@@ -151,9 +157,12 @@ func TestModel(t *testing.T) {
 			switch {
 			case res.inner:
 			case res.accepted == nil:
-				m.count(!m.failuresAsRejects)
+				m.count(!m.failuresAsRejects || !m.answering())
 			default:
 				m.count(*res.accepted)
+				if *res.accepted {
+					m.lastAnswer = int64(m.now / m.width)
+				}
 			}
 		}
 

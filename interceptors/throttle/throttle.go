@@ -97,7 +97,7 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	t := l.t
 	target := targetOf(cc)
 	r := t.targets.Get(target, "")
-	idx, err := t.admit(ctx, r, target, method, next.Now)
+	idx, err := t.admit(ctx, r, target, method)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clien
 	t := l.t
 	target := targetOf(cc)
 	r := t.targets.Get(target, "")
-	idx, err := t.admit(ctx, r, target, method, next.Now)
+	idx, err := t.admit(ctx, r, target, method)
 	if err != nil {
 		return nil, err
 	}
@@ -171,21 +171,14 @@ func targetOf(cc *grpc.ClientConn) string {
 	return cc.Target()
 }
 
-// index is the number of the bucket the clock is in now. It is the one
-// clock read of a call: on the system clock, time.Since reads only the
-// monotonic clock, half the cost of Now; and an outer layer's reading of
-// the system clock (chain.State.Now, passed as now) saves even that.
-func (t *Interceptor) index() uint64 { return t.indexAt(time.Time{}) }
-
-func (t *Interceptor) indexAt(now time.Time) uint64 {
+// index is the number of the bucket the clock is in now. On the system
+// clock, time.Since reads only the monotonic clock.
+func (t *Interceptor) index() uint64 {
 	var d time.Duration
-	switch {
-	case !t.system:
-		d = t.cfg.Clock.Now().Sub(t.base)
-	case now.IsZero():
+	if t.system {
 		d = time.Since(t.base)
-	default:
-		d = now.Sub(t.base)
+	} else {
+		d = t.cfg.Clock.Now().Sub(t.base)
 	}
 	if d < 0 {
 		return 0
@@ -195,10 +188,9 @@ func (t *Interceptor) indexAt(now time.Time) uint64 {
 
 // admit decides whether a call may go, and returns the bucket it is
 // counted in; when not, it counts the call as a request, reports it and
-// returns the Rejection. now is an outer layer's reading of the system
-// clock, or zero.
-func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string, now time.Time) (uint64, error) {
-	idx := t.indexAt(now)
+// returns the Rejection.
+func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string) (uint64, error) {
+	idx := t.index()
 	if r.allAccepted(idx) {
 		return idx, nil // the common case: nothing to throttle
 	}
@@ -212,7 +204,7 @@ func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string,
 		Layer:  Layer,
 		Target: target,
 		Code:   codes.ResourceExhausted,
-		Message: fmt.Sprintf("client throttled itself: call to %s rejected locally with probability %.2f: the target accepted %d of the last %d requests in %v",
+		Message: fmt.Sprintf("failsoft: throttle: call to %s rejected locally with probability %.2f: the target accepted %d of the last %d requests in %v",
 			target, p, acc, req, t.cfg.window),
 	}
 	if o := t.cfg.Observer; o != nil {
@@ -230,12 +222,19 @@ func (t *Interceptor) record(r *ring, idx uint64, err error) {
 	case outcome.Overload:
 		accepted = false
 	case outcome.Failure:
-		accepted = !t.cfg.failuresAsRejects
+		// A target that still answers some calls is overloaded, whatever
+		// the code of the others; one that answers none is down, which
+		// is the breaker's business, and holding the outage against it
+		// would slow its recovery.
+		accepted = !t.cfg.failuresAsRejects || !r.answering(idx)
 	case outcome.Ignored:
 		if err != nil && isRejection(err) {
 			// A layer inside answered locally: the target never saw it.
 			return
 		}
+		r.answered(idx)
+	case outcome.Success:
+		r.answered(idx)
 	}
 	r.add(idx, accepted)
 }

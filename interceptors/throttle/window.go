@@ -21,6 +21,10 @@ type ring struct {
 	// bucket is in the window, requests equal accepts and the throttle's
 	// probability is 0 for any K >= 1: admit need not sum the buckets.
 	lastMiss atomic.Uint64
+	// lastAccept is one more than the index of the latest bucket that
+	// counted a call the target did the work of, a success or the
+	// caller's own error (0: none yet).
+	lastAccept atomic.Uint64
 }
 
 // A bucket counts requests and, of those, misses (requests not accepted),
@@ -81,6 +85,19 @@ func bump(w *atomic.Uint64, epoch uint32) uint32 {
 			return at
 		}
 	}
+}
+
+// answered notes that the target did the work of a call counted in the
+// bucket of index idx.
+func (r *ring) answered(idx uint64) {
+	for a := r.lastAccept.Load(); a < idx+1 && !r.lastAccept.CompareAndSwap(a, idx+1); a = r.lastAccept.Load() {
+	}
+}
+
+// answering reports whether the target accepted a call in the bucket of
+// index idx or the one before it.
+func (r *ring) answering(idx uint64) bool {
+	return r.lastAccept.Load() >= max(idx, 1)
 }
 
 // allAccepted reports whether every request counted in the window ending
