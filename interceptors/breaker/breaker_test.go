@@ -20,6 +20,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/internal/chain"
 	_ "github.com/failsoft/failsoft/proto/failsoft/policytest/v1" // the test service's options
 )
 
@@ -470,5 +471,68 @@ func TestSnapshotCountsFailures(t *testing.T) {
 				t.Fatalf("counts %+v, want %d failures, 3 consecutive", n, tc.failures)
 			}
 		})
+	}
+}
+
+// TestAbsorbedFailures: a failed attempt that the retry layer would retry
+// (State.MayRetry) with a retryable code is not counted by the trip rules,
+// unless CountEveryAttempt; a failed probe is counted all the same.
+func TestAbsorbedFailures(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     []breaker.Option
+		mayRetry bool
+		code     codes.Code
+		want     breaker.State
+	}{
+		{"retried UNAVAILABLE is absorbed", nil, true, codes.Unavailable, breaker.Closed},
+		{"last attempt counts", nil, false, codes.Unavailable, breaker.Open},
+		{"a code the policy does not retry counts", nil, true, codes.Internal, breaker.Open},
+		{"CountEveryAttempt", []breaker.Option{breaker.CountEveryAttempt()}, true, codes.Unavailable, breaker.Open},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, append([]breaker.Option{breaker.ConsecutiveFailures(1)}, tc.opts...)...)
+			h.callWith(tc.mayRetry, tc.code)
+			h.wantState(tc.want)
+		})
+	}
+	t.Run("probe", func(t *testing.T) {
+		h := newHarness(t, breaker.ConsecutiveFailures(1))
+		h.callWith(false, codes.Unavailable)
+		h.clk.Advance(breaker.DefaultOpenFor)
+		h.callWith(true, codes.Unavailable)
+		h.wantState(breaker.Open)
+	})
+}
+
+// callWith makes a call through the breaker as the retry layer does, with
+// State.MayRetry set.
+func (h *harness) callWith(mayRetry bool, code codes.Code) error {
+	l, err := chain.Lookup(chain.Breaker, h.ic)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	final := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		h.sent++
+		return status.Error(code, "from server")
+	}
+	return chain.NewUnaries(retryStandIn{&mayRetry}, l.Unary).Start(final).Invoke(context.Background(), plainMethod, nil, nil, h.cc)
+}
+
+// TestPerMethodByDefault: a method that fails does not cut off the
+// target's other methods, unless PerTarget.
+func TestPerMethodByDefault(t *testing.T) {
+	for _, perTarget := range []bool{false, true} {
+		var opts []breaker.Option
+		if perTarget {
+			opts = append(opts, breaker.PerTarget())
+		}
+		h := newHarness(t, append(opts, breaker.ConsecutiveFailures(1))...)
+		h.callMethod(plainMethod, codes.Internal, 0)
+		err := h.callMethod(otherMethod, codes.OK, 0)
+		if cutOff := errors.Is(err, breaker.ErrOpen); cutOff != perTarget {
+			t.Fatalf("PerTarget %v: another method cut off: %v", perTarget, cutOff)
+		}
 	}
 }
