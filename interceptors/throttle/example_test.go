@@ -161,15 +161,18 @@ func ExampleWithFailuresAsRejects() {
 	for _, rejects := range []bool{true, false} {
 		t, _ := throttle.New(throttle.WithFailuresAsRejects(rejects), throttle.WithClock(clock.NewFake(time.Unix(0, 0))))
 		unary := t.UnaryClientInterceptor()
-		unary(context.Background(), "/ledger.v1.Ledger/Get", nil, nil, cc, ok)
-		for range 3 {
+		for range 20 {
+			unary(context.Background(), "/ledger.v1.Ledger/Get", nil, nil, cc, ok)
+		}
+		for range 30 {
 			unary(context.Background(), "/ledger.v1.Ledger/Get", nil, nil, cc, shed)
 		}
-		fmt.Printf("%v %+v\n", rejects, t.State(cc.Target()))
+		s := t.State(cc.Target())
+		fmt.Printf("%v: %d requests, %d accepted, p = %.2f\n", rejects, s.Requests, s.Accepts, s.Probability)
 	}
 	// Output:
-	// true {Requests:4 Accepts:1 Probability:0.4}
-	// false {Requests:4 Accepts:4 Probability:0}
+	// true: 50 requests, 20 accepted, p = 0.20
+	// false: 50 requests, 50 accepted, p = 0.00
 }
 
 func ExampleWithObserver() {

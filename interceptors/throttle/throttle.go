@@ -97,12 +97,12 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	t := l.t
 	target := targetOf(cc)
 	r := t.targets.Get(target, "")
-	idx, err := t.admit(ctx, r, target, method)
+	at, err := t.admit(ctx, r, target, method)
 	if err != nil {
 		return err
 	}
 	err = next.Invoke(ctx, method, req, reply, cc, opts...)
-	t.record(r, idx, err)
+	t.record(r, at, err)
 	return err
 }
 
@@ -121,16 +121,16 @@ func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clien
 	t := l.t
 	target := targetOf(cc)
 	r := t.targets.Get(target, "")
-	idx, err := t.admit(ctx, r, target, method)
+	at, err := t.admit(ctx, r, target, method)
 	if err != nil {
 		return nil, err
 	}
 	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
 	if err != nil {
-		t.record(r, idx, err)
+		t.record(r, at, err)
 		return nil, err
 	}
-	return &stream{ClientStream: cs, t: t, r: r, idx: idx, unaryResponse: !desc.ServerStreams}, nil
+	return &stream{ClientStream: cs, t: t, r: r, at: at, unaryResponse: !desc.ServerStreams}, nil
 }
 
 // stream counts its final status once. RecvMsg is never called
@@ -139,7 +139,7 @@ type stream struct {
 	grpc.ClientStream
 	t             *Interceptor
 	r             *ring
-	idx           uint64 // bucket the stream was opened in
+	at            time.Duration // when the stream was opened
 	unaryResponse bool
 	done          bool
 }
@@ -152,14 +152,14 @@ func (s *stream) RecvMsg(m any) error {
 	switch {
 	case err == io.EOF:
 		s.done = true
-		s.t.record(s.r, s.idx, nil)
+		s.t.record(s.r, s.at, nil)
 	case err != nil:
 		s.done = true
-		s.t.record(s.r, s.idx, err)
+		s.t.record(s.r, s.at, err)
 	case s.unaryResponse:
 		// grpc-go has already read the status: the call succeeded.
 		s.done = true
-		s.t.record(s.r, s.idx, nil)
+		s.t.record(s.r, s.at, nil)
 	}
 	return err
 }
@@ -171,33 +171,34 @@ func targetOf(cc *grpc.ClientConn) string {
 	return cc.Target()
 }
 
-// index is the number of the bucket the clock is in now. On the system
+// since returns the time since the Interceptor was built. On the system
 // clock, time.Since reads only the monotonic clock.
-func (t *Interceptor) index() uint64 {
+func (t *Interceptor) since() time.Duration {
 	var d time.Duration
 	if t.system {
 		d = time.Since(t.base)
 	} else {
 		d = t.cfg.Clock.Now().Sub(t.base)
 	}
-	if d < 0 {
-		return 0
-	}
-	return uint64(d / t.width)
+	return max(d, 0)
 }
 
-// admit decides whether a call may go, and returns the bucket it is
-// counted in; when not, it counts the call as a request, reports it and
+// index is the number of the bucket the clock is in now.
+func (t *Interceptor) index() uint64 { return uint64(t.since() / t.width) }
+
+// admit decides whether a call may go, and returns when it started (see
+// since); when not, it counts the call as a request, reports it and
 // returns the Rejection.
-func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string) (uint64, error) {
-	idx := t.index()
+func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string) (time.Duration, error) {
+	at := t.since()
+	idx := uint64(at / t.width)
 	if r.allAccepted(idx) {
-		return idx, nil // the common case: nothing to throttle
+		return at, nil // the common case: nothing to throttle
 	}
 	req, acc := r.totals(idx)
 	p := probability(req, acc, t.cfg.k, t.cfg.maxProbability)
 	if p <= 0 || t.cfg.rand() >= p {
-		return idx, nil
+		return at, nil
 	}
 	r.add(idx, false)
 	rej := &outcome.Rejection{
@@ -210,13 +211,14 @@ func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string)
 	if o := t.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{Kind: observe.Throttled, Method: method, Target: target, Value: p, Err: rej})
 	}
-	return idx, rej
+	return at, rej
 }
 
-// record counts a sent call's result in bucket idx, the one it started in:
-// a call is counted whole when it ends, in the bucket of its start, which
-// saves a second clock read.
-func (t *Interceptor) record(r *ring, idx uint64, err error) {
+// record counts the result of a call sent at at in the bucket it started
+// in: a call is counted whole when it ends, which saves a second clock
+// read.
+func (t *Interceptor) record(r *ring, at time.Duration, err error) {
+	idx := uint64(at / t.width)
 	accepted := true
 	switch t.cfg.classifier.Classify(err) {
 	case outcome.Overload:
@@ -225,16 +227,18 @@ func (t *Interceptor) record(r *ring, idx uint64, err error) {
 		// A target that still answers some calls is overloaded, whatever
 		// the code of the others; one that answers none is down, which
 		// is the breaker's business, and holding the outage against it
-		// would slow its recovery.
-		accepted = !t.cfg.failuresAsRejects || !r.answering(idx)
+		// would slow its recovery. A failure is a weaker sign of overload
+		// than RESOURCE_EXHAUSTED (a flaky target fails too), so it counts
+		// only once the window holds enough calls to tell the two apart.
+		accepted = !t.cfg.failuresAsRejects || !r.answering(at) || !r.evidence(idx)
 	case outcome.Ignored:
 		if err != nil && isRejection(err) {
 			// A layer inside answered locally: the target never saw it.
 			return
 		}
-		r.answered(idx)
+		r.answered(at)
 	case outcome.Success:
-		r.answered(idx)
+		r.answered(at)
 	}
 	r.add(idx, accepted)
 }

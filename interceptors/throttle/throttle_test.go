@@ -556,27 +556,31 @@ func TestDeadTarget(t *testing.T) {
 	}
 }
 
-// TestFailuresOfAnsweringTarget: the failures of a target that accepted a
-// call in the current or the previous bucket count as refusals (by
-// default), whatever their code; older accepts do not make it answering.
+// TestFailuresOfAnsweringTarget: the failures of a target that did the
+// work of a call sent within the last second count as refusals (by
+// default), whatever their code, once the window holds 20 requests; older
+// answers do not make it answering.
 func TestFailuresOfAnsweringTarget(t *testing.T) {
 	down := status.Error(codes.Unavailable, "overloaded")
-	width := DefaultWindow / DefaultBuckets
 	tests := []struct {
 		name     string
 		opts     []Option
-		gap      time.Duration // between the accept and the failures
+		gap      time.Duration // between the accepts and the failure
+		accepts  int
 		wantMiss bool
 	}{
-		{"same bucket", nil, 0, true},
-		{"next bucket", nil, width, true},
-		{"two buckets later", nil, 2 * width, false},
-		{"failures as accepts", []Option{WithFailuresAsRejects(false)}, 0, false},
+		{"at once", nil, 0, 20, true},
+		{"within a second", nil, time.Second - time.Nanosecond, 20, true},
+		{"a second later", nil, time.Second, 20, false},
+		{"too few calls to tell", nil, 0, 19, false},
+		{"failures as accepts", []Option{WithFailuresAsRejects(false)}, 0, 20, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, append([]Option{WithRand(fixed(0.99))}, tc.opts...)...)
-			h.call(nil)
+			for range tc.accepts {
+				h.call(nil)
+			}
 			h.clk.Advance(tc.gap)
 			h.call(down)
 			s := h.state()
