@@ -108,10 +108,10 @@ func TestScenarioOverload(t *testing.T) {
 					const served = 100 // a second
 					factor := rapid.Float64Range(1.5, 5).Draw(rt, "overload")
 					s := newSimulation(rt, cc, capacity(served, signal), WithFailuresAsRejects(rejects))
-					s.run(int(factor*served), 5*time.Second)
+					s.run(int(factor*served), 10*time.Second)
 					// A plain client: the same calls without throttling.
 					plain := newSimulation(rt, cc, capacity(served, signal), WithMaxProbability(0))
-					plain.run(int(factor*served), 5*time.Second)
+					plain.run(int(factor*served), 10*time.Second)
 					if s.served < plain.served*9/10 {
 						rt.Fatalf("goodput %d, a plain client's %d, at %.2fx: %d calls, %d sent, %d rejected, state %+v", s.served, plain.served, factor, s.calls, s.sent, s.rejected, s.th.State(cc.Target()))
 					}
