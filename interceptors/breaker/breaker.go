@@ -33,7 +33,7 @@ type Interceptor struct {
 }
 
 // New returns an Interceptor. With no trip rule given, a breaker opens
-// when half of the last 100 calls (at least 20) failed.
+// when 80 % of the last 100 calls (at least 20) failed.
 func New(opts ...Option) (*Interceptor, error) {
 	ic := &Interceptor{cfg: defaultConfig()}
 	err := option.Apply(&ic.cfg, opts...)

@@ -66,3 +66,10 @@ func ExampleInterceptor_Usages() {
 		})
 	// Output: dns:///search:443 1 8
 }
+
+func ExampleMaxTargets() {
+	// Keep about 10,000 compartments, for a client of many backends.
+	_, err := bulkhead.New(bulkhead.MaxTargets(10_000))
+	fmt.Println(err)
+	// Output: <nil>
+}
