@@ -112,6 +112,9 @@ func (c *config) finish() error {
 			c.minimumCalls = c.countWindow
 		}
 	}
+	if c.minFailureRate > 0 && c.withinN == 0 {
+		return fmt.Errorf("breaker.MinFailureRate(%v): applies to FailuresWithin, which was not given", c.minFailureRate)
+	}
 	if c.minFailureRate == 0 {
 		c.minFailureRate = DefaultFailureRate
 	}

@@ -248,7 +248,11 @@ func TestScenarioOneBadMethod(t *testing.T) {
 			}
 			return nil
 		}
-		s := newScenario(rt, cc, srv, drawRule(rt)...)
+		var opts []breaker.Option
+		if rapid.Bool().Draw(rt, "README rule") {
+			opts = append(opts, breaker.FailuresWithin(5, 30*time.Second))
+		}
+		s := newScenario(rt, cc, srv, opts...)
 		s.run(300, 5*time.Second, scenarioMethods...)
 		if healthy := s.calls * 2 / 3; s.ok < healthy {
 			rt.Fatalf("%d of %d calls succeeded, want every call to the %d healthy methods", s.ok, s.calls, healthy)
@@ -259,10 +263,15 @@ func TestScenarioOneBadMethod(t *testing.T) {
 	})
 }
 
-// drawRule draws the default rule or the README's.
+// drawRule draws the default rule or the README's, with a breaker per
+// method (the default) or per target.
 func drawRule(t *rapid.T) []breaker.Option {
+	var opts []breaker.Option
 	if rapid.Bool().Draw(t, "README rule") {
-		return []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}
+		opts = append(opts, breaker.FailuresWithin(5, 30*time.Second))
 	}
-	return nil
+	if rapid.Bool().Draw(t, "per target") {
+		opts = append(opts, breaker.PerTarget())
+	}
+	return opts
 }
