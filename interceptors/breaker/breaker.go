@@ -24,7 +24,7 @@ type Interceptor struct {
 	cfg     config
 	base    time.Time
 	system  bool
-	clocked bool // the fast path reads the clock (time window, slow calls)
+	clocked bool // the fast path reads the clock (FailuresWithin, time window, slow calls)
 
 	// The breakers: one per target or, with PerMethod, one per target and
 	// method. When the registry is full, a closed breaker not used lately
