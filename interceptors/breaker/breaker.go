@@ -8,14 +8,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/internal/registry"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/internal/chain"
 )
 
@@ -25,15 +24,16 @@ type Interceptor struct {
 	cfg     config
 	base    time.Time
 	system  bool
-	clocked bool // the fast path reads the clock (time window, slow calls)
+	clocked bool // the fast path reads the clock (FailuresWithin, time window, slow calls)
 
 	// The breakers: one per target or, with PerMethod, one per target and
-	// method. When the registry is full, a closed breaker makes room.
+	// method. When the registry is full, a closed breaker not used lately
+	// makes room; an open one is never dropped.
 	reg registry.Registry[breaker]
 }
 
 // New returns an Interceptor. With no trip rule given, a breaker opens
-// when half of the last 100 calls (at least 20) failed.
+// when 80 % of the last 100 calls (at least 20) failed.
 func New(opts ...Option) (*Interceptor, error) {
 	ic := &Interceptor{cfg: defaultConfig()}
 	err := option.Apply(&ic.cfg, opts...)
@@ -45,10 +45,10 @@ func New(opts ...Option) (*Interceptor, error) {
 	}
 	ic.base = ic.cfg.Clock.Now()
 	ic.system = ic.cfg.Clock == clock.System()
-	ic.clocked = ic.cfg.timeWindow > 0 || ic.cfg.slowThreshold > 0
-	ic.reg.Init(ic.cfg.perMethod, ic.cfg.maxBreakers,
+	ic.clocked = ic.cfg.timeWindow > 0 || ic.cfg.slowThreshold > 0 || ic.cfg.withinN > 0
+	ic.reg.Init(ic.cfg.perMethod, ic.cfg.maxTargets,
 		func(target, method string) *breaker { return newBreaker(ic, target, method) },
-		func(b *breaker) bool { return State(b.sg.Load()&stateMask) == Closed })
+		(*breaker).worth)
 	return ic, nil
 }
 
@@ -74,7 +74,7 @@ func (ic *Interceptor) State(target, method string) (State, bool) {
 }
 
 // Snapshots returns the state and counts of every breaker, sorted by
-// target and method, for metrics. It does not lock the breakers.
+// target and method, for metrics.
 func (ic *Interceptor) Snapshots() []Snapshot {
 	var out []Snapshot
 	for b := range ic.reg.All() {
@@ -89,22 +89,28 @@ func (ic *Interceptor) Snapshots() []Snapshot {
 	return out
 }
 
-// guard resolves the method's policy and admits the call. It returns a nil
-// breaker when the call is not guarded, and a non-nil error when the call
-// must fail without being sent.
-func (ic *Interceptor) guard(ctx context.Context, target, method string, st *chain.State) (*breaker, uint64, int64, error) {
+// call is a call the breaker admitted.
+type call struct {
+	b     *breaker // nil: the call is not guarded
+	tok   uint64
+	start int64
+	// absorb holds the codes of the failures a retry would absorb: the
+	// method's retryable codes when the retry layer said it would retry
+	// this attempt (chain.State.MayRetry).
+	absorb policy.CodeSet
+}
+
+// guard resolves the method's policy and admits the call. It returns a
+// non-nil error when the call must fail without being sent.
+func (ic *Interceptor) guard(ctx context.Context, target, method string, st *chain.State) (call, error) {
 	p, err := st.Resolve(ic.cfg.Resolver, method)
 	if err != nil {
-		return nil, 0, 0, status.Error(codes.FailedPrecondition, err.Error())
+		return call{}, err // a *policy.Error: FAILED_PRECONDITION
 	}
 	if p.SkipBreaker {
-		return nil, 0, 0, nil
+		return call{}, nil
 	}
-	// nil when the registry is full of breakers that are not closed.
 	b := ic.reg.Get(target, method)
-	if b == nil {
-		return nil, 0, 0, nil
-	}
 	tok, rej := b.allow(ctx, method)
 	if rej != nil {
 		if o := ic.cfg.Observer; o != nil {
@@ -115,13 +121,23 @@ func (ic *Interceptor) guard(ctx context.Context, target, method string, st *cha
 			o.Observe(ctx, observe.Event{Kind: observe.BreakerRejected, Method: method, Target: target,
 				Duration: rej.RetryAfter, Counts: counts, Err: rej})
 		}
-		return nil, 0, 0, rej
+		return call{}, rej
 	}
-	var start int64
+	c := call{b: b, tok: tok}
 	if ic.cfg.slowThreshold > 0 {
-		start = ic.now()
+		c.start = ic.now()
 	}
-	return b, tok, start, nil
+	if st.MayRetry && !ic.cfg.everyAttempt {
+		c.absorb = p.Retry.Codes
+	}
+	return c, nil
+}
+
+// done reports the call's result to its breaker.
+func (c *call) done(ctx context.Context, method string, err error) {
+	class := c.b.ic.cfg.classifier.Classify(err)
+	absorbed := class == outcome.Failure && c.absorb != 0 && c.absorb.Has(outcome.Code(err))
+	c.b.done(ctx, method, c.tok, class, absorbed, c.start)
 }
 
 // UnaryClientInterceptor returns the unary client interceptor.
@@ -137,16 +153,15 @@ func init() {
 }
 
 func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
-	ic := l.ic
-	b, tok, start, err := ic.guard(ctx, cc.Target(), method, &next.State)
+	c, err := l.ic.guard(ctx, cc.Target(), method, &next.State)
 	if err != nil {
 		return err
 	}
-	if b == nil {
+	if c.b == nil {
 		return next.Invoke(ctx, method, req, reply, cc, opts...)
 	}
 	err = next.Invoke(ctx, method, req, reply, cc, opts...)
-	b.done(ctx, method, tok, ic.cfg.classifier.Classify(err), start)
+	c.done(ctx, method, err)
 	return err
 }
 
@@ -158,21 +173,22 @@ func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 }
 
 func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	ic := l.ic
-	b, tok, start, err := ic.guard(ctx, cc.Target(), method, &next.State)
+	c, err := l.ic.guard(ctx, cc.Target(), method, &next.State)
 	if err != nil {
 		return nil, err
 	}
-	if b == nil {
+	if c.b == nil {
 		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
 	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
 	if err != nil {
-		b.done(ctx, method, tok, ic.cfg.classifier.Classify(err), start)
+		c.done(ctx, method, err)
 		return nil, err
 	}
-	s := &stream{ClientStream: cs, b: b, ctx: ctx, method: method, tok: tok, start: start, serverStreams: desc.ServerStreams}
-	if State(tok&stateMask) == HalfOpen {
+	// Once open, a stream is counted with its final status whatever the
+	// retry layer said: a stream that has begun is not replayed.
+	s := &stream{ClientStream: cs, b: c.b, ctx: ctx, method: method, tok: c.tok, start: c.start, serverStreams: desc.ServerStreams}
+	if State(c.tok&stateMask) == HalfOpen {
 		// A probe must give its slot back even if the caller abandons
 		// the stream by cancelling its context.
 		s.stop = context.AfterFunc(ctx, func() { s.finish(outcome.Ignored) })
@@ -218,5 +234,5 @@ func (s *stream) finish(class outcome.Class) {
 	if s.ended.Swap(true) {
 		return
 	}
-	s.b.done(s.ctx, s.method, s.tok, class, s.start)
+	s.b.done(s.ctx, s.method, s.tok, class, false, s.start)
 }

@@ -3,6 +3,7 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/interceptors/policy"
+	"github.com/failsoft/failsoft/internal/chain"
 	_ "github.com/failsoft/failsoft/proto/failsoft/policytest/v1" // the test service's options
 )
 
@@ -43,7 +46,8 @@ type harness struct {
 func newHarness(t testing.TB, opts ...breaker.Option) *harness {
 	t.Helper()
 	clk := clock.NewFake(time.Unix(1_000_000, 0))
-	ic, err := breaker.New(append([]breaker.Option{breaker.WithClock(clk)}, opts...)...)
+	// Open periods last their whole length unless a test draws otherwise.
+	ic, err := breaker.New(append([]breaker.Option{breaker.WithClock(clk), breaker.WithRand(func() float64 { return 0 })}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +72,7 @@ func (h *harness) callMethod(method string, code codes.Code, d time.Duration) er
 }
 
 func (h *harness) state() breaker.State {
-	s, _ := h.ic.State(h.cc.Target(), "")
+	s, _ := h.ic.State(h.cc.Target(), plainMethod)
 	return s
 }
 
@@ -111,10 +115,14 @@ func TestTripRules(t *testing.T) {
 		{"consecutive not broken by ignored", []breaker.Option{breaker.ConsecutiveFailures(3)}, cat(steps(U, 2, 0), steps(NF, 1, 0), steps(U, 1, 0)), breaker.Open},
 		{"seed: 5 failures in 30s", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, steps(U, 5, 5*time.Second), breaker.Open},
 		{"seed: 5 failures spread over 40s", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, steps(U, 5, 10*time.Second), breaker.Closed},
-		{"seed: successes between do not matter", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(U, 3, time.Second), steps(OK, 20, 0), steps(U, 2, time.Second)), breaker.Open},
-		{"default rate: half of 20", nil, cat(steps(OK, 10, 0), steps(U, 10, 0)), breaker.Open},
+		{"seed: failures among successes are flakiness", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(U, 3, time.Second), steps(OK, 20, 0), steps(U, 2, time.Second)), breaker.Closed},
+		{"seed: failures make 80% of the calls within 30s", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(OK, 20, 0), steps(U, 80, 100*time.Millisecond)), breaker.Open},
+		{"seed: 79% is not enough", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(OK, 21, 0), steps(U, 79, 100*time.Millisecond)), breaker.Closed},
+		{"seed: older successes are forgotten", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(OK, 20, 0), steps(U, 1, 30*time.Second), steps(U, 4, time.Second)), breaker.Open},
+		{"seed: a lower minimum failure rate", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second), breaker.MinFailureRate(0.2)}, cat(steps(OK, 20, 0), steps(U, 5, 0)), breaker.Open},
+		{"default rate: 16 of 20", nil, cat(steps(OK, 4, 0), steps(U, 16, 0)), breaker.Open},
 		{"default rate: below minimum calls", nil, steps(U, 19, 0), breaker.Closed},
-		{"default rate: 9 of 20", nil, cat(steps(OK, 11, 0), steps(U, 9, 0)), breaker.Closed},
+		{"default rate: 15 of 20", nil, cat(steps(OK, 5, 0), steps(U, 15, 0)), breaker.Closed},
 		{"count window forgets", []breaker.Option{breaker.FailureRate(0.5), breaker.CountWindow(10), breaker.MinimumCalls(10)}, cat(steps(U, 4, 0), steps(OK, 10, 0), steps(U, 4, 0)), breaker.Closed},
 		{"time window", []breaker.Option{breaker.FailureRate(0.5), breaker.TimeWindow(10 * time.Second), breaker.MinimumCalls(4)}, cat(steps(OK, 2, 0), steps(U, 2, time.Second)), breaker.Open},
 		{"time window forgets", []breaker.Option{breaker.FailureRate(0.5), breaker.TimeWindow(10 * time.Second), breaker.MinimumCalls(4)}, cat(steps(U, 3, 0), steps(OK, 1, 20*time.Second), steps(U, 2, 0)), breaker.Closed},
@@ -254,7 +262,7 @@ func TestSkipAndPolicyErrors(t *testing.T) {
 		h.callMethod(skipMethod, codes.Unavailable, 0)
 	}
 	h.wantState(breaker.Closed)
-	if _, ok := h.ic.State(h.cc.Target(), ""); ok {
+	if _, ok := h.ic.State(h.cc.Target(), skipMethod); ok {
 		t.Fatal("a skipped method created a breaker")
 	}
 	h.call(codes.Unavailable, 0)
@@ -263,8 +271,9 @@ func TestSkipAndPolicyErrors(t *testing.T) {
 		t.Fatalf("a method that skips the breaker was rejected: %v", err)
 	}
 	err := h.callMethod(badMethod, codes.OK, 0)
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "timeout") {
-		t.Fatalf("invalid policy: %v", err)
+	var pe *policy.Error
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "timeout") || !errors.As(err, &pe) {
+		t.Fatalf("invalid policy: %v, want the *policy.Error", err)
 	}
 }
 
@@ -293,8 +302,11 @@ func TestTargetsAreSeparate(t *testing.T) {
 	}
 }
 
+// TestRegistryBound: when the registry is full, a closed breaker not used
+// lately makes room; open breakers are never dropped, and a new target is
+// never left unguarded.
 func TestRegistryBound(t *testing.T) {
-	h := newHarness(t, breaker.ConsecutiveFailures(1), breaker.MaxBreakers(2))
+	h := newHarness(t, breaker.ConsecutiveFailures(1), breaker.MaxTargets(2))
 	invoke := func(cc *grpc.ClientConn, code codes.Code) error {
 		return h.unary(context.Background(), plainMethod, nil, nil, cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 			if code == codes.OK {
@@ -306,20 +318,68 @@ func TestRegistryBound(t *testing.T) {
 	a, b, c := testserver.Dial(t, "passthrough:///a"), testserver.Dial(t, "passthrough:///b"), testserver.Dial(t, "passthrough:///c")
 	invoke(a, codes.Unavailable)
 	invoke(b, codes.OK)
-	invoke(c, codes.OK) // evicts b, the only closed breaker
-	if _, ok := h.ic.State("passthrough:///b", ""); ok {
-		t.Fatal("b was not evicted")
+	invoke(c, codes.OK) // takes the place of b, the only closed breaker
+	if _, ok := h.ic.State("passthrough:///b", plainMethod); ok {
+		t.Fatal("b was not dropped")
 	}
 	if len(h.ic.Snapshots()) != 2 {
 		t.Fatal("registry grew past its bound")
 	}
 	invoke(c, codes.Unavailable)
-	// Both open: a new target passes unguarded.
-	if err := invoke(b, codes.Unavailable); status.Code(err) != codes.Unavailable || errors.Is(err, breaker.ErrOpen) {
-		t.Fatalf("unguarded call: %v", err)
+	// Both open: a new target gets a breaker all the same.
+	invoke(b, codes.Unavailable)
+	if err := invoke(b, codes.Unavailable); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("a new target while the registry is full of open breakers: %v, want it guarded", err)
 	}
-	if len(h.ic.Snapshots()) != 2 {
-		t.Fatal("registry grew past its bound")
+	for _, cc := range []*grpc.ClientConn{a, c} {
+		if s, _ := h.ic.State(cc.Target(), plainMethod); s != breaker.Open {
+			t.Fatalf("%s: %v, want still open", cc.Target(), s)
+		}
+	}
+}
+
+// TestRegistryFullOfOpenBreakers: calls to a new dead target are cut off
+// after the default rule's 20 calls, although every breaker is open.
+func TestRegistryFullOfOpenBreakers(t *testing.T) {
+	const n = 8
+	h := newHarness(t, breaker.MaxTargets(n))
+	dead := func(cc *grpc.ClientConn) (sent int) {
+		for range 100 {
+			h.unary(context.Background(), plainMethod, nil, nil, cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+				sent++
+				return status.Error(codes.Unavailable, "down")
+			})
+		}
+		return sent
+	}
+	for i := range n {
+		dead(testserver.Dial(t, fmt.Sprintf("passthrough:///dead%d", i)))
+	}
+	if sent := dead(testserver.Dial(t, "passthrough:///new")); sent != breaker.DefaultMinimumCalls {
+		t.Fatalf("%d of 100 calls to a new dead target sent, want %d", sent, breaker.DefaultMinimumCalls)
+	}
+}
+
+// TestRegistryChurn: while many healthy targets come and go, a dead
+// target's breaker keeps its count and opens after the default rule's 20
+// calls.
+func TestRegistryChurn(t *testing.T) {
+	h := newHarness(t, breaker.MaxTargets(16))
+	ok := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	deadCC := testserver.Dial(t, "passthrough:///dead")
+	sent := 0
+	for round := 0; round < 100; round++ {
+		for i := range 5 {
+			cc := testserver.Dial(t, fmt.Sprintf("passthrough:///churn%d", round*5+i))
+			h.unary(context.Background(), plainMethod, nil, nil, cc, ok)
+		}
+		h.unary(context.Background(), plainMethod, nil, nil, deadCC, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+			sent++
+			return status.Error(codes.Unavailable, "down")
+		})
+	}
+	if sent != breaker.DefaultMinimumCalls {
+		t.Fatalf("the dead target's breaker opened after %d calls, want %d", sent, breaker.DefaultMinimumCalls)
 	}
 }
 
@@ -332,7 +392,6 @@ func TestObserverEvents(t *testing.T) {
 		events = append(events, e)
 	})
 	h := newHarness(t, breaker.WithObserver(obs), breaker.FailuresWithin(2, time.Minute))
-	h.call(codes.OK, 0)
 	h.call(codes.Unavailable, 0)
 	h.call(codes.Unavailable, 0)
 	h.call(codes.OK, 0)
@@ -365,7 +424,10 @@ func TestOptionErrors(t *testing.T) {
 		{breaker.MinimumCalls(0), "breaker.MinimumCalls(0)"},
 		{breaker.OpenFor(time.Minute, time.Second), "breaker.OpenFor(1m0s, 1s)"},
 		{breaker.HalfOpenProbes(0), "breaker.HalfOpenProbes(0)"},
-		{breaker.MaxBreakers(0), "breaker.MaxBreakers(0)"},
+		{breaker.MaxTargets(0), "breaker.MaxTargets(0)"},
+		{breaker.MinFailureRate(0), "breaker.MinFailureRate(0)"},
+		{breaker.MinFailureRate(0.5), "breaker.MinFailureRate(0.5): applies to FailuresWithin"},
+		{breaker.WithRand(nil), "breaker.WithRand(nil)"},
 		{breaker.WithResolver(nil), "breaker.WithResolver"},
 		{breaker.WithClock(nil), "breaker.WithClock"},
 		{breaker.OnStateChange(nil), "breaker.OnStateChange"},
@@ -381,5 +443,99 @@ func TestOptionErrors(t *testing.T) {
 	}
 	if _, err := breaker.New(breaker.CountWindow(5), breaker.MinimumCalls(10)); err == nil || !strings.Contains(err.Error(), "could never trip") {
 		t.Errorf("minimum calls above the window: %v", err)
+	}
+}
+
+// TestSnapshotCountsFailures: Snapshots reports the counts the trip rules
+// use, whichever rule is configured.
+func TestSnapshotCountsFailures(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     []breaker.Option
+		failures uint32 // in the counts; a run alone keeps no window
+	}{
+		{"failures within", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, 3},
+		{"consecutive", []breaker.Option{breaker.ConsecutiveFailures(5)}, 0},
+		{"failure rate", []breaker.Option{breaker.FailureRate(0.9), breaker.CountWindow(10)}, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			for range 3 {
+				h.call(codes.Unavailable, 0)
+				h.clk.Advance(time.Second)
+			}
+			h.wantState(breaker.Closed)
+			snaps := h.ic.Snapshots()
+			if len(snaps) != 1 {
+				t.Fatalf("%d snapshots, want 1", len(snaps))
+			}
+			if n := snaps[0].Counts; n.Failures != tc.failures || n.ConsecutiveFailures != 3 {
+				t.Fatalf("counts %+v, want %d failures, 3 consecutive", n, tc.failures)
+			}
+		})
+	}
+}
+
+// TestAbsorbedFailures: a failed attempt that the retry layer would retry
+// (State.MayRetry) with a retryable code is not counted by the trip rules,
+// unless CountEveryAttempt; a failed probe is counted all the same.
+func TestAbsorbedFailures(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     []breaker.Option
+		mayRetry bool
+		code     codes.Code
+		want     breaker.State
+	}{
+		{"retried UNAVAILABLE is absorbed", nil, true, codes.Unavailable, breaker.Closed},
+		{"last attempt counts", nil, false, codes.Unavailable, breaker.Open},
+		{"a code the policy does not retry counts", nil, true, codes.Internal, breaker.Open},
+		{"CountEveryAttempt", []breaker.Option{breaker.CountEveryAttempt()}, true, codes.Unavailable, breaker.Open},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, append([]breaker.Option{breaker.ConsecutiveFailures(1)}, tc.opts...)...)
+			h.callWith(tc.mayRetry, tc.code)
+			h.wantState(tc.want)
+		})
+	}
+	t.Run("probe", func(t *testing.T) {
+		h := newHarness(t, breaker.ConsecutiveFailures(1))
+		h.callWith(false, codes.Unavailable)
+		h.clk.Advance(breaker.DefaultOpenFor)
+		h.callWith(true, codes.Unavailable)
+		h.wantState(breaker.Open)
+	})
+}
+
+// callWith makes a call through the breaker as the retry layer does, with
+// State.MayRetry set.
+func (h *harness) callWith(mayRetry bool, code codes.Code) error {
+	l, err := chain.Lookup(chain.Breaker, h.ic)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	final := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		h.sent++
+		return status.Error(code, "from server")
+	}
+	return chain.NewUnaries(retryStandIn{&mayRetry}, l.Unary).Start(final).Invoke(context.Background(), plainMethod, nil, nil, h.cc)
+}
+
+// TestPerMethodByDefault: a method that fails does not cut off the
+// target's other methods, unless PerTarget.
+func TestPerMethodByDefault(t *testing.T) {
+	for _, perTarget := range []bool{false, true} {
+		var opts []breaker.Option
+		if perTarget {
+			opts = append(opts, breaker.PerTarget())
+		}
+		h := newHarness(t, append(opts, breaker.ConsecutiveFailures(1))...)
+		h.callMethod(plainMethod, codes.Internal, 0)
+		err := h.callMethod(otherMethod, codes.OK, 0)
+		if cutOff := errors.Is(err, breaker.ErrOpen); cutOff != perTarget {
+			t.Fatalf("PerTarget %v: another method cut off: %v", perTarget, cutOff)
+		}
 	}
 }

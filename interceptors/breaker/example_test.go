@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"time"
 
 	"google.golang.org/grpc"
@@ -42,7 +43,11 @@ func ExampleNew() {
 
 func ExampleInterceptor_UnaryClientInterceptor() {
 	clk := clock.NewFake(time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC))
-	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(2))
+	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(2),
+		breaker.OpenFor(5*time.Second, 5*time.Second),
+		// Open periods are drawn between half and all of OpenFor; a fixed
+		// draw keeps this example's output the same.
+		breaker.WithRand(func() float64 { return 0.5 }))
 	unary := b.UnaryClientInterceptor()
 	cc, _ := grpc.NewClient("dns:///payments.internal:443", grpc.WithTransportCredentials(insecure.NewCredentials()))
 	defer cc.Close()
@@ -54,7 +59,7 @@ func ExampleInterceptor_UnaryClientInterceptor() {
 	// Output:
 	// false connection refused
 	// false connection refused
-	// true circuit breaker for dns:///payments.internal:443 is open (2 consecutive failures); it probes again at 15:04:10.000Z, 5s after it opened
+	// true failsoft: breaker: dns:///payments.internal:443 /payments.v1.Payments/Charge is open (2 consecutive failures); it probes again at 15:04:08.750Z, 3.75s after it opened
 }
 
 func ExampleInterceptor_StreamClientInterceptor() {
@@ -66,7 +71,8 @@ func ExampleInterceptor_StreamClientInterceptor() {
 
 func ExampleOnStateChange() {
 	clk := clock.NewFake(time.Unix(0, 0))
-	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(3),
+	b, _ := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(3), breaker.PerTarget(),
+		breaker.WithRand(func() float64 { return 0 }),
 		breaker.OnStateChange(func(c breaker.Change) {
 			fmt.Printf("%s: %v -> %v (%s, %d failures in a row), open for %v\n",
 				c.Target, c.From, c.To, c.Reason, c.Counts.ConsecutiveFailures, c.OpenFor)
@@ -77,7 +83,7 @@ func ExampleOnStateChange() {
 	for range 3 {
 		_ = unary(context.Background(), "/n.v1.Notify/Send", nil, nil, cc, failing)
 	}
-	// Output: dns:///notifications:443: closed -> open (3 consecutive failures, 3 failures in a row), open for 5s
+	// Output: dns:///notifications:443: closed -> open (3 consecutive failures, 3 failures in a row), open for 1s
 }
 
 func ExampleInterceptor_Snapshots() {
@@ -89,7 +95,7 @@ func ExampleInterceptor_Snapshots() {
 	for _, s := range b.Snapshots() {
 		fmt.Println(s.Target, s.State, s.Counts.Requests, s.Counts.Failures)
 	}
-	state, _ := b.State("dns:///search:443", "")
+	state, _ := b.State("dns:///search:443", "/search.v1.Search/Query")
 	fmt.Println(state)
 	// Output:
 	// dns:///search:443 closed 1 1
@@ -114,4 +120,76 @@ func ExampleFailureRate() {
 	// Output:
 	// <nil>
 	// breaker.FailureRate(2): must be in (0, 1]
+}
+
+func ExampleFailuresWithin() {
+	clk := clock.NewFake(time.Unix(0, 0))
+	b, _ := breaker.New(breaker.WithClock(clk), breaker.FailuresWithin(5, 30*time.Second))
+	unary := b.UnaryClientInterceptor()
+	cc, _ := grpc.NewClient("dns:///payments.internal:443", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer cc.Close()
+	const method = "/payments.v1.Payments/Charge"
+	ok := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	// 5 failures among 100 calls in 10 s: a flaky target, not a dead one.
+	for i := range 100 {
+		if i%20 == 0 {
+			_ = unary(context.Background(), method, nil, nil, cc, failing)
+		} else {
+			_ = unary(context.Background(), method, nil, nil, cc, ok)
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	state, _ := b.State(cc.Target(), method)
+	fmt.Println(state)
+	// 30 s later, 5 failures are all the target answers.
+	clk.Advance(30 * time.Second)
+	for range 5 {
+		_ = unary(context.Background(), method, nil, nil, cc, failing)
+	}
+	state, _ = b.State(cc.Target(), method)
+	fmt.Println(state)
+	// Output:
+	// closed
+	// open
+}
+
+func ExamplePerTarget() {
+	// One breaker per target, shared by its methods: a target that is down
+	// is cut off for every method after one trip.
+	_, err := breaker.New(breaker.PerTarget(), breaker.ConsecutiveFailures(10))
+	fmt.Println(err)
+	// Output: <nil>
+}
+
+func ExampleCountEveryAttempt() {
+	// Count every failed attempt, including those the retry layer retries.
+	_, err := breaker.New(breaker.CountEveryAttempt())
+	fmt.Println(err)
+	// Output: <nil>
+}
+
+func ExampleMaxTargets() {
+	// A client of many short-lived backends keeps about 10,000 breakers.
+	_, err := breaker.New(breaker.MaxTargets(10_000))
+	fmt.Println(err)
+	_, err = breaker.New(breaker.MaxTargets(0))
+	fmt.Println(err)
+	// Output:
+	// <nil>
+	// breaker.MaxTargets(0): must be at least 1
+}
+
+func ExampleWithRand() {
+	// A seeded source makes the open periods of a test repeatable.
+	r := rand.New(rand.NewPCG(1, 2))
+	_, err := breaker.New(breaker.WithRand(r.Float64))
+	fmt.Println(err)
+	// Output: <nil>
+}
+
+func ExampleMinFailureRate() {
+	// Trip on 5 failures in 30 s when they are at least half of the calls.
+	_, err := breaker.New(breaker.FailuresWithin(5, 30*time.Second), breaker.MinFailureRate(0.5))
+	fmt.Println(err)
+	// Output: <nil>
 }

@@ -114,7 +114,7 @@ func TestIntegrationTripProbeRecover(t *testing.T) {
 
 func TestIntegrationStreams(t *testing.T) {
 	clk := clock.NewFake(time.Unix(1_000_000, 0))
-	ic, err := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(2), breaker.HalfOpenProbes(1))
+	ic, err := breaker.New(breaker.WithClock(clk), breaker.ConsecutiveFailures(2), breaker.PerTarget(), breaker.WithRand(func() float64 { return 0 }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package breaker_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -145,13 +146,18 @@ func (m *model) call(class outcome.Class, dur time.Duration) bool {
 	}
 	trip := fail && m.c.consecutive > 0 && m.consec >= m.c.consecutive
 	if fail && m.c.withinN > 0 {
-		n := 0
-		for _, r := range m.recs {
-			if r.fail && m.now-r.t < m.c.withinD {
-				n++
+		// The calls within d among the last max(100, n/0.8), of which n
+		// and 80% failed.
+		req, n := 0, 0
+		for _, r := range m.recs[max(0, len(m.recs)-max(100, int(math.Ceil(float64(m.c.withinN)/0.8)))):] {
+			if m.now-r.t < m.c.withinD {
+				req++
+				if r.fail {
+					n++
+				}
 			}
 		}
-		trip = trip || n >= m.c.withinN
+		trip = trip || (n >= m.c.withinN && float64(n) >= 0.8*float64(req))
 	}
 	req, f, s := m.window()
 	if req > 0 && req >= m.c.minCalls {
@@ -281,8 +287,8 @@ func TestOverloadNeverOpens(t *testing.T) {
 			return // only the slow-call rule, which failures alone do not trip
 		}
 		// A dead target: enough failures, close together, trip any failure
-		// rule once the time window forgot the successes.
-		h.clk.Advance(c.timeWindow)
+		// rule once the windows forgot the successes.
+		h.clk.Advance(max(c.timeWindow, c.withinD))
 		for range max(c.consecutive, c.withinN, c.countWindow, c.minCalls, 1) {
 			h.call(codes.Unavailable, 0)
 		}

@@ -3,6 +3,8 @@ package breaker
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
@@ -15,24 +17,32 @@ import (
 // Defaults, used for whatever the options leave unset.
 const (
 	// DefaultFailureRate is the failure rate that trips a breaker when no
-	// trip rule is given.
-	DefaultFailureRate = 0.5
+	// trip rule is given, and the share of the calls within its interval
+	// that FailuresWithin's failures must make (MinFailureRate): a target
+	// that still completes a fifth of its calls is overloaded or flaky, not
+	// dead, and cutting it off would turn a partial failure into a total one.
+	DefaultFailureRate = 0.8
 	// DefaultCountWindow is the size of the sliding window, in calls, when a
 	// rate rule is given without a window.
 	DefaultCountWindow = 100
 	// DefaultMinimumCalls is how many calls the window must hold before a
 	// rate rule may trip.
 	DefaultMinimumCalls = 20
-	// DefaultOpenFor is how long a breaker first stays open.
-	DefaultOpenFor = 5 * time.Second
-	// DefaultMaxOpenFor caps the open period, which doubles each time a
-	// probe fails.
-	DefaultMaxOpenFor = time.Minute
+	// DefaultOpenFor is the longest a breaker stays open before it lets a
+	// probe through; each open period is drawn between half and all of it.
+	// A target that heals is used again within about a second, however long
+	// the outage, while a dead one costs one probe per 0.5-1 s.
+	DefaultOpenFor = time.Second
+	// DefaultMaxOpenFor is DefaultOpenFor: the open period does not grow
+	// when probes fail, since a probe is one call and a longer period only
+	// delays the recovery.
+	DefaultMaxOpenFor = DefaultOpenFor
 	// DefaultHalfOpenProbes is how many probe calls a half-open breaker lets
-	// through; that many successes close it.
-	DefaultHalfOpenProbes = 3
-	// DefaultMaxBreakers bounds the registry.
-	DefaultMaxBreakers = 1024
+	// through; that many successes close it. One probe is the cheapest
+	// test of a target that may still be dead.
+	DefaultHalfOpenProbes = 1
+	// DefaultMaxTargets is about how many breakers are kept.
+	DefaultMaxTargets = 1024
 	// timeBuckets is how many buckets a time window is divided into.
 	timeBuckets = 10
 )
@@ -59,20 +69,26 @@ type config struct {
 	timeWindow   time.Duration
 	minimumCalls int
 
+	minFailureRate float64 // for FailuresWithin
+
 	openFor, maxOpenFor time.Duration
 	probes              uint32
 	perMethod           bool
-	maxBreakers         int
+	everyAttempt        bool
+	rand                func() float64
+	maxTargets          int
 }
 
 func defaultConfig() config {
 	return config{
-		Config:      common.Config{Resolver: policy.Default(), Clock: clock.System()},
-		classifier:  outcome.Default,
-		openFor:     DefaultOpenFor,
-		maxOpenFor:  DefaultMaxOpenFor,
-		probes:      DefaultHalfOpenProbes,
-		maxBreakers: DefaultMaxBreakers,
+		Config:     common.Config{Resolver: policy.Default(), Clock: clock.System()},
+		classifier: outcome.Default,
+		openFor:    DefaultOpenFor,
+		maxOpenFor: DefaultMaxOpenFor,
+		probes:     DefaultHalfOpenProbes,
+		perMethod:  true,
+		maxTargets: DefaultMaxTargets,
+		rand:       rand.Float64,
 	}
 }
 
@@ -95,6 +111,12 @@ func (c *config) finish() error {
 		if c.countWindow > 0 && c.countWindow < c.minimumCalls {
 			c.minimumCalls = c.countWindow
 		}
+	}
+	if c.minFailureRate > 0 && c.withinN == 0 {
+		return fmt.Errorf("breaker.MinFailureRate(%v): applies to FailuresWithin, which was not given", c.minFailureRate)
+	}
+	if c.minFailureRate == 0 {
+		c.minFailureRate = DefaultFailureRate
 	}
 	if c.countWindow > 0 && c.minimumCalls > c.countWindow {
 		return fmt.Errorf("breaker.MinimumCalls(%d): larger than CountWindow(%d), so the rate rules could never trip", c.minimumCalls, c.countWindow)
@@ -152,10 +174,16 @@ func ConsecutiveFailures(n int) Option {
 	}
 }
 
-// FailuresWithin trips the breaker when n failures happened within d, in
-// any interval: the n-th most recent failure is less than d old. Only
-// failures read the clock. FailuresWithin(5, 30*time.Second) is "5
-// failures in 30 seconds".
+// FailuresWithin trips the breaker when n failures happened within d and
+// they make at least MinFailureRate (default 0.8) of the calls that ended
+// within d, counted over the last max(100, n/rate) calls.
+// FailuresWithin(5, 30*time.Second) is "5 failures in 30 seconds" from a
+// target that stopped answering: at a few calls a second and more, 1-3 %
+// (or 20 %) of failing calls never trip it, however many failures that
+// makes in 30 s, while a dead target trips it after 5 calls if it served
+// none before, or once its failures make 80 % of the calls within d (of
+// the last 100 calls at most: 80 ms at 1,000 calls/s, 24 s at 1 call/s).
+// It reads the clock on every call.
 func FailuresWithin(n int, d time.Duration) Option {
 	return func(c *config) error {
 		if n < 1 || n > 1<<16 {
@@ -171,7 +199,7 @@ func FailuresWithin(n int, d time.Duration) Option {
 
 // FailureRate trips the breaker when at least this fraction (0 < rate <= 1)
 // of the calls in the sliding window failed, once the window holds
-// MinimumCalls calls. This is the default rule, at 0.5.
+// MinimumCalls calls. This is the default rule, at 0.8.
 func FailureRate(rate float64) Option {
 	return func(c *config) error {
 		if !(rate > 0 && rate <= 1) {
@@ -230,6 +258,21 @@ func TimeWindow(d time.Duration) Option {
 	}
 }
 
+// MinFailureRate sets the share (0 < rate <= 1) of the calls within its
+// interval that FailuresWithin's failures must make before it trips.
+// Default 0.8 (DefaultFailureRate): n failures from a target that serves
+// most of its calls are flakiness or overload, which retries and the
+// throttle handle, not an outage.
+func MinFailureRate(rate float64) Option {
+	return func(c *config) error {
+		if !(rate > 0 && rate <= 1) {
+			return fmt.Errorf("breaker.MinFailureRate(%v): must be in (0, 1]", rate)
+		}
+		c.minFailureRate = rate
+		return nil
+	}
+}
+
 // MinimumCalls is how many calls the sliding window must hold before a
 // rate rule may trip. Default 20 (or the count window's size if smaller).
 func MinimumCalls(n int) Option {
@@ -242,9 +285,12 @@ func MinimumCalls(n int) Option {
 	}
 }
 
-// OpenFor sets how long a breaker stays open before it probes: initial
-// after it trips, doubled each time a probe fails, up to max. Defaults 5 s
-// and 1 min.
+// OpenFor sets how long a breaker stays open before it lets a probe
+// through: initial after it trips, doubled each time a probe fails, up to
+// max. Each open period is drawn uniformly between half and all of that,
+// so that clients that tripped together probe apart. Default 1 s for both:
+// a healed target is used again within a second, and a dead one costs one
+// probe every 0.5-1 s.
 func OpenFor(initial, max time.Duration) Option {
 	return func(c *config) error {
 		if initial <= 0 || max < initial {
@@ -257,7 +303,7 @@ func OpenFor(initial, max time.Duration) Option {
 
 // HalfOpenProbes sets how many calls a half-open breaker lets through as
 // probes; when all of them succeed it closes, and any failure reopens it.
-// Default 3.
+// Default 1.
 func HalfOpenProbes(n int) Option {
 	return func(c *config) error {
 		if n < 1 || n > 1<<16 {
@@ -268,8 +314,10 @@ func HalfOpenProbes(n int) Option {
 	}
 }
 
-// PerMethod keeps one breaker per target and method instead of one per
-// target.
+// PerMethod keeps one breaker per target and method: the default, so that
+// one failing method (a broken query, a dependency of one handler) does not
+// cut off the target's healthy methods. A target that is down trips the
+// breaker of each method that is called.
 func PerMethod() Option {
 	return func(c *config) error {
 		c.perMethod = true
@@ -277,15 +325,62 @@ func PerMethod() Option {
 	}
 }
 
-// MaxBreakers bounds the registry (default 1024). When it is full, a
-// closed breaker is dropped to make room; when none is closed, calls for
-// new targets pass unguarded until one closes.
-func MaxBreakers(n int) Option {
+// PerTarget keeps one breaker per target, shared by its methods: a dead
+// target is then cut off for every method after one trip, and a method that
+// fails alone can cut off the others.
+func PerTarget() Option {
 	return func(c *config) error {
-		if n < 1 {
-			return fmt.Errorf("breaker.MaxBreakers(%d): must be at least 1", n)
-		}
-		c.maxBreakers = n
+		c.perMethod = false
 		return nil
 	}
+}
+
+// CountEveryAttempt makes the trip rules count every failed attempt. By
+// default a failed attempt that the retry layer retries (chain.State's
+// MayRetry, and a code in the method's retryable codes) is not counted:
+// the retry absorbs it, and the trip rules judge calls as the caller sees
+// them; if the retries fail too, the last attempt is counted.
+func CountEveryAttempt() Option {
+	return func(c *config) error {
+		c.everyAttempt = true
+		return nil
+	}
+}
+
+// WithRand sets the source of uniform random numbers in [0, 1) that open
+// periods are drawn with (default math/rand/v2's Float64). It must be safe
+// for concurrent use; tests pass a seeded source.
+func WithRand(f func() float64) Option {
+	return func(c *config) error {
+		if f == nil {
+			return errors.New("breaker.WithRand(nil): a random source is required")
+		}
+		c.rand = f
+		return nil
+	}
+}
+
+// MaxTargets bounds how many breakers are kept, one per target (or per
+// target and method with PerMethod); default 1024. When the bound is
+// reached, a closed breaker not used lately makes room for a new one,
+// preferably one that counted no failure. An open or probing breaker is
+// never dropped: when every breaker is, the bound is exceeded rather than
+// a new target left unguarded. The name is shared with the other layers
+// that keep state per target (bulkhead.MaxTargets, throttle.WithMaxTargets,
+// retry.WithMaxTargets).
+func MaxTargets(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("breaker.MaxTargets(%d): must be at least 1", n)
+		}
+		c.maxTargets = n
+		return nil
+	}
+}
+
+// recentCalls is how many calls FailuresWithin looks back at: enough that
+// its failure rate rests on a sample, and that n failures can make
+// MinFailureRate of it.
+func (c *config) recentCalls() int {
+	return max(DefaultCountWindow, int(math.Ceil(float64(c.withinN)/c.minFailureRate)))
 }

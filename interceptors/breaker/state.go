@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/failsoft/failsoft/interceptors/internal/registry"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
@@ -17,7 +18,7 @@ import (
 // ErrOpen is the cause of every rejection by a breaker:
 // errors.Is(err, breaker.ErrOpen) tells that a call was failed by an open
 // (or busy half-open) breaker without being sent.
-var ErrOpen = errors.New("circuit breaker open")
+var ErrOpen = errors.New("failsoft: breaker: open")
 
 // State is a breaker's state.
 type State uint8
@@ -123,12 +124,10 @@ type breaker struct {
 	tw     *timeWindow
 	open   atomic.Pointer[openInfo]
 
-	mu sync.Mutex
-	// Failure times for FailuresWithin, a ring of the last withinN.
-	within    []int64
-	withinPos int
-	withinLen int
-	reopens   int
+	recent *recentCalls // for FailuresWithin
+
+	mu      sync.Mutex
+	reopens int
 	// Half-open probe counts; written under mu, read by Snapshot.
 	admitted, inFlight, probeOK atomic.Uint32
 	busy                        *outcome.Rejection
@@ -144,7 +143,7 @@ func newBreaker(ic *Interceptor, target, method string) *breaker {
 		b.tw = newTimeWindow(int64(c.timeWindow))
 	}
 	if c.withinN > 0 {
-		b.within = make([]int64, c.withinN)
+		b.recent = newRecentCalls(c.recentCalls())
 	}
 	return b
 }
@@ -203,45 +202,54 @@ func (b *breaker) allowSlow(ctx context.Context, method string) (uint64, *outcom
 
 // done reports the outcome of a call admitted with token tok. start is the
 // clock offset at which the call was sent, when slow calls are measured.
-func (b *breaker) done(ctx context.Context, method string, tok uint64, class outcome.Class, start int64) {
+// absorbed says that the call failed with a code its retry policy retries
+// and that the retry layer would retry it: the trip rules count logical
+// calls, so such a failure is not counted while the breaker is closed.
+// A probe's failure is counted all the same: the target is still down.
+func (b *breaker) done(ctx context.Context, method string, tok uint64, class outcome.Class, absorbed bool, start int64) {
 	c := &b.ic.cfg
-	if State(tok&stateMask) == Closed {
-		if class != outcome.Success && class != outcome.Failure {
-			return
-		}
-		if b.sg.Load() != tok {
-			return
-		}
-		var now int64
-		var v uint32
-		clocked := b.ic.clocked
-		if clocked {
-			now = b.ic.now()
-			if c.slowThreshold > 0 && now-start >= int64(c.slowThreshold) {
-				v = bitSlow
-			}
-		}
-		if class == outcome.Success && v == 0 {
-			if b.cw != nil {
-				b.cw.record(0)
-			} else if b.tw != nil {
-				b.tw.record(now, 0)
-			}
-			if b.consec.Load() != 0 {
-				b.consec.Store(0)
-			}
-			return
-		}
-		if class == outcome.Failure {
-			v |= bitFailure
-			if !clocked {
-				now = b.ic.now()
-			}
-		}
-		b.closedBad(ctx, method, tok, v, now)
+	if State(tok&stateMask) != Closed {
+		b.probeDone(ctx, method, tok, class, start)
 		return
 	}
-	b.probeDone(ctx, method, tok, class, start)
+	if class != outcome.Success && class != outcome.Failure || absorbed || b.sg.Load() != tok {
+		return
+	}
+	var now int64
+	var v uint32
+	if b.ic.clocked {
+		now = b.ic.now()
+		if c.slowThreshold > 0 && now-start >= int64(c.slowThreshold) {
+			v = bitSlow
+		}
+	}
+	if class == outcome.Success && v == 0 {
+		b.record(now, 0)
+		if b.consec.Load() != 0 {
+			b.consec.Store(0)
+		}
+		return
+	}
+	if class == outcome.Failure {
+		v |= bitFailure
+		if !b.ic.clocked {
+			now = b.ic.now()
+		}
+	}
+	b.closedBad(ctx, method, tok, v, now)
+}
+
+// record counts a call's outcome in the windows.
+func (b *breaker) record(now int64, v uint32) {
+	switch {
+	case b.cw != nil:
+		b.cw.record(v)
+	case b.tw != nil:
+		b.tw.record(now, v)
+	}
+	if b.recent != nil {
+		b.recent.record(now, v&bitFailure != 0)
+	}
 }
 
 // closedBad records a failed or slow call in the closed state and trips
@@ -253,11 +261,7 @@ func (b *breaker) closedBad(ctx context.Context, method string, tok uint64, v ui
 	if b.sg.Load() != tok {
 		return
 	}
-	if b.cw != nil {
-		b.cw.record(v)
-	} else if b.tw != nil {
-		b.tw.record(now, v)
-	}
+	b.record(now, v)
 	var consec uint32
 	if v&bitFailure != 0 {
 		consec = b.consec.Add(1)
@@ -268,15 +272,10 @@ func (b *breaker) closedBad(ctx context.Context, method string, tok uint64, v ui
 	if v&bitFailure != 0 && c.consecutive > 0 && consec >= c.consecutive {
 		reason = fmt.Sprintf("%d consecutive failures", consec)
 	}
-	if v&bitFailure != 0 && c.withinN > 0 {
-		b.within[b.withinPos] = now
-		b.withinPos = (b.withinPos + 1) % len(b.within)
-		if b.withinLen < len(b.within) {
-			b.withinLen++
-		}
-		// The oldest of the last n failures sits where the next goes.
-		if reason == "" && b.withinLen == len(b.within) && now-b.within[b.withinPos] < int64(c.withinD) {
-			reason = fmt.Sprintf("%d failures within %v", c.withinN, c.withinD)
+	if v&bitFailure != 0 && b.recent != nil && reason == "" {
+		req, failed := b.recent.within(now, int64(c.withinD))
+		if failed >= uint32(c.withinN) && float64(failed) >= c.minFailureRate*float64(req) {
+			reason = fmt.Sprintf("%d of %d calls within %v failed", failed, req, c.withinD)
 		}
 	}
 	counts := b.closedCounts(now)
@@ -294,7 +293,8 @@ func (b *breaker) closedBad(ctx context.Context, method string, tok uint64, v ui
 	}
 }
 
-// closedCounts returns the counts of the closed state.
+// closedCounts returns the counts of the closed state, as the trip rules
+// see them. It takes no lock: hooks may call Snapshots.
 func (b *breaker) closedCounts(now int64) observe.Counts {
 	var n observe.Counts
 	switch {
@@ -302,16 +302,8 @@ func (b *breaker) closedCounts(now int64) observe.Counts {
 		n.Requests, n.Failures, n.SlowCalls = b.cw.counts()
 	case b.tw != nil:
 		n.Requests, n.Failures, n.SlowCalls = b.tw.counts(now)
-	default:
-		if b.withinLen > 0 && b.within != nil {
-			// Failures within the interval, when that is the only window.
-			for i := 0; i < b.withinLen; i++ {
-				if now-b.within[i] < int64(b.ic.cfg.withinD) {
-					n.Failures++
-				}
-			}
-			n.Requests = n.Failures
-		}
+	case b.recent != nil:
+		n.Requests, n.Failures = b.recent.within(now, int64(b.ic.cfg.withinD))
 	}
 	n.Successes = n.Requests - min(n.Failures, n.Requests)
 	n.ConsecutiveFailures = b.consec.Load()
@@ -383,7 +375,10 @@ func (b *breaker) trip(ctx context.Context, method string, from State, counts ob
 	for i := 0; i < b.reopens && d < c.maxOpenFor; i++ {
 		d *= 2
 	}
+	// Drawn between half and all of it, so that the clients of a fleet
+	// that tripped together do not probe together.
 	d = min(d, c.maxOpenFor)
+	d -= time.Duration(c.rand() * float64(d/2))
 	at := b.ic.at(now + int64(d))
 	info := &openInfo{
 		until:  now + int64(d),
@@ -394,7 +389,7 @@ func (b *breaker) trip(ctx context.Context, method string, from State, counts ob
 			Layer:  "breaker",
 			Target: b.target,
 			Code:   codes.Unavailable,
-			Message: fmt.Sprintf("circuit breaker for %s is open (%s); it probes again at %s, %v after it opened",
+			Message: fmt.Sprintf("failsoft: breaker: %s is open (%s); it probes again at %s, %v after it opened",
 				b.name(), reason, at.UTC().Format("15:04:05.000Z07:00"), d),
 			Cause: ErrOpen,
 		},
@@ -403,7 +398,7 @@ func (b *breaker) trip(ctx context.Context, method string, from State, counts ob
 		Layer:   "breaker",
 		Target:  b.target,
 		Code:    codes.Unavailable,
-		Message: fmt.Sprintf("circuit breaker for %s is half-open and its %d probe calls are in flight", b.name(), c.probes),
+		Message: fmt.Sprintf("failsoft: breaker: %s is half-open and its %d probe calls are in flight", b.name(), c.probes),
 		Cause:   ErrOpen,
 	}
 	b.open.Store(info)
@@ -420,8 +415,10 @@ func (b *breaker) close(ctx context.Context, method string, tok uint64, counts o
 	if b.tw != nil {
 		b.tw.reset()
 	}
+	if b.recent != nil {
+		b.recent.reset()
+	}
 	b.consec.Store(0)
-	b.withinLen, b.withinPos = 0, 0
 	b.reopens = 0
 	b.sg.Store(pack(tok>>2+1, Closed))
 	b.emit(ctx, method, HalfOpen, Closed, counts, fmt.Sprintf("%d probes succeeded", counts.Successes), now, 0)
@@ -445,24 +442,39 @@ func (b *breaker) emit(ctx context.Context, method string, from, to State, count
 	}
 }
 
-// snapshot reads the breaker's state without locking.
+// worth says what dropping the breaker to make room in the registry would
+// lose: nothing for a closed breaker that counted no failure; little for
+// one that did, or for an open one that nobody called since it could
+// probe; an open or probing breaker is needed, since a new one would let
+// its calls through.
+func (b *breaker) worth() registry.Worth {
+	switch State(b.sg.Load() & stateMask) {
+	case Closed:
+		n := b.closedCounts(b.ic.now())
+		if n.Failures == 0 && n.ConsecutiveFailures == 0 && n.SlowCalls == 0 {
+			return registry.Nothing
+		}
+		return registry.Little
+	case Open:
+		if b.ic.now() >= b.open.Load().until {
+			return registry.Little
+		}
+	case HalfOpen:
+		if b.inFlight.Load() == 0 {
+			return registry.Little
+		}
+	}
+	return registry.Needed
+}
+
+// snapshot reads the breaker's state and the counts its trip rules use.
 func (b *breaker) snapshot() Snapshot {
 	s := Snapshot{Target: b.target, Method: b.method}
 	sg := b.sg.Load()
 	s.State = State(sg & stateMask)
 	switch s.State {
 	case Closed:
-		now := b.ic.now()
-		var n observe.Counts
-		switch {
-		case b.cw != nil:
-			n.Requests, n.Failures, n.SlowCalls = b.cw.counts()
-		case b.tw != nil:
-			n.Requests, n.Failures, n.SlowCalls = b.tw.counts(now)
-		}
-		n.Successes = n.Requests - min(n.Failures, n.Requests)
-		n.ConsecutiveFailures = b.consec.Load()
-		s.Counts = n
+		s.Counts = b.closedCounts(b.ic.now())
 	case Open:
 		info := b.open.Load()
 		s.Counts = info.counts

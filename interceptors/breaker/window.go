@@ -127,3 +127,47 @@ func (w *timeWindow) reset() {
 		b.slw.Store(0)
 	}
 }
+
+// recentCalls holds the time and outcome of the last calls, for
+// FailuresWithin, which asks how many of the calls within an interval
+// failed. Each slot is one word, the call's clock offset shifted left by
+// one with the failure in the low bit, so that writers take no lock.
+type recentCalls struct {
+	pos   atomic.Uint64
+	slots []atomic.Int64
+}
+
+func newRecentCalls(n int) *recentCalls {
+	w := &recentCalls{slots: make([]atomic.Int64, n)}
+	w.reset()
+	return w
+}
+
+func (w *recentCalls) record(now int64, failed bool) {
+	v := now << 1
+	if failed {
+		v |= 1
+	}
+	w.slots[(w.pos.Add(1)-1)%uint64(len(w.slots))].Store(v)
+}
+
+// within counts the calls held that ended less than d before now, and how
+// many of them failed.
+func (w *recentCalls) within(now, d int64) (requests, failures uint32) {
+	for i := range w.slots {
+		v := w.slots[i].Load()
+		if v == math.MinInt64 || now-v>>1 >= d {
+			continue
+		}
+		requests++
+		failures += uint32(v & 1)
+	}
+	return
+}
+
+func (w *recentCalls) reset() {
+	for i := range w.slots {
+		w.slots[i].Store(math.MinInt64)
+	}
+	w.pos.Store(0)
+}

@@ -24,7 +24,8 @@ import (
 type Interceptor struct {
 	cfg config
 	// Compartments by target, or with PerMethod by target and method. When
-	// the registry is full, an idle compartment makes room.
+	// the registry is full, an idle compartment makes room; one with calls
+	// in flight is never dropped.
 	reg registry.Registry[compartment]
 }
 
@@ -95,11 +96,18 @@ func New(opts ...Option) (*Interceptor, error) {
 	if err != nil {
 		return nil, err
 	}
-	ic.reg.Init(ic.cfg.perMethod, ic.cfg.maxCompartmts, ic.newCompartment, idle)
+	ic.reg.Init(ic.cfg.perMethod, ic.cfg.maxTargets, ic.newCompartment, worth)
 	return ic, nil
 }
 
-func idle(c *compartment) bool { return c.n.Load() == 0 && c.waiters.Load() == 0 }
+// worth says what dropping c would lose: the count of its calls in flight
+// and of its waiters, which a new compartment would not limit.
+func worth(c *compartment) registry.Worth {
+	if c.n.Load() == 0 && c.waiters.Load() == 0 {
+		return registry.Nothing
+	}
+	return registry.Needed
+}
 
 // newCompartment makes the compartment of target (and method, with
 // PerMethod).
@@ -118,9 +126,9 @@ func (ic *Interceptor) newCompartment(target, method string) *compartment {
 	return &compartment{
 		target: target, method: method, limit: int64(limit), wake: make(chan struct{}, limit),
 		full: &outcome.Rejection{Layer: "bulkhead", Target: target, Code: codes.ResourceExhausted,
-			Message: fmt.Sprintf("bulkhead for %s is full: %d calls in flight", name, limit)},
+			Message: fmt.Sprintf("failsoft: bulkhead: %s is full: %d calls in flight", name, limit)},
 		waitedOut: &outcome.Rejection{Layer: "bulkhead", Target: target, Code: codes.ResourceExhausted,
-			Message: fmt.Sprintf("bulkhead for %s is full: %d calls in flight, none ended within %v", name, limit, ic.cfg.maxWait)},
+			Message: fmt.Sprintf("failsoft: bulkhead: %s is full: %d calls in flight, none ended within %v", name, limit, ic.cfg.maxWait)},
 	}
 }
 
@@ -156,14 +164,10 @@ func (ic *Interceptor) Usages() []Usage {
 	return out
 }
 
-// acquire takes a slot, waiting up to MaxWait. It returns nil when the
-// call is not limited (the registry is full) and a non-nil error when the
+// acquire takes a slot, waiting up to MaxWait. It returns an error when the
 // call must fail without being sent.
 func (ic *Interceptor) acquire(ctx context.Context, target, method string) (*compartment, error) {
 	c := ic.reg.Get(target, method)
-	if c == nil {
-		return nil, nil
-	}
 	if c.tryAcquire() {
 		return c, nil
 	}
@@ -204,9 +208,6 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	if err != nil {
 		return err
 	}
-	if c == nil {
-		return next.Invoke(ctx, method, req, reply, cc, opts...)
-	}
 	defer c.release()
 	return next.Invoke(ctx, method, req, reply, cc, opts...)
 }
@@ -221,9 +222,6 @@ func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clien
 	c, err := l.ic.acquire(ctx, cc.Target(), method)
 	if err != nil {
 		return nil, err
-	}
-	if c == nil {
-		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
 	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
 	if err != nil {

@@ -172,29 +172,33 @@ func TestPerMethod(t *testing.T) {
 	wg.Wait()
 }
 
+// TestRegistryBound: a registry full of busy compartments grows rather
+// than let a new target's calls pass unlimited, and idle compartments make
+// room again.
 func TestRegistryBound(t *testing.T) {
-	ic, _ := bulkhead.New(bulkhead.Limit(1), bulkhead.MaxCompartments(1))
+	ic, _ := bulkhead.New(bulkhead.Limit(1), bulkhead.MaxTargets(1))
 	unary := ic.UnaryClientInterceptor()
 	a, c := testserver.Dial(t, "passthrough:///a"), testserver.Dial(t, "passthrough:///c")
-	b := newBlocker()
-	wg := fill(t, unary, a, b, 1)
-	// The registry is full of a busy compartment: c passes unlimited.
-	for range 3 {
-		if err := unary(context.Background(), method, nil, nil, c, noop); err != nil {
-			t.Fatal(err)
-		}
+	ba, bc := newBlocker(), newBlocker()
+	wga := fill(t, unary, a, ba, 1)
+	wgc := fill(t, unary, c, bc, 1)
+	if err := unary(context.Background(), method, nil, nil, c, noop); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a second call to c while a's compartment is busy: %v, want it limited", err)
 	}
-	if len(ic.Usages()) != 1 {
-		t.Fatal("registry grew")
+	if n := len(ic.Usages()); n != 2 {
+		t.Fatalf("%d compartments, want 2", n)
 	}
-	close(b.release)
-	wg.Wait()
-	// a is idle now and gives way to c.
-	if err := unary(context.Background(), method, nil, nil, c, noop); err != nil {
+	close(ba.release)
+	close(bc.release)
+	wga.Wait()
+	wgc.Wait()
+	// Both are idle now: a third target takes the place of one.
+	d := testserver.Dial(t, "passthrough:///d")
+	if err := unary(context.Background(), method, nil, nil, d, noop); err != nil {
 		t.Fatal(err)
 	}
-	if us := ic.Usages(); len(us) != 1 || us[0].Target != "passthrough:///c" {
-		t.Fatalf("usages %+v", us)
+	if us := ic.Usages(); len(us) != 2 {
+		t.Fatalf("usages %+v, want 2", us)
 	}
 }
 
@@ -208,7 +212,7 @@ func TestOptionErrors(t *testing.T) {
 		{[]bulkhead.Option{bulkhead.MethodLimit("x", 1)}, "bulkhead.MethodLimit"},
 		{[]bulkhead.Option{bulkhead.MethodLimit(method, 1)}, "needs PerMethod"},
 		{[]bulkhead.Option{bulkhead.MaxWait(-1)}, "bulkhead.MaxWait"},
-		{[]bulkhead.Option{bulkhead.MaxCompartments(0)}, "bulkhead.MaxCompartments"},
+		{[]bulkhead.Option{bulkhead.MaxTargets(0)}, "bulkhead.MaxTargets"},
 		{[]bulkhead.Option{bulkhead.WithClock(nil)}, "bulkhead.WithClock"},
 	} {
 		if _, err := bulkhead.New(tc.opts...); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -43,7 +43,7 @@ func ExampleInterceptor_UnaryClientInterceptor() {
 			fmt.Println(err)
 			return nil
 		})
-	// Output: rpc error: code = ResourceExhausted desc = bulkhead for dns:///notifications:443 is full: 1 calls in flight
+	// Output: rpc error: code = ResourceExhausted desc = failsoft: bulkhead: dns:///notifications:443 is full: 1 calls in flight
 }
 
 func ExampleInterceptor_StreamClientInterceptor() {
@@ -65,4 +65,11 @@ func ExampleInterceptor_Usages() {
 			return nil
 		})
 	// Output: dns:///search:443 1 8
+}
+
+func ExampleMaxTargets() {
+	// Keep about 10,000 compartments, for a client of many backends.
+	_, err := bulkhead.New(bulkhead.MaxTargets(10_000))
+	fmt.Println(err)
+	// Output: <nil>
 }

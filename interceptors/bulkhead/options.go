@@ -13,8 +13,8 @@ import (
 const (
 	// DefaultLimit is how many calls may be in flight per compartment.
 	DefaultLimit = 100
-	// DefaultMaxCompartments bounds the registry.
-	DefaultMaxCompartments = 1024
+	// DefaultMaxTargets is about how many compartments are kept.
+	DefaultMaxTargets = 1024
 )
 
 // Option configures an Interceptor.
@@ -27,16 +27,16 @@ type config struct {
 	methodLimits  map[string]int
 	maxWait       time.Duration
 	perMethod     bool
-	maxCompartmts int
+	maxTargets    int
 }
 
 func defaultConfig() config {
 	return config{
-		Config:        common.Config{Clock: clock.System()},
-		limit:         DefaultLimit,
-		targetLimits:  map[string]int{},
-		methodLimits:  map[string]int{},
-		maxCompartmts: DefaultMaxCompartments,
+		Config:       common.Config{Clock: clock.System()},
+		limit:        DefaultLimit,
+		targetLimits: map[string]int{},
+		methodLimits: map[string]int{},
+		maxTargets:   DefaultMaxTargets,
 	}
 }
 
@@ -97,15 +97,19 @@ func PerMethod() Option {
 	}
 }
 
-// MaxCompartments bounds the registry (default 1024). When it is full, an
-// idle compartment is dropped to make room; when none is idle, calls for
-// new compartments pass unlimited.
-func MaxCompartments(n int) Option {
+// MaxTargets bounds how many compartments are kept, one per target (or
+// per target and method with PerMethod); default 1024. When the bound is
+// reached, a compartment with no call in flight and not used lately makes
+// room for a new one. Compartments with calls in flight are never dropped:
+// when every one has some, the bound is exceeded rather than a new target
+// left unlimited. The name is shared with the other layers that keep state
+// per target (breaker.MaxTargets, throttle.WithMaxTargets).
+func MaxTargets(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("bulkhead.MaxCompartments(%d): must be at least 1", n)
+			return fmt.Errorf("bulkhead.MaxTargets(%d): must be at least 1", n)
 		}
-		c.maxCompartmts = n
+		c.maxTargets = n
 		return nil
 	}
 }

@@ -7,9 +7,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/internal/option"
@@ -160,7 +158,7 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	if ch.cache {
 		p, err := next.Resolve(ic.cfg.Resolver, method)
 		if err != nil {
-			return status.Error(codes.FailedPrecondition, err.Error())
+			return err // a *policy.Error: FAILED_PRECONDITION
 		}
 		cacheable = p.Idempotency == policy.NoSideEffects
 	}

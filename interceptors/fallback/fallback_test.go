@@ -20,6 +20,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
+	"github.com/failsoft/failsoft/interceptors/policy"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
@@ -280,7 +281,7 @@ func TestIntegrationWithBreaker(t *testing.T) {
 			t.Fatalf("step %d: %q %v %v, want %q %v", i, got, l, err, st.want, st.level)
 		}
 	}
-	if st, _ := br.State(cc.Target(), ""); st != breaker.Open || s.hits.Load() != 3 {
+	if st, _ := br.State(cc.Target(), readMethod); st != breaker.Open || s.hits.Load() != 3 {
 		t.Fatalf("breaker %v, server hits %d", st, s.hits.Load())
 	}
 }
@@ -322,5 +323,24 @@ func BenchmarkCacheHit(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = unary(ctx, readMethod, req, reply, cc, inv)
+	}
+}
+
+// TestInvalidPolicy: a method whose policy is invalid fails with the
+// policy's own error, which errors.As finds and which is FAILED_PRECONDITION.
+func TestInvalidPolicy(t *testing.T) {
+	ic, err := fallback.New(fallback.WithCache("/failsoft.policytest.v1.BrokenService/*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := false
+	err = ic.UnaryClientInterceptor()(context.Background(), "/failsoft.policytest.v1.BrokenService/ZeroTimeout",
+		&pb.PingRequest{}, &pb.PingResponse{}, newConn(t), func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+			sent = true
+			return nil
+		})
+	var pe *policy.Error
+	if !errors.As(err, &pe) || status.Code(err) != codes.FailedPrecondition || sent {
+		t.Fatalf("err %v (sent %v), want the *policy.Error as FAILED_PRECONDITION", err, sent)
 	}
 }

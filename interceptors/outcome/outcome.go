@@ -23,7 +23,11 @@ const (
 	// Overload: the target is alive but shedding load. Feeds throttling and
 	// the retry budget; by default it does not open a circuit breaker.
 	Overload
-	// Failure: the target is broken or unreachable. Feeds breaker trip rules.
+	// Failure: the target failed the call: it is broken or unreachable,
+	// or, when it still serves other calls, overloaded without saying so.
+	// Feeds the breaker's trip rules, which open only when the target
+	// serves almost nothing, and the throttle while the target still
+	// answers.
 	Failure
 )
 

@@ -11,7 +11,7 @@
 //   - requests: every call that went through it, those it sent and
 //     finished and those it rejected itself;
 //   - accepts: the calls the target accepted, that is whose result was not
-//     overload (see What counts as accepted);
+//     a refusal (see What counts as accepted);
 //
 // and rejects the next call with probability
 //
@@ -41,9 +41,10 @@
 //     probability, short enough to follow a server's capacity as it
 //     changes. The window moves on a bucket at a time, so it forgets a
 //     tenth of its history at once.
-//   - failures count as accepted (WithFailuresAsRejects): the throttle
-//     acts on overload, the breaker on outages.
-//   - at most 1024 targets tracked (WithMaxTargets).
+//   - failures count as refusals while the target still answers
+//     (WithFailuresAsRejects): overload often arrives as a plain
+//     UNAVAILABLE; a target that answers nothing is the breaker's.
+//   - about 1024 targets tracked (WithMaxTargets).
 //
 // The throttle's own rejections count as requests without accepts, so it
 // lets load back in gradually when a target recovers: after a target that
@@ -64,13 +65,22 @@
 //   - Overload (RESOURCE_EXHAUSTED, or any error marked as carrying server
 //     pushback) is not accepted: this is what the throttle exists for.
 //   - Failure (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS, DEADLINE_EXCEEDED)
-//     counts as accepted by default: it says the target is broken or
-//     unreachable, which is the breaker's business (see Signals below).
-//     Were failures to throttle, a dead target's calls would be cut to the
-//     cap's share before the breaker saw enough of them to trip, and on a
-//     client that calls seldom a rule such as "5 failures in 30 s" might
-//     never fire. WithFailuresAsRejects(true) makes failures throttle too,
-//     the SRE book's literal reading, for chains without a breaker.
+//     is not accepted while the target still answers: while it did the
+//     work of a call sent within the last second, and once the window
+//     holds 20 requests. Envoy's overflow and overload answers and many
+//     concurrency limiters refuse excess calls with a plain UNAVAILABLE;
+//     a target that still serves a good share of its calls is overloaded,
+//     whatever the code of the others, and the client sheds its load in
+//     proportion. A target that answers nothing is down: its failures
+//     count as accepted, since an outage is the breaker's business, and
+//     counting it would make the throttle reject calls for a window after
+//     the target healed (and cut a dead target's calls to the cap's share
+//     before the breaker saw enough of them). The 20 requests keep a few
+//     unlucky failures of a flaky target at a low rate from looking like
+//     overload. A target that fails less than 1 - 1/K of its calls (half,
+//     with K = 2) is never throttled: 3 % or 20 % of failing calls, or one
+//     failing method of three, are not overload. WithFailuresAsRejects(false) counts every failure as
+//     accepted, so that only RESOURCE_EXHAUSTED and pushback throttle.
 //   - An *outcome.Rejection returned by a layer closer to the network (an
 //     open breaker, a full bulkhead) is not counted at all: the target
 //     never saw the call.
@@ -87,7 +97,8 @@
 //
 //   - Overload signals say the target is alive and shedding load:
 //     RESOURCE_EXHAUSTED, server pushback (a grpc-retry-pushback-ms trailer
-//     or google.rpc.RetryInfo), and UNAVAILABLE answered by a live server.
+//     or google.rpc.RetryInfo), and failures of a target that still
+//     answers other calls.
 //     They feed this throttle and the per-target retry budget, which keep
 //     the load that reaches the server near what is offered. They must not
 //     open the breaker: an overloaded server that is cut off delivers no
@@ -99,13 +110,13 @@
 //     rejections by a failsoft layer are never counted by another.
 //
 // outcome.Default maps RESOURCE_EXHAUSTED to Overload, and any error that
-// carries pushback is Overload whatever its code, so by default an
-// overloaded server feeds the throttle and does not open the breaker, and
-// a dead target opens the breaker and is not throttled. A bare UNAVAILABLE
-// stays Failure: grpc-go reports a refused connection with the same code,
-// and calling it Overload would keep a dead target's breaker closed.
-// Servers that shed load with UNAVAILABLE should send pushback, which makes
-// the answer of a live server recognisable as overload.
+// carries pushback is Overload whatever its code. A bare UNAVAILABLE stays
+// Failure, since grpc-go reports a refused connection with the same code:
+// the throttle tells an overloaded target from a dead one by whether it
+// still answers, and the breaker by the share of calls that fail (it
+// trips only when a target serves almost nothing). Servers that shed load
+// with UNAVAILABLE are best served by sending pushback too, which makes
+// the answer of a live server recognisable at once.
 //
 // Users change the classification with their own outcome.Classifier, given
 // to each layer (here with WithClassifier); for example, for servers that
@@ -139,12 +150,12 @@
 // # Cost
 //
 // Per call: one clock read (a monotonic read only, on the system clock), a
-// sum over the buckets' atomic counters and one or two compare-and-swaps to
-// count the result; no lock and no allocation on the path of a unary call
+// sum over the buckets' atomic counters (when the window holds a refusal)
+// and one or two compare-and-swaps to count the result; no lock and no allocation on the path of a unary call
 // that is sent (a stream allocates its wrapper), and a random number only
 // while the probability is above zero. Each tracked target holds 16 bytes
 // a bucket. Targets are registered on first use (the only lock, taken once
-// per target); a call to a new target while every one of the
-// WithMaxTargets slots holds a target with calls in its window passes
-// unthrottled.
+// per target). Past WithMaxTargets, a target not called lately makes room
+// for a new one, preferably one whose window holds no refusal; a new
+// target is never left unthrottled.
 package throttle

@@ -82,8 +82,8 @@ func ExampleInterceptor_UnaryClientInterceptor() {
 	// Output:
 	// call 1: sent: ResourceExhausted
 	// call 2: sent: ResourceExhausted
-	// call 3: throttle: client throttled itself: call to passthrough:///payments rejected locally with probability 0.67: the target accepted 0 of the last 2 requests in 2m0s
-	// call 4: throttle: client throttled itself: call to passthrough:///payments rejected locally with probability 0.75: the target accepted 0 of the last 3 requests in 2m0s
+	// call 3: throttle: failsoft: throttle: call to passthrough:///payments rejected locally with probability 0.67: the target accepted 0 of the last 2 requests in 2m0s
+	// call 4: throttle: failsoft: throttle: call to passthrough:///payments rejected locally with probability 0.75: the target accepted 0 of the last 3 requests in 2m0s
 }
 
 // eof is a stream that ends at once, with OK.
@@ -150,19 +150,29 @@ func ExampleWithClassifier() {
 }
 
 func ExampleWithFailuresAsRejects() {
-	unavailable := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
-		return status.Error(codes.Unavailable, "connection refused")
+	ok := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	// A server that answers some calls and sheds others with a plain
+	// UNAVAILABLE, as proxies and concurrency limiters do.
+	shed := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		return status.Error(codes.Unavailable, "upstream overflow")
 	}
 	cc := dial("passthrough:///ledger")
 	defer cc.Close()
-	for _, rejects := range []bool{false, true} {
+	for _, rejects := range []bool{true, false} {
 		t, _ := throttle.New(throttle.WithFailuresAsRejects(rejects), throttle.WithClock(clock.NewFake(time.Unix(0, 0))))
-		t.UnaryClientInterceptor()(context.Background(), "/ledger.v1.Ledger/Get", nil, nil, cc, unavailable)
-		fmt.Println(rejects, t.State(cc.Target()))
+		unary := t.UnaryClientInterceptor()
+		for range 20 {
+			unary(context.Background(), "/ledger.v1.Ledger/Get", nil, nil, cc, ok)
+		}
+		for range 30 {
+			unary(context.Background(), "/ledger.v1.Ledger/Get", nil, nil, cc, shed)
+		}
+		s := t.State(cc.Target())
+		fmt.Printf("%v: %d requests, %d accepted, p = %.2f\n", rejects, s.Requests, s.Accepts, s.Probability)
 	}
 	// Output:
-	// false {1 1 0}
-	// true {1 0 0.5}
+	// true: 50 requests, 20 accepted, p = 0.20
+	// false: 50 requests, 50 accepted, p = 0.00
 }
 
 func ExampleWithObserver() {

@@ -103,7 +103,7 @@ func TestLoopbackUnaryRejection(t *testing.T) {
 	if st.Code() != codes.ResourceExhausted {
 		t.Fatalf("code %v, want RESOURCE_EXHAUSTED", st.Code())
 	}
-	want := "client throttled itself: call to " + cc.Target() + " rejected locally with probability 0.25: the target accepted 1 of the last 3 requests in 2m0s"
+	want := "failsoft: throttle: call to " + cc.Target() + " rejected locally with probability 0.25: the target accepted 1 of the last 3 requests in 2m0s"
 	if st.Message() != want {
 		t.Fatalf("message %q, want %q", st.Message(), want)
 	}
@@ -165,7 +165,7 @@ func TestLoopbackStream(t *testing.T) {
 
 	// 3 requests, 1 accept: the next stream is not even opened.
 	_, _, err = watch()
-	if status.Code(err) != codes.ResourceExhausted || !strings.HasPrefix(status.Convert(err).Message(), "client throttled itself") {
+	if status.Code(err) != codes.ResourceExhausted || !strings.HasPrefix(status.Convert(err).Message(), "failsoft: throttle: ") {
 		t.Fatalf("throttled stream: %v", err)
 	}
 	if n := s.calls.Load(); n != 3 {

@@ -26,6 +26,7 @@ type model struct {
 	failuresAsRejects bool
 	now               time.Duration // since the start
 	events            []modelEvent
+	lastAnswer        time.Duration // the start of the latest call the target did (-1: none)
 }
 
 type modelEvent struct {
@@ -52,13 +53,17 @@ func (m *model) probability() float64 {
 	return math.Min(math.Max(p, 0), m.limit)
 }
 
+// answering: the target did the work of a call sent within the last second.
+func (m *model) answering() bool { return m.lastAnswer >= 0 && m.now-m.lastAnswer < time.Second }
+
 func (m *model) count(accepted bool) {
 	m.events = append(m.events, modelEvent{int64(m.now / m.width), accepted})
 }
 
 // results a call can end with, and whether the target accepted it (by the
-// default classification; nil means "unless failures are rejects"; a
-// result from an inner layer's Rejection is not counted at all).
+// default classification; nil means "unless failures are rejects, the
+// target answers and the window holds 20 requests"; a result from an inner
+// layer's Rejection is not counted at all).
 var modelResults = []struct {
 	err      error
 	accepted *bool
@@ -85,6 +90,7 @@ func TestModel(t *testing.T) {
 			buckets:           int64(rapid.IntRange(1, 12).Draw(rt, "buckets")),
 			width:             rapid.SampledFrom([]time.Duration{time.Millisecond, time.Second, 12 * time.Second}).Draw(rt, "width"),
 			failuresAsRejects: rapid.Bool().Draw(rt, "failuresAsRejects"),
+			lastAnswer:        -1,
 		}
 		clk := clock.NewFake(epoch)
 		var u float64
@@ -151,9 +157,13 @@ func TestModel(t *testing.T) {
 			switch {
 			case res.inner:
 			case res.accepted == nil:
-				m.count(!m.failuresAsRejects)
+				r, _ := m.totals()
+				m.count(!m.failuresAsRejects || !m.answering() || r < 20)
 			default:
 				m.count(*res.accepted)
+				if *res.accepted {
+					m.lastAnswer = m.now
+				}
 			}
 		}
 

@@ -44,14 +44,15 @@ type config struct {
 
 func defaults() config {
 	return config{
-		window:         DefaultWindow,
-		buckets:        DefaultBuckets,
-		k:              DefaultMultiplier,
-		maxProbability: DefaultMaxProbability,
-		classifier:     outcome.Default,
-		Config:         common.Config{Clock: clock.System()},
-		rand:           rand.Float64,
-		maxTargets:     DefaultMaxTargets,
+		window:            DefaultWindow,
+		buckets:           DefaultBuckets,
+		k:                 DefaultMultiplier,
+		maxProbability:    DefaultMaxProbability,
+		classifier:        outcome.Default,
+		Config:            common.Config{Clock: clock.System()},
+		rand:              rand.Float64,
+		maxTargets:        DefaultMaxTargets,
+		failuresAsRejects: true,
 	}
 }
 
@@ -107,7 +108,8 @@ func WithMaxProbability(p float64) Option {
 
 // WithClassifier sets the classification of results (default
 // outcome.Default). Success and Ignored count as accepts, Overload does
-// not; Failure does, unless WithFailuresAsRejects(true).
+// not; Failure does not either while the target still answers (see
+// WithFailuresAsRejects).
 func WithClassifier(cl outcome.Classifier) Option {
 	return func(c *config) error {
 		c.classifier = cl
@@ -117,14 +119,16 @@ func WithClassifier(cl outcome.Classifier) Option {
 
 // WithFailuresAsRejects says whether a result classified outcome.Failure
 // (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS, DEADLINE_EXCEEDED by default)
-// counts as not accepted, and so throttles. Default false: failures say
-// the target is broken or unreachable, which is the circuit breaker's
-// business, and the throttle acts on overload alone. Were failures to
-// throttle, a dead target's calls would be cut to the cap's share, and a
-// breaker rule such as "5 failures in 30 s" would see too few calls to
-// trip on a client that calls seldom. Set it when no breaker is in the
-// chain, or to follow the SRE book to the letter ("accepted" meaning the
-// target did the work).
+// counts as not accepted while the target still answers: while it accepted
+// a call in the current bucket or the one before. Default true: many
+// servers and proxies shed load with a plain UNAVAILABLE (Envoy's overflow,
+// concurrency limiters), and a target that still serves a good share of
+// its calls is overloaded, not down, so it is throttled in proportion.
+// Failures of a target that answers nothing count as accepted: an outage is
+// the circuit breaker's business, and counting it would make the throttle
+// reject calls for a window after the target healed. False counts every
+// failure as accepted, so that only RESOURCE_EXHAUSTED and pushback
+// throttle.
 func WithFailuresAsRejects(rejects bool) Option {
 	return func(c *config) error {
 		c.failuresAsRejects = rejects
@@ -161,8 +165,12 @@ func WithRand(f func() float64) Option {
 }
 
 // WithMaxTargets bounds how many targets are tracked (default 1024). When
-// every slot holds a target with calls in its window, calls to a new target
-// pass unthrottled until one falls idle.
+// the bound is reached, a target not called lately makes room for a new
+// one, preferably one whose window holds no refusal (its probability is
+// 0, as a new target's); when every target is in use, the bound is
+// exceeded rather than a new target left unthrottled. The name is shared
+// with the other layers that keep state per target (breaker.MaxTargets,
+// bulkhead.MaxTargets, retry.WithMaxTargets).
 func WithMaxTargets(n int) Option {
 	return func(c *config) error {
 		if n < 1 {

@@ -29,8 +29,8 @@ type Interceptor struct {
 	width  time.Duration // of a bucket
 	system bool          // cfg.Clock is the system clock
 
-	// The counts by target. When the registry is full, a target with no
-	// calls in its window makes room.
+	// The counts by target. When the registry is full, a target whose
+	// window holds no refusal makes room.
 	targets registry.Registry[ring]
 }
 
@@ -49,7 +49,12 @@ func New(opts ...Option) (*Interceptor, error) {
 	}
 	t.targets.Init(false, cfg.maxTargets,
 		func(string, string) *ring { return newRing(cfg.buckets) },
-		func(r *ring) bool { req, _ := r.totals(t.index()); return req == 0 })
+		func(r *ring) registry.Worth {
+			if r.allAccepted(t.index()) {
+				return registry.Nothing // its probability is 0, as a new one's
+			}
+			return registry.Little
+		})
 	return t, nil
 }
 
@@ -92,15 +97,12 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	t := l.t
 	target := targetOf(cc)
 	r := t.targets.Get(target, "")
-	if r == nil {
-		return next.Invoke(ctx, method, req, reply, cc, opts...)
-	}
-	idx, err := t.admit(ctx, r, target, method, time.Time{})
+	at, err := t.admit(ctx, r, target, method)
 	if err != nil {
 		return err
 	}
 	err = next.Invoke(ctx, method, req, reply, cc, opts...)
-	t.record(r, idx, err)
+	t.record(r, at, err)
 	return err
 }
 
@@ -119,19 +121,16 @@ func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clien
 	t := l.t
 	target := targetOf(cc)
 	r := t.targets.Get(target, "")
-	if r == nil {
-		return next.NewStream(ctx, desc, cc, method, opts...)
-	}
-	idx, err := t.admit(ctx, r, target, method, time.Time{})
+	at, err := t.admit(ctx, r, target, method)
 	if err != nil {
 		return nil, err
 	}
 	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
 	if err != nil {
-		t.record(r, idx, err)
+		t.record(r, at, err)
 		return nil, err
 	}
-	return &stream{ClientStream: cs, t: t, r: r, idx: idx, unaryResponse: !desc.ServerStreams}, nil
+	return &stream{ClientStream: cs, t: t, r: r, at: at, unaryResponse: !desc.ServerStreams}, nil
 }
 
 // stream counts its final status once. RecvMsg is never called
@@ -140,7 +139,7 @@ type stream struct {
 	grpc.ClientStream
 	t             *Interceptor
 	r             *ring
-	idx           uint64 // bucket the stream was opened in
+	at            time.Duration // when the stream was opened
 	unaryResponse bool
 	done          bool
 }
@@ -153,14 +152,14 @@ func (s *stream) RecvMsg(m any) error {
 	switch {
 	case err == io.EOF:
 		s.done = true
-		s.t.record(s.r, s.idx, nil)
+		s.t.record(s.r, s.at, nil)
 	case err != nil:
 		s.done = true
-		s.t.record(s.r, s.idx, err)
+		s.t.record(s.r, s.at, err)
 	case s.unaryResponse:
 		// grpc-go has already read the status: the call succeeded.
 		s.done = true
-		s.t.record(s.r, s.idx, nil)
+		s.t.record(s.r, s.at, nil)
 	}
 	return err
 }
@@ -172,71 +171,74 @@ func targetOf(cc *grpc.ClientConn) string {
 	return cc.Target()
 }
 
-// index is the number of the bucket the clock is in now. It is the one
-// clock read of a call: on the system clock, time.Since reads only the
-// monotonic clock, half the cost of Now; and an outer layer's reading of
-// the system clock (chain.State.Now, passed as now) saves even that.
-func (t *Interceptor) index() uint64 { return t.indexAt(time.Time{}) }
-
-func (t *Interceptor) indexAt(now time.Time) uint64 {
+// since returns the time since the Interceptor was built. On the system
+// clock, time.Since reads only the monotonic clock.
+func (t *Interceptor) since() time.Duration {
 	var d time.Duration
-	switch {
-	case !t.system:
-		d = t.cfg.Clock.Now().Sub(t.base)
-	case now.IsZero():
+	if t.system {
 		d = time.Since(t.base)
-	default:
-		d = now.Sub(t.base)
+	} else {
+		d = t.cfg.Clock.Now().Sub(t.base)
 	}
-	if d < 0 {
-		return 0
-	}
-	return uint64(d / t.width)
+	return max(d, 0)
 }
 
-// admit decides whether a call may go, and returns the bucket it is
-// counted in; when not, it counts the call as a request, reports it and
-// returns the Rejection. now is an outer layer's reading of the system
-// clock, or zero.
-func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string, now time.Time) (uint64, error) {
-	idx := t.indexAt(now)
+// index is the number of the bucket the clock is in now.
+func (t *Interceptor) index() uint64 { return uint64(t.since() / t.width) }
+
+// admit decides whether a call may go, and returns when it started (see
+// since); when not, it counts the call as a request, reports it and
+// returns the Rejection.
+func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string) (time.Duration, error) {
+	at := t.since()
+	idx := uint64(at / t.width)
 	if r.allAccepted(idx) {
-		return idx, nil // the common case: nothing to throttle
+		return at, nil // the common case: nothing to throttle
 	}
 	req, acc := r.totals(idx)
 	p := probability(req, acc, t.cfg.k, t.cfg.maxProbability)
 	if p <= 0 || t.cfg.rand() >= p {
-		return idx, nil
+		return at, nil
 	}
 	r.add(idx, false)
 	rej := &outcome.Rejection{
 		Layer:  Layer,
 		Target: target,
 		Code:   codes.ResourceExhausted,
-		Message: fmt.Sprintf("client throttled itself: call to %s rejected locally with probability %.2f: the target accepted %d of the last %d requests in %v",
+		Message: fmt.Sprintf("failsoft: throttle: call to %s rejected locally with probability %.2f: the target accepted %d of the last %d requests in %v",
 			target, p, acc, req, t.cfg.window),
 	}
 	if o := t.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{Kind: observe.Throttled, Method: method, Target: target, Value: p, Err: rej})
 	}
-	return idx, rej
+	return at, rej
 }
 
-// record counts a sent call's result in bucket idx, the one it started in:
-// a call is counted whole when it ends, in the bucket of its start, which
-// saves a second clock read.
-func (t *Interceptor) record(r *ring, idx uint64, err error) {
+// record counts the result of a call sent at at in the bucket it started
+// in: a call is counted whole when it ends, which saves a second clock
+// read.
+func (t *Interceptor) record(r *ring, at time.Duration, err error) {
+	idx := uint64(at / t.width)
 	accepted := true
 	switch t.cfg.classifier.Classify(err) {
 	case outcome.Overload:
 		accepted = false
 	case outcome.Failure:
-		accepted = !t.cfg.failuresAsRejects
+		// A target that still answers some calls is overloaded, whatever
+		// the code of the others; one that answers none is down, which
+		// is the breaker's business, and holding the outage against it
+		// would slow its recovery. A failure is a weaker sign of overload
+		// than RESOURCE_EXHAUSTED (a flaky target fails too), so it counts
+		// only once the window holds enough calls to tell the two apart.
+		accepted = !t.cfg.failuresAsRejects || !r.answering(at) || !r.evidence(idx)
 	case outcome.Ignored:
 		if err != nil && isRejection(err) {
 			// A layer inside answered locally: the target never saw it.
 			return
 		}
+		r.answered(at)
+	case outcome.Success:
+		r.answered(at)
 	}
 	r.add(idx, accepted)
 }

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
@@ -206,7 +205,7 @@ func TestAdmit(t *testing.T) {
 			if rej.Layer != Layer || rej.Code != codes.ResourceExhausted || rej.Target != "passthrough:///svc" {
 				t.Fatalf("rejection %+v", rej)
 			}
-			want := fmt.Sprintf("client throttled itself: call to passthrough:///svc rejected locally with probability %.2f: the target accepted %d of the last %d requests in 2m0s", tc.wantP, before.Accepts, before.Requests)
+			want := fmt.Sprintf("failsoft: throttle: call to passthrough:///svc rejected locally with probability %.2f: the target accepted %d of the last %d requests in 2m0s", tc.wantP, before.Accepts, before.Requests)
 			if s := status.Convert(err); s.Code() != codes.ResourceExhausted || s.Message() != want {
 				t.Fatalf("status %v %q, want %q", s.Code(), s.Message(), want)
 			}
@@ -231,15 +230,15 @@ func TestCounting(t *testing.T) {
 		{status.Error(codes.Canceled, "x"), nil, 1, 1},
 		{context.Canceled, nil, 1, 1},
 		{status.Error(codes.ResourceExhausted, "x"), nil, 1, 0},
-		{status.Error(codes.ResourceExhausted, "x"), []Option{WithFailuresAsRejects(true)}, 1, 0},
+		{status.Error(codes.ResourceExhausted, "x"), []Option{WithFailuresAsRejects(false)}, 1, 0},
 		{pushback{status.Error(codes.Unavailable, "x")}, nil, 1, 0},
 		{status.Error(codes.Unavailable, "x"), nil, 1, 1},
 		{status.Error(codes.Internal, "x"), nil, 1, 1},
 		{status.Error(codes.DeadlineExceeded, "x"), nil, 1, 1},
 		{io.ErrUnexpectedEOF, nil, 1, 1},
-		{status.Error(codes.Unavailable, "x"), []Option{WithFailuresAsRejects(true)}, 1, 0},
-		{status.Error(codes.Internal, "x"), []Option{WithFailuresAsRejects(true)}, 1, 0},
-		{io.ErrUnexpectedEOF, []Option{WithFailuresAsRejects(true)}, 1, 0},
+		// A target that never answered is down, not overloaded: see
+		// TestFailuresOfAnsweringTarget for one that answers.
+		{status.Error(codes.Unavailable, "x"), []Option{WithFailuresAsRejects(false)}, 1, 1},
 		{status.Error(codes.Unavailable, "x"), []Option{WithClassifier(outcome.Default.With(codes.Unavailable, outcome.Overload))}, 1, 0},
 		{inner, nil, 0, 0},
 		{fmt.Errorf("wrapped: %w", inner), nil, 0, 0},
@@ -324,23 +323,21 @@ func TestRegistry(t *testing.T) {
 	a, b, c := testserver.Dial(t, "passthrough:///a"), testserver.Dial(t, "passthrough:///b"), testserver.Dial(t, "passthrough:///c")
 	call(a)
 	call(b)
-	// Both slots are busy: c passes unthrottled and is not tracked.
-	for range 3 {
-		if _, ok := outcome.AsRejection(call(c)); ok {
-			t.Fatal("an untracked target is not throttled")
-		}
-	}
-	if s := h.t.State("passthrough:///c"); s != (State{}) {
-		t.Fatalf("untracked target has state %+v", s)
-	}
-	if _, ok := outcome.AsRejection(call(a)); !ok {
-		t.Fatal("a tracked target is throttled")
-	}
-	// Once a's and b's calls have left the window, c takes a slot.
-	h.clk.Advance(DefaultWindow)
+	call(b)
+	// Both slots hold refusals: c takes the place of the one used least
+	// lately, a, rather than pass unthrottled.
 	call(c)
-	if s := h.t.State("passthrough:///c"); s.Requests != 1 {
-		t.Fatalf("c not tracked after the others fell idle: %+v", s)
+	if s := h.t.State("passthrough:///c"); s.Requests != 1 || s.Probability != 0.5 {
+		t.Fatalf("c: %+v, want tracked", s)
+	}
+	if _, ok := outcome.AsRejection(call(c)); !ok {
+		t.Fatal("c is not throttled")
+	}
+	if s := h.t.State("passthrough:///a"); s != (State{}) {
+		t.Fatalf("a still tracked: %+v", s)
+	}
+	if s := h.t.State("passthrough:///b"); s.Requests != 2 {
+		t.Fatalf("b: %+v, want its counts kept", s)
 	}
 	if got := h.t.targets.Len(); got != 2 {
 		t.Fatalf("%d targets tracked, bound 2", got)
@@ -348,7 +345,7 @@ func TestRegistry(t *testing.T) {
 	// Two ClientConns to one target share its counts.
 	a2 := testserver.Dial(t, "passthrough:///c")
 	call(a2)
-	if s := h.t.State("passthrough:///c"); s.Requests != 2 {
+	if s := h.t.State("passthrough:///c"); s.Requests != 3 {
 		t.Fatalf("shared target: %+v", s)
 	}
 }
@@ -452,7 +449,7 @@ func TestStreamRejected(t *testing.T) {
 			opened = true
 			return nil, nil
 		})
-	if cs != nil || opened || status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "client throttled itself") {
+	if cs != nil || opened || status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "failsoft: throttle: ") {
 		t.Fatalf("stream %v opened %v err %v", cs, opened, err)
 	}
 	if s := h.state(); s.Requests != 2 || s.Accepts != 0 {
@@ -545,7 +542,7 @@ func TestStress(t *testing.T) {
 }
 
 // TestDeadTarget: a target that cannot be reached is the breaker's
-// business; the throttle leaves it alone unless failures are rejects.
+// business; the throttle leaves it alone.
 func TestDeadTarget(t *testing.T) {
 	down := status.Error(codes.Unavailable, "connection refused")
 	for _, rejects := range []bool{false, true} {
@@ -553,13 +550,44 @@ func TestDeadTarget(t *testing.T) {
 		for range 100 {
 			h.call(down)
 		}
-		s := h.state()
-		if !rejects && (h.sent != 100 || s.Probability != 0) {
-			t.Fatalf("failures as accepts: %d of 100 calls sent, state %+v", h.sent, s)
+		if s := h.state(); h.sent != 100 || s.Probability != 0 {
+			t.Fatalf("failures as rejects %v: %d of 100 calls sent, state %+v", rejects, h.sent, s)
 		}
-		if rejects && (h.sent > 30 || s.Probability != DefaultMaxProbability) {
-			t.Fatalf("failures as rejects: %d of 100 calls sent, state %+v", h.sent, s)
-		}
+	}
+}
+
+// TestFailuresOfAnsweringTarget: the failures of a target that did the
+// work of a call sent within the last second count as refusals (by
+// default), whatever their code, once the window holds 20 requests; older
+// answers do not make it answering.
+func TestFailuresOfAnsweringTarget(t *testing.T) {
+	down := status.Error(codes.Unavailable, "overloaded")
+	tests := []struct {
+		name     string
+		opts     []Option
+		gap      time.Duration // between the accepts and the failure
+		accepts  int
+		wantMiss bool
+	}{
+		{"at once", nil, 0, 20, true},
+		{"within a second", nil, time.Second - time.Nanosecond, 20, true},
+		{"a second later", nil, time.Second, 20, false},
+		{"too few calls to tell", nil, 0, 19, false},
+		{"failures as accepts", []Option{WithFailuresAsRejects(false)}, 0, 20, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, append([]Option{WithRand(fixed(0.99))}, tc.opts...)...)
+			for range tc.accepts {
+				h.call(nil)
+			}
+			h.clk.Advance(tc.gap)
+			h.call(down)
+			s := h.state()
+			if missed := s.Requests != s.Accepts; missed != tc.wantMiss {
+				t.Fatalf("state %+v: failure counted as a refusal %v, want %v", s, missed, tc.wantMiss)
+			}
+		})
 	}
 }
 
@@ -588,36 +616,5 @@ func TestAllAccepted(t *testing.T) {
 	r.add(4, false) // an older miss does not move the mark back
 	if r.allAccepted(14) || !r.allAccepted(15) {
 		t.Error("an older miss moved the mark")
-	}
-}
-
-// TestIndexAtOuterReading: on the system clock, a reading an outer layer
-// took (chain.State.Now) picks the bucket; on any other clock it is
-// ignored, since it is not that clock's time.
-func TestIndexAtOuterReading(t *testing.T) {
-	sys, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		at   time.Time
-		want uint64
-	}{
-		{sys.base, 0},
-		{sys.base.Add(3*sys.width + sys.width/2), 3},
-		{sys.base.Add(-time.Second), 0}, // before the throttle was built
-	} {
-		if got := sys.indexAt(tc.at); got != tc.want {
-			t.Errorf("indexAt(base%+v) = %d, want %d", tc.at.Sub(sys.base), got, tc.want)
-		}
-	}
-	fake := clock.NewFake(time.Now())
-	th, err := New(WithClock(fake))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake.Advance(5 * th.width)
-	if got := th.indexAt(time.Now().Add(100 * th.width)); got != 5 {
-		t.Errorf("fake clock: indexAt(a system reading) = %d, want the fake clock's bucket 5", got)
 	}
 }

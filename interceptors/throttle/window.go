@@ -1,6 +1,9 @@
 package throttle
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // ring counts one target's requests and accepts over the window, in n
 // buckets of equal width indexed by the time since the Interceptor was
@@ -21,6 +24,10 @@ type ring struct {
 	// bucket is in the window, requests equal accepts and the throttle's
 	// probability is 0 for any K >= 1: admit need not sum the buckets.
 	lastMiss atomic.Uint64
+	// lastAnswer is one more than the start (see Interceptor.since) of the
+	// latest call the target did the work of, a success or the caller's
+	// own error (0: none yet).
+	lastAnswer atomic.Int64
 }
 
 // A bucket counts requests and, of those, misses (requests not accepted),
@@ -81,6 +88,38 @@ func bump(w *atomic.Uint64, epoch uint32) uint32 {
 			return at
 		}
 	}
+}
+
+// answeringWithin is how recently a target must have done the work of a call
+// for its failures to count as refusals: long enough to hold a call or
+// two of a client that calls a few times a second, short enough that an
+// outage is counted for a second at most.
+const answeringWithin = time.Second
+
+// answered notes that the target did the work of a call sent at at.
+func (r *ring) answered(at time.Duration) {
+	v := int64(at) + 1
+	for a := r.lastAnswer.Load(); a < v && !r.lastAnswer.CompareAndSwap(a, v); a = r.lastAnswer.Load() {
+	}
+}
+
+// answering reports whether the target did the work of a call sent within
+// answeringWithin before at.
+func (r *ring) answering(at time.Duration) bool {
+	a := r.lastAnswer.Load()
+	return a != 0 && int64(at)-(a-1) < int64(answeringWithin)
+}
+
+// failureEvidence is how many requests the window must hold before a
+// failure counts as a refusal: with fewer, a few unlucky failures of a
+// flaky target (two of three calls) would make it look overloaded.
+const failureEvidence = 20
+
+// evidence reports whether the window ending with index idx holds
+// failureEvidence requests.
+func (r *ring) evidence(idx uint64) bool {
+	req, _ := r.totals(idx)
+	return req >= failureEvidence
 }
 
 // allAccepted reports whether every request counted in the window ending

@@ -6,68 +6,98 @@ import (
 	"sync/atomic"
 )
 
+// Worth says what dropping a value to make room would lose.
+type Worth uint8
+
+const (
+	// Nothing: the value holds no information; a new one is as good (a
+	// closed breaker that counted no failure, an idle compartment).
+	Nothing Worth = iota
+	// Little: the value holds information its owner can afford to lose
+	// when room is short (a closed breaker's recent failures).
+	Little
+	// Needed: dropping the value would change what callers see (an open
+	// breaker would let its calls through, a compartment with calls in
+	// flight would lose count of them). It is never dropped.
+	Needed
+)
+
 // Registry maps a call's target, or with per-method keys its target and
-// method, to a *T created on first use. Maps are copied on write, so
-// lookups take no lock. It holds at most max values: when it is full, a
-// new key takes the place of a value that idle reports true for, and
-// when there is none, Get returns nil.
+// method, to a *T created on first use. Lookups take no lock: maps are
+// copied on write.
+//
+// It holds about max values. When it is full, a new key takes the place of
+// a value that was not used lately (the clock algorithm, an approximation
+// of least recently used), preferring one whose Worth is Nothing over one
+// whose Worth is Little. When every value is Needed or in use, the
+// registry grows past max: a new target is never left unguarded, and an
+// open breaker is never dropped to make room for it. Values that stop
+// being needed make room again as new keys come.
 type Registry[T any] struct {
 	perMethod bool
 	max       int
 	create    func(target, method string) *T
-	idle      func(*T) bool
+	worth     func(*T) Worth
 
-	// One of the two maps is used: values by target, or with per-method
-	// keys, entries by target holding values by method.
-	flat    atomic.Pointer[map[string]*T]
+	// One of the two maps is used: slots by target, or with per-method
+	// keys, entries by target holding slots by method.
+	flat    atomic.Pointer[map[string]*slot[T]]
 	targets atomic.Pointer[map[string]*entry[T]]
-	mu      sync.Mutex // serialises changes
-	count   int        // values held, under mu
 
-	// first is the value of the first key created, found by comparing
-	// strings rather than hashing them: an interceptor serves one
-	// connection, so one target, in the common case. Cleared on eviction.
-	first atomic.Pointer[firstKey[T]]
+	mu    sync.Mutex // serialises changes
+	slots []*slot[T] // every value, in the order the clock hand visits them
+	hand  int
 }
 
-type firstKey[T any] struct {
+// slot holds one value and whether it was used since the clock hand last
+// passed it.
+type slot[T any] struct {
 	target, method string
 	v              *T
+	used           atomic.Bool
 }
 
-// entry is one target's values by method.
+// entry is one target's slots by method.
 type entry[T any] struct {
-	methods atomic.Pointer[map[string]*T]
+	methods atomic.Pointer[map[string]*slot[T]]
 }
 
 // Init empties r and sets it up; it must be called before any other
 // method. create makes the value of a key; without per-method keys its
-// method is "". idle says whether a value may be dropped to make room.
-// Both are called with the registry's lock held.
-func (r *Registry[T]) Init(perMethod bool, max int, create func(target, method string) *T, idle func(*T) bool) {
-	r.perMethod, r.max, r.create, r.idle, r.count = perMethod, max, create, idle, 0
-	r.first.Store(nil)
-	flat := map[string]*T{}
+// method is "". worth says what dropping a value would lose. Both are
+// called with the registry's lock held.
+func (r *Registry[T]) Init(perMethod bool, max int, create func(target, method string) *T, worth func(*T) Worth) {
+	r.perMethod, r.max, r.create, r.worth = perMethod, max, create, worth
+	r.slots, r.hand = nil, 0
+	flat := map[string]*slot[T]{}
 	r.flat.Store(&flat)
 	targets := map[string]*entry[T]{}
 	r.targets.Store(&targets)
 }
 
-// Get returns the value for a call, creating it on first use, or nil when
-// the registry is full and no value is idle.
+// Get returns the value for a call, creating it on first use, and marks it
+// used.
 func (r *Registry[T]) Get(target, method string) *T {
-	if v := r.Lookup(target, method); v != nil {
-		return v
+	s := r.find(target, method)
+	if s == nil {
+		s = r.add(target, method)
 	}
-	return r.add(target, method)
+	if !s.used.Load() {
+		s.used.Store(true)
+	}
+	return s.v
 }
 
 // Lookup returns the value for target (and method, with per-method keys),
-// or nil if there is none.
+// or nil if there is none. It does not count as a use.
 func (r *Registry[T]) Lookup(target, method string) *T {
-	if f := r.first.Load(); f != nil && f.target == target && (!r.perMethod || f.method == method) {
-		return f.v
+	if s := r.find(target, method); s != nil {
+		return s.v
 	}
+	return nil
+}
+
+func (r *Registry[T]) find(target, method string) *slot[T] {
 	if !r.perMethod {
 		return (*r.flat.Load())[target]
 	}
@@ -81,23 +111,23 @@ func (r *Registry[T]) Lookup(target, method string) *T {
 func (r *Registry[T]) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.count
+	return len(r.slots)
 }
 
 // All yields every value, in no particular order.
 func (r *Registry[T]) All() iter.Seq[*T] {
 	return func(yield func(*T) bool) {
 		if !r.perMethod {
-			for _, v := range *r.flat.Load() {
-				if !yield(v) {
+			for _, s := range *r.flat.Load() {
+				if !yield(s.v) {
 					return
 				}
 			}
 			return
 		}
 		for _, e := range *r.targets.Load() {
-			for _, v := range *e.methods.Load() {
-				if !yield(v) {
+			for _, s := range *e.methods.Load() {
+				if !yield(s.v) {
 					return
 				}
 			}
@@ -105,66 +135,84 @@ func (r *Registry[T]) All() iter.Seq[*T] {
 	}
 }
 
-func (r *Registry[T]) add(target, method string) *T {
+func (r *Registry[T]) add(target, method string) *slot[T] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if v := r.Lookup(target, method); v != nil {
-		return v
+	if s := r.find(target, method); s != nil {
+		return s
 	}
-	if r.count >= r.max && !r.evict() {
-		return nil
+	if len(r.slots) >= r.max {
+		r.evict()
 	}
 	if !r.perMethod {
 		method = ""
 	}
-	v := r.create(target, method)
-	r.count++
-	if r.first.Load() == nil {
-		defer r.first.Store(&firstKey[T]{target: target, method: method, v: v})
-	}
+	s := &slot[T]{target: target, method: method, v: r.create(target, method)}
+	r.slots = append(r.slots, s)
 	if !r.perMethod {
-		r.flat.Store(with(*r.flat.Load(), target, v))
-		return v
+		r.flat.Store(with(*r.flat.Load(), target, s))
+		return s
 	}
 	targets := *r.targets.Load()
 	e, ok := targets[target]
 	if !ok {
 		e = &entry[T]{}
-		e.methods.Store(&map[string]*T{method: v})
+		e.methods.Store(&map[string]*slot[T]{method: s})
 		r.targets.Store(with(targets, target, e))
-		return v
+		return s
 	}
-	e.methods.Store(with(*e.methods.Load(), method, v))
-	return v
+	e.methods.Store(with(*e.methods.Load(), method, s))
+	return s
 }
 
-// evict drops one idle value. Called with mu held.
-func (r *Registry[T]) evict() bool {
-	// The dropped value may be the first key's: forget it, whichever it
-	// is, rather than compare.
-	r.first.Store(nil)
+// evict drops one value that was not used since the hand last passed it,
+// worth Nothing if there is one, else worth Little. The hand goes round
+// twice at most: the first round may only clear use marks. Called with mu
+// held.
+func (r *Registry[T]) evict() {
+	fallback := -1
+	for range 2 * len(r.slots) {
+		if r.hand >= len(r.slots) {
+			r.hand = 0
+		}
+		s := r.slots[r.hand]
+		if !s.used.Swap(false) {
+			switch r.worth(s.v) {
+			case Nothing:
+				r.drop(r.hand)
+				return
+			case Little:
+				if fallback < 0 {
+					fallback = r.hand
+				}
+			}
+		}
+		r.hand++
+	}
+	if fallback >= 0 {
+		r.drop(fallback)
+	}
+}
+
+// drop removes the value at index i of the clock. Called with mu held.
+func (r *Registry[T]) drop(i int) {
+	s := r.slots[i]
+	last := len(r.slots) - 1
+	r.slots[i] = r.slots[last]
+	r.slots[last] = nil
+	r.slots = r.slots[:last]
 	if !r.perMethod {
-		flat := *r.flat.Load()
-		for t, v := range flat {
-			if r.idle(v) {
-				r.flat.Store(without(flat, t))
-				r.count--
-				return true
-			}
-		}
-		return false
+		r.flat.Store(without(*r.flat.Load(), s.target))
+		return
 	}
-	for _, e := range *r.targets.Load() {
-		methods := *e.methods.Load()
-		for m, v := range methods {
-			if r.idle(v) {
-				e.methods.Store(without(methods, m))
-				r.count--
-				return true
-			}
-		}
+	targets := *r.targets.Load()
+	e := targets[s.target]
+	methods := *e.methods.Load()
+	if len(methods) == 1 {
+		r.targets.Store(without(targets, s.target))
+		return
 	}
-	return false
+	e.methods.Store(without(methods, s.method))
 }
 
 // with returns a copy of m with key set to v.

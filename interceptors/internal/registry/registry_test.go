@@ -8,8 +8,8 @@ import (
 )
 
 type value struct {
-	key  string
-	busy bool
+	key   string
+	worth Worth
 }
 
 func newRegistry(perMethod bool, max int) (*Registry[value], *int) {
@@ -17,7 +17,7 @@ func newRegistry(perMethod bool, max int) (*Registry[value], *int) {
 	r := new(Registry[value])
 	r.Init(perMethod, max,
 		func(target, method string) *value { *created++; return &value{key: target + " " + method} },
-		func(v *value) bool { return !v.busy })
+		func(v *value) Worth { return v.worth })
 	return r, created
 }
 
@@ -56,24 +56,78 @@ func TestPerMethod(t *testing.T) {
 	}
 }
 
-func TestFull(t *testing.T) {
+// TestFullOfNeededValuesGrows: a key never goes without a value, and a
+// needed value is never dropped for it.
+func TestFullOfNeededValuesGrows(t *testing.T) {
 	for _, perMethod := range []bool{false, true} {
 		t.Run(fmt.Sprint("perMethod=", perMethod), func(t *testing.T) {
 			r, _ := newRegistry(perMethod, 2)
 			a, b := r.Get("a", "/s/M"), r.Get("b", "/s/M")
-			a.busy, b.busy = true, true
-			if v := r.Get("c", "/s/M"); v != nil {
-				t.Fatalf("a full registry with nothing idle made %+v", v)
+			a.worth, b.worth = Needed, Needed
+			c := r.Get("c", "/s/M")
+			if c == nil || r.Lookup("a", "/s/M") != a || r.Lookup("b", "/s/M") != b || r.Len() != 3 {
+				t.Fatalf("c = %v, keys %q", c, keys(r))
 			}
-			b.busy = false
-			if v := r.Get("c", "/s/M"); v == nil || r.Lookup("b", "/s/M") != nil || r.Lookup("a", "/s/M") != a {
-				t.Fatalf("the idle value did not make room: %q", keys(r))
-			}
-			if n := len(keys(r)); n != 2 || r.Len() != 2 {
-				t.Fatalf("%d values, want 2", n)
+			// Once a value is no longer needed, the next key takes its
+			// place and the registry stops growing.
+			b.worth = Nothing
+			r.Get("d", "/s/M")
+			if r.Lookup("b", "/s/M") != nil || r.Lookup("a", "/s/M") != a || r.Len() != 3 {
+				t.Fatalf("b was not dropped for d: %q", keys(r))
 			}
 		})
 	}
+}
+
+// TestEvictsLeastRecentlyUsed: the value dropped is one not used lately.
+func TestEvictsLeastRecentlyUsed(t *testing.T) {
+	for _, perMethod := range []bool{false, true} {
+		t.Run(fmt.Sprint("perMethod=", perMethod), func(t *testing.T) {
+			r, _ := newRegistry(perMethod, 3)
+			r.Get("a", "/s/M")
+			r.Get("b", "/s/M")
+			r.Get("c", "/s/M")
+			r.Get("d", "/s/M") // a, the least recently used, goes
+			r.Get("b", "/s/M")
+			r.Get("e", "/s/M") // then c
+			if want := []string{"b " + key(perMethod), "d " + key(perMethod), "e " + key(perMethod)}; !slices.Equal(keys(r), want) {
+				t.Fatalf("keys %q, want %q", keys(r), want)
+			}
+		})
+	}
+}
+
+// TestPrefersValuesWorthNothing: a value worth Little is dropped only when
+// every unused value is worth at least that.
+func TestPrefersValuesWorthNothing(t *testing.T) {
+	r, _ := newRegistry(false, 3)
+	dead := r.Get("dead", "")
+	dead.worth = Little
+	for i := range 100 {
+		r.Get(fmt.Sprint("churn", i), "")
+		if r.Lookup("dead", "") != dead {
+			t.Fatalf("the value worth Little was dropped after %d new keys, with values worth Nothing to drop", i+1)
+		}
+	}
+	others := 0
+	for v := range r.All() {
+		if v != dead {
+			v.worth = Little
+			others++
+		}
+	}
+	r.Get("x", "")
+	r.Get("y", "")
+	if r.Len() != 3 || others != 2 {
+		t.Fatalf("%d values, want 3: values worth Little make room when nothing else can", r.Len())
+	}
+}
+
+func key(perMethod bool) string {
+	if perMethod {
+		return "/s/M"
+	}
+	return ""
 }
 
 func TestConcurrentGet(t *testing.T) {
@@ -94,28 +148,6 @@ func TestConcurrentGet(t *testing.T) {
 	for g := range got {
 		if !slices.Equal(got[g], got[0]) {
 			t.Fatalf("goroutine %d got other values than goroutine 0", g)
-		}
-	}
-}
-
-// TestFirstKeyEvicted: the first key's value, found without hashing, is
-// forgotten with it when it is dropped to make room.
-func TestFirstKeyEvicted(t *testing.T) {
-	for _, perMethod := range []bool{false, true} {
-		r, created := newRegistry(perMethod, 1)
-		first := r.Get("a", "/s/M")
-		if r.Get("a", "/s/M") != first {
-			t.Fatalf("perMethod %v: the first key's value changed", perMethod)
-		}
-		second := r.Get("b", "/s/M") // evicts a's idle value
-		if second == nil || second == first {
-			t.Fatalf("perMethod %v: b got %v", perMethod, second)
-		}
-		if v := r.Lookup("a", "/s/M"); v != nil {
-			t.Errorf("perMethod %v: the evicted first key still finds %+v", perMethod, v)
-		}
-		if again := r.Get("a", "/s/M"); again == first || *created != 3 {
-			t.Errorf("perMethod %v: a after eviction: same value %v, %d created", perMethod, again == first, *created)
 		}
 	}
 }
