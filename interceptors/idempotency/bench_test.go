@@ -5,7 +5,6 @@ import (
 	"net"
 	"testing"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -77,13 +76,6 @@ func BenchmarkNewKey(b *testing.B) {
 	}
 }
 
-// For comparison with NewKey's batching.
-func BenchmarkUUIDNewString(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = uuid.NewString()
-	}
-}
 
 // headerStream is a grpc.ServerTransportStream that accepts headers, so
 // that the replay path runs as under a real server.

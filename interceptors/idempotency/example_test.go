@@ -51,7 +51,7 @@ func ExampleWithKey() {
 	fmt.Println(err)
 	// Output:
 	// [order-2026-000042]
-	// rpc error: code = InvalidArgument desc = idempotency: key of /failsoft.policytest.v1.TunedService/KeyedWrite: idempotency key has a byte 0xc3 at offset 2 that is not printable ASCII
+	// rpc error: code = InvalidArgument desc = failsoft: idempotency: key of /failsoft.policytest.v1.TunedService/KeyedWrite: idempotency key has a byte 0xc3 at offset 2 that is not printable ASCII
 }
 
 // The server interceptor deduplicates by caller, method and key. Here the
@@ -138,7 +138,7 @@ func ExampleIncomingKey() {
 func ExamplePeerIdentity() {
 	_, err := idempotency.PeerIdentity(context.Background())
 	fmt.Println(err)
-	// Output: rpc error: code = Unauthenticated desc = idempotency: the request has no peer to identify the caller by
+	// Output: rpc error: code = Unauthenticated desc = failsoft: idempotency: the request has no peer to identify the caller by
 }
 
 // A client can tell that an answer came from the server's store.

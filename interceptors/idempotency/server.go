@@ -49,7 +49,7 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 		return nil, err
 	}
 	if cfg.lease > cfg.ttl {
-		return nil, fmt.Errorf("idempotency: lease %v is longer than the TTL %v", cfg.lease, cfg.ttl)
+		return nil, fmt.Errorf("failsoft: idempotency: lease %v is longer than the TTL %v", cfg.lease, cfg.ttl)
 	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = policy.Default()
@@ -73,7 +73,7 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		p, err := s.cfg.Resolver.Resolve(info.FullMethod)
 		if err != nil {
-			return nil, status.Error(codes.FailedPrecondition, err.Error())
+			return nil, err // a *policy.Error: FAILED_PRECONDITION, found by errors.As
 		}
 		if !p.RequiresKey {
 			return handler(ctx, req)
@@ -92,11 +92,11 @@ func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		p, err := s.cfg.Resolver.Resolve(info.FullMethod)
 		if err != nil {
-			return status.Error(codes.FailedPrecondition, err.Error())
+			return err
 		}
 		if p.RequiresKey {
 			if _, err := IncomingKey(ss.Context()); err != nil {
-				return status.Errorf(codes.InvalidArgument, "%s: %v", info.FullMethod, err)
+				return status.Errorf(codes.InvalidArgument, "failsoft: idempotency: %s: %v", info.FullMethod, err)
 			}
 		}
 		return handler(srv, ss)
@@ -123,30 +123,30 @@ func IncomingKey(ctx context.Context) (string, error) {
 func (s *Server) serve(ctx context.Context, req any, method string, handler grpc.UnaryHandler) (any, error) {
 	key, err := IncomingKey(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%s: %v", method, err)
+		return nil, status.Errorf(codes.InvalidArgument, "failsoft: idempotency: %s: %v", method, err)
 	}
 	id, err := s.cfg.identity(ctx)
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
 			return nil, err
 		}
-		return nil, status.Errorf(codes.Unauthenticated, "idempotency: caller identity: %v", err)
+		return nil, status.Errorf(codes.Unauthenticated, "failsoft: idempotency: caller identity: %v", err)
 	}
 	fp, err := FingerprintOf(method, req)
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, status.Error(codes.Internal, "failsoft: "+err.Error())
 	}
 	k := Key{Identity: id, Method: method, Key: key}
 	c, err := s.cfg.store.Claim(ctx, k, fp, s.cfg.lease)
 	switch {
 	case errors.Is(err, ErrFull):
-		return nil, status.Errorf(codes.ResourceExhausted, "idempotency: the key store of %s is full; retry later", method)
+		return nil, status.Errorf(codes.ResourceExhausted, "failsoft: idempotency: the key store of %s is full; retry later", method)
 	case err != nil && s.cfg.failOpen:
 		s.storeError(ctx, method, "claim_fail_open", err)
 		return handler(ctx, req)
 	case err != nil:
 		s.storeError(ctx, method, "claim", err)
-		return nil, status.Errorf(codes.Unavailable, "idempotency: key store unavailable, %s not run: %v", method, err)
+		return nil, status.Errorf(codes.Unavailable, "failsoft: idempotency: key store unavailable, %s not run: %v", method, err)
 	}
 	switch c.State {
 	case Done:
@@ -159,16 +159,16 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 			return nil, s.mismatch(ctx, method)
 		}
 		s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "in_flight"})
-		return nil, status.Errorf(codes.Aborted, "idempotency: a request with this idempotency key is still running; retry after a backoff")
+		return nil, status.Errorf(codes.Aborted, "failsoft: idempotency: a request with this idempotency key is still running; retry after a backoff")
 	case Claimed:
 		return s.run(ctx, req, method, k, c.Token, fp, handler)
 	}
-	return nil, status.Errorf(codes.Internal, "idempotency: store answered claim state %v", c.State)
+	return nil, status.Errorf(codes.Internal, "failsoft: idempotency: store answered claim state %v", c.State)
 }
 
 func (s *Server) mismatch(ctx context.Context, method string) error {
 	s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "fingerprint"})
-	return status.Errorf(codes.FailedPrecondition, "idempotency: this idempotency key was already used for a different request to %s; use a new key for a new request", method)
+	return status.Errorf(codes.FailedPrecondition, "failsoft: idempotency: this idempotency key was already used for a different request to %s; use a new key for a new request", method)
 }
 
 // run runs the handler under a claim and stores or releases its outcome.
@@ -252,7 +252,7 @@ func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (an
 	header, herr := decodeMD(o.Header)
 	trailer, terr := decodeMD(o.Trailer)
 	if herr != nil || terr != nil {
-		return nil, status.Errorf(codes.Internal, "idempotency: stored metadata of %s is corrupt", method)
+		return nil, status.Errorf(codes.Internal, "failsoft: idempotency: stored metadata of %s is corrupt", method)
 	}
 	if header == nil {
 		header = metadata.MD{}
@@ -267,17 +267,17 @@ func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (an
 	if o.Code != codes.OK {
 		var sp spb.Status
 		if err := proto.Unmarshal(o.Status, &sp); err != nil {
-			return nil, status.Errorf(codes.Internal, "idempotency: stored status of %s is corrupt: %v", method, err)
+			return nil, status.Errorf(codes.Internal, "failsoft: idempotency: stored status of %s is corrupt: %v", method, err)
 		}
 		return nil, status.ErrorProto(&sp)
 	}
 	mt, err := s.cfg.types.FindMessageByName(protoreflect.FullName(o.ResponseType))
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "idempotency: stored response type %q of %s: %v", o.ResponseType, method, err)
+		return nil, status.Errorf(codes.Internal, "failsoft: idempotency: stored response type %q of %s: %v", o.ResponseType, method, err)
 	}
 	m := mt.New().Interface()
 	if err := proto.Unmarshal(o.Response, m); err != nil {
-		return nil, status.Errorf(codes.Internal, "idempotency: stored response of %s is corrupt: %v", method, err)
+		return nil, status.Errorf(codes.Internal, "failsoft: idempotency: stored response of %s is corrupt: %v", method, err)
 	}
 	return m, nil
 }
@@ -307,7 +307,7 @@ func (s *Server) observe(ctx context.Context, e observe.Event) {
 func PeerIdentity(ctx context.Context) (string, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", status.Error(codes.Unauthenticated, "idempotency: the request has no peer to identify the caller by")
+		return "", status.Error(codes.Unauthenticated, "failsoft: idempotency: the request has no peer to identify the caller by")
 	}
 	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 		if c := verifiedLeaf(ti.State.VerifiedChains); c != nil {
@@ -321,7 +321,7 @@ func PeerIdentity(ctx context.Context) (string, error) {
 		}
 	}
 	if p.Addr == nil {
-		return "", status.Error(codes.Unauthenticated, "idempotency: the request's peer has no address")
+		return "", status.Error(codes.Unauthenticated, "failsoft: idempotency: the request's peer has no address")
 	}
 	return p.Addr.Network() + ":" + p.Addr.String(), nil
 }
