@@ -76,7 +76,6 @@ func BenchmarkNewKey(b *testing.B) {
 	}
 }
 
-
 // headerStream is a grpc.ServerTransportStream that accepts headers, so
 // that the replay path runs as under a real server.
 type headerStream struct{}
@@ -89,7 +88,7 @@ func (headerStream) SetTrailer(md metadata.MD) error { return nil }
 // The server's replay path with the memory store: everything between the
 // decoded request and the response handed back to gRPC.
 func BenchmarkServerReplay(b *testing.B) {
-	srv, err := idempotency.NewServer()
+	srv, err := idempotency.NewServer(idempotency.WithIdentity(idempotency.PeerIdentity))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,7 +123,7 @@ func BenchmarkServerFirstRun(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := idempotency.NewServer(idempotency.WithStore(st))
+	srv, err := idempotency.NewServer(idempotency.WithStore(st), idempotency.WithIdentity(idempotency.PeerIdentity))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -183,7 +183,7 @@ func TestClientStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := idempotency.NewServer(idempotency.WithResolver(resolver))
+	srv, err := idempotency.NewServer(idempotency.WithResolver(resolver), idempotency.WithIdentity(idempotency.Unauthenticated))
 	if err != nil {
 		t.Fatal(err)
 	}

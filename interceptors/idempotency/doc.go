@@ -44,10 +44,20 @@
 //
 // NewServer returns the Server, whose UnaryServerInterceptor deduplicates
 // by (caller identity, method, key). The caller identity comes from an
-// IdentityFunc (WithIdentity); the default, PeerIdentity, uses the verified
-// TLS client certificate or the peer's IP address, and services with
-// authenticated callers should name the principal or tenant instead. One
-// caller never sees another's stored outcome.
+// IdentityFunc (WithIdentity) and must survive restarts and new addresses:
+//
+//   - CertificateIdentity, the default: the verified mTLS client
+//     certificate (its URI name, such as a SPIFFE ID, or its subject); a
+//     request without one is refused with UNAUTHENTICATED;
+//   - a function of the caller's credentials, such as the principal an
+//     authentication interceptor (placed before this one) put in the
+//     context;
+//   - Unauthenticated, the explicit choice of a service that cannot tell
+//     callers apart: one identity, one key space and one quota for all;
+//   - PeerIdentity, the IP address, an explicit and weak choice.
+//
+// A stored outcome is replayed only to the identity that created it, and
+// another identity's key answers a caller exactly as an unused key does.
 //
 // For a request with a key:
 //

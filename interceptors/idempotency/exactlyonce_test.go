@@ -130,7 +130,7 @@ func chargeName(i int) string {
 // replica starts one server: faults, then idempotency, then the bank.
 func replica(t *testing.T, r int, b *bank, f *faults, store idempotency.Store) string {
 	t.Helper()
-	opts := []idempotency.ServerOption{idempotency.WithObserver(observe.Func(func(ctx context.Context, e observe.Event) {
+	opts := []idempotency.ServerOption{idempotency.WithIdentity(idempotency.Unauthenticated), idempotency.WithObserver(observe.Func(func(ctx context.Context, e observe.Event) {
 		if e.Kind == observe.Replay {
 			b.mu.Lock()
 			b.replayedBy = append(b.replayedBy, replayAt{metadata.ValueFromIncomingContext(ctx, policy.KeyMetadata)[0], r})

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -135,10 +138,27 @@ func ExampleIncomingKey() {
 	// Output: upload-7 <nil>
 }
 
-func ExamplePeerIdentity() {
-	_, err := idempotency.PeerIdentity(context.Background())
+// By default the caller is the verified mTLS client certificate; a
+// request without one is refused.
+func ExampleCertificateIdentity() {
+	_, err := idempotency.CertificateIdentity(context.Background())
+	fmt.Println(status.Code(err))
+	// Output: Unauthenticated
+}
+
+// A service that does not authenticate its callers says so: they all share
+// one identity, and so one key space.
+func ExampleUnauthenticated() {
+	_, err := idempotency.NewServer(idempotency.WithIdentity(idempotency.Unauthenticated))
 	fmt.Println(err)
-	// Output: rpc error: code = Unauthenticated desc = failsoft: idempotency: the request has no peer to identify the caller by
+	// Output: <nil>
+}
+
+// The address of the peer, an explicit and weak choice.
+func ExamplePeerIdentity() {
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 4321}})
+	fmt.Println(idempotency.PeerIdentity(ctx))
+	// Output: ip:192.0.2.7 <nil>
 }
 
 // A client can tell that an answer came from the server's store.

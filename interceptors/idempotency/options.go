@@ -143,17 +143,27 @@ func WithStore(st Store) ServerOption {
 	})
 }
 
-// IdentityFunc returns who is calling: the tenant, account or service on
-// whose behalf the request is made. Entries of different identities never
-// meet, so one caller can never receive another's stored response. An
+// IdentityFunc returns who is calling: the principal, tenant, account or
+// service on whose behalf the request is made, as the service
+// authenticated it. Entries of different identities never meet: an
+// outcome is replayed only to the identity that created it, and a key of
+// another identity looks to a caller exactly like an unused one. Quotas
+// (MemoryConfig.MaxEntriesPerIdentity) are counted per identity too. An
 // error fails the call: with its own status if it has one, otherwise with
 // UNAUTHENTICATED.
+//
+// The identity must outlive the connection: a client that crashed,
+// restarted with a new address and repeats its call must have the same
+// identity, or the call runs again.
 type IdentityFunc func(ctx context.Context) (string, error)
 
 // WithIdentity sets how the server names the caller. The default,
-// PeerIdentity, uses the verified client certificate or else the peer's IP
-// address; services that authenticate callers should pass a function that
-// returns the authenticated principal or tenant.
+// CertificateIdentity, uses the verified mTLS client certificate and
+// refuses callers without one. Services that authenticate callers by other
+// means (a token checked by an auth interceptor that puts the principal in
+// the context) pass a function that returns that principal; services that
+// do not authenticate callers choose Unauthenticated, or PeerIdentity and
+// its caveats.
 func WithIdentity(f IdentityFunc) ServerOption {
 	return serverOption(func(s *serverConfig) error {
 		if f == nil {

@@ -39,7 +39,7 @@ type keyedServer struct {
 func newKeyedServer(t *testing.T, fn func(context.Context, *policytestv1.PingRequest) (*policytestv1.PingResponse, error), opts ...idempotency.ServerOption) *keyedServer {
 	t.Helper()
 	ks := &keyedServer{events: &events{}}
-	idem, err := idempotency.NewServer(append([]idempotency.ServerOption{idempotency.WithObserver(ks.events)}, opts...)...)
+	idem, err := idempotency.NewServer(append([]idempotency.ServerOption{idempotency.WithIdentity(idempotency.Unauthenticated), idempotency.WithObserver(ks.events)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ func TestServerLeaseExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks := newKeyedServer(t, echo, idempotency.WithStore(st), idempotency.WithLease(10*time.Second))
-	key := idempotency.Key{Identity: "ip:127.0.0.1", Method: keyedWrite, Key: "k"}
+	key := idempotency.Key{Identity: "anonymous", Method: keyedWrite, Key: "k"}
 	fp, err := idempotency.FingerprintOf(keyedWrite, &policytestv1.PingRequest{Payload: "a"})
 	if err != nil {
 		t.Fatal(err)
@@ -420,7 +420,7 @@ func TestServerLeaseExpiry(t *testing.T) {
 
 // A panicking handler gives its key back.
 func TestServerPanicReleases(t *testing.T) {
-	srv, err := idempotency.NewServer()
+	srv, err := idempotency.NewServer(idempotency.WithIdentity(idempotency.PeerIdentity))
 	if err != nil {
 		t.Fatal(err)
 	}

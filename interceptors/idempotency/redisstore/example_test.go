@@ -17,7 +17,7 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv, err := idempotency.NewServer(idempotency.WithStore(st))
+	srv, err := idempotency.NewServer(idempotency.WithStore(st), idempotency.WithIdentity(idempotency.CertificateIdentity))
 	if err != nil {
 		log.Fatal(err)
 	}
