@@ -273,6 +273,10 @@ func (brokenStore) Complete(context.Context, idempotency.Key, string, idempotenc
 
 func (brokenStore) Release(context.Context, idempotency.Key, string) error { return errDown }
 
+func (brokenStore) Extend(context.Context, idempotency.Key, string, time.Duration) error {
+	return errDown
+}
+
 func TestServerStoreDown(t *testing.T) {
 	closed := newKeyedServer(t, echo, idempotency.WithStore(brokenStore{}))
 	if _, _, err := closed.call(withKeyMD(context.Background(), "k"), "a"); status.Code(err) != codes.Unavailable || closed.runs.Load() != 0 {

@@ -42,6 +42,14 @@ if v == false or (string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1]) t
 end
 return 0
 `)
+	extendScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
 	releaseScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1] then
@@ -141,6 +149,18 @@ func (s *Store) Complete(ctx context.Context, k idempotency.Key, token string, f
 	ok, err := completeScript.Run(ctx, s.client, []string{s.RedisKey(k)}, token, encodeDone(fp, o), millis(ttl)).Int64()
 	if err != nil {
 		return fmt.Errorf("redisstore: complete: %w", err)
+	}
+	if ok != 1 {
+		return idempotency.ErrLeaseLost
+	}
+	return nil
+}
+
+// Extend implements idempotency.Store.
+func (s *Store) Extend(ctx context.Context, k idempotency.Key, token string, lease time.Duration) error {
+	ok, err := extendScript.Run(ctx, s.client, []string{s.RedisKey(k)}, token, millis(lease)).Int64()
+	if err != nil {
+		return fmt.Errorf("redisstore: extend: %w", err)
 	}
 	if ok != 1 {
 		return idempotency.ErrLeaseLost
