@@ -23,6 +23,9 @@ const (
 	// handler still running when its lease ends may be run a second time
 	// by a retry, so the lease must exceed the slowest handler.
 	DefaultLease = time.Minute
+	// DefaultMaxWaiters bounds the requests of one server that wait for a
+	// claim in flight with their key; more are answered ABORTED.
+	DefaultMaxWaiters = 1000
 	// DefaultStoreTimeout bounds the writes that record an outcome after the
 	// handler returned; they run even if the caller has gone away.
 	DefaultStoreTimeout = 5 * time.Second
@@ -79,6 +82,7 @@ type serverConfig struct {
 	stored       policy.CodeSet
 	types        *protoregistry.Types
 	rawKeys      bool
+	maxWaiters   int
 }
 
 type clientOption func(*clientConfig) error
@@ -124,8 +128,10 @@ func WithRawKeysInEvents() CommonOption {
 	}
 }
 
-// WithClock sets the clock of the default in-memory store (the system
-// clock when not given). A store given with WithStore keeps its own time.
+// WithClock sets the clock that times lease renewals, waits for claims in
+// flight in stores that are polled, and the default in-memory store (the
+// system clock when not given). A store given with WithStore keeps its own
+// time.
 func WithClock(c clock.Clock) ServerOption {
 	return serverOption(common.Clock[serverConfig]("idempotency", c))
 }
@@ -195,6 +201,20 @@ func WithLease(d time.Duration) ServerOption {
 			return fmt.Errorf("idempotency.WithLease(%v): must be positive", d)
 		}
 		s.lease = d
+		return nil
+	})
+}
+
+// WithMaxWaiters bounds the requests that wait for a claim in flight with
+// their key (DefaultMaxWaiters); more are answered ABORTED at once, for
+// the client to retry after a backoff. 0 answers every such request
+// ABORTED.
+func WithMaxWaiters(n int) ServerOption {
+	return serverOption(func(s *serverConfig) error {
+		if n < 0 {
+			return fmt.Errorf("idempotency.WithMaxWaiters(%d): must not be negative", n)
+		}
+		s.maxWaiters = n
 		return nil
 	})
 }

@@ -2,35 +2,36 @@ package idempotency
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
-	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
 )
 
 // Server is the server side: it runs each (caller, method, key) at most
 // once and answers repeats from its Store.
 type Server struct {
-	cfg serverConfig
+	cfg     serverConfig
+	waiters waiters
+	unsaved unsaved
 }
 
 // NewServer returns the server interceptor. With no options it keeps
@@ -43,6 +44,7 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 		storeTimeout: DefaultStoreTimeout,
 		stored:       DefaultStoredCodes,
 		identity:     CertificateIdentity,
+		maxWaiters:   DefaultMaxWaiters,
 		types:        protoregistry.GlobalTypes,
 	}
 	if err := option.Each(opts, func(o ServerOption) error { return o.applyServer(&cfg) }); err != nil {
@@ -54,14 +56,17 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 	if cfg.Resolver == nil {
 		cfg.Resolver = policy.Default()
 	}
+	cfg.Clock = clock.OrSystem(cfg.Clock)
 	if cfg.store == nil {
-		st, err := NewMemoryStore(MemoryConfig{Clock: clock.OrSystem(cfg.Clock)})
+		st, err := NewMemoryStore(MemoryConfig{Clock: cfg.Clock})
 		if err != nil {
 			return nil, err
 		}
 		cfg.store = st
 	}
-	return &Server{cfg: cfg}, nil
+	srv := &Server{cfg: cfg}
+	srv.waiters.max = int64(cfg.maxWaiters)
+	return srv, nil
 }
 
 // Store returns the store the server uses.
@@ -137,88 +142,118 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 		return nil, status.Error(codes.Internal, "failsoft: "+err.Error())
 	}
 	k := Key{Identity: id, Method: method, Key: key}
-	c, err := s.cfg.store.Claim(ctx, k, fp, s.cfg.lease)
-	switch {
-	case errors.Is(err, ErrFull):
-		return nil, status.Errorf(codes.ResourceExhausted, "failsoft: idempotency: the key store of %s is full; retry later", method)
-	case err != nil && s.cfg.failOpen:
-		s.storeError(ctx, method, "claim_fail_open", err)
-		return handler(ctx, req)
-	case err != nil:
-		s.storeError(ctx, method, "claim", err)
-		return nil, status.Errorf(codes.Unavailable, "failsoft: idempotency: key store unavailable, %s not run: %v", method, err)
+	if o, ok := s.unsaved.get(k, fp, s.cfg.Clock.Now()); ok {
+		// Its store write failed: the outcome is answered from here, and
+		// written again.
+		s.unsaved.save(ctx, s, method, k, fp, o)
+		return s.replay(ctx, method, key, o)
 	}
-	switch c.State {
-	case Done:
-		if c.Fingerprint != fp {
-			return nil, s.mismatch(ctx, method)
+	joined := false
+	for {
+		c, err := s.cfg.store.Claim(ctx, k, fp, s.cfg.lease)
+		switch {
+		case errors.Is(err, ErrFull):
+			return nil, s.full(ctx, method)
+		case err != nil && s.cfg.failOpen:
+			s.storeError(ctx, method, "claim_fail_open", err)
+			return handler(ctx, req)
+		case err != nil:
+			s.storeError(ctx, method, "claim", err)
+			return nil, status.Errorf(codes.Unavailable, "failsoft: idempotency: key store unavailable, %s not run: %v", method, err)
 		}
-		return s.replay(ctx, method, key, c.Outcome)
-	case InFlight:
-		if c.Fingerprint != fp {
-			return nil, s.mismatch(ctx, method)
+		switch c.State {
+		case Done:
+			if c.Fingerprint != fp {
+				return nil, s.mismatch(ctx, method)
+			}
+			return s.replay(ctx, method, key, c.Outcome)
+		case Claimed:
+			return s.run(ctx, req, method, k, c.Token, fp, handler)
+		case InFlight:
+			if c.Fingerprint != fp {
+				return nil, s.mismatch(ctx, method)
+			}
+			if !joined {
+				if !s.waiters.acquire() {
+					s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "in_flight"})
+					return nil, status.Errorf(codes.Aborted, "failsoft: idempotency: a request with this idempotency key is still in progress; retry after a backoff")
+				}
+				defer s.waiters.release()
+				joined = true
+				s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "joined"})
+			}
+			// Wait for the first request's outcome, then look again: it is
+			// stored (replayed), released (this request runs) or still
+			// running under an extended lease (wait again).
+			if err := s.wait(ctx, k); err != nil {
+				return nil, status.FromContextError(err).Err()
+			}
+		default:
+			return nil, status.Errorf(codes.Internal, "failsoft: idempotency: store answered claim state %v", c.State)
 		}
-		s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "in_flight"})
-		return nil, status.Errorf(codes.Aborted, "failsoft: idempotency: a request with this idempotency key is still running; retry after a backoff")
-	case Claimed:
-		return s.run(ctx, req, method, k, c.Token, fp, handler)
 	}
-	return nil, status.Errorf(codes.Internal, "failsoft: idempotency: store answered claim state %v", c.State)
 }
+
+// full answers a request whose store has no room: RESOURCE_EXHAUSTED, with
+// the delay after which room is likely, since claims in flight end within
+// a lease.
+func (s *Server) full(ctx context.Context, method string) error {
+	s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "full"})
+	delay := min(s.cfg.lease, time.Second)
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushbackMetadata, strconv.FormatInt(delay.Milliseconds(), 10)))
+	st, err := status.New(codes.ResourceExhausted, "failsoft: idempotency: the key store of "+method+" has no room for a new key; retry later").
+		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
+	if err != nil {
+		return status.Errorf(codes.ResourceExhausted, "failsoft: idempotency: the key store of %s has no room for a new key; retry later", method)
+	}
+	return st.Err()
+}
+
+// pushbackMetadata is the trailer by which gRPC servers tell clients when
+// to retry (gRFC A6).
+const pushbackMetadata = "grpc-retry-pushback-ms"
+
+// wait returns when the claim in flight on k may have ended, or with
+// ctx's error. Stores that are Waiters say when; others are polled, more
+// slowly as the wait goes on.
+func (s *Server) wait(ctx context.Context, k Key) error {
+	if w, ok := s.cfg.store.(Waiter); ok {
+		return w.Wait(ctx, k)
+	}
+	t := s.cfg.Clock.NewTimer(pollInterval)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pollInterval is how often a request waiting for a claim in flight in a
+// store that is not a Waiter looks again.
+const pollInterval = 20 * time.Millisecond
+
+// waiters bounds the requests waiting for claims in flight, each holding
+// a goroutine and its request.
+type waiters struct {
+	n   atomic.Int64
+	max int64
+}
+
+func (w *waiters) acquire() bool {
+	if w.n.Add(1) > w.max {
+		w.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (w *waiters) release() { w.n.Add(-1) }
 
 func (s *Server) mismatch(ctx context.Context, method string) error {
 	s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "fingerprint"})
 	return status.Errorf(codes.FailedPrecondition, "failsoft: idempotency: this idempotency key was already used for a different request to %s; use a new key for a new request", method)
-}
-
-// run runs the handler under a claim and stores or releases its outcome.
-func (s *Server) run(ctx context.Context, req any, method string, k Key, token string, fp Fingerprint, handler grpc.UnaryHandler) (resp any, err error) {
-	finished := false
-	defer func() {
-		if !finished {
-			// The handler panicked: give the key back, as a crash would
-			// once its lease ended.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.storeTimeout)
-			if err := s.cfg.store.Release(wctx, k, token); err != nil {
-				s.storeError(ctx, method, "release", err)
-			}
-			cancel()
-		}
-	}()
-	var cs *capturingStream
-	if sts := grpc.ServerTransportStreamFromContext(ctx); sts != nil {
-		cs = &capturingStream{ServerTransportStream: sts}
-		ctx = grpc.NewContextWithServerTransportStream(ctx, cs)
-	}
-	resp, err = handler(ctx, req)
-	finished = true
-
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.storeTimeout)
-	defer cancel()
-	code := outcome.Code(err)
-	if !s.cfg.stored.Has(code) {
-		if rErr := s.cfg.store.Release(wctx, k, token); rErr != nil {
-			s.storeError(ctx, method, "release", rErr)
-		}
-		return resp, err
-	}
-	o, encErr := encodeOutcome(code, resp, err)
-	if encErr == nil && cs != nil {
-		o.Header, o.Trailer = cs.captured()
-	}
-	if encErr != nil {
-		// The outcome cannot be stored. The claim is kept until its lease
-		// ends, so that a retry is answered ABORTED rather than run again
-		// at once.
-		s.storeError(ctx, method, "encode", encErr)
-		return resp, err
-	}
-	// A failed write leaves the claim in place until its lease ends; the
-	// caller still gets the handler's answer, which is the truth.
-	if cErr := s.cfg.store.Complete(wctx, k, token, fp, o, s.cfg.ttl); cErr != nil {
-		s.storeError(ctx, method, "complete", cErr)
-	}
-	return resp, err
 }
 
 func encodeOutcome(code codes.Code, resp any, err error) (*Outcome, error) {
@@ -294,69 +329,3 @@ func (s *Server) observe(ctx context.Context, e observe.Event) {
 	}
 }
 
-// CertificateIdentity is the default IdentityFunc. It names the caller by
-// the client certificate that the server's TLS configuration verified
-// (mTLS): its first URI name, such as a SPIFFE ID ("uri:spiffe://..."),
-// or else its subject ("x509:CN=billing,O=Acme"). The name survives
-// restarts, new addresses and NAT, so a call repeated by a restarted
-// client is still deduplicated. A request without a verified certificate
-// fails with UNAUTHENTICATED: a service that authenticates callers some
-// other way names them with WithIdentity, and one that does not
-// authenticate them chooses Unauthenticated (or PeerIdentity) explicitly.
-func CertificateIdentity(ctx context.Context) (string, error) {
-	if p, ok := peer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-			if c := verifiedLeaf(ti.State.VerifiedChains); c != nil {
-				if len(c.URIs) > 0 {
-					return "uri:" + c.URIs[0].String(), nil
-				}
-				return "x509:" + c.Subject.String(), nil
-			}
-		}
-	}
-	return "", status.Error(codes.Unauthenticated, "failsoft: idempotency: the caller has no verified client certificate to be identified by; "+
-		"name callers with idempotency.WithIdentity (or choose idempotency.Unauthenticated)")
-}
-
-// Unauthenticated is the IdentityFunc of a service that cannot tell its
-// callers apart: every caller has the one identity "anonymous". A request
-// is then deduplicated whichever connection, address or restarted process
-// sends it, but callers share one key space and one quota: a caller who
-// sends another's key with the same request receives that request's
-// outcome, and one caller can use up the quota of all. It is safe only
-// when keys cannot be guessed (NewKey's random UUIDs) and callers are
-// trusted not to flood the store.
-func Unauthenticated(context.Context) (string, error) { return "anonymous", nil }
-
-// PeerIdentity names the caller by its verified TLS client certificate
-// (as CertificateIdentity) when there is one, and otherwise by its IP
-// address without the port ("ip:" and the address). An address is a weak
-// identity, to be chosen explicitly: a client restarted elsewhere, or
-// moving between IPv4 and IPv6, becomes a new caller and its retried call
-// runs again; callers behind one NAT or proxy share an identity and can
-// meet each other's keys.
-func PeerIdentity(ctx context.Context) (string, error) {
-	if id, err := CertificateIdentity(ctx); err == nil {
-		return id, nil
-	}
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return "", status.Error(codes.Unauthenticated, "failsoft: idempotency: the request has no peer to identify the caller by")
-	}
-	if a, ok := p.Addr.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			return "ip:" + ip.Unmap().String(), nil
-		}
-	}
-	if p.Addr == nil {
-		return "", status.Error(codes.Unauthenticated, "failsoft: idempotency: the request's peer has no address")
-	}
-	return p.Addr.Network() + ":" + p.Addr.String(), nil
-}
-
-func verifiedLeaf(chains [][]*x509.Certificate) *x509.Certificate {
-	if len(chains) > 0 && len(chains[0]) > 0 {
-		return chains[0][0]
-	}
-	return nil
-}
