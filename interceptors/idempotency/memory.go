@@ -390,7 +390,11 @@ func (h identityHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].heapIndex, h[j].heapIndex = i, j
 }
-func (h *identityHeap) Push(x any) { id := x.(*memIdentity); id.heapIndex = len(*h); *h = append(*h, id) }
+func (h *identityHeap) Push(x any) {
+	id := x.(*memIdentity)
+	id.heapIndex = len(*h)
+	*h = append(*h, id)
+}
 func (h *identityHeap) Pop() any {
 	old := *h
 	id := old[len(old)-1]
