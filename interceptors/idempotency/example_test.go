@@ -168,3 +168,42 @@ func ExampleReplayed() {
 	fmt.Println(idempotency.Replayed(header), idempotency.Replayed(nil))
 	// Output: true false
 }
+
+// A handler marks the point after which its effect is done: a transient
+// error after it is stored and replayed, not run again.
+func ExampleCommit() {
+	charge := func(ctx context.Context, r *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+		// ... write the charge to the ledger ...
+		idempotency.Commit(ctx)
+		// ... notify, which may time out: the charge stands either way ...
+		return &policytestv1.PingResponse{Payload: "charged " + r.Payload}, nil
+	}
+	resp, _ := charge(context.Background(), &policytestv1.PingRequest{Payload: "42"})
+	fmt.Println(resp.Payload)
+	// Output: charged 42
+}
+
+// A recovery interceptor inside the idempotency interceptor reports
+// panics with RecoveredPanic, so that the key is released, not stored as
+// INTERNAL.
+func ExampleRecoveredPanic() {
+	err := idempotency.RecoveredPanic("nil map")
+	fmt.Println(status.Code(err), err)
+	// Output: Internal handler panicked: nil map
+}
+
+// What a store holds and has given up under load.
+func ExampleMemoryStore_Stats() {
+	st, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{MaxEntries: 10_000, MaxEntriesPerIdentity: 1_000})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%+v\n", st.Stats())
+	// Output: {Entries:0 Bytes:0 Identities:0 Evictions:0 Refusals:0}
+}
+
+func ExampleWithMaxWaiters() {
+	_, err := idempotency.NewServer(idempotency.WithIdentity(idempotency.Unauthenticated), idempotency.WithMaxWaiters(100))
+	fmt.Println(err)
+	// Output: <nil>
+}

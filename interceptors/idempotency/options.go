@@ -19,9 +19,10 @@ import (
 const (
 	// DefaultTTL is how long a stored outcome is kept, as in Stripe's API.
 	DefaultTTL = 24 * time.Hour
-	// DefaultLease is how long a claim protects a running handler. A
-	// handler still running when its lease ends may be run a second time
-	// by a retry, so the lease must exceed the slowest handler.
+	// DefaultLease is how long a claim protects a handler without being
+	// renewed: the server renews it every third of a lease while the
+	// handler runs, so it bounds how long the key of a crashed process
+	// stays claimed.
 	DefaultLease = time.Minute
 	// DefaultMaxWaiters bounds the requests of one server that wait for a
 	// claim in flight with their key; more are answered ABORTED.
@@ -49,6 +50,8 @@ const (
 // client to retry with the same key returns one of the transient codes;
 // INTERNAL, UNKNOWN and DATA_LOSS are stored because the handler may have
 // done part of its work, and running it again could do that part twice.
+// A handler that returns a transient code after its effects committed
+// calls Commit first, so that its outcome is stored all the same.
 var DefaultStoredCodes = policy.Codes(
 	codes.OK, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition,
 	codes.OutOfRange, codes.Internal, codes.Unknown, codes.DataLoss,
@@ -192,9 +195,10 @@ func WithTTL(d time.Duration) ServerOption {
 	})
 }
 
-// WithLease sets how long a claim protects a running handler
-// (DefaultLease). When a process dies while running a handler, its key is
-// answered ABORTED until the lease ends and can then be claimed again.
+// WithLease sets how long a claim protects a handler without being
+// renewed (DefaultLease); the server renews it while the handler runs.
+// When a process dies while running a handler, retries of its key wait
+// until the lease ends, and the key can then be claimed again.
 func WithLease(d time.Duration) ServerOption {
 	return serverOption(func(s *serverConfig) error {
 		if d <= 0 {
@@ -241,7 +245,8 @@ func WithFailOpen() ServerOption {
 
 // WithStoredCodes replaces DefaultStoredCodes: the codes whose outcome is
 // stored and replayed. Other outcomes release the key so that the request
-// can be retried with it. The set must hold OK.
+// can be retried with it, unless the handler called Commit. The set must
+// hold OK.
 func WithStoredCodes(set policy.CodeSet) ServerOption {
 	return serverOption(func(s *serverConfig) error {
 		if !set.Has(codes.OK) {

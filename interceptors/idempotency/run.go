@@ -184,7 +184,7 @@ func (s *Server) extendLease(ctx context.Context, method string, k Key, token st
 // unsaved holds outcomes whose store write failed, bounded, until they are
 // written or their TTL ends.
 type unsaved struct {
-	mu sync.Mutex
+	mu sync.RWMutex
 	m  map[Key]unsavedOutcome
 }
 
@@ -212,8 +212,8 @@ func (u *unsaved) put(k Key, token string, fp Fingerprint, o *Outcome, expires t
 // get returns the unsaved outcome of k for a request with fingerprint fp
 // at now.
 func (u *unsaved) get(k Key, fp Fingerprint, now time.Time) (*Outcome, bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.mu.RLock()
+	defer u.mu.RUnlock()
 	e, ok := u.m[k]
 	if !ok || e.fp != fp || !now.Before(e.expires) {
 		return nil, false

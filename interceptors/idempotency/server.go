@@ -142,14 +142,14 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 		return nil, status.Error(codes.Internal, "failsoft: "+err.Error())
 	}
 	k := Key{Identity: id, Method: method, Key: key}
-	if o, ok := s.unsaved.get(k, fp, s.cfg.Clock.Now()); ok {
-		// Its store write failed: the outcome is answered from here, and
-		// written again.
-		s.unsaved.save(ctx, s, method, k, fp, o)
-		return s.replay(ctx, method, key, o)
-	}
 	joined := false
 	for {
+		if o, ok := s.unsaved.get(k, fp, s.cfg.Clock.Now()); ok {
+			// Its store write failed: the outcome is answered from here,
+			// and written again.
+			s.unsaved.save(ctx, s, method, k, fp, o)
+			return s.replay(ctx, method, key, o)
+		}
 		c, err := s.cfg.store.Claim(ctx, k, fp, s.cfg.lease)
 		switch {
 		case errors.Is(err, ErrFull):
