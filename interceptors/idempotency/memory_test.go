@@ -240,6 +240,11 @@ func TestMemoryExtend(t *testing.T) {
 	}
 }
 
+func TestMemoryBoundedContract(t *testing.T) {
+	st, _ := newMemory(t, idempotency.MemoryConfig{MaxEntriesPerIdentity: 3})
+	storetest.RunBounded(t, st)
+}
+
 func TestMemoryContract(t *testing.T) {
 	st, clk := newMemory(t, idempotency.MemoryConfig{})
 	// Advancing the clock past every lease and TTL expires every entry,
