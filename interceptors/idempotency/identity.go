@@ -22,18 +22,30 @@ import (
 // other way names them with WithIdentity, and one that does not
 // authenticate them chooses Unauthenticated (or PeerIdentity) explicitly.
 func CertificateIdentity(ctx context.Context) (string, error) {
-	if p, ok := peer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-			if c := verifiedLeaf(ti.State.VerifiedChains); c != nil {
-				if len(c.URIs) > 0 {
-					return "uri:" + c.URIs[0].String(), nil
-				}
-				return "x509:" + c.Subject.String(), nil
-			}
-		}
+	if id, ok := certificateName(ctx); ok {
+		return id, nil
 	}
 	return "", status.Error(codes.Unauthenticated, "failsoft: idempotency: the caller has no verified client certificate to be identified by; "+
 		"name callers with idempotency.WithIdentity (or choose idempotency.Unauthenticated)")
+}
+
+func certificateName(ctx context.Context) (string, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", false
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return "", false
+	}
+	c := verifiedLeaf(ti.State.VerifiedChains)
+	switch {
+	case c == nil:
+		return "", false
+	case len(c.URIs) > 0:
+		return "uri:" + c.URIs[0].String(), true
+	}
+	return "x509:" + c.Subject.String(), true
 }
 
 // Unauthenticated is the IdentityFunc of a service that cannot tell its
@@ -54,7 +66,7 @@ func Unauthenticated(context.Context) (string, error) { return "anonymous", nil 
 // runs again; callers behind one NAT or proxy share an identity and can
 // meet each other's keys.
 func PeerIdentity(ctx context.Context) (string, error) {
-	if id, err := CertificateIdentity(ctx); err == nil {
+	if id, ok := certificateName(ctx); ok {
 		return id, nil
 	}
 	p, ok := peer.FromContext(ctx)
