@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/idempotency/redisstore"
@@ -269,6 +270,87 @@ func movingClient(t *testing.T, addr string) grpc.DialOption {
 	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, _ *grpc.ClientConn, _ grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		return conns[n.Add(1)%uint64(len(conns))].Invoke(ctx, method, req, reply, opts...)
 	})
+}
+
+// hedgeLoop is a minimal hedging interceptor for tests: each attempt is
+// two concurrent requests with the same key, each into its own reply
+// message; the first definite answer wins and the other is cancelled.
+// Indefinite answers (UNAVAILABLE, ABORTED) are retried, up to max
+// attempts.
+func hedgeLoop(max int) grpc.UnaryClientInterceptor {
+	indefinite := func(err error) bool {
+		c := status.Code(err)
+		return c == codes.Unavailable || c == codes.Aborted || c == codes.Canceled
+	}
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		type answer struct {
+			reply  proto.Message
+			header metadata.MD
+			err    error
+		}
+		// Each request gets its own header too; the winner's is the call's.
+		var header *metadata.MD
+		var rest []grpc.CallOption
+		for _, o := range opts {
+			if h, ok := o.(grpc.HeaderCallOption); ok {
+				header = h.HeaderAddr
+				continue
+			}
+			rest = append(rest, o)
+		}
+		var err error
+		for range max {
+			hctx, cancel := context.WithCancel(ctx)
+			answers := make(chan answer, 2)
+			for range 2 {
+				go func() {
+					r := proto.Clone(reply.(proto.Message))
+					proto.Reset(r)
+					var hdr metadata.MD
+					err := invoker(hctx, method, req, r, cc, append(rest, grpc.Header(&hdr))...)
+					answers <- answer{r, hdr, err}
+				}()
+			}
+			a := <-answers
+			if indefinite(a.err) {
+				a = <-answers
+				cancel()
+			} else {
+				cancel()
+				<-answers
+			}
+			if err = a.err; !indefinite(err) {
+				if header != nil {
+					*header = a.header
+				}
+				if err == nil {
+					proto.Reset(reply.(proto.Message))
+					proto.Merge(reply.(proto.Message), a.reply)
+				}
+				return err
+			}
+		}
+		return err
+	}
+}
+
+// Writes hedged with their key (two requests at once for every attempt)
+// are charged once: the second request waits for the first's outcome.
+func TestExactlyOnceHedged(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) idempotency.Store
+	}{
+		{"memory", func(*testing.T) idempotency.Store { return nil }},
+		{"redis", func(t *testing.T) idempotency.Store { return newRedisStore(t, redistest.Start(t).Addr) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, f := newBank(), newFaults()
+			addr := replica(t, 0, b, f, tc.store(t))
+			cc := testserver.Dial(t, addr, grpc.WithChainUnaryInterceptor(newClient(t).UnaryClientInterceptor(), hedgeLoop(maxAttempts)))
+			runCharges(t, cc, b, f)
+		})
+	}
 }
 
 // Clients whose attempts arrive from new addresses are still charged
