@@ -30,3 +30,16 @@ func ExampleStore_RedisKey() {
 	st, _ := redisstore.New(rc)
 	_ = st.RedisKey(idempotency.Key{Identity: "tenant-1", Method: "/pay.v1.Pay/Charge", Key: "order-42"})
 }
+
+// Each caller holds at most 10,000 keys: a caller that sends more loses
+// its own oldest outcomes, not another caller's. Run Redis with
+// maxmemory-policy noeviction.
+func ExampleWithMaxEntriesPerIdentity() {
+	rc := redis.NewClient(&redis.Options{Addr: "redis.internal:6379"})
+	defer rc.Close()
+	st, err := redisstore.New(rc, redisstore.WithMaxEntriesPerIdentity(10_000))
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = st
+}
