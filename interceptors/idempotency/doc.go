@@ -71,13 +71,14 @@
 //   - a key whose first request is still running: the request waits for
 //     that request's outcome, within its own deadline, and answers with it
 //     (or runs, if the first released the key); beyond WithMaxWaiters
-//     waiting requests, ABORTED, for the client to retry after a backoff;
+//     waiting requests, ABORTED, for the client to retry after a backoff
+//     (with an ErrorInfo of reason ReasonInProgress and a RetryInfo);
 //   - a key used before for a different request (FingerprintOf the method
 //     and the deterministic encoding of the request differs):
 //     FAILED_PRECONDITION, never the stored response;
 //   - a new key when the store has no room (only claims in flight are in
-//     the way): RESOURCE_EXHAUSTED with a RetryInfo delay and the
-//     grpc-retry-pushback-ms trailer.
+//     the way): RESOURCE_EXHAUSTED with a RetryInfo delay, an ErrorInfo of
+//     reason ReasonStoreFull and the grpc-retry-pushback-ms trailer.
 //
 // A handler calls Commit(ctx) right after its side effects commit. What
 // happens to each outcome, and what a retry with the same key then does:

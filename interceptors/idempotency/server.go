@@ -175,8 +175,7 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 			}
 			if !joined {
 				if !s.waiters.acquire() {
-					s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "in_flight"})
-					return nil, status.Errorf(codes.Aborted, "failsoft: idempotency: a request with this idempotency key is still in progress; retry after a backoff")
+					return nil, s.inProgress(ctx, method)
 				}
 				defer s.waiters.release()
 				joined = true
@@ -194,6 +193,19 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 	}
 }
 
+// Reasons of the google.rpc.ErrorInfo detail, in ErrorDomain, that the
+// server attaches to the statuses that ask the client to retry the same
+// key later, so that a client's retry policy can recognise them.
+const (
+	ErrorDomain = "failsoft.idempotency"
+	// ReasonInProgress: ABORTED, the key's first request is still running
+	// and no more requests may wait for it.
+	ReasonInProgress = "KEY_IN_PROGRESS"
+	// ReasonStoreFull: RESOURCE_EXHAUSTED, the store has no room for a new
+	// key until a claim in flight ends.
+	ReasonStoreFull = "STORE_FULL"
+)
+
 // full answers a request whose store has no room: RESOURCE_EXHAUSTED, with
 // the delay after which room is likely, since claims in flight end within
 // a lease.
@@ -201,10 +213,23 @@ func (s *Server) full(ctx context.Context, method string) error {
 	s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "full"})
 	delay := min(s.cfg.lease, time.Second)
 	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushbackMetadata, strconv.FormatInt(delay.Milliseconds(), 10)))
-	st, err := status.New(codes.ResourceExhausted, "failsoft: idempotency: the key store of "+method+" has no room for a new key; retry later").
-		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
+	return retryLater(codes.ResourceExhausted, ReasonStoreFull, delay, "failsoft: idempotency: the key store of "+method+" has no room for a new key; retry later")
+}
+
+// inProgress answers a request that may not wait for its key's claim in
+// flight: ABORTED, to be retried after a backoff.
+func (s *Server) inProgress(ctx context.Context, method string) error {
+	s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "in_flight"})
+	return retryLater(codes.Aborted, ReasonInProgress, pollInterval, "failsoft: idempotency: a request with this idempotency key to "+method+" is still in progress; retry after a backoff")
+}
+
+func retryLater(code codes.Code, reason string, delay time.Duration, msg string) error {
+	st, err := status.New(code, msg).WithDetails(
+		&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)},
+	)
 	if err != nil {
-		return status.Errorf(codes.ResourceExhausted, "failsoft: idempotency: the key store of %s has no room for a new key; retry later", method)
+		return status.Error(code, msg)
 	}
 	return st.Err()
 }

@@ -213,8 +213,9 @@ func TestServerInFlightRefusals(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, _, err := ks.call(ctx, "slow"); done <- err }()
 	<-entered
-	if _, _, err := ks.call(ctx, "slow"); status.Code(err) != codes.Aborted {
-		t.Errorf("no room to wait: %v, want ABORTED", err)
+	_, _, err := ks.call(ctx, "slow")
+	if info := errorInfo(err); status.Code(err) != codes.Aborted || info.GetReason() != idempotency.ReasonInProgress || info.GetDomain() != idempotency.ErrorDomain {
+		t.Errorf("no room to wait: %v (%v), want ABORTED with the in-progress reason", err, info)
 	}
 	close(release)
 	if err := <-done; err != nil {
@@ -335,6 +336,9 @@ func TestServerStoreFull(t *testing.T) {
 	_, err = ks.client.KeyedWrite(withKeyMD(context.Background(), "k2"), &policytestv1.PingRequest{Payload: "a"}, grpc.Trailer(&trailer))
 	if status.Code(err) != codes.ResourceExhausted || !strings.HasPrefix(status.Convert(err).Message(), "failsoft: idempotency: ") {
 		t.Fatalf("full store: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if info := errorInfo(err); info.GetReason() != idempotency.ReasonStoreFull {
+		t.Errorf("full store: reason %v, want %s", info, idempotency.ReasonStoreFull)
 	}
 	var delay *errdetails.RetryInfo
 	for _, d := range status.Convert(err).Details() {
@@ -671,4 +675,13 @@ func TestServerReplaysMetadata(t *testing.T) {
 	if a, b := t1.Get("x-ledger-seq"), t2.Get("x-ledger-seq"); len(a) != 1 || len(b) != 1 || a[0] != b[0] {
 		t.Errorf("trailer: first %q, replay %q", a, b)
 	}
+}
+
+func errorInfo(err error) *errdetails.ErrorInfo {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info
+		}
+	}
+	return nil
 }
