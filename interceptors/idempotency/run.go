@@ -68,9 +68,9 @@ func (s *Server) run(ctx context.Context, req any, method string, k Key, token s
 		if finished {
 			return
 		}
-		// The handler panicked. Before its commit point it did nothing
-		// that a new run could repeat: the key is given back. After it,
-		// the panic is the outcome.
+		// The handler panicked (or its goroutine exited). Before its
+		// commit point it did nothing that a new run could repeat: the key
+		// is given back. After it, the panic is the outcome.
 		p := recover()
 		if rs.committed.Load() {
 			o, _ := encodeOutcome(codes.Internal, nil, (&PanicError{Value: p}).GRPCStatus().Err())
@@ -78,7 +78,9 @@ func (s *Server) run(ctx context.Context, req any, method string, k Key, token s
 		} else {
 			s.release(ctx, method, k, token)
 		}
-		panic(p)
+		if p != nil {
+			panic(p)
+		}
 	}()
 	var cs *capturingStream
 	if sts := grpc.ServerTransportStreamFromContext(ctx); sts != nil {

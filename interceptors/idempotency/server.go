@@ -185,7 +185,7 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 			// stored (replayed), released (this request runs) or still
 			// running under an extended lease (wait again).
 			if err := s.wait(ctx, k); err != nil {
-				return nil, status.FromContextError(err).Err()
+				return nil, status.Errorf(status.FromContextError(err).Code(), "failsoft: idempotency: gave up waiting for the request in progress with this key: %v", err)
 			}
 		default:
 			return nil, status.Errorf(codes.Internal, "failsoft: idempotency: store answered claim state %v", c.State)
