@@ -44,9 +44,9 @@ type MemoryConfig struct {
 // bytes, in total and per identity, and degrades fairly when full:
 //
 //   - an identity at its own bound gives up its oldest stored outcome;
-//   - a full store takes the oldest stored outcome of the identity that
-//     holds the most bytes, so that a flood from one identity costs that
-//     identity's oldest keys, not another's;
+//   - a full store takes the oldest stored outcome of the identity whose
+//     stored outcomes take the most bytes, so that a flood from one
+//     identity costs that identity's oldest keys, not another's;
 //   - a claim in flight is never evicted (that would let its request run
 //     twice): only when the room is all taken by claims in flight is a new
 //     claim refused with ErrFull, which lasts until a lease ends or a
@@ -65,7 +65,7 @@ type MemoryStore struct {
 	entries    map[Key]*memEntry
 	expiries   expiryHeap
 	identities map[string]*memIdentity
-	largest    identityHeap // by bytes held
+	largest    identityHeap // by bytes of stored outcomes held
 	bytes      int64
 	tokens     uint64
 	evictions  uint64
@@ -95,6 +95,7 @@ type memIdentity struct {
 	entries   int
 	bytes     int64
 	done      list.List // of *memEntry
+	doneBytes int64     // of the entries in done
 	heapIndex int       // in MemoryStore.largest
 }
 
@@ -282,8 +283,8 @@ func (s *MemoryStore) Stats() MemoryStats {
 
 // makeRoom evicts stored outcomes until an entry of size bytes for
 // identity fits: first the identity's own oldest, while it is over its
-// bounds, then the oldest of the identity that holds the most bytes,
-// while the store is full. It reports false, evicting nothing more, when
+// bounds, then the oldest of the identity whose outcomes take the most
+// bytes, while the store is full. It reports false, evicting nothing more, when
 // what is in the way is all claims in flight.
 func (s *MemoryStore) makeRoom(identity string, size int64) bool {
 	if size > s.maxBytesPerID {
@@ -337,6 +338,7 @@ func (s *MemoryStore) add(e *memEntry) {
 	heap.Push(&s.expiries, e)
 	if e.outcome != nil {
 		e.done = id.done.PushBack(e)
+		id.doneBytes += e.size
 	}
 	s.bytes += e.size
 	id.entries++
@@ -350,6 +352,7 @@ func (s *MemoryStore) remove(e *memEntry) {
 	heap.Remove(&s.expiries, e.heapIndex)
 	if e.done != nil {
 		id.done.Remove(e.done)
+		id.doneBytes -= e.size
 		e.done = nil
 	}
 	s.bytes -= e.size
@@ -381,11 +384,12 @@ func (h *expiryHeap) Pop() any {
 	return e
 }
 
-// identityHeap orders identities by the bytes they hold, most first.
+// identityHeap orders identities by the bytes their stored outcomes take,
+// most first.
 type identityHeap []*memIdentity
 
 func (h identityHeap) Len() int           { return len(h) }
-func (h identityHeap) Less(i, j int) bool { return h[i].bytes > h[j].bytes }
+func (h identityHeap) Less(i, j int) bool { return h[i].doneBytes > h[j].doneBytes }
 func (h identityHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].heapIndex, h[j].heapIndex = i, j

@@ -251,3 +251,28 @@ func TestMemoryContract(t *testing.T) {
 	// which the contract allows: expire only promises k's end.
 	storetest.Run(t, st, func(*testing.T, idempotency.Key) { clk.Advance(25 * time.Hour) })
 }
+
+// A full store makes room from the identity whose stored outcomes take the
+// most room, even when another identity holds more claims in flight.
+func TestMemoryFullEvictsOutcomesNotClaims(t *testing.T) {
+	st, _ := newMemory(t, idempotency.MemoryConfig{MaxEntries: 6})
+	key := func(id string, i int) idempotency.Key {
+		return idempotency.Key{Identity: id, Method: "/s.S/M", Key: fmt.Sprint(i)}
+	}
+	for i := range 4 {
+		if _, err := st.Claim(context.Background(), key("busy", i), idempotency.Fingerprint{}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	complete(t, st, key("done", 0))
+	complete(t, st, key("done", 1))
+	complete(t, st, key("new", 0))
+	if got := state(t, st, key("done", 0)); got != idempotency.Claimed {
+		t.Errorf("oldest outcome: %v, want evicted (claimed anew)", got)
+	}
+	for i := range 4 {
+		if got := state(t, st, key("busy", i)); got != idempotency.InFlight {
+			t.Errorf("claim %d: %v, want still in flight", i, got)
+		}
+	}
+}
