@@ -24,6 +24,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
+	"github.com/failsoft/failsoft/internal/redistest"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
@@ -152,8 +153,27 @@ func (e *joinedEvents) Observe(ctx context.Context, ev observe.Event) {
 }
 
 // Duplicates that arrive while the first request runs wait for its
-// outcome and all receive it; the handler runs once.
+// outcome and all receive it; the handler runs once. The memory store
+// tells waiters when the claim ends, Redis is polled.
 func TestServerJoinsInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) idempotency.Store
+	}{
+		{"memory", func(t *testing.T) idempotency.Store {
+			st, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+		{"redis", func(t *testing.T) idempotency.Store { return newRedisStore(t, redistest.Start(t).Addr) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { joinsInFlight(t, tc.store(t)) })
+	}
+}
+
+func joinsInFlight(t *testing.T, st idempotency.Store) {
 	const duplicates = 100
 	entered, release := make(chan struct{}), make(chan struct{})
 	ev := &joinedEvents{joined: make(chan struct{}, duplicates)}
@@ -163,7 +183,7 @@ func TestServerJoinsInFlight(t *testing.T) {
 			<-release
 		}
 		return echo(ctx, r)
-	}, idempotency.WithObserver(ev))
+	}, idempotency.WithObserver(ev), idempotency.WithStore(st))
 	ctx := withKeyMD(context.Background(), "k")
 	type answer struct {
 		resp *policytestv1.PingResponse
