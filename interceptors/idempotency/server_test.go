@@ -24,8 +24,8 @@ import (
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
-	"github.com/failsoft/failsoft/internal/redistest"
 	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/internal/redistest"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
