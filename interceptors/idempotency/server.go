@@ -143,7 +143,7 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 	}
 	k := Key{Identity: id, Method: method, Key: key}
 	joined := false
-	for {
+	for waits := 0; ; waits++ {
 		if o, ok := s.unsaved.get(k, fp, s.cfg.Clock.Now()); ok {
 			// Its store write failed: the outcome is answered from here,
 			// and written again.
@@ -184,7 +184,7 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 			// Wait for the first request's outcome, then look again: it is
 			// stored (replayed), released (this request runs) or still
 			// running under an extended lease (wait again).
-			if err := s.wait(ctx, k); err != nil {
+			if err := s.wait(ctx, k, waits); err != nil {
 				return nil, status.Errorf(status.FromContextError(err).Code(), "failsoft: idempotency: gave up waiting for the request in progress with this key: %v", err)
 			}
 		default:
@@ -240,12 +240,13 @@ const pushbackMetadata = "grpc-retry-pushback-ms"
 
 // wait returns when the claim in flight on k may have ended, or with
 // ctx's error. Stores that are Waiters say when; others are polled, more
-// slowly as the wait goes on.
-func (s *Server) wait(ctx context.Context, k Key) error {
+// slowly as the wait goes on: the nth wait of a request lasts
+// pollInterval << n, at most maxPollInterval.
+func (s *Server) wait(ctx context.Context, k Key, n int) error {
 	if w, ok := s.cfg.store.(Waiter); ok {
 		return w.Wait(ctx, k)
 	}
-	t := s.cfg.Clock.NewTimer(pollInterval)
+	t := s.cfg.Clock.NewTimer(min(pollInterval<<min(n, 16), maxPollInterval))
 	defer t.Stop()
 	select {
 	case <-t.C():
@@ -255,9 +256,12 @@ func (s *Server) wait(ctx context.Context, k Key) error {
 	}
 }
 
-// pollInterval is how often a request waiting for a claim in flight in a
-// store that is not a Waiter looks again.
-const pollInterval = 20 * time.Millisecond
+// How often a request waiting for a claim in flight in a store that is not
+// a Waiter looks again.
+const (
+	pollInterval    = 10 * time.Millisecond
+	maxPollInterval = 250 * time.Millisecond
+)
 
 // waiters bounds the requests waiting for claims in flight, each holding
 // a goroutine and its request.
