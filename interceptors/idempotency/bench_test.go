@@ -3,13 +3,15 @@ package idempotency_test
 import (
 	"context"
 	"net"
+	"strconv"
 	"testing"
+	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
+	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -77,14 +79,6 @@ func BenchmarkNewKey(b *testing.B) {
 	}
 }
 
-// For comparison with NewKey's batching.
-func BenchmarkUUIDNewString(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = uuid.NewString()
-	}
-}
-
 // headerStream is a grpc.ServerTransportStream that accepts headers, so
 // that the replay path runs as under a real server.
 type headerStream struct{}
@@ -97,7 +91,7 @@ func (headerStream) SetTrailer(md metadata.MD) error { return nil }
 // The server's replay path with the memory store: everything between the
 // decoded request and the response handed back to gRPC.
 func BenchmarkServerReplay(b *testing.B) {
-	srv, err := idempotency.NewServer()
+	srv, err := idempotency.NewServer(idempotency.WithIdentity(idempotency.PeerIdentity))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,7 +126,7 @@ func BenchmarkServerFirstRun(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := idempotency.NewServer(idempotency.WithStore(st))
+	srv, err := idempotency.NewServer(idempotency.WithStore(st), idempotency.WithIdentity(idempotency.PeerIdentity))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -146,6 +140,62 @@ func BenchmarkServerFirstRun(b *testing.B) {
 	for b.Loop() {
 		ctx := metadata.NewIncomingContext(base, metadata.Pairs(policy.KeyMetadata, idempotency.NewKey()))
 		if _, err := intercept(ctx, req, info, handler); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Claim and complete of a new key in a MemoryStore that is empty, and in
+// one that is full of another identity's outcomes (every new key then
+// evicts one) or of expired entries (every new key expires some first).
+func BenchmarkMemoryClaimComplete(b *testing.B) {
+	const size = 100_000
+	for _, tc := range []struct {
+		name string
+		fill func(st *idempotency.MemoryStore, clk *clock.Fake)
+	}{
+		{"empty", func(*idempotency.MemoryStore, *clock.Fake) {}},
+		{"full", func(st *idempotency.MemoryStore, _ *clock.Fake) { fillMemory(b, st, "other", size) }},
+		{"full of expired", func(st *idempotency.MemoryStore, clk *clock.Fake) {
+			fillMemory(b, st, "other", size)
+			clk.Advance(2 * time.Hour)
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			clk := clock.NewFake(time.Unix(1e9, 0))
+			st, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{MaxEntries: size, MaxBytes: 1 << 30, Clock: clk})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tc.fill(st, clk)
+			ctx := context.Background()
+			o := &idempotency.Outcome{ResponseType: "t", Response: []byte("receipt")}
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				k := idempotency.Key{Identity: "caller", Method: keyedWrite, Key: strconv.Itoa(i)}
+				i++
+				c, err := st.Claim(ctx, k, idempotency.Fingerprint{}, time.Minute)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := st.Complete(ctx, k, c.Token, idempotency.Fingerprint{}, o, time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func fillMemory(b *testing.B, st *idempotency.MemoryStore, identity string, n int) {
+	ctx := context.Background()
+	for i := range n {
+		k := idempotency.Key{Identity: identity, Method: keyedWrite, Key: strconv.Itoa(i)}
+		c, err := st.Claim(ctx, k, idempotency.Fingerprint{}, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Complete(ctx, k, c.Token, idempotency.Fingerprint{}, &idempotency.Outcome{}, time.Hour); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
@@ -79,7 +78,7 @@ func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clien
 func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.ClientConn, st *chain.State) (context.Context, error) {
 	p, err := st.Resolve(i.cfg.Resolver, method)
 	if err != nil {
-		return ctx, status.Error(codes.FailedPrecondition, err.Error())
+		return ctx, err // a *policy.Error: FAILED_PRECONDITION, found by errors.As
 	}
 	if !p.RequiresKey {
 		return ctx, nil
@@ -88,19 +87,19 @@ func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.Client
 	if vals := metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata); len(vals) > 0 {
 		switch {
 		case len(vals) > 1:
-			return ctx, reject(cc, fmt.Sprintf("idempotency: %d %s entries in the outgoing metadata of %s, want one", len(vals), policy.KeyMetadata, method))
+			return ctx, reject(cc, fmt.Sprintf("failsoft: idempotency: %d %s entries in the outgoing metadata of %s, want one", len(vals), policy.KeyMetadata, method))
 		case fromCaller && vals[0] != key:
-			return ctx, reject(cc, fmt.Sprintf("idempotency: %s of %s: the outgoing metadata and WithKey hold different keys", policy.KeyMetadata, method))
+			return ctx, reject(cc, fmt.Sprintf("failsoft: idempotency: %s of %s: the outgoing metadata and WithKey hold different keys", policy.KeyMetadata, method))
 		}
 		if err := ValidateKey(vals[0]); err != nil {
-			return ctx, reject(cc, fmt.Sprintf("idempotency: %s of %s: %v", policy.KeyMetadata, method, err))
+			return ctx, reject(cc, fmt.Sprintf("failsoft: idempotency: %s of %s: %v", policy.KeyMetadata, method, err))
 		}
 		return ctx, nil
 	}
 	if !fromCaller {
 		key = NewKey()
 	} else if err := ValidateKey(key); err != nil {
-		return ctx, reject(cc, fmt.Sprintf("idempotency: key of %s: %v", method, err))
+		return ctx, reject(cc, fmt.Sprintf("failsoft: idempotency: key of %s: %v", method, err))
 	}
 	ctx = metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key)
 	if o := i.cfg.Observer; observe.Wants(ctx, o, observe.KeyAttached) {

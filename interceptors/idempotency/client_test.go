@@ -183,7 +183,7 @@ func TestClientStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := idempotency.NewServer(idempotency.WithResolver(resolver))
+	srv, err := idempotency.NewServer(idempotency.WithResolver(resolver), idempotency.WithIdentity(idempotency.Unauthenticated))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,5 +302,27 @@ func TestOptionErrors(t *testing.T) {
 	}
 	if err := idempotency.ValidateKey("ok"); err != nil || errors.Unwrap(err) != nil {
 		t.Error(err)
+	}
+}
+
+// An invalid policy fails the call with the resolver's *policy.Error, which
+// errors.As finds and which is FAILED_PRECONDITION.
+func TestPolicyErrorAsIs(t *testing.T) {
+	const broken = "/failsoft.policytest.v1.BrokenService/ZeroTimeout"
+	cc := testserver.Dial(t, "passthrough:///policy")
+	srv, err := idempotency.NewServer(idempotency.WithIdentity(func(context.Context) (string, error) { return "t", nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := map[string]error{
+		"client": newClient(t).UnaryClientInterceptor()(context.Background(), broken, &policytestv1.PingRequest{}, &policytestv1.PingResponse{}, cc, noopInvoker),
+	}
+	_, errs["server unary"] = srv.UnaryServerInterceptor()(context.Background(), &policytestv1.PingRequest{}, &grpc.UnaryServerInfo{FullMethod: broken}, nil)
+	errs["server stream"] = srv.StreamServerInterceptor()(nil, fakeStream{context.Background()}, &grpc.StreamServerInfo{FullMethod: broken}, nil)
+	for name, err := range errs {
+		var pe *policy.Error
+		if !errors.As(err, &pe) || status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("%s: %v (%T), want a *policy.Error with FAILED_PRECONDITION", name, err, err)
+		}
 	}
 }

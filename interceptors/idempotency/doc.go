@@ -44,32 +44,65 @@
 //
 // NewServer returns the Server, whose UnaryServerInterceptor deduplicates
 // by (caller identity, method, key). The caller identity comes from an
-// IdentityFunc (WithIdentity); the default, PeerIdentity, uses the verified
-// TLS client certificate or the peer's IP address, and services with
-// authenticated callers should name the principal or tenant instead. One
-// caller never sees another's stored outcome.
+// IdentityFunc (WithIdentity) and must survive restarts and new addresses:
+//
+//   - CertificateIdentity, the default: the verified mTLS client
+//     certificate (its URI name, such as a SPIFFE ID, or its subject); a
+//     request without one is refused with UNAUTHENTICATED;
+//   - a function of the caller's credentials, such as the principal an
+//     authentication interceptor (placed before this one) put in the
+//     context;
+//   - Unauthenticated, the explicit choice of a service that cannot tell
+//     callers apart: one identity, one key space and one quota for all;
+//   - PeerIdentity, the IP address, an explicit and weak choice.
+//
+// A stored outcome is replayed only to the identity that created it, and
+// another identity's key answers a caller exactly as an unused key does.
 //
 // For a request with a key:
 //
 //   - no key, several, or an invalid one: INVALID_ARGUMENT;
 //   - a new key: claimed atomically with a lease (WithLease, DefaultLease),
-//     the handler runs, and its outcome is stored for WithTTL (DefaultTTL,
-//     24 h) if its code is in DefaultStoredCodes (successes and final
-//     business errors); otherwise (validation, authorization and transient
-//     failures) the claim is released and the request may be retried with
-//     the same key;
+//     which the server extends while the handler runs; the handler runs,
+//     and its outcome is stored for WithTTL (DefaultTTL, 24 h) or released
+//     (the table below);
 //   - a key with a stored outcome: that outcome, without running the
 //     handler, with the response header "idempotency-replayed: true";
-//   - a key whose first request is still running: ABORTED, so the client
-//     retries after a backoff;
+//   - a key whose first request is still running: the request waits for
+//     that request's outcome, within its own deadline, and answers with it
+//     (or runs, if the first released the key); beyond WithMaxWaiters
+//     waiting requests, ABORTED, for the client to retry after a backoff
+//     (with an ErrorInfo of reason ReasonInProgress and a RetryInfo);
 //   - a key used before for a different request (FingerprintOf the method
 //     and the deterministic encoding of the request differs):
-//     FAILED_PRECONDITION, never the stored response.
+//     FAILED_PRECONDITION, never the stored response;
+//   - a new key when the store has no room (only claims in flight are in
+//     the way): RESOURCE_EXHAUSTED with a RetryInfo delay, an ErrorInfo of
+//     reason ReasonStoreFull and the grpc-retry-pushback-ms trailer.
 //
-// A claim whose handler crashed ends with its lease, and the key can then
-// be claimed again. A handler still running when its lease ends may run a
-// second time, so the lease must exceed the slowest handler. A panicking
-// handler releases its claim before the panic goes on.
+// A handler calls Commit(ctx) right after its side effects commit. What
+// happens to each outcome, and what a retry with the same key then does:
+//
+//	handler outcome                           stored?  a retry with the key
+//	OK                                        stored   is answered from the store
+//	a code in DefaultStoredCodes (final       stored   is answered from the store
+//	business errors, INTERNAL, UNKNOWN)
+//	any code after Commit                     stored   is answered from the store
+//	another code (validation, auth,           released runs again
+//	transient) before Commit
+//	panic, or RecoveredPanic, before Commit   released runs again
+//	panic after Commit                        stored   INTERNAL from the store
+//	outcome the store could not take          in this  is answered from this
+//	(store down when the handler finished)    server   server, which writes it again
+//	process crashed while the handler ran     lease    runs again once the lease ends
+//	outcome evicted from a full store         evicted  runs again (MemoryStats.Evictions)
+//
+// What remains possible: a handler that does its effect and then fails
+// with a released code without calling Commit runs twice; an INTERNAL from
+// a recovery interceptor that does not use RecoveredPanic is stored; an
+// outcome the store could not take is known only to the server that ran
+// it, so a retry reaching another replica after the lease runs again; a
+// process that crashes after the effect runs it again after the lease.
 //
 // Stored outcomes are the response message (rebuilt on replay from the
 // type registry, WithTypes) or the full status with its details, and the
@@ -79,16 +112,23 @@
 // # Stores
 //
 // Outcomes live in a Store. The default is a MemoryStore, bounded in
-// entries and bytes, which never evicts a live key: when full, a new key
-// is answered RESOURCE_EXHAUSTED. Services with several replicas share
-// redisstore.Store (Redis, SET NX with a lease). When the store cannot be
-// reached the request fails with UNAVAILABLE, never running unguarded,
-// unless WithFailOpen is given. Every failure of the store, and every
-// outcome that could not be stored, is reported as an
-// observe.KeyStoreError event saying where it happened (the telemetry
+// entries and bytes, in total and per identity, which degrades fairly:
+// a flood of new keys from one identity costs that identity's oldest
+// stored outcomes (their repeats run again), not another identity's; a
+// claim in flight is never evicted, and only when the room is all claims
+// in flight is a new key answered RESOURCE_EXHAUSTED, until a claim ends.
+// MemoryStore.Stats counts entries, evictions and refusals. Services with
+// several replicas share redisstore.Store (Redis, SET NX with a lease).
+// When the store cannot be reached the request fails with UNAVAILABLE,
+// never running unguarded, unless WithFailOpen is given. Every failure of
+// the store, and every outcome that could not be stored, is reported as an
+// observe.KeyStoreError event saying where it happened (claim,
+// claim_fail_open, complete, encode, extend, release; the telemetry
 // package counts them in failsoft.server.idempotency.store_errors): with
 // WithFailOpen, or with outcomes that stop being stored, deduplication
-// would otherwise stop without a sign.
+// would otherwise stop without a sign. KeyConflict events say why a
+// request did not run: "joined" (it waits for a claim in flight),
+// "in_flight" (ABORTED), "fingerprint", "full".
 //
 // # Streams
 //
@@ -101,7 +141,7 @@
 //
 // # Cost
 //
-// Attaching a key costs one policy lookup, a key from a batch of 64
-// generated at once, and grpc's metadata.AppendToOutgoingContext, which
-// alone makes the 4 allocations of the call. See the package benchmarks.
+// Attaching a key costs one policy lookup, a random UUID (uuid.NewString,
+// two allocations) and grpc's metadata.AppendToOutgoingContext. See the
+// package benchmarks.
 package idempotency

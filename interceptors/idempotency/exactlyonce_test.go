@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/idempotency/redisstore"
@@ -128,9 +131,9 @@ func chargeName(i int) string {
 }
 
 // replica starts one server: faults, then idempotency, then the bank.
-func replica(t *testing.T, r int, b *bank, f *faults, store idempotency.Store) string {
+func replica(t *testing.T, r int, b *bank, f *faults, store idempotency.Store, extra ...idempotency.ServerOption) string {
 	t.Helper()
-	opts := []idempotency.ServerOption{idempotency.WithObserver(observe.Func(func(ctx context.Context, e observe.Event) {
+	opts := []idempotency.ServerOption{idempotency.WithIdentity(tokenIdentity), idempotency.WithObserver(observe.Func(func(ctx context.Context, e observe.Event) {
 		if e.Kind == observe.Replay {
 			b.mu.Lock()
 			b.replayedBy = append(b.replayedBy, replayAt{metadata.ValueFromIncomingContext(ctx, policy.KeyMetadata)[0], r})
@@ -140,7 +143,7 @@ func replica(t *testing.T, r int, b *bank, f *faults, store idempotency.Store) s
 	if store != nil {
 		opts = append(opts, idempotency.WithStore(store))
 	}
-	srv, err := idempotency.NewServer(opts...)
+	srv, err := idempotency.NewServer(append(opts, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,10 +168,12 @@ func makeCharges(cc *grpc.ClientConn) []chargeResult {
 	results := make([]chargeResult, charges)
 	var wg sync.WaitGroup
 	next := make(chan int)
-	for range workers {
+	for w := range workers {
 		wg.Go(func() {
+			// Each worker is a client with its own credentials.
+			authed := metadata.AppendToOutgoingContext(context.Background(), "authorization", fmt.Sprint("Bearer worker-", w))
 			for i := range next {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				ctx, cancel := context.WithTimeout(authed, 30*time.Second)
 				var hdr metadata.MD
 				resp, err := client.KeyedWrite(ctx, &policytestv1.PingRequest{Payload: chargeName(i)}, grpc.Header(&hdr))
 				cancel()
@@ -240,10 +245,144 @@ func checkCharges(t *testing.T, results []chargeResult, b *bank, f *faults) {
 
 func dialCharges(t *testing.T, target string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	return testserver.Dial(t, target, append(opts, grpc.WithChainUnaryInterceptor(
+	// Interceptors in opts go inside these two.
+	return testserver.Dial(t, target, append([]grpc.DialOption{grpc.WithChainUnaryInterceptor(
 		newClient(t).UnaryClientInterceptor(), // outside: one key per charge
 		retryLoop(maxAttempts, nil),           // inside: every attempt reuses it
-	))...)
+	)}, opts...)...)
+}
+
+// movingClient sends each attempt over the next of four connections to
+// addr, each from another local address (127.0.0.2 to 127.0.0.5), as a
+// client restarted on another pod, or behind a NAT that changed its
+// mapping, would: the innermost interceptor of dialCharges's chain.
+func movingClient(t *testing.T, addr string) grpc.DialOption {
+	t.Helper()
+	var conns []*grpc.ClientConn
+	for i := range 4 {
+		local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
+		conns = append(conns, testserver.Dial(t, addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			d := net.Dialer{LocalAddr: local}
+			return d.DialContext(ctx, "tcp", a)
+		})))
+	}
+	var n atomic.Uint64
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, _ *grpc.ClientConn, _ grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return conns[n.Add(1)%uint64(len(conns))].Invoke(ctx, method, req, reply, opts...)
+	})
+}
+
+// hedgeLoop is a minimal hedging interceptor for tests: each attempt is
+// two concurrent requests with the same key, each into its own reply
+// message; the first definite answer wins and the other is cancelled.
+// Indefinite answers (UNAVAILABLE, ABORTED) are retried, up to max
+// attempts.
+func hedgeLoop(max int) grpc.UnaryClientInterceptor {
+	indefinite := func(err error) bool {
+		c := status.Code(err)
+		return c == codes.Unavailable || c == codes.Aborted || c == codes.Canceled
+	}
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		type answer struct {
+			reply  proto.Message
+			header metadata.MD
+			err    error
+		}
+		// Each request gets its own header too; the winner's is the call's.
+		var header *metadata.MD
+		var rest []grpc.CallOption
+		for _, o := range opts {
+			if h, ok := o.(grpc.HeaderCallOption); ok {
+				header = h.HeaderAddr
+				continue
+			}
+			rest = append(rest, o)
+		}
+		var err error
+		for range max {
+			hctx, cancel := context.WithCancel(ctx)
+			answers := make(chan answer, 2)
+			for range 2 {
+				go func() {
+					r := proto.Clone(reply.(proto.Message))
+					proto.Reset(r)
+					var hdr metadata.MD
+					err := invoker(hctx, method, req, r, cc, append(rest, grpc.Header(&hdr))...)
+					answers <- answer{r, hdr, err}
+				}()
+			}
+			a := <-answers
+			if indefinite(a.err) {
+				a = <-answers
+				cancel()
+			} else {
+				cancel()
+				<-answers
+			}
+			if err = a.err; !indefinite(err) {
+				if header != nil {
+					*header = a.header
+				}
+				if err == nil {
+					proto.Reset(reply.(proto.Message))
+					proto.Merge(reply.(proto.Message), a.reply)
+				}
+				return err
+			}
+		}
+		return err
+	}
+}
+
+// Writes hedged with their key (two requests at once for every attempt)
+// are charged once: the second request waits for the first's outcome.
+func TestExactlyOnceHedged(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) idempotency.Store
+	}{
+		{"memory", func(*testing.T) idempotency.Store { return nil }},
+		{"redis", func(t *testing.T) idempotency.Store { return newRedisStore(t, redistest.Start(t).Addr) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, f := newBank(), newFaults()
+			addr := replica(t, 0, b, f, tc.store(t))
+			cc := testserver.Dial(t, addr, grpc.WithChainUnaryInterceptor(newClient(t).UnaryClientInterceptor(), hedgeLoop(maxAttempts)))
+			runCharges(t, cc, b, f)
+		})
+	}
+}
+
+// Clients whose attempts arrive from new addresses are still charged
+// once: the identity is the caller's credentials, not its address.
+func TestExactlyOnceMovingClients(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) idempotency.Store
+	}{
+		{"memory", func(*testing.T) idempotency.Store { return nil }},
+		{"redis", func(t *testing.T) idempotency.Store { return newRedisStore(t, redistest.Start(t).Addr) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, f := newBank(), newFaults()
+			addr := replica(t, 0, b, f, tc.store(t))
+			runCharges(t, dialCharges(t, addr, movingClient(t, addr)), b, f)
+		})
+	}
+}
+
+// The same clients, named by their address (PeerIdentity), are charged
+// twice: the test above would see it.
+func TestExactlyOnceMovingClientsControl(t *testing.T) {
+	b, f := newBank(), newFaults()
+	addr := replica(t, 0, b, f, nil, idempotency.WithIdentity(idempotency.PeerIdentity))
+	makeCharges(dialCharges(t, addr, movingClient(t, addr)))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.receipts <= len(b.ledger) {
+		t.Fatalf("%d ledger entries for %d charges: no duplicates with address identities?", b.receipts, len(b.ledger))
+	}
+	t.Logf("identities by address: %d ledger entries for %d charges", b.receipts, len(b.ledger))
 }
 
 func TestExactlyOnceMemory(t *testing.T) {

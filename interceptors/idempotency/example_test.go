@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -51,7 +54,7 @@ func ExampleWithKey() {
 	fmt.Println(err)
 	// Output:
 	// [order-2026-000042]
-	// rpc error: code = InvalidArgument desc = idempotency: key of /failsoft.policytest.v1.TunedService/KeyedWrite: idempotency key has a byte 0xc3 at offset 2 that is not printable ASCII
+	// rpc error: code = InvalidArgument desc = failsoft: idempotency: key of /failsoft.policytest.v1.TunedService/KeyedWrite: idempotency key has a byte 0xc3 at offset 2 that is not printable ASCII
 }
 
 // The server interceptor deduplicates by caller, method and key. Here the
@@ -135,10 +138,27 @@ func ExampleIncomingKey() {
 	// Output: upload-7 <nil>
 }
 
-func ExamplePeerIdentity() {
-	_, err := idempotency.PeerIdentity(context.Background())
+// By default the caller is the verified mTLS client certificate; a
+// request without one is refused.
+func ExampleCertificateIdentity() {
+	_, err := idempotency.CertificateIdentity(context.Background())
+	fmt.Println(status.Code(err))
+	// Output: Unauthenticated
+}
+
+// A service that does not authenticate its callers says so: they all share
+// one identity, and so one key space.
+func ExampleUnauthenticated() {
+	_, err := idempotency.NewServer(idempotency.WithIdentity(idempotency.Unauthenticated))
 	fmt.Println(err)
-	// Output: rpc error: code = Unauthenticated desc = idempotency: the request has no peer to identify the caller by
+	// Output: <nil>
+}
+
+// The address of the peer, an explicit and weak choice.
+func ExamplePeerIdentity() {
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 4321}})
+	fmt.Println(idempotency.PeerIdentity(ctx))
+	// Output: ip:192.0.2.7 <nil>
 }
 
 // A client can tell that an answer came from the server's store.
@@ -147,4 +167,43 @@ func ExampleReplayed() {
 	header := metadata.Pairs(idempotency.ReplayedMetadata, "true")
 	fmt.Println(idempotency.Replayed(header), idempotency.Replayed(nil))
 	// Output: true false
+}
+
+// A handler marks the point after which its effect is done: a transient
+// error after it is stored and replayed, not run again.
+func ExampleCommit() {
+	charge := func(ctx context.Context, r *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+		// ... write the charge to the ledger ...
+		idempotency.Commit(ctx)
+		// ... notify, which may time out: the charge stands either way ...
+		return &policytestv1.PingResponse{Payload: "charged " + r.Payload}, nil
+	}
+	resp, _ := charge(context.Background(), &policytestv1.PingRequest{Payload: "42"})
+	fmt.Println(resp.Payload)
+	// Output: charged 42
+}
+
+// A recovery interceptor inside the idempotency interceptor reports
+// panics with RecoveredPanic, so that the key is released, not stored as
+// INTERNAL.
+func ExampleRecoveredPanic() {
+	err := idempotency.RecoveredPanic("nil map")
+	fmt.Println(status.Code(err), err)
+	// Output: Internal handler panicked: nil map
+}
+
+// What a store holds and has given up under load.
+func ExampleMemoryStore_Stats() {
+	st, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{MaxEntries: 10_000, MaxEntriesPerIdentity: 1_000})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%+v\n", st.Stats())
+	// Output: {Entries:0 Bytes:0 Identities:0 Evictions:0 Refusals:0}
+}
+
+func ExampleWithMaxWaiters() {
+	_, err := idempotency.NewServer(idempotency.WithIdentity(idempotency.Unauthenticated), idempotency.WithMaxWaiters(100))
+	fmt.Println(err)
+	// Output: <nil>
 }

@@ -1,6 +1,7 @@
 package idempotency_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -97,4 +98,26 @@ func TestFingerprintNotProto(t *testing.T) {
 	if _, err := idempotency.FingerprintOf("/a.B/C", struct{}{}); err == nil {
 		t.Error("FingerprintOf a non-proto value succeeded")
 	}
+}
+
+// FuzzIncomingKey: the key of a request is accepted only as exactly one
+// valid value of its metadata entry, whatever else the metadata holds.
+func FuzzIncomingKey(f *testing.F) {
+	f.Add("order-42", "", uint8(1))
+	f.Add("a", "b", uint8(2))
+	f.Add(" padded", "", uint8(1))
+	f.Add("", "", uint8(0))
+	f.Fuzz(func(t *testing.T, first, second string, n uint8) {
+		md := metadata.MD{}
+		vals := []string{first, second, first}[:min(int(n), 3)]
+		if len(vals) > 0 {
+			md["idempotency-key"] = vals
+		}
+		md["x-other"] = []string{second}
+		key, err := idempotency.IncomingKey(metadata.NewIncomingContext(context.Background(), md))
+		want := len(vals) == 1 && validKey(first)
+		if (err == nil) != want || (err == nil && key != first) {
+			t.Fatalf("IncomingKey(%q) = %q, %v; want accepted = %v", vals, key, err, want)
+		}
+	})
 }

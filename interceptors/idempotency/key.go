@@ -2,12 +2,9 @@ package idempotency
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"sync"
+	"hash/fnv"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/metadata"
@@ -63,78 +60,11 @@ func ValidateKey(key string) error {
 	return nil
 }
 
-// Generated keys are random (version 4) UUIDs in their 36-character text
-// form, made in batches: one string allocation serves keysPerBatch keys,
-// which keeps key generation off the allocation budget of a call. A key is
-// a substring of its batch, so a key kept alive keeps its batch's 2.3 KiB
-// alive.
-//
-// The random bits come from a ChaCha8 generator per batch, seeded from
-// crypto/rand: ChaCha8 is cryptographically strong (math/rand/v2 documents
-// it as such, and the Go runtime uses it for the same purpose), and about
-// twice as fast as reading crypto/rand for every batch. Keys are as
-// unpredictable as crypto/rand's, and collide only with the probability
-// of random 122-bit values.
-const (
-	uuidTextLen  = 36
-	keysPerBatch = 64
-)
-
-type keyBatch struct {
-	text string
-	next int
-	rng  *mrand.ChaCha8
-	rnd  [keysPerBatch * 16]byte
-	hex  [keysPerBatch * 32]byte
-	buf  [keysPerBatch * uuidTextLen]byte
-}
-
-var keyBatches = sync.Pool{New: func() any {
-	var seed [32]byte
-	// crypto/rand.Read never fails on supported platforms (it crashes the
-	// program instead), so its error is not checked.
-	_, _ = rand.Read(seed[:])
-	return &keyBatch{next: keysPerBatch, rng: mrand.NewChaCha8(seed)}
-}}
-
-// NewKey returns a fresh random idempotency key, a version 4 UUID such as
-// "9b2f0c4e-3c1d-4f6e-8a6b-2f1d0e9c7a55".
-func NewKey() string {
-	b := keyBatches.Get().(*keyBatch)
-	if b.next == keysPerBatch {
-		b.refill()
-	}
-	k := b.text[b.next*uuidTextLen : (b.next+1)*uuidTextLen]
-	b.next++
-	keyBatches.Put(b)
-	return k
-}
-
-func (b *keyBatch) refill() {
-	_, _ = b.rng.Read(b.rnd[:])
-	for i := range keysPerBatch {
-		u := (*uuid.UUID)(b.rnd[i*16:])
-		u[6] = u[6]&0x0f | 0x40 // version 4
-		u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	}
-	// One hex pass over the whole batch, then the dashes: the canonical
-	// 8-4-4-4-12 form that uuid.UUID.String returns.
-	hex.Encode(b.hex[:], b.rnd[:])
-	for i := range keysPerBatch {
-		h := (*[32]byte)(b.hex[i*32:])
-		t := (*[uuidTextLen]byte)(b.buf[i*uuidTextLen:])
-		copy(t[0:8], h[0:8])
-		copy(t[9:13], h[8:12])
-		copy(t[14:18], h[12:16])
-		copy(t[19:23], h[16:20])
-		copy(t[24:36], h[20:32])
-		t[8], t[13], t[18], t[23] = '-', '-', '-', '-'
-	}
-	b.text = string(b.buf[:])
-	b.next = 0
-}
-
-const hexDigits = "0123456789abcdef"
+// NewKey returns a fresh random idempotency key, a version 4 UUID in its
+// 36-character text form, such as "9b2f0c4e-3c1d-4f6e-8a6b-2f1d0e9c7a55".
+// Its 122 random bits come from crypto/rand, so keys neither collide nor
+// can be guessed.
+func NewKey() string { return uuid.NewString() }
 
 // KeyHash returns the hash by which events name a key: 16 hex digits of
 // its 64-bit FNV-1a hash. It lets client and server events about one key
@@ -142,21 +72,9 @@ const hexDigits = "0123456789abcdef"
 // aid, not a secret: a key guessable from a small set (an order number)
 // can be found from its hash, while a generated UUID cannot.
 func KeyHash(key string) string {
-	const (
-		offset = 14695981039346656037
-		prime  = 1099511628211
-	)
-	h := uint64(offset)
-	for i := 0; i < len(key); i++ {
-		h ^= uint64(key[i])
-		h *= prime
-	}
-	var out [16]byte
-	for i := 15; i >= 0; i-- {
-		out[i] = hexDigits[h&0x0f]
-		h >>= 4
-	}
-	return string(out[:])
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	return fmt.Sprintf("%016x", h.Sum64())
 }
 
 // Replayed reports whether a response header (from grpc.Header) marks the

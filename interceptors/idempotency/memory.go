@@ -1,6 +1,8 @@
 package idempotency
 
 import (
+	"container/heap"
+	"container/list"
 	"context"
 	"fmt"
 	"strconv"
@@ -17,56 +19,113 @@ const (
 )
 
 // entryOverhead is what an entry is charged besides its strings and
-// payload: the map slot, the entry struct and the fingerprint.
-const entryOverhead = 160
+// payload: the map slot, the entry struct, the fingerprint and its places
+// in the expiry heap and its identity's list.
+const entryOverhead = 200
 
 // MemoryConfig bounds a MemoryStore. Zero values take the defaults.
 type MemoryConfig struct {
-	// MaxEntries is the most entries held, live or not yet swept
-	// (DefaultMaxEntries).
+	// MaxEntries is the most entries held (DefaultMaxEntries).
 	MaxEntries int
 	// MaxBytes is the most bytes held: keys, stored responses and statuses,
 	// plus a fixed overhead per entry (DefaultMaxBytes).
 	MaxBytes int64
+	// MaxEntriesPerIdentity and MaxBytesPerIdentity bound what one
+	// identity holds (MaxEntries and MaxBytes: no bound of its own). An
+	// identity at its bound makes room from its own oldest outcomes.
+	MaxEntriesPerIdentity int
+	MaxBytesPerIdentity   int64
 	// Clock tells the time for leases and TTLs (the system clock).
 	Clock clock.Clock
 }
 
 // MemoryStore is a Store in the memory of one process: the default store,
-// right for a single replica and for tests. It is bounded: when it holds
-// MaxEntries entries or MaxBytes bytes, expired entries are swept, and if
-// none has expired a new claim fails with ErrFull (the server answers
-// RESOURCE_EXHAUSTED). It never evicts an entry whose lease or TTL has not
-// ended, since that would let a retry run a second time.
+// right for a single replica and for tests. It is bounded in entries and
+// bytes, in total and per identity, and degrades fairly when full:
+//
+//   - an identity at its own bound gives up its oldest stored outcome;
+//   - a full store takes the oldest stored outcome of the identity whose
+//     stored outcomes take the most bytes, so that a flood from one
+//     identity costs that identity's oldest keys, not another's;
+//   - a claim in flight is never evicted (that would let its request run
+//     twice): only when the room is all taken by claims in flight is a new
+//     claim refused with ErrFull, which lasts until a lease ends or a
+//     handler finishes, not for a TTL.
+//
+// An evicted key loses its protection: its repeat runs again. Stats
+// counts evictions, so that a flood shows. Expired entries leave by their
+// expiry order, and every operation takes time logarithmic in the number
+// of entries, full or not.
 type MemoryStore struct {
-	maxEntries int
-	maxBytes   int64
-	clock      clock.Clock
+	maxEntries, maxEntriesPerID int
+	maxBytes, maxBytesPerID     int64
+	clock                       clock.Clock
 
-	mu      sync.Mutex
-	entries map[Key]*memEntry
-	bytes   int64
-	// nextExpiry is no later than the earliest expiry of any entry, so a
-	// full store sweeps only when something may have expired.
-	nextExpiry time.Time
+	mu         sync.Mutex
+	entries    map[Key]*memEntry
+	expiries   expiryHeap
+	identities map[string]*memIdentity
+	largest    identityHeap // by bytes of stored outcomes held
+	bytes      int64
 	tokens     uint64
+	evictions  uint64
+	refusals   uint64
 }
 
 type memEntry struct {
+	key     Key
 	expires time.Time
 	token   string // set while pending
 	fp      Fingerprint
 	outcome *Outcome // nil while pending
 	size    int64
+	// ended is closed when a pending entry is completed or removed; it
+	// wakes requests waiting for its outcome.
+	ended chan struct{}
+
+	heapIndex int           // in MemoryStore.expiries
+	done      *list.Element // in its identity's done list, once completed
+	id        *memIdentity
+}
+
+// memIdentity is what one identity holds: counts for its bounds, and its
+// stored outcomes, oldest first, to evict from.
+type memIdentity struct {
+	name      string
+	entries   int
+	bytes     int64
+	done      list.List // of *memEntry
+	doneBytes int64     // of the entries in done
+	heapIndex int       // in MemoryStore.largest
+}
+
+// MemoryStats describes what a MemoryStore holds and has given up.
+type MemoryStats struct {
+	// Entries and Bytes are held now, by Identities distinct identities.
+	Entries    int
+	Bytes      int64
+	Identities int
+	// Evictions counts stored outcomes removed before their TTL to make
+	// room: keys whose repeats would run again.
+	Evictions uint64
+	// Refusals counts claims refused with ErrFull.
+	Refusals uint64
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
-	if cfg.MaxEntries < 0 {
-		return nil, fmt.Errorf("idempotency.MemoryConfig.MaxEntries %d: must not be negative", cfg.MaxEntries)
-	}
-	if cfg.MaxBytes < 0 {
-		return nil, fmt.Errorf("idempotency.MemoryConfig.MaxBytes %d: must not be negative", cfg.MaxBytes)
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxEntries", int64(cfg.MaxEntries)},
+		{"MaxBytes", cfg.MaxBytes},
+		{"MaxEntriesPerIdentity", int64(cfg.MaxEntriesPerIdentity)},
+		{"MaxBytesPerIdentity", cfg.MaxBytesPerIdentity},
+	} {
+		if f.v < 0 {
+			return nil, fmt.Errorf("idempotency.MemoryConfig.%s %d: must not be negative", f.name, f.v)
+		}
 	}
 	if cfg.MaxEntries == 0 {
 		cfg.MaxEntries = DefaultMaxEntries
@@ -74,11 +133,20 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = DefaultMaxBytes
 	}
+	if cfg.MaxEntriesPerIdentity == 0 || cfg.MaxEntriesPerIdentity > cfg.MaxEntries {
+		cfg.MaxEntriesPerIdentity = cfg.MaxEntries
+	}
+	if cfg.MaxBytesPerIdentity == 0 || cfg.MaxBytesPerIdentity > cfg.MaxBytes {
+		cfg.MaxBytesPerIdentity = cfg.MaxBytes
+	}
 	return &MemoryStore{
-		maxEntries: cfg.MaxEntries,
-		maxBytes:   cfg.MaxBytes,
-		clock:      clock.OrSystem(cfg.Clock),
-		entries:    map[Key]*memEntry{},
+		maxEntries:      cfg.MaxEntries,
+		maxBytes:        cfg.MaxBytes,
+		maxEntriesPerID: cfg.MaxEntriesPerIdentity,
+		maxBytesPerID:   cfg.MaxBytesPerIdentity,
+		clock:           clock.OrSystem(cfg.Clock),
+		entries:         map[Key]*memEntry{},
+		identities:      map[string]*memIdentity{},
 	}, nil
 }
 
@@ -91,76 +159,72 @@ func (s *MemoryStore) Claim(_ context.Context, key Key, fp Fingerprint, lease ti
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expire(now)
 	if e, ok := s.entries[key]; ok {
-		if now.Before(e.expires) {
-			if e.outcome != nil {
-				return Claim{State: Done, Fingerprint: e.fp, Outcome: e.outcome}, nil
-			}
-			return Claim{State: InFlight, Fingerprint: e.fp}, nil
+		if e.outcome != nil {
+			return Claim{State: Done, Fingerprint: e.fp, Outcome: e.outcome}, nil
 		}
-		s.remove(key, e)
+		return Claim{State: InFlight, Fingerprint: e.fp}, nil
 	}
 	size := keySize(key)
-	if !s.fits(now, size) {
+	if !s.makeRoom(key.Identity, size) {
+		s.refusals++
 		return Claim{}, ErrFull
 	}
 	s.tokens++
-	e := &memEntry{expires: now.Add(lease), token: strconv.FormatUint(s.tokens, 36), fp: fp, size: size}
-	s.entries[key] = e
-	s.bytes += size
-	s.noteExpiry(e.expires)
+	e := &memEntry{key: key, expires: now.Add(lease), token: strconv.FormatUint(s.tokens, 36), fp: fp, size: size, ended: make(chan struct{})}
+	s.add(e)
 	return Claim{State: Claimed, Token: e.token}, nil
 }
 
-// Complete implements Store. An outcome that does not fit in MaxBytes is
+// Complete implements Store. An outcome for which no room can be made is
 // not stored and ErrFull is returned; the claim then stays until its lease
 // ends.
 func (s *MemoryStore) Complete(_ context.Context, key Key, token string, fp Fingerprint, o *Outcome, ttl time.Duration) error {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	size := keySize(key) + int64(o.Size())
+	s.expire(now)
 	e, ok := s.entries[key]
-	switch {
-	case ok && e.outcome == nil && e.token == token:
-		// Still ours, whether or not the lease has run out: nobody else
-		// claimed it since. Swept now, it would be gone, so it is taken out
-		// of the count while room is made.
-		s.remove(key, e)
-		if !s.fits(now, size) {
-			if now.Before(e.expires) {
-				s.entries[key] = e
-				s.bytes += e.size
-			}
-			return ErrFull
-		}
-	case ok && now.Before(e.expires):
+	if ok && (e.outcome != nil || e.token != token) {
 		return ErrLeaseLost
-	default:
-		// Gone, or expired and not claimed again: nobody else is running
-		// the request, so the outcome may be stored.
-		if ok {
-			s.remove(key, e)
-		}
-		if !s.fits(now, size) {
-			return ErrFull
-		}
 	}
-	e = &memEntry{expires: now.Add(ttl), fp: fp, outcome: o, size: size}
-	s.entries[key] = e
-	s.bytes += size
-	s.noteExpiry(e.expires)
+	// Ours, or gone (expired and not claimed again, so nobody else is
+	// running the request): the outcome may be stored.
+	var ended chan struct{}
+	if ok {
+		// Taken out while room is made, so that it is not evicted for
+		// itself, and put back if there is no room.
+		s.remove(e)
+		ended = e.ended
+	}
+	size := keySize(key) + int64(o.Size())
+	if !s.makeRoom(key.Identity, size) {
+		if ok {
+			s.add(e)
+		}
+		return ErrFull
+	}
+	s.add(&memEntry{key: key, expires: now.Add(ttl), fp: fp, outcome: o, size: size})
+	if ended != nil {
+		close(ended)
+	}
 	return nil
 }
 
-// fits reports whether an entry of size bytes can be added, sweeping
-// expired entries if that is needed to make room.
-func (s *MemoryStore) fits(now time.Time, size int64) bool {
-	if len(s.entries) < s.maxEntries && s.bytes+size <= s.maxBytes {
-		return true
+// Extend implements Store.
+func (s *MemoryStore) Extend(_ context.Context, key Key, token string, lease time.Duration) error {
+	now := s.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(now)
+	e, ok := s.entries[key]
+	if !ok || e.outcome != nil || e.token != token {
+		return ErrLeaseLost
 	}
-	s.sweep(now)
-	return len(s.entries) < s.maxEntries && s.bytes+size <= s.maxBytes
+	e.expires = now.Add(lease)
+	heap.Fix(&s.expiries, e.heapIndex)
+	return nil
 }
 
 // Release implements Store.
@@ -168,45 +232,177 @@ func (s *MemoryStore) Release(_ context.Context, key Key, token string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.entries[key]; ok && e.outcome == nil && e.token == token {
-		s.remove(key, e)
+		s.remove(e)
+		close(e.ended)
 	}
 	return nil
 }
 
-// Len returns the number of entries held, including expired ones not yet
-// swept, and their size in bytes.
+// Wait implements Waiter: it returns when the claim in flight on key ends
+// (completed, released or its lease over) or ctx is done.
+func (s *MemoryStore) Wait(ctx context.Context, key Key) error {
+	now := s.clock.Now()
+	s.mu.Lock()
+	s.expire(now)
+	e, ok := s.entries[key]
+	if !ok || e.outcome != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	ended, left := e.ended, e.expires.Sub(now)
+	s.mu.Unlock()
+	// An extended lease wakes the waiter, which finds the claim still in
+	// flight and waits again.
+	t := s.clock.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-ended:
+		return nil
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Len returns the number of entries held and their size in bytes.
 func (s *MemoryStore) Len() (entries int, bytes int64) {
+	st := s.Stats()
+	return st.Entries, st.Bytes
+}
+
+// Stats returns what the store holds and has given up.
+func (s *MemoryStore) Stats() MemoryStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.entries), s.bytes
-}
-
-func (s *MemoryStore) remove(key Key, e *memEntry) {
-	delete(s.entries, key)
-	s.bytes -= e.size
-}
-
-func (s *MemoryStore) noteExpiry(t time.Time) {
-	if s.nextExpiry.IsZero() || t.Before(s.nextExpiry) {
-		s.nextExpiry = t
+	return MemoryStats{
+		Entries: len(s.entries), Bytes: s.bytes, Identities: len(s.identities),
+		Evictions: s.evictions, Refusals: s.refusals,
 	}
 }
 
-// sweep removes expired entries, if any may have expired. It runs only on a
-// full store, so a full store of live entries answers in constant time.
-func (s *MemoryStore) sweep(now time.Time) {
-	if s.nextExpiry.IsZero() || now.Before(s.nextExpiry) {
+// makeRoom evicts stored outcomes until an entry of size bytes for
+// identity fits: first the identity's own oldest, while it is over its
+// bounds, then the oldest of the identity whose outcomes take the most
+// bytes, while the store is full. It reports false, evicting nothing more, when
+// what is in the way is all claims in flight.
+func (s *MemoryStore) makeRoom(identity string, size int64) bool {
+	if size > s.maxBytesPerID {
+		return false
+	}
+	if id := s.identities[identity]; id != nil {
+		for id.entries+1 > s.maxEntriesPerID || id.bytes+size > s.maxBytesPerID {
+			if !s.evictOldest(id) {
+				return false
+			}
+		}
+	}
+	for len(s.entries)+1 > s.maxEntries || s.bytes+size > s.maxBytes {
+		if len(s.largest) == 0 || !s.evictOldest(s.largest[0]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *MemoryStore) evictOldest(id *memIdentity) bool {
+	front := id.done.Front()
+	if front == nil {
+		return false
+	}
+	s.remove(front.Value.(*memEntry))
+	s.evictions++
+	return true
+}
+
+// expire removes the entries whose lease or TTL has ended, earliest first.
+func (s *MemoryStore) expire(now time.Time) {
+	for len(s.expiries) > 0 && !now.Before(s.expiries[0].expires) {
+		e := s.expiries[0]
+		s.remove(e)
+		if e.outcome == nil {
+			close(e.ended)
+		}
+	}
+}
+
+func (s *MemoryStore) add(e *memEntry) {
+	id := s.identities[e.key.Identity]
+	if id == nil {
+		id = &memIdentity{name: e.key.Identity}
+		s.identities[id.name] = id
+		heap.Push(&s.largest, id)
+	}
+	e.id = id
+	s.entries[e.key] = e
+	heap.Push(&s.expiries, e)
+	if e.outcome != nil {
+		e.done = id.done.PushBack(e)
+		id.doneBytes += e.size
+	}
+	s.bytes += e.size
+	id.entries++
+	id.bytes += e.size
+	heap.Fix(&s.largest, id.heapIndex)
+}
+
+func (s *MemoryStore) remove(e *memEntry) {
+	id := e.id
+	delete(s.entries, e.key)
+	heap.Remove(&s.expiries, e.heapIndex)
+	if e.done != nil {
+		id.done.Remove(e.done)
+		id.doneBytes -= e.size
+		e.done = nil
+	}
+	s.bytes -= e.size
+	id.entries--
+	id.bytes -= e.size
+	if id.entries == 0 {
+		heap.Remove(&s.largest, id.heapIndex)
+		delete(s.identities, id.name)
 		return
 	}
-	var next time.Time
-	for k, e := range s.entries {
-		if !now.Before(e.expires) {
-			s.remove(k, e)
-			continue
-		}
-		if next.IsZero() || e.expires.Before(next) {
-			next = e.expires
-		}
-	}
-	s.nextExpiry = next
+	heap.Fix(&s.largest, id.heapIndex)
+}
+
+// expiryHeap orders entries by expiry, earliest first.
+type expiryHeap []*memEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *expiryHeap) Push(x any) { e := x.(*memEntry); e.heapIndex = len(*h); *h = append(*h, e) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
+
+// identityHeap orders identities by the bytes their stored outcomes take,
+// most first.
+type identityHeap []*memIdentity
+
+func (h identityHeap) Len() int           { return len(h) }
+func (h identityHeap) Less(i, j int) bool { return h[i].doneBytes > h[j].doneBytes }
+func (h identityHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *identityHeap) Push(x any) {
+	id := x.(*memIdentity)
+	id.heapIndex = len(*h)
+	*h = append(*h, id)
+}
+func (h *identityHeap) Pop() any {
+	old := *h
+	id := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return id
 }

@@ -19,10 +19,14 @@ import (
 const (
 	// DefaultTTL is how long a stored outcome is kept, as in Stripe's API.
 	DefaultTTL = 24 * time.Hour
-	// DefaultLease is how long a claim protects a running handler. A
-	// handler still running when its lease ends may be run a second time
-	// by a retry, so the lease must exceed the slowest handler.
+	// DefaultLease is how long a claim protects a handler without being
+	// renewed: the server renews it every third of a lease while the
+	// handler runs, so it bounds how long the key of a crashed process
+	// stays claimed.
 	DefaultLease = time.Minute
+	// DefaultMaxWaiters bounds the requests of one server that wait for a
+	// claim in flight with their key; more are answered ABORTED.
+	DefaultMaxWaiters = 1000
 	// DefaultStoreTimeout bounds the writes that record an outcome after the
 	// handler returned; they run even if the caller has gone away.
 	DefaultStoreTimeout = 5 * time.Second
@@ -46,6 +50,8 @@ const (
 // client to retry with the same key returns one of the transient codes;
 // INTERNAL, UNKNOWN and DATA_LOSS are stored because the handler may have
 // done part of its work, and running it again could do that part twice.
+// A handler that returns a transient code after its effects committed
+// calls Commit first, so that its outcome is stored all the same.
 var DefaultStoredCodes = policy.Codes(
 	codes.OK, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition,
 	codes.OutOfRange, codes.Internal, codes.Unknown, codes.DataLoss,
@@ -79,6 +85,7 @@ type serverConfig struct {
 	stored       policy.CodeSet
 	types        *protoregistry.Types
 	rawKeys      bool
+	maxWaiters   int
 }
 
 type clientOption func(*clientConfig) error
@@ -124,8 +131,10 @@ func WithRawKeysInEvents() CommonOption {
 	}
 }
 
-// WithClock sets the clock of the default in-memory store (the system
-// clock when not given). A store given with WithStore keeps its own time.
+// WithClock sets the clock that times lease renewals, waits for claims in
+// flight in stores that are polled, and the default in-memory store (the
+// system clock when not given). A store given with WithStore keeps its own
+// time.
 func WithClock(c clock.Clock) ServerOption {
 	return serverOption(common.Clock[serverConfig]("idempotency", c))
 }
@@ -143,17 +152,27 @@ func WithStore(st Store) ServerOption {
 	})
 }
 
-// IdentityFunc returns who is calling: the tenant, account or service on
-// whose behalf the request is made. Entries of different identities never
-// meet, so one caller can never receive another's stored response. An
+// IdentityFunc returns who is calling: the principal, tenant, account or
+// service on whose behalf the request is made, as the service
+// authenticated it. Entries of different identities never meet: an
+// outcome is replayed only to the identity that created it, and a key of
+// another identity looks to a caller exactly like an unused one. Quotas
+// (MemoryConfig.MaxEntriesPerIdentity) are counted per identity too. An
 // error fails the call: with its own status if it has one, otherwise with
 // UNAUTHENTICATED.
+//
+// The identity must outlive the connection: a client that crashed,
+// restarted with a new address and repeats its call must have the same
+// identity, or the call runs again.
 type IdentityFunc func(ctx context.Context) (string, error)
 
 // WithIdentity sets how the server names the caller. The default,
-// PeerIdentity, uses the verified client certificate or else the peer's IP
-// address; services that authenticate callers should pass a function that
-// returns the authenticated principal or tenant.
+// CertificateIdentity, uses the verified mTLS client certificate and
+// refuses callers without one. Services that authenticate callers by other
+// means (a token checked by an auth interceptor that puts the principal in
+// the context) pass a function that returns that principal; services that
+// do not authenticate callers choose Unauthenticated, or PeerIdentity and
+// its caveats.
 func WithIdentity(f IdentityFunc) ServerOption {
 	return serverOption(func(s *serverConfig) error {
 		if f == nil {
@@ -176,15 +195,30 @@ func WithTTL(d time.Duration) ServerOption {
 	})
 }
 
-// WithLease sets how long a claim protects a running handler
-// (DefaultLease). When a process dies while running a handler, its key is
-// answered ABORTED until the lease ends and can then be claimed again.
+// WithLease sets how long a claim protects a handler without being
+// renewed (DefaultLease); the server renews it while the handler runs.
+// When a process dies while running a handler, retries of its key wait
+// until the lease ends, and the key can then be claimed again.
 func WithLease(d time.Duration) ServerOption {
 	return serverOption(func(s *serverConfig) error {
 		if d <= 0 {
 			return fmt.Errorf("idempotency.WithLease(%v): must be positive", d)
 		}
 		s.lease = d
+		return nil
+	})
+}
+
+// WithMaxWaiters bounds the requests that wait for a claim in flight with
+// their key (DefaultMaxWaiters); more are answered ABORTED at once, for
+// the client to retry after a backoff. 0 answers every such request
+// ABORTED.
+func WithMaxWaiters(n int) ServerOption {
+	return serverOption(func(s *serverConfig) error {
+		if n < 0 {
+			return fmt.Errorf("idempotency.WithMaxWaiters(%d): must not be negative", n)
+		}
+		s.maxWaiters = n
 		return nil
 	})
 }
@@ -211,7 +245,8 @@ func WithFailOpen() ServerOption {
 
 // WithStoredCodes replaces DefaultStoredCodes: the codes whose outcome is
 // stored and replayed. Other outcomes release the key so that the request
-// can be retried with it. The set must hold OK.
+// can be retried with it, unless the handler called Commit. The set must
+// hold OK.
 func WithStoredCodes(set policy.CodeSet) ServerOption {
 	return serverOption(func(s *serverConfig) error {
 		if !set.Has(codes.OK) {

@@ -2,66 +2,71 @@ package idempotency
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/observe"
-	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
 )
 
 // Server is the server side: it runs each (caller, method, key) at most
 // once and answers repeats from its Store.
 type Server struct {
-	cfg serverConfig
+	cfg     serverConfig
+	waiters waiters
+	unsaved unsaved
 }
 
 // NewServer returns the server interceptor. With no options it keeps
 // outcomes in a MemoryStore with default bounds for DefaultTTL, names
-// callers with PeerIdentity and fails closed when its store is unreachable.
+// callers with CertificateIdentity and fails closed when its store is unreachable.
 func NewServer(opts ...ServerOption) (*Server, error) {
 	cfg := serverConfig{
 		ttl:          DefaultTTL,
 		lease:        DefaultLease,
 		storeTimeout: DefaultStoreTimeout,
 		stored:       DefaultStoredCodes,
-		identity:     PeerIdentity,
+		identity:     CertificateIdentity,
+		maxWaiters:   DefaultMaxWaiters,
 		types:        protoregistry.GlobalTypes,
 	}
 	if err := option.Each(opts, func(o ServerOption) error { return o.applyServer(&cfg) }); err != nil {
 		return nil, err
 	}
 	if cfg.lease > cfg.ttl {
-		return nil, fmt.Errorf("idempotency: lease %v is longer than the TTL %v", cfg.lease, cfg.ttl)
+		return nil, fmt.Errorf("failsoft: idempotency: lease %v is longer than the TTL %v", cfg.lease, cfg.ttl)
 	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = policy.Default()
 	}
+	cfg.Clock = clock.OrSystem(cfg.Clock)
 	if cfg.store == nil {
-		st, err := NewMemoryStore(MemoryConfig{Clock: clock.OrSystem(cfg.Clock)})
+		st, err := NewMemoryStore(MemoryConfig{Clock: cfg.Clock})
 		if err != nil {
 			return nil, err
 		}
 		cfg.store = st
 	}
-	return &Server{cfg: cfg}, nil
+	srv := &Server{cfg: cfg}
+	srv.waiters.max = int64(cfg.maxWaiters)
+	return srv, nil
 }
 
 // Store returns the store the server uses.
@@ -73,7 +78,7 @@ func (s *Server) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		p, err := s.cfg.Resolver.Resolve(info.FullMethod)
 		if err != nil {
-			return nil, status.Error(codes.FailedPrecondition, err.Error())
+			return nil, err // a *policy.Error: FAILED_PRECONDITION, found by errors.As
 		}
 		if !p.RequiresKey {
 			return handler(ctx, req)
@@ -92,11 +97,11 @@ func (s *Server) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		p, err := s.cfg.Resolver.Resolve(info.FullMethod)
 		if err != nil {
-			return status.Error(codes.FailedPrecondition, err.Error())
+			return err
 		}
 		if p.RequiresKey {
 			if _, err := IncomingKey(ss.Context()); err != nil {
-				return status.Errorf(codes.InvalidArgument, "%s: %v", info.FullMethod, err)
+				return status.Errorf(codes.InvalidArgument, "failsoft: idempotency: %s: %v", info.FullMethod, err)
 			}
 		}
 		return handler(srv, ss)
@@ -123,102 +128,161 @@ func IncomingKey(ctx context.Context) (string, error) {
 func (s *Server) serve(ctx context.Context, req any, method string, handler grpc.UnaryHandler) (any, error) {
 	key, err := IncomingKey(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%s: %v", method, err)
+		return nil, status.Errorf(codes.InvalidArgument, "failsoft: idempotency: %s: %v", method, err)
 	}
 	id, err := s.cfg.identity(ctx)
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
 			return nil, err
 		}
-		return nil, status.Errorf(codes.Unauthenticated, "idempotency: caller identity: %v", err)
+		return nil, status.Errorf(codes.Unauthenticated, "failsoft: idempotency: caller identity: %v", err)
 	}
 	fp, err := FingerprintOf(method, req)
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, status.Error(codes.Internal, "failsoft: "+err.Error())
 	}
 	k := Key{Identity: id, Method: method, Key: key}
-	c, err := s.cfg.store.Claim(ctx, k, fp, s.cfg.lease)
-	switch {
-	case errors.Is(err, ErrFull):
-		return nil, status.Errorf(codes.ResourceExhausted, "idempotency: the key store of %s is full; retry later", method)
-	case err != nil && s.cfg.failOpen:
-		s.storeError(ctx, method, "claim_fail_open", err)
-		return handler(ctx, req)
-	case err != nil:
-		s.storeError(ctx, method, "claim", err)
-		return nil, status.Errorf(codes.Unavailable, "idempotency: key store unavailable, %s not run: %v", method, err)
-	}
-	switch c.State {
-	case Done:
-		if c.Fingerprint != fp {
-			return nil, s.mismatch(ctx, method)
+	joined := false
+	for waits := 0; ; waits++ {
+		if o, ok := s.unsaved.get(k, fp, s.cfg.Clock.Now()); ok {
+			// Its store write failed: the outcome is answered from here,
+			// and written again.
+			s.unsaved.save(ctx, s, method, k, fp, o)
+			return s.replay(ctx, method, key, o)
 		}
-		return s.replay(ctx, method, key, c.Outcome)
-	case InFlight:
-		if c.Fingerprint != fp {
-			return nil, s.mismatch(ctx, method)
+		c, err := s.cfg.store.Claim(ctx, k, fp, s.cfg.lease)
+		switch {
+		case errors.Is(err, ErrFull):
+			return nil, s.full(ctx, method)
+		case err != nil && s.cfg.failOpen:
+			s.storeError(ctx, method, "claim_fail_open", err)
+			return handler(ctx, req)
+		case err != nil:
+			s.storeError(ctx, method, "claim", err)
+			return nil, status.Errorf(codes.Unavailable, "failsoft: idempotency: key store unavailable, %s not run: %v", method, err)
 		}
-		s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "in_flight"})
-		return nil, status.Errorf(codes.Aborted, "idempotency: a request with this idempotency key is still running; retry after a backoff")
-	case Claimed:
-		return s.run(ctx, req, method, k, c.Token, fp, handler)
+		switch c.State {
+		case Done:
+			if c.Fingerprint != fp {
+				return nil, s.mismatch(ctx, method)
+			}
+			return s.replay(ctx, method, key, c.Outcome)
+		case Claimed:
+			return s.run(ctx, req, method, k, c.Token, fp, handler)
+		case InFlight:
+			if c.Fingerprint != fp {
+				return nil, s.mismatch(ctx, method)
+			}
+			if !joined {
+				if !s.waiters.acquire() {
+					return nil, s.inProgress(ctx, method)
+				}
+				defer s.waiters.release()
+				joined = true
+				s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "joined"})
+			}
+			// Wait for the first request's outcome, then look again: it is
+			// stored (replayed), released (this request runs) or still
+			// running under an extended lease (wait again).
+			if err := s.wait(ctx, k, waits); err != nil {
+				return nil, status.Errorf(status.FromContextError(err).Code(), "failsoft: idempotency: gave up waiting for the request in progress with this key: %v", err)
+			}
+		default:
+			return nil, status.Errorf(codes.Internal, "failsoft: idempotency: store answered claim state %v", c.State)
+		}
 	}
-	return nil, status.Errorf(codes.Internal, "idempotency: store answered claim state %v", c.State)
 }
+
+// Reasons of the google.rpc.ErrorInfo detail, in ErrorDomain, that the
+// server attaches to the statuses that ask the client to retry the same
+// key later, so that a client's retry policy can recognise them.
+const (
+	ErrorDomain = "failsoft.idempotency"
+	// ReasonInProgress: ABORTED, the key's first request is still running
+	// and no more requests may wait for it.
+	ReasonInProgress = "KEY_IN_PROGRESS"
+	// ReasonStoreFull: RESOURCE_EXHAUSTED, the store has no room for a new
+	// key until a claim in flight ends.
+	ReasonStoreFull = "STORE_FULL"
+)
+
+// full answers a request whose store has no room: RESOURCE_EXHAUSTED, with
+// the delay after which room is likely, since claims in flight end within
+// a lease.
+func (s *Server) full(ctx context.Context, method string) error {
+	s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "full"})
+	delay := min(s.cfg.lease, time.Second)
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(pushbackMetadata, strconv.FormatInt(delay.Milliseconds(), 10)))
+	return retryLater(codes.ResourceExhausted, ReasonStoreFull, delay, "failsoft: idempotency: the key store of "+method+" has no room for a new key; retry later")
+}
+
+// inProgress answers a request that may not wait for its key's claim in
+// flight: ABORTED, to be retried after a backoff.
+func (s *Server) inProgress(ctx context.Context, method string) error {
+	s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "in_flight"})
+	return retryLater(codes.Aborted, ReasonInProgress, pollInterval, "failsoft: idempotency: a request with this idempotency key to "+method+" is still in progress; retry after a backoff")
+}
+
+func retryLater(code codes.Code, reason string, delay time.Duration, msg string) error {
+	st, err := status.New(code, msg).WithDetails(
+		&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)},
+	)
+	if err != nil {
+		return status.Error(code, msg)
+	}
+	return st.Err()
+}
+
+// pushbackMetadata is the trailer by which gRPC servers tell clients when
+// to retry (gRFC A6).
+const pushbackMetadata = "grpc-retry-pushback-ms"
+
+// wait returns when the claim in flight on k may have ended, or with
+// ctx's error. Stores that are Waiters say when; others are polled, more
+// slowly as the wait goes on: the nth wait of a request lasts
+// pollInterval << n, at most maxPollInterval.
+func (s *Server) wait(ctx context.Context, k Key, n int) error {
+	if w, ok := s.cfg.store.(Waiter); ok {
+		return w.Wait(ctx, k)
+	}
+	t := s.cfg.Clock.NewTimer(min(pollInterval<<min(n, 16), maxPollInterval))
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// How often a request waiting for a claim in flight in a store that is not
+// a Waiter looks again.
+const (
+	pollInterval    = 10 * time.Millisecond
+	maxPollInterval = 250 * time.Millisecond
+)
+
+// waiters bounds the requests waiting for claims in flight, each holding
+// a goroutine and its request.
+type waiters struct {
+	n   atomic.Int64
+	max int64
+}
+
+func (w *waiters) acquire() bool {
+	if w.n.Add(1) > w.max {
+		w.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (w *waiters) release() { w.n.Add(-1) }
 
 func (s *Server) mismatch(ctx context.Context, method string) error {
 	s.observe(ctx, observe.Event{Kind: observe.KeyConflict, Method: method, Reason: "fingerprint"})
-	return status.Errorf(codes.FailedPrecondition, "idempotency: this idempotency key was already used for a different request to %s; use a new key for a new request", method)
-}
-
-// run runs the handler under a claim and stores or releases its outcome.
-func (s *Server) run(ctx context.Context, req any, method string, k Key, token string, fp Fingerprint, handler grpc.UnaryHandler) (resp any, err error) {
-	finished := false
-	defer func() {
-		if !finished {
-			// The handler panicked: give the key back, as a crash would
-			// once its lease ended.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.storeTimeout)
-			if err := s.cfg.store.Release(wctx, k, token); err != nil {
-				s.storeError(ctx, method, "release", err)
-			}
-			cancel()
-		}
-	}()
-	var cs *capturingStream
-	if sts := grpc.ServerTransportStreamFromContext(ctx); sts != nil {
-		cs = &capturingStream{ServerTransportStream: sts}
-		ctx = grpc.NewContextWithServerTransportStream(ctx, cs)
-	}
-	resp, err = handler(ctx, req)
-	finished = true
-
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.storeTimeout)
-	defer cancel()
-	code := outcome.Code(err)
-	if !s.cfg.stored.Has(code) {
-		if rErr := s.cfg.store.Release(wctx, k, token); rErr != nil {
-			s.storeError(ctx, method, "release", rErr)
-		}
-		return resp, err
-	}
-	o, encErr := encodeOutcome(code, resp, err)
-	if encErr == nil && cs != nil {
-		o.Header, o.Trailer = cs.captured()
-	}
-	if encErr != nil {
-		// The outcome cannot be stored. The claim is kept until its lease
-		// ends, so that a retry is answered ABORTED rather than run again
-		// at once.
-		s.storeError(ctx, method, "encode", encErr)
-		return resp, err
-	}
-	// A failed write leaves the claim in place until its lease ends; the
-	// caller still gets the handler's answer, which is the truth.
-	if cErr := s.cfg.store.Complete(wctx, k, token, fp, o, s.cfg.ttl); cErr != nil {
-		s.storeError(ctx, method, "complete", cErr)
-	}
-	return resp, err
+	return status.Errorf(codes.FailedPrecondition, "failsoft: idempotency: this idempotency key was already used for a different request to %s; use a new key for a new request", method)
 }
 
 func encodeOutcome(code codes.Code, resp any, err error) (*Outcome, error) {
@@ -252,7 +316,7 @@ func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (an
 	header, herr := decodeMD(o.Header)
 	trailer, terr := decodeMD(o.Trailer)
 	if herr != nil || terr != nil {
-		return nil, status.Errorf(codes.Internal, "idempotency: stored metadata of %s is corrupt", method)
+		return nil, status.Errorf(codes.Internal, "failsoft: idempotency: stored metadata of %s is corrupt", method)
 	}
 	if header == nil {
 		header = metadata.MD{}
@@ -267,17 +331,17 @@ func (s *Server) replay(ctx context.Context, method, key string, o *Outcome) (an
 	if o.Code != codes.OK {
 		var sp spb.Status
 		if err := proto.Unmarshal(o.Status, &sp); err != nil {
-			return nil, status.Errorf(codes.Internal, "idempotency: stored status of %s is corrupt: %v", method, err)
+			return nil, status.Errorf(codes.Internal, "failsoft: idempotency: stored status of %s is corrupt: %v", method, err)
 		}
 		return nil, status.ErrorProto(&sp)
 	}
 	mt, err := s.cfg.types.FindMessageByName(protoreflect.FullName(o.ResponseType))
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "idempotency: stored response type %q of %s: %v", o.ResponseType, method, err)
+		return nil, status.Errorf(codes.Internal, "failsoft: idempotency: stored response type %q of %s: %v", o.ResponseType, method, err)
 	}
 	m := mt.New().Interface()
 	if err := proto.Unmarshal(o.Response, m); err != nil {
-		return nil, status.Errorf(codes.Internal, "idempotency: stored response of %s is corrupt: %v", method, err)
+		return nil, status.Errorf(codes.Internal, "failsoft: idempotency: stored response of %s is corrupt: %v", method, err)
 	}
 	return m, nil
 }
@@ -292,43 +356,4 @@ func (s *Server) observe(ctx context.Context, e observe.Event) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Observe(ctx, e)
 	}
-}
-
-// PeerIdentity is the default IdentityFunc. It names the caller by its
-// verified TLS client certificate ("x509:" and the subject) when there is
-// one, and otherwise by its IP address without the port ("ip:" and the
-// address), so that reconnecting from another port keeps the identity.
-//
-// An IP address is a weak identity: callers behind one NAT or proxy share
-// it, and could then meet each other's keys (a generated key never
-// collides, a key chosen by the application may). Services that
-// authenticate callers should use WithIdentity with the authenticated
-// principal or tenant.
-func PeerIdentity(ctx context.Context) (string, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return "", status.Error(codes.Unauthenticated, "idempotency: the request has no peer to identify the caller by")
-	}
-	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-		if c := verifiedLeaf(ti.State.VerifiedChains); c != nil {
-			return "x509:" + c.Subject.String(), nil
-		}
-	}
-	if a, ok := p.Addr.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			var buf [3 + 45]byte // "ip:" and the longest IPv6 text
-			return string(ip.Unmap().AppendTo(append(buf[:0], "ip:"...))), nil
-		}
-	}
-	if p.Addr == nil {
-		return "", status.Error(codes.Unauthenticated, "idempotency: the request's peer has no address")
-	}
-	return p.Addr.Network() + ":" + p.Addr.String(), nil
-}
-
-func verifiedLeaf(chains [][]*x509.Certificate) *x509.Certificate {
-	if len(chains) > 0 && len(chains[0]) > 0 {
-		return chains[0][0]
-	}
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/internal/redistest"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
@@ -39,7 +41,7 @@ type keyedServer struct {
 func newKeyedServer(t *testing.T, fn func(context.Context, *policytestv1.PingRequest) (*policytestv1.PingResponse, error), opts ...idempotency.ServerOption) *keyedServer {
 	t.Helper()
 	ks := &keyedServer{events: &events{}}
-	idem, err := idempotency.NewServer(append([]idempotency.ServerOption{idempotency.WithObserver(ks.events)}, opts...)...)
+	idem, err := idempotency.NewServer(append([]idempotency.ServerOption{idempotency.WithIdentity(idempotency.Unauthenticated), idempotency.WithObserver(ks.events)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,36 +139,128 @@ func TestServerRefusals(t *testing.T) {
 	}
 }
 
-func TestServerInFlight(t *testing.T) {
+// joinedEvents signals each request that joins a claim in flight.
+type joinedEvents struct {
+	events
+	joined chan struct{}
+}
+
+func (e *joinedEvents) Observe(ctx context.Context, ev observe.Event) {
+	e.events.Observe(ctx, ev)
+	if ev.Kind == observe.KeyConflict && ev.Reason == "joined" {
+		e.joined <- struct{}{}
+	}
+}
+
+// Duplicates that arrive while the first request runs wait for its
+// outcome and all receive it; the handler runs once. The memory store
+// tells waiters when the claim ends, Redis is polled.
+func TestServerJoinsInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) idempotency.Store
+	}{
+		{"memory", func(t *testing.T) idempotency.Store {
+			st, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+		{"redis", func(t *testing.T) idempotency.Store { return newRedisStore(t, redistest.Start(t).Addr) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { joinsInFlight(t, tc.store(t)) })
+	}
+}
+
+func joinsInFlight(t *testing.T, st idempotency.Store) {
+	const duplicates = 100
 	entered, release := make(chan struct{}), make(chan struct{})
+	ev := &joinedEvents{joined: make(chan struct{}, duplicates)}
 	ks := newKeyedServer(t, func(ctx context.Context, r *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
 		if r.Payload == "slow" {
 			close(entered)
 			<-release
 		}
 		return echo(ctx, r)
-	})
+	}, idempotency.WithObserver(ev), idempotency.WithStore(st))
 	ctx := withKeyMD(context.Background(), "k")
-	done := make(chan error, 1)
-	go func() { _, _, err := ks.call(ctx, "slow"); done <- err }()
+	type answer struct {
+		resp *policytestv1.PingResponse
+		hdr  metadata.MD
+		err  error
+	}
+	first := make(chan answer, 1)
+	go func() { r, h, err := ks.call(ctx, "slow"); first <- answer{r, h, err} }()
 	<-entered
-	_, _, err := ks.call(ctx, "slow")
-	if status.Code(err) != codes.Aborted {
-		t.Errorf("same key in flight: %v, want ABORTED", err)
+	answers := make(chan answer, duplicates)
+	for range duplicates {
+		go func() { r, h, err := ks.call(ctx, "slow"); answers <- answer{r, h, err} }()
+	}
+	for range duplicates {
+		<-ev.joined
 	}
 	// A different request with the key in flight is a misuse, not a race.
 	if _, _, err := ks.call(ctx, "other"); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("different request in flight: %v, want FAILED_PRECONDITION", err)
 	}
 	close(release)
+	want := <-first
+	if want.err != nil {
+		t.Fatal(want.err)
+	}
+	for range duplicates {
+		a := <-answers
+		if a.err != nil || !proto.Equal(a.resp, want.resp) || !replayed(a.hdr) {
+			t.Fatalf("duplicate: %v, %v, header %v; want the first outcome, replayed", a.resp, a.err, a.hdr)
+		}
+	}
+	if n := ks.runs.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+}
+
+// Beyond WithMaxWaiters, or past its own deadline, a duplicate does not
+// wait: ABORTED or DEADLINE_EXCEEDED, and the handler does not run again.
+func TestServerInFlightRefusals(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	ks := newKeyedServer(t, func(ctx context.Context, r *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+		close(entered)
+		<-release
+		return echo(ctx, r)
+	}, idempotency.WithMaxWaiters(0))
+	ctx := withKeyMD(context.Background(), "k")
+	done := make(chan error, 1)
+	go func() { _, _, err := ks.call(ctx, "slow"); done <- err }()
+	<-entered
+	_, _, err := ks.call(ctx, "slow")
+	if info := errorInfo(err); status.Code(err) != codes.Aborted || info.GetReason() != idempotency.ReasonInProgress || info.GetDomain() != idempotency.ErrorDomain {
+		t.Errorf("no room to wait: %v (%v), want ABORTED with the in-progress reason", err, info)
+	}
+	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if _, hdr, err := ks.call(ctx, "slow"); err != nil || !replayed(hdr) {
-		t.Errorf("after completion: %v, header %v, want a replay", err, hdr)
-	}
-	if got := ks.events.kinds(observe.KeyConflict); len(got) != 2 || got[0].Reason != "in_flight" {
+	if got := ks.events.kinds(observe.KeyConflict); len(got) != 1 || got[0].Reason != "in_flight" {
 		t.Errorf("conflict events %+v", got)
+	}
+
+	entered2, release2 := make(chan struct{}), make(chan struct{})
+	ks2 := newKeyedServer(t, func(ctx context.Context, r *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+		close(entered2)
+		<-release2
+		return echo(ctx, r)
+	})
+	go func() { _, _, err := ks2.call(ctx, "slow"); done <- err }()
+	<-entered2
+	expired, cancel := context.WithDeadline(ctx, time.Now()) // already over when it arrives
+	defer cancel()
+	if _, _, err := ks2.call(expired, "slow"); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("deadline while waiting: %v, want DEADLINE_EXCEEDED", err)
+	}
+	close(release2)
+	if err := <-done; err != nil || ks2.runs.Load() != 1 {
+		t.Fatalf("first: %v, runs %d", err, ks2.runs.Load())
 	}
 }
 
@@ -240,21 +334,78 @@ func TestServerIdentity(t *testing.T) {
 	}
 }
 
+// A store whose room is all claims in flight answers a new key
+// RESOURCE_EXHAUSTED with a retry delay, until a claim ends.
 func TestServerStoreFull(t *testing.T) {
 	st, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{MaxEntries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks := newKeyedServer(t, echo, idempotency.WithStore(st))
-	if _, _, err := ks.call(withKeyMD(context.Background(), "k1"), "a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := ks.call(withKeyMD(context.Background(), "k2"), "a"); status.Code(err) != codes.ResourceExhausted {
+	entered, release := make(chan struct{}), make(chan struct{})
+	ks := newKeyedServer(t, func(ctx context.Context, r *policytestv1.PingRequest) (*policytestv1.PingResponse, error) {
+		if r.Payload == "slow" {
+			close(entered)
+			<-release
+		}
+		return echo(ctx, r)
+	}, idempotency.WithStore(st))
+	done := make(chan error, 1)
+	go func() { _, _, err := ks.call(withKeyMD(context.Background(), "k1"), "slow"); done <- err }()
+	<-entered
+	var trailer metadata.MD
+	_, err = ks.client.KeyedWrite(withKeyMD(context.Background(), "k2"), &policytestv1.PingRequest{Payload: "a"}, grpc.Trailer(&trailer))
+	if status.Code(err) != codes.ResourceExhausted || !strings.HasPrefix(status.Convert(err).Message(), "failsoft: idempotency: ") {
 		t.Fatalf("full store: %v, want RESOURCE_EXHAUSTED", err)
 	}
-	// The live key was not evicted.
-	if _, hdr, err := ks.call(withKeyMD(context.Background(), "k1"), "a"); err != nil || !replayed(hdr) {
-		t.Fatalf("k1 after refusal: %v, %v; want a replay", err, hdr)
+	if info := errorInfo(err); info.GetReason() != idempotency.ReasonStoreFull {
+		t.Errorf("full store: reason %v, want %s", info, idempotency.ReasonStoreFull)
+	}
+	var delay *errdetails.RetryInfo
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			delay = ri
+		}
+	}
+	if delay == nil || delay.RetryDelay.AsDuration() != time.Second || trailer.Get("grpc-retry-pushback-ms")[0] != "1000" {
+		t.Errorf("retry info %v, trailer %v; want a delay of a second", delay, trailer)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ks.call(withKeyMD(context.Background(), "k2"), "a"); err != nil {
+		t.Fatalf("after the claim ended: %v", err)
+	}
+}
+
+// A flood of new keys from one authenticated caller leaves another's new
+// keys protected and its stored outcomes replayed.
+func TestServerFloodFromOneIdentity(t *testing.T) {
+	st, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{MaxEntries: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDirect(t, idempotency.WithStore(st), idempotency.WithIdentity(tokenIdentity))
+	victim, flooder := caller{addr: "10.0.0.1", token: "acct-7"}, caller{addr: "10.0.0.2", token: "acct-8"}
+	if _, err := d.call(victim.ctx("before"), "p"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		if _, err := d.call(flooder.ctx(fmt.Sprint("flood-", i)), "p"); err != nil {
+			t.Fatalf("flood key %d: %v", i, err)
+		}
+	}
+	if _, err := d.call(victim.ctx("after"), "p"); err != nil {
+		t.Fatalf("victim's new key: %v", err)
+	}
+	runs := d.runs
+	for _, k := range []string{"before", "after"} {
+		if _, err := d.call(victim.ctx(k), "p"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d.runs != runs {
+		t.Errorf("victim's keys ran again after the flood")
 	}
 }
 
@@ -272,6 +423,10 @@ func (brokenStore) Complete(context.Context, idempotency.Key, string, idempotenc
 }
 
 func (brokenStore) Release(context.Context, idempotency.Key, string) error { return errDown }
+
+func (brokenStore) Extend(context.Context, idempotency.Key, string, time.Duration) error {
+	return errDown
+}
 
 func TestServerStoreDown(t *testing.T) {
 	closed := newKeyedServer(t, echo, idempotency.WithStore(brokenStore{}))
@@ -392,7 +547,7 @@ func TestServerLeaseExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks := newKeyedServer(t, echo, idempotency.WithStore(st), idempotency.WithLease(10*time.Second))
-	key := idempotency.Key{Identity: "ip:127.0.0.1", Method: keyedWrite, Key: "k"}
+	key := idempotency.Key{Identity: "anonymous", Method: keyedWrite, Key: "k"}
 	fp, err := idempotency.FingerprintOf(keyedWrite, &policytestv1.PingRequest{Payload: "a"})
 	if err != nil {
 		t.Fatal(err)
@@ -402,13 +557,21 @@ func TestServerLeaseExpiry(t *testing.T) {
 	if err != nil || c.State != idempotency.Claimed {
 		t.Fatal(c, err)
 	}
+	// A retry waits for the dead claim until its lease ends, then runs.
 	ctx := withKeyMD(context.Background(), "k")
-	if _, _, err := ks.call(ctx, "a"); status.Code(err) != codes.Aborted {
-		t.Fatalf("within the lease: %v, want ABORTED", err)
+	type answer struct {
+		hdr metadata.MD
+		err error
+	}
+	retried := make(chan answer, 1)
+	go func() { _, hdr, err := ks.call(ctx, "a"); retried <- answer{hdr, err} }()
+	clk.BlockUntil(1)
+	if n := ks.runs.Load(); n != 0 {
+		t.Fatalf("ran %d times within the lease", n)
 	}
 	clk.Advance(10 * time.Second)
-	if _, hdr, err := ks.call(ctx, "a"); err != nil || replayed(hdr) || ks.runs.Load() != 1 {
-		t.Fatalf("after the lease: %v, %v, runs %d; want a fresh run", err, hdr, ks.runs.Load())
+	if a := <-retried; a.err != nil || replayed(a.hdr) || ks.runs.Load() != 1 {
+		t.Fatalf("after the lease: %v, %v, runs %d; want a fresh run", a.err, a.hdr, ks.runs.Load())
 	}
 	if err := st.Complete(context.Background(), key, c.Token, fp, &idempotency.Outcome{}, time.Hour); !errors.Is(err, idempotency.ErrLeaseLost) {
 		t.Errorf("late completion: %v, want ErrLeaseLost", err)
@@ -420,7 +583,7 @@ func TestServerLeaseExpiry(t *testing.T) {
 
 // A panicking handler gives its key back.
 func TestServerPanicReleases(t *testing.T) {
-	srv, err := idempotency.NewServer()
+	srv, err := idempotency.NewServer(idempotency.WithIdentity(idempotency.PeerIdentity))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,4 +695,13 @@ func TestServerReplaysMetadata(t *testing.T) {
 	if a, b := t1.Get("x-ledger-seq"), t2.Get("x-ledger-seq"); len(a) != 1 || len(b) != 1 || a[0] != b[0] {
 		t.Errorf("trailer: first %q, replay %q", a, b)
 	}
+}
+
+func errorInfo(err error) *errdetails.ErrorInfo {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info
+		}
+	}
+	return nil
 }

@@ -106,12 +106,25 @@ type Store interface {
 	// request can be retried with the same key. Releasing a claim that was
 	// lost is not an error.
 	Release(ctx context.Context, key Key, token string) error
+	// Extend renews the lease of the claim token owns to lease from now,
+	// while its handler is still running. It returns ErrLeaseLost when the
+	// claim is no longer token's.
+	Extend(ctx context.Context, key Key, token string, lease time.Duration) error
+}
+
+// Waiter is implemented by stores that can tell a request waiting for a
+// claim in flight when that claim ends. Wait returns when the claim on key
+// was completed or released, or its lease ended (or at once if there is
+// no claim in flight), or with ctx's error. The server polls stores that
+// are not Waiters.
+type Waiter interface {
+	Wait(ctx context.Context, key Key) error
 }
 
 var (
-	// ErrFull is returned by a store that has no room for another entry
-	// without evicting one that is still live. The server answers
-	// RESOURCE_EXHAUSTED.
+	// ErrFull is returned by a store that has no room for another entry:
+	// what is in the way are claims in flight, which end within a lease.
+	// The server answers RESOURCE_EXHAUSTED, with a retry delay.
 	ErrFull = errors.New("idempotency: store full")
 	// ErrLeaseLost is returned by Complete when the claim's lease ran out
 	// and the key was claimed again or completed by another request.

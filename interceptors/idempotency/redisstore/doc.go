@@ -8,14 +8,22 @@
 // # How it works
 //
 // Each (caller, method, key) is one Redis string under
-// Prefix + hex(SHA-256(caller, method, key)), so callers' identities and keys
-// do not appear in Redis key names. Every operation is one Lua script, and
-// so atomic on the server:
+// Prefix + "{" + hash(caller) + "}" + hash(caller, method, key), so callers'
+// identities and keys do not appear in Redis key names. Beside it, two
+// sorted sets per caller index the caller's claims in flight and stored
+// outcomes by expiry; the hash tag keeps a caller's entries and indexes in
+// one Redis Cluster slot. Every operation is one Lua script, and so atomic
+// on the server:
 //
-//   - Claim: SET key pending NX PX lease; if the key exists, its value is
-//     returned (in flight, or the stored outcome).
+//   - Claim: if the key exists, its value is returned (in flight, or the
+//     stored outcome). Otherwise, if the caller holds
+//     WithMaxEntriesPerIdentity entries, its stored outcomes that expire
+//     first are deleted to make room, or, when its entries are all claims
+//     in flight, the claim is refused (idempotency.ErrFull, which the
+//     server answers RESOURCE_EXHAUSTED); then SET key pending PX lease.
 //   - Complete: if the key still holds this claim's token, or no longer
 //     exists, SET key outcome PX ttl.
+//   - Extend: if the key still holds this claim's token, PEXPIRE key lease.
 //   - Release: if the key still holds this claim's token, DEL key.
 //
 // Leases and TTLs are Redis expiries, measured by the Redis server's clock:
@@ -24,9 +32,21 @@
 // returned as is, and the server interceptor answers UNAVAILABLE unless it
 // was configured to fail open.
 //
+// # A Redis that one caller cannot fill
+//
+// The per-caller bound keeps one caller from taking the whole database;
+// its flood costs its own oldest outcomes. Size Redis's maxmemory for the
+// number of callers times the bound, and run it with
+// maxmemory-policy noeviction: Redis's own eviction policies would delete
+// claims in flight (volatile-ttl deletes the shortest-lived, which are the
+// claims) and let their requests run twice, while noeviction makes a full
+// Redis refuse writes, which the server answers UNAVAILABLE without
+// running the request. Every caller's entries live on one Cluster node,
+// so a very large caller loads that node.
+//
 // Works with a single Redis server, with Sentinel (redis.NewFailoverClient)
 // and with Redis Cluster (redis.NewClusterClient; each operation touches
-// one key, and the tests run the store's contract on a three-master
+// one slot, and the tests run the store's contract on a three-master
 // cluster). As with any
 // asynchronously replicated Redis, a failover can lose the latest writes,
 // and with them a claim or an outcome.

@@ -17,7 +17,7 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv, err := idempotency.NewServer(idempotency.WithStore(st))
+	srv, err := idempotency.NewServer(idempotency.WithStore(st), idempotency.WithIdentity(idempotency.CertificateIdentity))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -29,4 +29,17 @@ func ExampleStore_RedisKey() {
 	defer rc.Close()
 	st, _ := redisstore.New(rc)
 	_ = st.RedisKey(idempotency.Key{Identity: "tenant-1", Method: "/pay.v1.Pay/Charge", Key: "order-42"})
+}
+
+// Each caller holds at most 10,000 keys: a caller that sends more loses
+// its own oldest outcomes, not another caller's. Run Redis with
+// maxmemory-policy noeviction.
+func ExampleWithMaxEntriesPerIdentity() {
+	rc := redis.NewClient(&redis.Options{Addr: "redis.internal:6379"})
+	defer rc.Close()
+	st, err := redisstore.New(rc, redisstore.WithMaxEntriesPerIdentity(10_000))
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = st
 }

@@ -27,34 +27,90 @@ const (
 	headerLen    = 1 + len(idempotency.Fingerprint{})
 )
 
+// Every script takes KEYS[1], the entry, and the two indexes of its
+// identity's entries by expiry, KEYS[2] for claims in flight and KEYS[3]
+// for stored outcomes, all in the identity's Cluster slot. An index
+// member is the entry's key name.
+// Index scores are expiries in milliseconds with microsecond fractions,
+// so that entries written one after the other keep their order.
+const nowMillis = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local function at(ms) return string.format('%.3f', now + tonumber(ms)) end
+`
+
 var (
-	claimScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 1
+	// claimScript: ARGV[1] value, ARGV[2] lease ms, ARGV[3] the identity's
+	// bound (0: none). Returns 1 (claimed), 0 (full) or the entry's value.
+	claimScript = redis.NewScript(nowMillis + `
+local v = redis.call('GET', KEYS[1])
+if v then
+  return v
 end
-return redis.call('GET', KEYS[1])
+local max = tonumber(ARGV[3])
+if max > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', at(0))
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', at(0))
+  local n = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+  if n >= max then
+    local oldest = redis.call('ZRANGE', KEYS[3], 0, n - max)
+    if #oldest <= n - max then
+      return 0
+    end
+    for _, k in ipairs(oldest) do
+      redis.call('DEL', k)
+      redis.call('ZREM', KEYS[3], k)
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], at(ARGV[2]), KEYS[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
 `)
-	completeScript = redis.NewScript(`
+	// completeScript: ARGV[1] token, ARGV[2] value, ARGV[3] TTL ms.
+	completeScript = redis.NewScript(nowMillis + `
 local v = redis.call('GET', KEYS[1])
 if v == false or (string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  redis.call('ZADD', KEYS[3], at(ARGV[3]), KEYS[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
   return 1
 end
 return 0
 `)
+	// extendScript: ARGV[1] token, ARGV[2] lease ms.
+	extendScript = redis.NewScript(nowMillis + `
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('ZADD', KEYS[2], at(ARGV[2]), KEYS[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+`)
+	// releaseScript: ARGV[1] token.
 	releaseScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], KEYS[1])
 end
 return 0
 `)
 )
 
+// DefaultMaxEntriesPerIdentity bounds the entries of one identity: claims
+// in flight and stored outcomes.
+const DefaultMaxEntriesPerIdentity = 100_000
+
 // Store is an idempotency.Store in Redis. It is safe for concurrent use.
 type Store struct {
-	client redis.Scripter
-	prefix string
+	client      redis.Scripter
+	prefix      string
+	maxPerIdent int
 }
 
 var _ idempotency.Store = (*Store)(nil)
@@ -74,6 +130,21 @@ func WithPrefix(p string) Option {
 	}
 }
 
+// WithMaxEntriesPerIdentity bounds the entries one identity holds
+// (DefaultMaxEntriesPerIdentity): at the bound, a new claim evicts the
+// identity's stored outcomes that expire first, and is refused
+// (idempotency.ErrFull) when the bound is all claims in flight. 0 sets no
+// bound, and keeps no index of an identity's entries.
+func WithMaxEntriesPerIdentity(n int) Option {
+	return func(s *Store) error {
+		if n < 0 {
+			return fmt.Errorf("redisstore.WithMaxEntriesPerIdentity(%d): must not be negative", n)
+		}
+		s.maxPerIdent = n
+		return nil
+	}
+}
+
 // New returns a Store using client, which may be a *redis.Client,
 // *redis.ClusterClient, a failover client or any redis.UniversalClient.
 // The store does not close the client.
@@ -81,7 +152,7 @@ func New(client redis.Scripter, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore.New: nil client")
 	}
-	s := &Store{client: client, prefix: DefaultPrefix}
+	s := &Store{client: client, prefix: DefaultPrefix, maxPerIdent: DefaultMaxEntriesPerIdentity}
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -93,15 +164,26 @@ func New(client redis.Scripter, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// RedisKey returns the name of the Redis key that holds k.
+// RedisKey returns the name of the Redis key that holds k: the prefix, a
+// hash of the identity as the Cluster hash tag (so that an identity's
+// entries and their indexes share a slot), and a hash of the whole key.
 func (s *Store) RedisKey(k idempotency.Key) string {
+	return s.keys(k)[0]
+}
+
+// keys returns the entry's key name and its identity's two index names.
+func (s *Store) keys(k idempotency.Key) []string {
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
-	for _, part := range [...]string{k.Identity, k.Method, k.Key} {
+	write := func(part string) {
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))])
 		h.Write([]byte(part))
 	}
-	return s.prefix + hex.EncodeToString(h.Sum(nil))
+	write(k.Identity)
+	tag := s.prefix + "{" + hex.EncodeToString(h.Sum(nil)[:12]) + "}"
+	write(k.Method)
+	write(k.Key)
+	return []string{tag + hex.EncodeToString(h.Sum(nil)), tag + "pending", tag + "done"}
 }
 
 // millis converts d to whole milliseconds for PX, rounding up so that a
@@ -118,7 +200,7 @@ func (s *Store) Claim(ctx context.Context, k idempotency.Key, fp idempotency.Fin
 	v = append(v, statePending)
 	v = append(v, fp[:]...)
 	v = append(v, token...)
-	res, err := claimScript.Run(ctx, s.client, []string{s.RedisKey(k)}, v, millis(lease)).Result()
+	res, err := claimScript.Run(ctx, s.client, s.keys(k), v, millis(lease), s.maxPerIdent).Result()
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
 			// Cannot happen (the script runs atomically), but if it did the
@@ -129,6 +211,9 @@ func (s *Store) Claim(ctx context.Context, k idempotency.Key, fp idempotency.Fin
 	}
 	switch r := res.(type) {
 	case int64:
+		if r == 0 {
+			return idempotency.Claim{}, idempotency.ErrFull
+		}
 		return idempotency.Claim{State: idempotency.Claimed, Token: token}, nil
 	case string:
 		return decode(r)
@@ -138,7 +223,7 @@ func (s *Store) Claim(ctx context.Context, k idempotency.Key, fp idempotency.Fin
 
 // Complete implements idempotency.Store.
 func (s *Store) Complete(ctx context.Context, k idempotency.Key, token string, fp idempotency.Fingerprint, o *idempotency.Outcome, ttl time.Duration) error {
-	ok, err := completeScript.Run(ctx, s.client, []string{s.RedisKey(k)}, token, encodeDone(fp, o), millis(ttl)).Int64()
+	ok, err := completeScript.Run(ctx, s.client, s.keys(k), token, encodeDone(fp, o), millis(ttl)).Int64()
 	if err != nil {
 		return fmt.Errorf("redisstore: complete: %w", err)
 	}
@@ -148,9 +233,21 @@ func (s *Store) Complete(ctx context.Context, k idempotency.Key, token string, f
 	return nil
 }
 
+// Extend implements idempotency.Store.
+func (s *Store) Extend(ctx context.Context, k idempotency.Key, token string, lease time.Duration) error {
+	ok, err := extendScript.Run(ctx, s.client, s.keys(k), token, millis(lease)).Int64()
+	if err != nil {
+		return fmt.Errorf("redisstore: extend: %w", err)
+	}
+	if ok != 1 {
+		return idempotency.ErrLeaseLost
+	}
+	return nil
+}
+
 // Release implements idempotency.Store.
 func (s *Store) Release(ctx context.Context, k idempotency.Key, token string) error {
-	if err := releaseScript.Run(ctx, s.client, []string{s.RedisKey(k)}, token).Err(); err != nil {
+	if err := releaseScript.Run(ctx, s.client, s.keys(k), token).Err(); err != nil {
 		return fmt.Errorf("redisstore: release: %w", err)
 	}
 	return nil

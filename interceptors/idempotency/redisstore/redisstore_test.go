@@ -58,6 +58,7 @@ func TestContract(t *testing.T) {
 	rc := newClient(t, rs.Addr)
 	st := newStore(t, rc)
 	storetest.Run(t, st, func(t *testing.T, k idempotency.Key) { expireNow(t, rc, st, k) })
+	storetest.RunBounded(t, newStore(t, rc, redisstore.WithMaxEntriesPerIdentity(3)))
 }
 
 // TestContractCluster runs the contract against a Redis Cluster of three
@@ -70,10 +71,12 @@ func TestContractCluster(t *testing.T) {
 	st := newStore(t, rc)
 	storetest.Run(t, st, func(t *testing.T, k idempotency.Key) { expireNow(t, rc, st, k) })
 
-	// The keys land on every node, so the contract held across them.
+	storetest.RunBounded(t, newStore(t, rc, redisstore.WithMaxEntriesPerIdentity(3)))
+
+	// The identities land on every node, so the contract held across them.
 	ctx := context.Background()
 	for i := range 30 {
-		k := idempotency.Key{Method: "/s.v1.S/M", Key: fmt.Sprintf("spread-%d", i)}
+		k := idempotency.Key{Identity: fmt.Sprintf("caller-%d", i), Method: "/s.v1.S/M", Key: "spread"}
 		if _, err := st.Claim(ctx, k, idempotency.Fingerprint{}, time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -165,5 +168,8 @@ func TestOptions(t *testing.T) {
 	defer rc.Close()
 	if _, err := redisstore.New(rc, redisstore.WithPrefix("")); err == nil || !strings.Contains(err.Error(), "WithPrefix") {
 		t.Errorf("WithPrefix(\"\"): %v", err)
+	}
+	if _, err := redisstore.New(rc, redisstore.WithMaxEntriesPerIdentity(-1)); err == nil || !strings.Contains(err.Error(), "WithMaxEntriesPerIdentity") {
+		t.Errorf("WithMaxEntriesPerIdentity(-1): %v", err)
 	}
 }

@@ -172,3 +172,71 @@ func sameOutcome(a, b *idempotency.Outcome) bool {
 	return a != nil && b != nil && a.Code == b.Code && a.ResponseType == b.ResponseType &&
 		bytes.Equal(a.Status, b.Status) && bytes.Equal(a.Response, b.Response)
 }
+
+// RunBounded checks a store that holds at most 3 entries per identity: an
+// identity at its bound gives up one of its own stored outcomes for a new
+// claim, never another identity's and never a claim in flight, and is
+// refused with ErrFull when its bound is all claims in flight.
+func RunBounded(t *testing.T, st idempotency.Store) {
+	ctx := context.Background()
+	fp := idempotency.Fingerprint{1}
+	key := func(id string, i int) idempotency.Key {
+		return idempotency.Key{Identity: id + t.Name(), Method: "/s.v1.S/M", Key: string(rune('a' + i))}
+	}
+	claim := func(k idempotency.Key) (idempotency.Claim, error) { return st.Claim(ctx, k, fp, time.Minute) }
+	done := func(k idempotency.Key) {
+		t.Helper()
+		c, err := claim(k)
+		if err != nil || c.State != idempotency.Claimed {
+			t.Fatalf("Claim(%v) = %v, %v; want claimed", k, c.State, err)
+		}
+		if err := st.Complete(ctx, k, c.Token, fp, &idempotency.Outcome{ResponseType: "x"}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// stored counts the keys with a stored outcome, giving back the
+	// claims the counting makes.
+	stored := func(keys ...idempotency.Key) int {
+		t.Helper()
+		n := 0
+		for _, k := range keys {
+			c, err := claim(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch c.State {
+			case idempotency.Done:
+				n++
+			case idempotency.Claimed:
+				_ = st.Release(ctx, k, c.Token)
+			}
+		}
+		return n
+	}
+	done(key("victim", 0))
+	for i := range 10 {
+		done(key("flooder", i))
+	}
+	if n := stored(key("victim", 0)); n != 1 {
+		t.Errorf("the victim's outcome was evicted by another identity's flood")
+	}
+	if n := stored(key("flooder", 9), key("flooder", 8)); n != 2 {
+		t.Errorf("the flooder's newest outcomes: %d stored, want 2", n)
+	}
+
+	// A bound of claims in flight refuses the identity, not others.
+	for i := range 3 {
+		if c, err := claim(key("busy", i)); err != nil || c.State != idempotency.Claimed {
+			t.Fatalf("claim %d: %v, %v", i, c.State, err)
+		}
+	}
+	if _, err := claim(key("busy", 3)); !errors.Is(err, idempotency.ErrFull) {
+		t.Errorf("claim over a bound of claims in flight: %v, want ErrFull", err)
+	}
+	for i := range 3 {
+		if c, err := claim(key("busy", i)); err != nil || c.State != idempotency.InFlight {
+			t.Errorf("claim %d after the refusal: %v, %v; want still in flight", i, c.State, err)
+		}
+	}
+	done(key("victim", 1))
+}
