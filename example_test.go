@@ -10,6 +10,7 @@ import (
 
 	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/interceptors/deadline"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 )
 
 func ExampleDialOptions() {
@@ -35,7 +36,11 @@ func ExampleServerOptions() {
 	serverOpts, err := failsoft.ServerOptions(
 		// Calls this service makes downstream give up 50 ms before its
 		// own caller does.
-		failsoft.WithServerDeadline(deadline.WithSafetyMargin(50 * time.Millisecond)),
+		failsoft.WithServerDeadline(deadline.WithSafetyMargin(50*time.Millisecond)),
+		// Callers of this service are not authenticated, so deduplication
+		// treats them as one; with mTLS, leave the default (the client
+		// certificate), or name callers with idempotency.WithIdentity.
+		failsoft.WithServerIdempotency(idempotency.WithIdentity(idempotency.Unauthenticated)),
 	)
 	if err != nil {
 		log.Fatal(err)

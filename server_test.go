@@ -15,6 +15,7 @@ import (
 
 	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/interceptors/deadline"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
@@ -82,7 +83,7 @@ func TestExactlyOnceThroughTheSuite(t *testing.T) {
 		opts       []failsoft.ServerOption
 		duplicates bool
 	}{
-		{"server deduplicates", nil, false},
+		{"server deduplicates", []failsoft.ServerOption{failsoft.WithServerIdempotency(idempotency.WithIdentity(idempotency.Unauthenticated))}, false},
 		// The control shows that the test sees duplicates when they happen.
 		{"control: no deduplication", []failsoft.ServerOption{failsoft.WithoutServerIdempotency()}, true},
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/retry"
 	"github.com/failsoft/failsoft/interceptors/telemetry"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
@@ -266,7 +267,8 @@ func (s *flakyServer) KeyedWrite(ctx context.Context, req *pb.PingRequest) (*pb.
 
 func startServer(t *testing.T, tp *sdktrace.TracerProvider) string {
 	t.Helper()
-	opts, err := failsoft.ServerOptions(failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)))
+	opts, err := failsoft.ServerOptions(failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)),
+		failsoft.WithServerIdempotency(idempotency.WithIdentity(idempotency.Unauthenticated)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
 	"github.com/failsoft/failsoft/interceptors/breaker"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/logging"
 	"github.com/failsoft/failsoft/interceptors/retry"
 	"github.com/failsoft/failsoft/interceptors/telemetry"
@@ -55,7 +56,8 @@ func (breakingServer) Inherit(context.Context, *pb.PingRequest) (*pb.PingRespons
 
 func startBreakingServer(t *testing.T, tp *sdktrace.TracerProvider) string {
 	t.Helper()
-	opts, err := failsoft.ServerOptions(failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)))
+	opts, err := failsoft.ServerOptions(failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)),
+		failsoft.WithServerIdempotency(idempotency.WithIdentity(idempotency.Unauthenticated)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/failsoft/failsoft"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/telemetry"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
@@ -41,7 +42,8 @@ func TestOtelgrpcServerHandlerOneServerSpan(t *testing.T) {
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 			defer tp.Shutdown(context.Background()) //nolint:errcheck // in-memory recorder
 
-			serverOpts, err := failsoft.ServerOptions(failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)))
+			serverOpts, err := failsoft.ServerOptions(failsoft.WithServerTelemetry(telemetry.WithTracerProvider(tp)),
+				failsoft.WithServerIdempotency(idempotency.WithIdentity(idempotency.Unauthenticated)))
 			if err != nil {
 				t.Fatal(err)
 			}

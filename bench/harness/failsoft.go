@@ -77,7 +77,7 @@ func serverDedup() ([]grpc.ServerOption, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := idempotency.NewServer(idempotency.WithResolver(res))
+	keys, err := idempotency.NewServer(idempotency.WithResolver(res), idempotency.WithIdentity(idempotency.Unauthenticated))
 	if err != nil {
 		return nil, err
 	}

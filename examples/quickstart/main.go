@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft"
+	"github.com/failsoft/failsoft/interceptors/idempotency"
 
 	greetv1 "example.com/quickstart/gen/greet/v1"
 )
@@ -55,7 +56,10 @@ func (g *greeter) Sign(_ context.Context, req *greetv1.SignRequest) (*greetv1.Si
 }
 
 func run(ctx context.Context, out io.Writer) error {
-	serverOpts, err := failsoft.ServerOptions()
+	// Callers here are not authenticated, so they share one identity for
+	// deduplication; with mTLS, leave the default (the client certificate).
+	serverOpts, err := failsoft.ServerOptions(
+		failsoft.WithServerIdempotency(idempotency.WithIdentity(idempotency.Unauthenticated)))
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,8 @@ func serverChain(tp trace.TracerProvider, mp metric.MeterProvider, inj *chaos.In
 	if mp == nil {
 		mp = metricnoop.NewMeterProvider()
 	}
-	var idem []idempotency.ServerOption
+	// The demo's callers are not authenticated: they share one identity.
+	idem := []idempotency.ServerOption{idempotency.WithIdentity(idempotency.Unauthenticated)}
 	if redisURL != "" {
 		ro, err := redis.ParseURL(redisURL)
 		if err != nil {
