@@ -154,11 +154,13 @@ func TestScenarioReconciles(t *testing.T) {
 	defer cancel()
 
 	// Run 1: flaky, then an outage that the run ends in. Payments made
-	// during the outage are pending in its store when the client stops.
+	// during the outage are pending in its store when the client stops. The
+	// outage lasts long enough for each method's breaker to see most of its
+	// recent calls fail: a short blip is left to retries and the throttle.
 	c1 := e.client("run1")
 	err := c1.Run(ctx, e.load(
 		checkout.Phase{Name: "flaky", Duration: 400 * time.Millisecond, Chaos: flaky},
-		checkout.Phase{Name: "outage", Duration: 300 * time.Millisecond, Chaos: down},
+		checkout.Phase{Name: "outage", Duration: time.Second, Chaos: down},
 	))
 	if err != nil {
 		t.Fatal(err)
