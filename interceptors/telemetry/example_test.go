@@ -89,5 +89,5 @@ func ExampleNew() {
 	fmt.Println(err)
 	// Output:
 	// true <nil>
-	// telemetry: WithTracerProvider: nil provider
+	// telemetry.WithTracerProvider: nil provider
 }

@@ -25,7 +25,7 @@ type config struct {
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(c *config) error {
 		if tp == nil {
-			return errors.New("telemetry: WithTracerProvider: nil provider")
+			return errors.New("telemetry.WithTracerProvider: nil provider")
 		}
 		c.tracerProvider = tp
 		return nil
@@ -37,7 +37,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) error {
 		if mp == nil {
-			return errors.New("telemetry: WithMeterProvider: nil provider")
+			return errors.New("telemetry.WithMeterProvider: nil provider")
 		}
 		c.meterProvider = mp
 		return nil
@@ -50,7 +50,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 func WithPropagator(p propagation.TextMapPropagator) Option {
 	return func(c *config) error {
 		if p == nil {
-			return errors.New("telemetry: WithPropagator: nil propagator")
+			return errors.New("telemetry.WithPropagator: nil propagator")
 		}
 		c.propagator = p
 		return nil
@@ -61,7 +61,7 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 func WithClock(c clock.Clock) Option {
 	return func(cfg *config) error {
 		if c == nil {
-			return errors.New("telemetry: WithClock: nil clock")
+			return errors.New("telemetry.WithClock: nil clock")
 		}
 		cfg.clock = c
 		return nil
