@@ -50,7 +50,7 @@ func run() error {
 	runID := fs.String("run-id", "", "prefix of this run's order IDs (default: from the time)")
 	logPath := fs.String("log", "", "write the failure log (with trace IDs) to this file instead of stderr")
 	otlp := fs.String("otlp", "", "export spans over OTLP gRPC to this HOST:PORT (a local Jaeger, for example)")
-	traceFile := fs.String("trace-file", "", "write the trace ID of one retried charge to this file")
+	traceFile := fs.String("trace-file", "", "write the trace ID of one retried charge to this file, when -otlp exports it")
 	progress := fs.Duration("progress", time.Second, "interval of progress lines; 0 for none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -146,7 +146,7 @@ func run() error {
 	if err != nil {
 		log.Warn("reading dead letters failed", "err", err)
 	}
-	rep := checkout.Report{Stats: c.Stats().Snapshot(), Start: start, Confirmed: confirmed, Dead: len(dead), Recon: recon}
+	rep := checkout.Report{Stats: c.Stats().Snapshot(), Start: start, Confirmed: confirmed, Dead: len(dead), Recon: recon, Traces: *otlp}
 	if *admin != "" {
 		var v checkout.ServerView
 		if err := chaos.Get(ctx, *admin, "/stats", &v); err == nil {
@@ -168,7 +168,7 @@ func run() error {
 		}
 		fmt.Printf("  dead letter      %s: %s\n", d.Key, d.Reason)
 	}
-	if *traceFile != "" && rep.Stats.RetriedTrace != "" {
+	if *traceFile != "" && *otlp != "" && rep.Stats.RetriedTrace != "" {
 		if err := os.WriteFile(*traceFile, []byte(rep.Stats.RetriedTrace+"\n"), 0o644); err != nil {
 			log.Warn("writing -trace-file failed", "err", err)
 		}

@@ -550,8 +550,8 @@ func (r Reconciliation) String() string {
 	if !r.OK() {
 		verdict = "FAILED"
 	}
-	return fmt.Sprintf("%s: %d expected, %d found, %d duplicates, %d lost, %d unexpected, %d still pending (ledger entries read: %d)",
-		verdict, r.Expected, r.Found, r.Duplicates, r.Lost, r.Unexpected, r.StillPending, r.Ledger)
+	return fmt.Sprintf("%s: %d of %d orders paid or pending are in the ledger; %d charged twice, %d paid but missing, %d charged although declined, %d still pending (%d ledger entries read)",
+		verdict, r.Found, r.Expected, r.Duplicates, r.Lost, r.Unexpected, r.StillPending, r.Ledger)
 }
 
 // Reconcile reads the whole ledger with ListPayments and compares it with
