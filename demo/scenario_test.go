@@ -85,10 +85,23 @@ func (e *env) stop() {
 
 func (e *env) client(runID string) *checkout.Client {
 	e.t.Helper()
-	c, err := checkout.New(checkout.Config{
-		Target: e.addr, OutboxPath: filepath.Join(e.dir, "pending.db"), RunID: runID,
-		Chain: checkout.StoryChain(150*time.Millisecond, 7), DrainEvery: 40 * time.Millisecond,
-	})
+	return e.clientWith(checkout.Config{RunID: runID})
+}
+
+// clientWith starts a checkout client with cfg, whose target, pending
+// store, chain and drain interval are the scenario's unless cfg sets them.
+func (e *env) clientWith(cfg checkout.Config) *checkout.Client {
+	e.t.Helper()
+	cfg.Target, cfg.OutboxPath = e.addr, filepath.Join(e.dir, "pending.db")
+	if cfg.Chain.BreakerFailures == 0 {
+		mp, tp := cfg.Chain.MeterProvider, cfg.Chain.TracerProvider
+		cfg.Chain = checkout.StoryChain(150*time.Millisecond, 7)
+		cfg.Chain.MeterProvider, cfg.Chain.TracerProvider = mp, tp
+	}
+	if cfg.DrainEvery == 0 {
+		cfg.DrainEvery = 40 * time.Millisecond
+	}
+	c, err := checkout.New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
