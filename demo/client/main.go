@@ -16,6 +16,7 @@ import (
 
 	"github.com/failsoft/failsoft/demo/internal/chaos"
 	"github.com/failsoft/failsoft/demo/internal/checkout"
+	"github.com/failsoft/failsoft/demo/internal/metrics"
 	"github.com/failsoft/failsoft/demo/internal/tracing"
 )
 
@@ -50,7 +51,8 @@ func run() error {
 	runID := fs.String("run-id", "", "prefix of this run's order IDs (default: from the time)")
 	logPath := fs.String("log", "", "write the failure log (with trace IDs) to this file instead of stderr")
 	otlp := fs.String("otlp", "", "export spans over OTLP gRPC to this HOST:PORT (a local Jaeger, for example)")
-	traceFile := fs.String("trace-file", "", "write the trace ID of one retried charge to this file")
+	traceFile := fs.String("trace-file", "", "write the trace ID of one retried charge to this file, when -otlp exports it")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "loopback address to serve the client's metrics at /metrics on (port 0 picks a free one; empty for none)")
 	progress := fs.Duration("progress", time.Second, "interval of progress lines; 0 for none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -94,8 +96,29 @@ func run() error {
 		defer cancel()
 		_ = shutdownTracing(sctx)
 	}()
+	mp, metricsHandler, err := metrics.Setup()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = metrics.Shutdown(sctx, mp)
+	}()
+	if *metricsAddr != "" {
+		bound, stopMetrics, err := metrics.Serve(*metricsAddr, metricsHandler)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = stopMetrics(sctx)
+		}()
+		fmt.Printf("client metrics at http://%s/metrics while the client runs\n", bound)
+	}
 	chain := checkout.StoryChain(*breakerOpen, *seed)
-	chain.TracerProvider = tp
+	chain.TracerProvider, chain.MeterProvider = tp, mp
 	c, err := checkout.New(checkout.Config{
 		Target: *server, OutboxPath: *outboxPath, RunID: *runID, Chain: chain, Log: log,
 	})
@@ -146,7 +169,7 @@ func run() error {
 	if err != nil {
 		log.Warn("reading dead letters failed", "err", err)
 	}
-	rep := checkout.Report{Stats: c.Stats().Snapshot(), Start: start, Confirmed: confirmed, Dead: len(dead), Recon: recon}
+	rep := checkout.Report{Stats: c.Stats().Snapshot(), Start: start, Confirmed: confirmed, Dead: len(dead), Recon: recon, Traces: *otlp}
 	if *admin != "" {
 		var v checkout.ServerView
 		if err := chaos.Get(ctx, *admin, "/stats", &v); err == nil {
@@ -168,7 +191,7 @@ func run() error {
 		}
 		fmt.Printf("  dead letter      %s: %s\n", d.Key, d.Reason)
 	}
-	if *traceFile != "" && rep.Stats.RetriedTrace != "" {
+	if *traceFile != "" && *otlp != "" && rep.Stats.RetriedTrace != "" {
 		if err := os.WriteFile(*traceFile, []byte(rep.Stats.RetriedTrace+"\n"), 0o644); err != nil {
 			log.Warn("writing -trace-file failed", "err", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
@@ -44,6 +45,9 @@ type ChainConfig struct {
 	// TracerProvider makes the spans; nil for none (trace IDs are then
 	// empty).
 	TracerProvider trace.TracerProvider
+	// MeterProvider records the client's metrics, the ones the alert
+	// rules read; nil for none.
+	MeterProvider metric.MeterProvider
 }
 
 // Chain is the client's interceptor chain.
@@ -92,8 +96,12 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
+	topts := []telemetry.Option{telemetry.WithTracerProvider(tp)}
+	if cfg.MeterProvider != nil {
+		topts = append(topts, telemetry.WithMeterProvider(cfg.MeterProvider))
+	}
 	opts := []failsoft.Option{
-		failsoft.WithTelemetry(telemetry.WithTracerProvider(tp)),
+		failsoft.WithTelemetry(topts...),
 		failsoft.WithResolver(res),
 		failsoft.WithClock(clk),
 		failsoft.WithRetry(retry.WithRand(func() float64 {

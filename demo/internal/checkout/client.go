@@ -19,6 +19,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/fallback"
+	"github.com/failsoft/failsoft/interceptors/logging"
+	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/pending"
 	"github.com/failsoft/failsoft/interceptors/pending/boltstore"
@@ -39,8 +41,14 @@ type Config struct {
 	// DrainEvery is how often pending charges are sent again; 0 for
 	// 250 ms.
 	DrainEvery time.Duration
-	// Log receives failures with their trace IDs; nil discards.
+	// Log receives failures with their trace IDs, and failsoft's
+	// decisions (breaker opened, retries given up, ...) through the
+	// logging observer; nil discards.
 	Log *slog.Logger
+	// DialOptions are added after the pending queue and the chain, so
+	// that their interceptors run innermost and meet every attempt: a
+	// client-side chaos injector, for example.
+	DialOptions []grpc.DialOption
 }
 
 // StoryChain is the checkout story's breaker: 5 failures within 30 s
@@ -94,7 +102,11 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, stats: NewStats(), log: cfg.Log, orders: map[string]*order{}}
 	closed := "closed"
 	c.breaker.Store(&closed)
-	cfg.Chain.Observer = c.stats
+	logObs, err := logging.New(cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Chain.Observer = observe.Multi(c.stats, logObs)
 	cfg.Chain.OnBreaker = func(_, _, to string) { c.breaker.Store(&to) }
 	chain, err := NewChain(cfg.Chain)
 	if err != nil {
@@ -120,6 +132,9 @@ func New(cfg Config) (*Client, error) {
 	if tp := cfg.Chain.TracerProvider; tp != nil {
 		qopts = append(qopts, pending.WithTracerProvider(tp))
 	}
+	if mp := cfg.Chain.MeterProvider; mp != nil {
+		qopts = append(qopts, pending.WithMeterProvider(mp))
+	}
 	q, err := pending.New(store, qopts...)
 	if err != nil {
 		store.Close()
@@ -128,6 +143,7 @@ func New(cfg Config) (*Client, error) {
 	c.queue = q
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithChainUnaryInterceptor(q.UnaryClientInterceptor())}, chain.DialOptions()...)
+	opts = append(opts, cfg.DialOptions...)
 	conn, err := grpc.NewClient(cfg.Target, opts...)
 	if err != nil {
 		q.Close()
@@ -550,8 +566,8 @@ func (r Reconciliation) String() string {
 	if !r.OK() {
 		verdict = "FAILED"
 	}
-	return fmt.Sprintf("%s: %d expected, %d found, %d duplicates, %d lost, %d unexpected, %d still pending (ledger entries read: %d)",
-		verdict, r.Expected, r.Found, r.Duplicates, r.Lost, r.Unexpected, r.StillPending, r.Ledger)
+	return fmt.Sprintf("%s: %d of %d orders paid or pending are in the ledger; %d charged twice, %d paid but missing, %d charged although declined, %d still pending (%d ledger entries read)",
+		verdict, r.Found, r.Expected, r.Duplicates, r.Lost, r.Unexpected, r.StillPending, r.Ledger)
 }
 
 // Reconcile reads the whole ledger with ListPayments and compares it with

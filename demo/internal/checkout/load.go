@@ -184,7 +184,7 @@ func (c *Client) op(ctx context.Context, pick int, amount int64, n int) {
 
 func (c *Client) progress(w io.Writer, phase string, elapsed time.Duration, skipped int64) {
 	s := c.stats.Snapshot()
-	fmt.Fprintf(w, "[%-8s %5.1fs] calls %4d  settled %4d pending %3d declined %2d  attempts %4d retries %3d hedges %3d  breaker %-9s pending %3d",
+	fmt.Fprintf(w, "[%-8s %5.1fs] calls %4d  settled %4d pending %3d declined %2d  attempts %4d retries %3d hedges %3d  breaker %-9s queued to resend %3d",
 		phase, elapsed.Seconds(), s.LogicalCalls, s.Outcomes[StateSettled], s.Outcomes[StatePending], s.Outcomes[StateDeclined],
 		s.Attempts, s.Retries, s.Hedges, c.BreakerState(), c.Pending())
 	if skipped > 0 {
