@@ -494,3 +494,41 @@ func TestClientExportsWhatTheAlertsReadAndLogsDecisions(t *testing.T) {
 	}
 	t.Logf("rules read %v; %s", read, opened)
 }
+
+// The demo's flaky phase as the demo plays it (3% UNAVAILABLE, a slow
+// tail, lost responses and pushback, with the story's breaker rule of 5
+// failures within 30 s), at about the demo's number of calls (270, the
+// demo's 18 s at 15 a second): retries absorb these failures, so the
+// breaker must not open and fail calls the server would have served.
+func TestFlakyPhaseOpensNoBreaker(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir()}
+	e.ledgerPath = filepath.Join(e.dir, "ledger.db")
+	e.start(chaos.Config{})
+	defer e.stop()
+	flakyPhase := checkout.StoryPhases(6 * time.Second)[1] // 30% of it: 1.8 s
+	if flakyPhase.Name != "flaky" {
+		t.Fatalf("the story's second phase is %q, want flaky", flakyPhase.Name)
+	}
+	c := e.clientWith(checkout.Config{RunID: "flaky", Chain: checkout.StoryChain(3*time.Second, 1)})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	load := e.load(flakyPhase)
+	load.Concurrency = 8
+	if err := c.Run(ctx, load); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(ctx, c, "flaky phase")
+	s := c.Stats().Snapshot()
+	for _, tr := range s.Transitions {
+		if tr.To == "open" {
+			t.Errorf("the breaker opened in the flaky phase: transitions %v, %d calls refused by it", s.Transitions, s.BreakerRejected)
+			break
+		}
+	}
+	f := e.srv.Stats().Chaos.Faults
+	if f.Errors["UNAVAILABLE"] == 0 || f.Lost == 0 {
+		t.Errorf("the flaky phase injected no errors or lost responses: %+v", f)
+	}
+	t.Logf("%d calls, %d attempts, %d retries; server faults %+v", s.LogicalCalls, s.Attempts, s.Retries, f)
+}

@@ -122,6 +122,7 @@ func (c *Client) Run(ctx context.Context, l Load) error {
 	for _, p := range l.Phases {
 		name := p.Name
 		phase.Store(&name)
+		c.stats.startPhase(name)
 		if l.SetChaos != nil {
 			if err := l.SetChaos(ctx, p.Chaos); err != nil {
 				return err
@@ -155,6 +156,7 @@ func (c *Client) Run(ctx context.Context, l Load) error {
 		t.Stop()
 	}
 	ops.Wait()
+	c.stats.startPhase(AfterLoad)
 	if l.Progress != nil {
 		c.progress(l.Progress, "done", time.Since(start), skipped.Load())
 	}

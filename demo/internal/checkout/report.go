@@ -122,6 +122,33 @@ func methodNoun(method string) string {
 	return method + " calls"
 }
 
+// openingsPerPhase counts the breaker openings in each phase, in the
+// order the phases ran: "healthy 0, flaky 0, outage 1, recovery 0". The
+// time after the load is shown only when the breaker opened then.
+func openingsPerPhase(phases []PhaseStart, transitions []Transition) string {
+	n := make([]int, len(phases))
+	for _, t := range transitions {
+		if t.To != "open" {
+			continue
+		}
+		// The phase running then: the last one started at or before t.
+		for i := len(phases) - 1; i >= 0; i-- {
+			if !phases[i].At.After(t.At) {
+				n[i]++
+				break
+			}
+		}
+	}
+	var parts []string
+	for i, p := range phases {
+		if p.Name == AfterLoad && n[i] == 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", p.Name, n[i]))
+	}
+	return "openings by phase: " + strings.Join(parts, ", ")
+}
+
 func times(n int) string {
 	if n == 1 {
 		return "once"
@@ -169,10 +196,14 @@ func (r *Report) Print(w io.Writer) {
 		}
 		tr = append(tr, fmt.Sprintf("%s +%.1fs", breakerWords[t.To], t.At.Sub(r.Start).Seconds()))
 	}
+	perPhase := ""
+	if len(s.Phases) > 0 {
+		perPhase = " (" + openingsPerPhase(s.Phases, s.Transitions) + ")"
+	}
 	if len(tr) == 0 {
-		line("breaker", "never opened")
+		line("breaker", "never opened%s", perPhase)
 	} else {
-		line("breaker", "opened %s, closed again %s: %s", times(opened), times(closed), strings.Join(tr, ", "))
+		line("breaker", "opened %s%s, closed again %s: %s", times(opened), perPhase, times(closed), strings.Join(tr, ", "))
 	}
 	fb := fallbackCounts(s.Fallbacks)
 	line("fallbacks", "%d answers given without the server: %s", sum(fb), orNone(phrases(fb, nil)))

@@ -72,6 +72,36 @@ func TestReportSaysWhatItCounts(t *testing.T) {
 			want: []string{"1 failed calls the retry layer gave up on: 1 newreason"},
 		},
 		{
+			name: "openings by phase",
+			edit: func(r *Report) {
+				at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+				r.Stats.Phases = []PhaseStart{{"healthy", at(0)}, {"flaky", at(6000)}, {"outage", at(15000)}, {"recovery", at(21000)}, {AfterLoad, at(30000)}}
+				r.Stats.Transitions = []Transition{
+					{At: at(7800), To: "open"}, {At: at(10800), To: "half-open"}, {At: at(11000), To: "closed"},
+					{At: at(15000), To: "open"}, {At: at(18000), To: "half-open"}, {At: at(18100), To: "open"},
+					{At: at(21500), To: "half-open"}, {At: at(21600), To: "closed"},
+				}
+			},
+			want:   []string{"breaker          opened 3 times (openings by phase: healthy 0, flaky 1, outage 2, recovery 0), closed again 2 times: opened +7.8s"},
+			reject: []string{AfterLoad},
+		},
+		{
+			name: "no opening in any phase",
+			edit: func(r *Report) {
+				r.Stats.Phases = []PhaseStart{{"flaky", start}, {AfterLoad, start.Add(time.Second)}}
+				r.Stats.Transitions = nil
+			},
+			want: []string{"breaker          never opened (openings by phase: flaky 0)"},
+		},
+		{
+			name: "an opening after the load",
+			edit: func(r *Report) {
+				r.Stats.Phases = []PhaseStart{{"flaky", start}, {AfterLoad, start.Add(time.Second)}}
+				r.Stats.Transitions = []Transition{{At: start.Add(2 * time.Second), To: "open"}}
+			},
+			want: []string{"opened once (openings by phase: flaky 0, after the load 1)"},
+		},
+		{
 			name: "retry budget",
 			edit: func(r *Report) { r.Stats.Exhausted = 5; r.Stats.RetryStops = map[string]int{"budget": 5} },
 			want: []string{"5 retry budget spent", "5 retries or hedges refused by the retry budget"},

@@ -18,6 +18,16 @@ type Transition struct {
 	From, To string
 }
 
+// PhaseStart marks when a phase of the load began.
+type PhaseStart struct {
+	Name string
+	At   time.Time
+}
+
+// AfterLoad names the time after the last phase, while pending charges
+// drain.
+const AfterLoad = "after the load"
+
 // Stats counts what the client and its interceptors did. Its Observe
 // method is the observer handed to the chain.
 type Stats struct {
@@ -33,6 +43,7 @@ type Stats struct {
 	fallbacks   map[string]int // by level
 	stops       map[string]int // retry stop reasons
 	transitions []Transition
+	phases      []PhaseStart
 	chargeLat   []time.Duration
 	readLat     []time.Duration
 }
@@ -94,6 +105,12 @@ func (s *Stats) Fallback(level string) {
 	s.mu.Unlock()
 }
 
+func (s *Stats) startPhase(name string) {
+	s.mu.Lock()
+	s.phases = append(s.phases, PhaseStart{Name: name, At: time.Now()})
+	s.mu.Unlock()
+}
+
 func (s *Stats) call(method string) {
 	s.mu.Lock()
 	s.calls[method]++
@@ -121,6 +138,7 @@ type Snapshot struct {
 	Fallbacks                              map[string]int
 	RetryStops                             map[string]int
 	Transitions                            []Transition
+	Phases                                 []PhaseStart
 	Attempts, Retries, Hedges, Backoffs    int64
 	Pushbacks, BreakerRejected, FailFast   int64
 	Throttled, BulkheadRejected, Exhausted int64
@@ -152,8 +170,8 @@ func (s *Stats) Snapshot() Snapshot {
 	defer s.mu.Unlock()
 	snap := Snapshot{
 		Calls: clone(s.calls), Outcomes: clone(s.outcomes), Fallbacks: clone(s.fallbacks), RetryStops: clone(s.stops),
-		Transitions: slices.Clone(s.transitions),
-		Attempts:    s.Attempts.Load(), Retries: s.Retries.Load(), Hedges: s.Hedges.Load(), Backoffs: s.Backoffs.Load(),
+		Transitions: slices.Clone(s.transitions), Phases: slices.Clone(s.phases),
+		Attempts: s.Attempts.Load(), Retries: s.Retries.Load(), Hedges: s.Hedges.Load(), Backoffs: s.Backoffs.Load(),
 		Pushbacks: s.Pushbacks.Load(), BreakerRejected: s.BreakerRejected.Load(), FailFast: s.DeadlineFailFast.Load(),
 		Throttled: s.Throttled.Load(), BulkheadRejected: s.BulkheadRejected.Load(), Exhausted: s.BudgetExhausted.Load(),
 		Replays: s.Replays.Load(),
