@@ -21,6 +21,9 @@ type serverConfig struct {
 	telemetry layer[telemetry.Option]
 	deadline  layer[deadline.Option]
 	key       layer[idempotency.ServerOption]
+	// latePolicies: leave invalid policies to each method's first call
+	// (WithServerLatePolicies) instead of refusing them here.
+	latePolicies bool
 }
 
 // WithServerResolver makes the server layers read method policies from r.
@@ -104,6 +107,11 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 	var errs []error
 	if c.resolver == nil {
 		c.resolver = policy.Default()
+	}
+	if !c.latePolicies {
+		if err := checkPolicies(c.resolver, "failsoft.WithServerLatePolicies()"); err != nil {
+			return nil, err
+		}
 	}
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/failsoft/failsoft/interceptors/policy"
+	brokenv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
@@ -29,7 +30,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 const (
 	plain  = "/failsoft.policytest.v1.PlainService/"
 	tuned  = "/failsoft.policytest.v1.TunedService/"
-	broken = "/failsoft.policytest.v1.BrokenService/"
+	broken = "/failsoft.policytest.broken.v1.BrokenService/"
 )
 
 func mustNew(t testing.TB, opts ...policy.Option) *policy.Resolver {
@@ -273,10 +274,15 @@ func TestGolden(t *testing.T) {
 	}
 	r := mustNew(t)
 	var methods []string
-	sd := policytestv1.File_failsoft_policytest_v1_policytest_proto.Services()
-	for i := 0; i < sd.Len(); i++ {
-		for j := 0; j < sd.Get(i).Methods().Len(); j++ {
-			methods = append(methods, "/"+string(sd.Get(i).FullName())+"/"+string(sd.Get(i).Methods().Get(j).Name()))
+	for _, fd := range []protoreflect.FileDescriptor{
+		policytestv1.File_failsoft_policytest_v1_policytest_proto,
+		brokenv1.File_failsoft_policytest_broken_v1_broken_proto,
+	} {
+		sd := fd.Services()
+		for i := 0; i < sd.Len(); i++ {
+			for j := 0; j < sd.Get(i).Methods().Len(); j++ {
+				methods = append(methods, "/"+string(sd.Get(i).FullName())+"/"+string(sd.Get(i).Methods().Get(j).Name()))
+			}
 		}
 	}
 	sort.Strings(methods)

@@ -146,7 +146,7 @@ type entry struct {
 
 // New returns a Resolver. Policies given in code are validated here; proto
 // options are validated on first use of each method, or all at once by
-// Validate.
+// Validate, which failsoft.DialOptions and ServerOptions call.
 func New(opts ...Option) (*Resolver, error) {
 	r := &Resolver{cfg: config{
 		files:    protoregistry.GlobalFiles,
