@@ -367,6 +367,7 @@ func build(opts []Option) (*suite, error) {
 		}
 	}
 	r, o, k := c.resolver, c.observer, c.clock
+	warnUnmatched(r, o)
 	dl, dlErr := layerOf(layerDeadline, &c.deadline, true,
 		[]deadline.Option{deadline.WithResolver(r), deadline.WithObserver(o), deadline.WithClock(k)}, deadline.New)
 	key, keyErr := layerOf(layerKey, &c.key, true,

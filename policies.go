@@ -1,8 +1,10 @@
 package failsoft
 
 import (
+	"context"
 	"errors"
 
+	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 )
 
@@ -44,4 +46,19 @@ func checkPolicies(r *policy.Resolver, deferWith string) error {
 	return errors.Join(
 		errors.New("failsoft: invalid method policies (fix the proto options or the resolver's policies, or pass "+deferWith+" to fail only the calls to these methods):"),
 		err)
+}
+
+// warnUnmatched reports to o every policy given to r in code whose name
+// matches no registered service: a misspelt package or service in
+// policy.WithService or policy.WithMethod would otherwise be a policy
+// that silently never applies. They are warnings, not errors, since
+// policies in code also serve services whose descriptors are not linked.
+func warnUnmatched(r *policy.Resolver, o observe.Observer) {
+	if o == nil {
+		return
+	}
+	for _, name := range r.Unmatched() {
+		o.Observe(context.Background(), observe.Event{Kind: observe.PolicyUnmatched, Method: name,
+			Reason: "no registered descriptor describes this service"})
+	}
 }

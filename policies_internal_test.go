@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
@@ -30,10 +31,20 @@ import (
 // build suites over protoregistry.GlobalFiles, never see its policies.
 const checkedService = "failsoft.validate.v1.Checked"
 
-// resolverWith returns a resolver over a registry holding only
-// checkedService, whose methods carry the given (failsoft.v1.method)
-// options, as a proto with those options would.
+// resolverWith returns a resolver over checkedFiles(methods).
 func resolverWith(t testing.TB, methods map[string]*failsoftv1.MethodPolicy) *policy.Resolver {
+	t.Helper()
+	r, err := policy.New(policy.WithFiles(checkedFiles(t, methods)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// checkedFiles returns a registry holding only checkedService, whose
+// methods carry the given (failsoft.v1.method) options, as a proto with
+// those options would.
+func checkedFiles(t testing.TB, methods map[string]*failsoftv1.MethodPolicy) *protoregistry.Files {
 	t.Helper()
 	svc := &descriptorpb.ServiceDescriptorProto{Name: proto.String("Checked")}
 	for _, name := range slices.Sorted(maps.Keys(methods)) {
@@ -60,11 +71,7 @@ func resolverWith(t testing.TB, methods map[string]*failsoftv1.MethodPolicy) *po
 	if err := files.RegisterFile(fd); err != nil {
 		t.Fatal(err)
 	}
-	r, err := policy.New(policy.WithFiles(files))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return files
 }
 
 func checkedMethod(name string) string { return "/" + checkedService + "/" + name }
@@ -265,6 +272,49 @@ func TestLatePoliciesFailTheirCalls(t *testing.T) {
 			resp := &policytestv1.PingResponse{}
 			if err := cc.Invoke(ctx, checkedMethod("Valid"), &policytestv1.PingRequest{Payload: "y"}, resp); err != nil || resp.GetPayload() != "y" || calls.Load() != 1 {
 				t.Errorf("call to the valid method: %v, payload %q, handler ran %d times; want success once", err, resp.GetPayload(), calls.Load())
+			}
+		})
+	}
+}
+
+// TestUnmatchedPoliciesWarned: policies given in code whose service is not
+// registered are reported to the observer once, by each suite, as
+// PolicyUnmatched; policies for registered services are not.
+func TestUnmatchedPoliciesWarned(t *testing.T) {
+	p := &failsoftv1.MethodPolicy{Timeout: durationpb.New(2e9)}
+	for _, tc := range []struct {
+		name string
+		opts []policy.Option
+		want []string
+	}{
+		{"registered", []policy.Option{policy.WithService(checkedService, p), policy.WithMethod(checkedMethod("Valid"), p)}, nil},
+		{"misspelt package", []policy.Option{policy.WithMethod("/failsoft.validat.v1.Checked/Valid", p)}, []string{"/failsoft.validat.v1.Checked/Valid"}},
+		{"service not linked", []policy.Option{policy.WithService("elsewhere.v1.Search", p), policy.WithService(checkedService, p)}, []string{"elsewhere.v1.Search"}},
+		{"several", []policy.Option{policy.WithService("elsewhere.v1.Search", p), policy.WithMethod("/elsewhere.v1.Search/Query", p)}, []string{"/elsewhere.v1.Search/Query", "elsewhere.v1.Search"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := policy.New(append([]policy.Option{policy.WithFiles(checkedFiles(t, map[string]*failsoftv1.MethodPolicy{"Valid": validPolicy}))}, tc.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			obs := observe.Func(func(ctx context.Context, e observe.Event) {
+				if e.Kind == observe.PolicyUnmatched {
+					got = append(got, e.Method)
+				}
+			})
+			if _, err := DialOptions(WithResolver(r), WithObserver(obs), WithoutTelemetry()); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("DialOptions warned about %q, want %q", got, tc.want)
+			}
+			got = nil
+			if _, err := ServerOptions(WithServerResolver(r), WithServerObserver(obs), WithoutServerTelemetry()); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("ServerOptions warned about %q, want %q", got, tc.want)
 			}
 		})
 	}

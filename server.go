@@ -130,6 +130,7 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 			c.observer = observe.Multi(t, c.observer)
 		}
 	}
+	warnUnmatched(c.resolver, c.observer)
 	if c.deadline.enabled(true) {
 		d, err := deadline.New(append([]deadline.Option{deadline.WithResolver(c.resolver), deadline.WithObserver(c.observer)}, c.deadline.opts...)...)
 		addServer(layerDeadline, d, err)
