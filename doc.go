@@ -101,7 +101,20 @@
 // # Misconfiguration
 //
 // Invalid values and a layer configured twice are refused by DialOptions
-// with an error naming the option. Two suites on one connection (or the
+// with an error naming the option. So are invalid method policies: proto
+// options such as `max_attempts: 100`, `timeout: {}` or a misspelt
+// retryable code pass buf lint, so DialOptions and ServerOptions resolve
+// the policy of every method in the resolver's registry (every service
+// linked into the binary, with the default resolver) and refuse invalid
+// ones, naming each method and field. Programs that register descriptors
+// later pass WithLatePolicies (WithServerLatePolicies): a call to a method
+// whose policy is invalid then fails with FAILED_PRECONDITION before
+// anything is sent. A policy given in code (policy.WithService,
+// policy.WithMethod) whose service is registered but lacks the named
+// method or service is refused by policy.New; one whose service is not
+// registered at all is reported to the observer as observe.PolicyUnmatched
+// (logged as a warning by package logging), since a policy in code also
+// serves services whose descriptors are not linked. Two suites on one connection (or the
 // same options passed twice) are found on the first call, which fails with
 // FAILED_PRECONDITION before anything is sent, since grpc-go offers no way
 // to inspect other dial options when the client is built. The suite finds

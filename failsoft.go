@@ -44,6 +44,9 @@ type config struct {
 	observer observe.Observer
 	clock    clock.Clock
 	lb       *string // nil: DefaultLoadBalancing
+	// latePolicies: leave invalid policies to each method's first call
+	// (WithLatePolicies) instead of refusing them here.
+	latePolicies bool
 
 	telemetry layer[telemetry.Option]
 	deadline  layer[deadline.Option]
@@ -338,6 +341,11 @@ func build(opts []Option) (*suite, error) {
 	if c.resolver == nil {
 		c.resolver = policy.Default()
 	}
+	if !c.latePolicies {
+		if err := checkPolicies(c.resolver, "failsoft.WithLatePolicies()"); err != nil {
+			return nil, err
+		}
+	}
 	if c.clock == nil {
 		c.clock = clock.System()
 	}
@@ -359,6 +367,7 @@ func build(opts []Option) (*suite, error) {
 		}
 	}
 	r, o, k := c.resolver, c.observer, c.clock
+	warnUnmatched(r, o)
 	dl, dlErr := layerOf(layerDeadline, &c.deadline, true,
 		[]deadline.Option{deadline.WithResolver(r), deadline.WithObserver(o), deadline.WithClock(k)}, deadline.New)
 	key, keyErr := layerOf(layerKey, &c.key, true,

@@ -11,12 +11,14 @@ import (
 
 	"github.com/failsoft/failsoft/interceptors/policy"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
+	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
 
 // TestSuiteSkipsKeyLayer: calls to methods that require no idempotency key
 // skip the key layer, those that require one still get one, and a method
 // whose policy does not resolve still fails as it did.
 func TestSuiteSkipsKeyLayer(t *testing.T) {
+	broken := resolverWith(t, map[string]*failsoftv1.MethodPolicy{badPolicies[1].name: badPolicies[1].p})
 	for _, tc := range []struct {
 		name     string
 		opts     []Option
@@ -27,7 +29,7 @@ func TestSuiteSkipsKeyLayer(t *testing.T) {
 	}{
 		{"no key needed", nil, policytestv1.PlainService_Idempotent_FullMethodName, true, 0, codes.OK},
 		{"key needed", nil, policytestv1.TunedService_KeyedWrite_FullMethodName, true, 1, codes.OK},
-		{"unresolvable policy", nil, "/failsoft.policytest.v1.BrokenService/ZeroTimeout", true, 0, codes.FailedPrecondition},
+		{"unresolvable policy", []Option{WithResolver(broken), WithLatePolicies()}, checkedMethod(badPolicies[1].name), true, 0, codes.FailedPrecondition},
 		{"key layer off", []Option{WithoutIdempotency()}, policytestv1.TunedService_KeyedWrite_FullMethodName, false, 0, codes.OK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,9 @@ type serverConfig struct {
 	telemetry layer[telemetry.Option]
 	deadline  layer[deadline.Option]
 	key       layer[idempotency.ServerOption]
+	// latePolicies: leave invalid policies to each method's first call
+	// (WithServerLatePolicies) instead of refusing them here.
+	latePolicies bool
 }
 
 // WithServerResolver makes the server layers read method policies from r.
@@ -105,6 +108,11 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 	if c.resolver == nil {
 		c.resolver = policy.Default()
 	}
+	if !c.latePolicies {
+		if err := checkPolicies(c.resolver, "failsoft.WithServerLatePolicies()"); err != nil {
+			return nil, err
+		}
+	}
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
 	addServer := func(name string, l serverLayer, err error) {
@@ -122,6 +130,7 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 			c.observer = observe.Multi(t, c.observer)
 		}
 	}
+	warnUnmatched(c.resolver, c.observer)
 	if c.deadline.enabled(true) {
 		d, err := deadline.New(append([]deadline.Option{deadline.WithResolver(c.resolver), deadline.WithObserver(c.observer)}, c.deadline.opts...)...)
 		addServer(layerDeadline, d, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/internal/chain"
+	brokenv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1"
 	_ "github.com/failsoft/failsoft/proto/failsoft/policytest/v1" // the test service's options
 )
 
@@ -30,7 +31,7 @@ const (
 	plainMethod = "/failsoft.policytest.v1.PlainService/Plain"
 	otherMethod = "/failsoft.policytest.v1.PlainService/Idempotent"
 	skipMethod  = "/failsoft.policytest.v1.TunedService/KeyedWrite"
-	badMethod   = "/failsoft.policytest.v1.BrokenService/ZeroTimeout"
+	badMethod   = brokenv1.BrokenService_ZeroTimeout_FullMethodName
 )
 
 // harness drives a unary interceptor with a fake invoker and a fake clock.

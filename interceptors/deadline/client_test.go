@@ -21,6 +21,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	brokenv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1"
 	_ "github.com/failsoft/failsoft/proto/failsoft/policytest/v1" // test descriptors
 	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
@@ -31,7 +32,7 @@ const (
 	mPlain    = "/failsoft.policytest.v1.PlainService/Plain"
 	mInherit  = "/failsoft.policytest.v1.TunedService/Inherit"  // proto: timeout 5s, min_budget 50ms
 	mOverride = "/failsoft.policytest.v1.TunedService/Override" // proto: timeout 2s, min_budget 50ms
-	mBroken   = "/failsoft.policytest.v1.BrokenService/ZeroTimeout"
+	mBroken   = brokenv1.BrokenService_ZeroTimeout_FullMethodName
 	mTimeout  = "/t.v1.S/Timeout"   // code: timeout 300ms
 	mMin      = "/t.v1.S/MinBudget" // code: min_budget 100ms
 	mTight    = "/t.v1.S/Tight"     // code: timeout 30ms, min_budget 100ms

@@ -21,6 +21,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	_ "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1" // broken policies, for TestInvalidPolicy
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
@@ -329,12 +330,12 @@ func BenchmarkCacheHit(b *testing.B) {
 // TestInvalidPolicy: a method whose policy is invalid fails with the
 // policy's own error, which errors.As finds and which is FAILED_PRECONDITION.
 func TestInvalidPolicy(t *testing.T) {
-	ic, err := fallback.New(fallback.WithCache("/failsoft.policytest.v1.BrokenService/*"))
+	ic, err := fallback.New(fallback.WithCache("/failsoft.policytest.broken.v1.BrokenService/*"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sent := false
-	err = ic.UnaryClientInterceptor()(context.Background(), "/failsoft.policytest.v1.BrokenService/ZeroTimeout",
+	err = ic.UnaryClientInterceptor()(context.Background(), "/failsoft.policytest.broken.v1.BrokenService/ZeroTimeout",
 		&pb.PingRequest{}, &pb.PingResponse{}, newConn(t), func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 			sent = true
 			return nil

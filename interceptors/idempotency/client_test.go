@@ -19,6 +19,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
+	brokenv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
@@ -75,7 +76,7 @@ func TestClientKeys(t *testing.T) {
 		{name: "same key in metadata and WithKey", method: keyedWrite, ctx: func(c context.Context) context.Context { return idempotency.WithKey(withKeyMD(c, "k"), "k") }, wantKey: "k"},
 		{name: "different keys in metadata and WithKey", method: keyedWrite, ctx: func(c context.Context) context.Context { return idempotency.WithKey(withKeyMD(c, "k"), "j") }, wantCode: codes.InvalidArgument},
 		{name: "invalid key in metadata", method: keyedWrite, ctx: func(c context.Context) context.Context { return withKeyMD(c, " a") }, wantCode: codes.InvalidArgument},
-		{name: "broken policy", method: "/failsoft.policytest.v1.BrokenService/ZeroTimeout", wantCode: codes.FailedPrecondition},
+		{name: "broken policy", method: brokenv1.BrokenService_ZeroTimeout_FullMethodName, wantCode: codes.FailedPrecondition},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -308,7 +309,7 @@ func TestOptionErrors(t *testing.T) {
 // An invalid policy fails the call with the resolver's *policy.Error, which
 // errors.As finds and which is FAILED_PRECONDITION.
 func TestPolicyErrorAsIs(t *testing.T) {
-	const broken = "/failsoft.policytest.v1.BrokenService/ZeroTimeout"
+	const broken = "/failsoft.policytest.broken.v1.BrokenService/ZeroTimeout"
 	cc := testserver.Dial(t, "passthrough:///policy")
 	srv, err := idempotency.NewServer(idempotency.WithIdentity(func(context.Context) (string, error) { return "t", nil }))
 	if err != nil {

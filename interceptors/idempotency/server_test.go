@@ -26,6 +26,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/internal/redistest"
+	brokenv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
@@ -612,11 +613,11 @@ func TestServerPanicReleases(t *testing.T) {
 	if _, err := srv.UnaryServerInterceptor()(noPeer, req, info, nil); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("no peer: %v, want UNAUTHENTICATED", err)
 	}
-	broken := &grpc.UnaryServerInfo{FullMethod: "/failsoft.policytest.v1.BrokenService/ZeroTimeout"}
+	broken := &grpc.UnaryServerInfo{FullMethod: brokenv1.BrokenService_ZeroTimeout_FullMethodName}
 	if _, err := srv.UnaryServerInterceptor()(ctx, req, broken, nil); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("broken policy: %v, want FAILED_PRECONDITION", err)
 	}
-	if err := srv.StreamServerInterceptor()(nil, fakeStream{ctx}, &grpc.StreamServerInfo{FullMethod: "/failsoft.policytest.v1.BrokenService/ZeroTimeout"}, nil); status.Code(err) != codes.FailedPrecondition {
+	if err := srv.StreamServerInterceptor()(nil, fakeStream{ctx}, &grpc.StreamServerInfo{FullMethod: brokenv1.BrokenService_ZeroTimeout_FullMethodName}, nil); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("broken stream policy: %v, want FAILED_PRECONDITION", err)
 	}
 }

@@ -149,6 +149,8 @@ func (o *Observer) level(e *observe.Event) (slog.Level, string) {
 		return slog.LevelWarn, "failsoft: too little deadline left to send"
 	case observe.KeyConflict:
 		return slog.LevelWarn, "failsoft: idempotency key conflict"
+	case observe.PolicyUnmatched:
+		return slog.LevelWarn, "failsoft: policy for a service that is not registered"
 	case observe.AttemptEnd:
 		if o.cfg.manyAttempts > 0 && e.Err == nil && e.Attempt >= o.cfg.manyAttempts {
 			return slog.LevelWarn, fmt.Sprintf("failsoft: call needed %d attempts", e.Attempt)
@@ -166,7 +168,8 @@ func (o *Observer) Wants(ctx context.Context, k observe.Kind) bool {
 	case observe.KeyStoreError:
 		lvl = slog.LevelError
 	case observe.BreakerState, observe.BudgetExhausted, observe.Fallback, observe.BreakerRejected,
-		observe.Throttled, observe.BulkheadRejected, observe.DeadlineFailFast, observe.KeyConflict, observe.RetryStopped:
+		observe.Throttled, observe.BulkheadRejected, observe.DeadlineFailFast, observe.KeyConflict, observe.RetryStopped,
+		observe.PolicyUnmatched:
 		lvl = slog.LevelWarn
 	case observe.AttemptEnd:
 		if o.cfg.manyAttempts > 0 {

@@ -79,6 +79,7 @@ func TestLevelsAndAttributes(t *testing.T) {
 		{ev(observe.Event{Kind: observe.BulkheadRejected}), "WARN", "failsoft: rejected by a full bulkhead"},
 		{ev(observe.Event{Kind: observe.DeadlineFailFast}), "WARN", "failsoft: too little deadline left to send"},
 		{ev(observe.Event{Kind: observe.KeyConflict, Reason: "in_flight"}), "WARN", "failsoft: idempotency key conflict"},
+		{ev(observe.Event{Kind: observe.PolicyUnmatched, Reason: "no registered descriptor describes this service"}), "WARN", "failsoft: policy for a service that is not registered"},
 		{ev(observe.Event{Kind: observe.AttemptEnd, Attempt: 3}), "WARN", "failsoft: call needed 3 attempts"},
 		{ev(observe.Event{Kind: observe.AttemptEnd, Attempt: 2}), "", ""},
 		{ev(observe.Event{Kind: observe.AttemptEnd, Attempt: 4, Err: errors.New("x")}), "", ""},

@@ -57,6 +57,13 @@ const (
 	// "release": the key stays claimed until its lease ends). Err is the
 	// store's error.
 	KeyStoreError
+	// PolicyUnmatched: a policy given in code (policy.WithService,
+	// policy.WithMethod) names a service that no descriptor in the
+	// resolver's registry describes when a suite is built, so it applies
+	// only to calls with exactly that name, and a misspelt one to none.
+	// Method is the name as given. Reported once per name by
+	// failsoft.DialOptions and ServerOptions, on context.Background().
+	PolicyUnmatched
 )
 
 var kindNames = [...]string{
@@ -66,7 +73,7 @@ var kindNames = [...]string{
 	BulkheadRejected: "bulkhead_rejected", Throttled: "throttled", Fallback: "fallback",
 	DeadlineSet: "deadline_set", DeadlineFailFast: "deadline_fail_fast",
 	KeyAttached: "key_attached", Replay: "replay", KeyConflict: "key_conflict",
-	KeyStoreError: "key_store_error",
+	KeyStoreError: "key_store_error", PolicyUnmatched: "policy_unmatched",
 }
 
 func (k Kind) String() string {

@@ -38,7 +38,9 @@
 // registered are accepted. Proto options are checked on a
 // method's first Resolve, which then returns the conservative policy and an
 // *Error naming the method and field; Validate checks every method at once,
-// for use at start-up.
+// for use at start-up. failsoft.DialOptions and failsoft.ServerOptions
+// call Validate on their resolver and refuse invalid policies unless told
+// to defer the check.
 //
 // # Cost
 //

@@ -61,3 +61,23 @@ func ExampleResolver_Validate() {
 	}
 	// Output: invalid failsoft options found
 }
+
+func ExampleResolver_Unmatched() {
+	r, err := policy.New(
+		// The test proto's package is registered: a policy for it applies.
+		policy.WithService("failsoft.policytest.v1.PlainService", &failsoftv1.MethodPolicy{
+			Idempotency: failsoftv1.Idempotency_IDEMPOTENCY_IDEMPOTENT,
+		}),
+		// A misspelt package is not an error (its descriptor might be
+		// registered later) but is listed: failsoft.DialOptions reports it
+		// to the observer as an observe.PolicyUnmatched event.
+		policy.WithService("failsoft.policytst.v1.PlainService", &failsoftv1.MethodPolicy{
+			Idempotency: failsoftv1.Idempotency_IDEMPOTENCY_IDEMPOTENT,
+		}),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(r.Unmatched())
+	// Output: [failsoft.policytst.v1.PlainService]
+}

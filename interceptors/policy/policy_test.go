@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/failsoft/failsoft/interceptors/policy"
+	brokenv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
@@ -29,7 +30,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 const (
 	plain  = "/failsoft.policytest.v1.PlainService/"
 	tuned  = "/failsoft.policytest.v1.TunedService/"
-	broken = "/failsoft.policytest.v1.BrokenService/"
+	broken = "/failsoft.policytest.broken.v1.BrokenService/"
 )
 
 func mustNew(t testing.TB, opts ...policy.Option) *policy.Resolver {
@@ -273,10 +274,15 @@ func TestGolden(t *testing.T) {
 	}
 	r := mustNew(t)
 	var methods []string
-	sd := policytestv1.File_failsoft_policytest_v1_policytest_proto.Services()
-	for i := 0; i < sd.Len(); i++ {
-		for j := 0; j < sd.Get(i).Methods().Len(); j++ {
-			methods = append(methods, "/"+string(sd.Get(i).FullName())+"/"+string(sd.Get(i).Methods().Get(j).Name()))
+	for _, fd := range []protoreflect.FileDescriptor{
+		policytestv1.File_failsoft_policytest_v1_policytest_proto,
+		brokenv1.File_failsoft_policytest_broken_v1_broken_proto,
+	} {
+		sd := fd.Services()
+		for i := 0; i < sd.Len(); i++ {
+			for j := 0; j < sd.Get(i).Methods().Len(); j++ {
+				methods = append(methods, "/"+string(sd.Get(i).FullName())+"/"+string(sd.Get(i).Methods().Get(j).Name()))
+			}
 		}
 	}
 	sort.Strings(methods)
@@ -470,48 +476,64 @@ func TestRetryableWithKey(t *testing.T) {
 
 // TestWithMethodUnknown: a policy for a method that its registered service
 // does not have is refused, naming the method; methods of services that
-// are not registered are accepted.
+// are not registered are accepted, and Unmatched names them.
 func TestWithMethodUnknown(t *testing.T) {
 	p := &failsoftv1.MethodPolicy{Timeout: durationpb.New(time.Second)}
 	for _, tc := range []struct {
-		method  string
-		wantErr string
+		method    string
+		wantErr   string
+		unmatched bool
 	}{
-		{"/failsoft.policytest.v1.PlainService/Pnig", `policy.WithMethod("/failsoft.policytest.v1.PlainService/Pnig"): service failsoft.policytest.v1.PlainService has no method Pnig`},
-		{"/failsoft.policytest.v1.PingRequest/Ping", "not a service"},
-		{"/failsoft.policytest.v1.PlainService/Plain", ""},
-		{"/elsewhere.v1.NotLinked/Anything", ""},
+		{"/failsoft.policytest.v1.PlainService/Pnig", `policy.WithMethod("/failsoft.policytest.v1.PlainService/Pnig"): service failsoft.policytest.v1.PlainService has no method Pnig`, false},
+		{"/failsoft.policytest.v1.PingRequest/Ping", "not a service", false},
+		{"/failsoft.policytest.v1.PlainService/Plain", "", false},
+		{"/elsewhere.v1.NotLinked/Anything", "", true},
+		{"/failsoft.policytst.v1.PlainService/Plain", "", true}, // misspelt package
 	} {
-		_, err := policy.New(policy.WithMethod(tc.method, p))
+		r, err := policy.New(policy.WithMethod(tc.method, p))
 		switch {
 		case tc.wantErr == "" && err != nil:
 			t.Errorf("%s: %v", tc.method, err)
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 			t.Errorf("%s: error %v, want one with %q", tc.method, err, tc.wantErr)
 		}
+		if r == nil {
+			continue
+		}
+		if got := r.Unmatched(); (len(got) == 1 && got[0] == tc.method) != tc.unmatched || len(got) > 1 {
+			t.Errorf("%s: Unmatched() = %q, want it listed: %v", tc.method, got, tc.unmatched)
+		}
 	}
 }
 
 // TestWithServiceUnknown: a policy for a service that its registered
 // package lacks is refused, naming the service; services of packages that
-// are not registered are accepted.
+// are not registered are accepted, and Unmatched names them.
 func TestWithServiceUnknown(t *testing.T) {
 	p := &failsoftv1.MethodPolicy{Timeout: durationpb.New(time.Second)}
 	for _, tc := range []struct {
-		service string
-		wantErr string
+		service   string
+		wantErr   string
+		unmatched bool
 	}{
-		{"failsoft.policytest.v1.PlainServic", `policy.WithService("failsoft.policytest.v1.PlainServic"): package failsoft.policytest.v1 has no service PlainServic`},
-		{"failsoft.policytest.v1.PingRequest", "not a service"},
-		{"failsoft.policytest.v1.PlainService", ""},
-		{"elsewhere.v1.NotLinked", ""},
+		{"failsoft.policytest.v1.PlainServic", `policy.WithService("failsoft.policytest.v1.PlainServic"): package failsoft.policytest.v1 has no service PlainServic`, false},
+		{"failsoft.policytest.v1.PingRequest", "not a service", false},
+		{"failsoft.policytest.v1.PlainService", "", false},
+		{"elsewhere.v1.NotLinked", "", true},
+		{"failsoft.policytst.v1.PlainService", "", true}, // misspelt package
 	} {
-		_, err := policy.New(policy.WithService(tc.service, p))
+		r, err := policy.New(policy.WithService(tc.service, p))
 		switch {
 		case tc.wantErr == "" && err != nil:
 			t.Errorf("%s: %v", tc.service, err)
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 			t.Errorf("%s: error %v, want one with %q", tc.service, err, tc.wantErr)
+		}
+		if r == nil {
+			continue
+		}
+		if got := r.Unmatched(); (len(got) == 1 && got[0] == tc.service) != tc.unmatched || len(got) > 1 {
+			t.Errorf("%s: Unmatched() = %q, want it listed: %v", tc.service, got, tc.unmatched)
 		}
 	}
 }

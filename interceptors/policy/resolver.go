@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,7 +147,7 @@ type entry struct {
 
 // New returns a Resolver. Policies given in code are validated here; proto
 // options are validated on first use of each method, or all at once by
-// Validate.
+// Validate, which failsoft.DialOptions and ServerOptions call.
 func New(opts ...Option) (*Resolver, error) {
 	r := &Resolver{cfg: config{
 		files:    protoregistry.GlobalFiles,
@@ -221,6 +222,30 @@ func (r *Resolver) knownService(service string) error {
 		return fmt.Errorf("policy.WithService(%q): package %s has no service %s", service, pkg, protoreflect.FullName(service).Name())
 	}
 	return nil
+}
+
+// Unmatched returns the names given with WithService and WithMethod whose
+// service no descriptor in the resolver's registry describes, sorted. New
+// refuses a name whose package (WithService) or service (WithMethod) is
+// registered but lacks it; the names it accepted are of services whose
+// descriptors are not linked (a policy in code is then their whole
+// policy), registered later, or misspelt in their package. DialOptions and
+// ServerOptions report them to the observer.
+func (r *Resolver) Unmatched() []string {
+	var out []string
+	for name := range r.cfg.services {
+		if _, err := r.cfg.files.FindDescriptorByName(protoreflect.FullName(name)); err != nil {
+			out = append(out, name)
+		}
+	}
+	for name := range r.cfg.methods {
+		service, _, _ := SplitMethod(name)
+		if _, err := r.cfg.files.FindDescriptorByName(protoreflect.FullName(service)); err != nil {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 var (

@@ -20,6 +20,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/interceptors/retry"
+	brokenv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1"
 	pb "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
 )
 
@@ -107,11 +108,11 @@ func TestSuccessAfterFailuresAndAttemptMetadata(t *testing.T) {
 
 func TestResolveErrorFailsCall(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	_, err := e.invoke(within(t, 10*time.Second), "/failsoft.policytest.v1.BrokenService/TooManyAttempts", "x")
+	_, err := e.invoke(within(t, 10*time.Second), brokenv1.BrokenService_TooManyAttempts_FullMethodName, "x")
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "retry.max_attempts") {
 		t.Fatalf("err = %v, want FailedPrecondition naming the field", err)
 	}
-	if _, err := e.cc.NewStream(within(t, 10*time.Second), watchDesc, "/failsoft.policytest.v1.BrokenService/ZeroTimeout"); status.Code(err) != codes.FailedPrecondition {
+	if _, err := e.cc.NewStream(within(t, 10*time.Second), watchDesc, brokenv1.BrokenService_ZeroTimeout_FullMethodName); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("stream err = %v, want FailedPrecondition", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/failsoft/failsoft/interceptors/policy"
+	brokenv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1"
 	_ "github.com/failsoft/failsoft/proto/failsoft/policytest/v1" // the services resolved
 )
 
@@ -252,7 +253,7 @@ func TestResolveReusesOnlySameResolver(t *testing.T) {
 		t.Error("Resolve with another resolver reused a policy it did not resolve")
 	}
 	var fresh State
-	if _, err := fresh.Resolve(r1, "/failsoft.policytest.v1.BrokenService/ZeroTimeout"); err == nil {
+	if _, err := fresh.Resolve(r1, brokenv1.BrokenService_ZeroTimeout_FullMethodName); err == nil {
 		t.Error("Resolve of a method with invalid options: no error")
 	} else if fresh.Policy != nil {
 		t.Error("Resolve kept a policy after an error")

@@ -141,26 +141,7 @@ const file_failsoft_policytest_v1_policytest_proto_rawDesc = "" +
 	"KeyedWrite\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\b\xb2\xe1\x18\x04 \x01(\x01\x12^\n" +
 	"\x06Vetoed\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\t\xb2\xe1\x18\x02\x18\x03\x90\x02\x02\x12Y\n" +
 	"\x05Watch\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\x03\x90\x02\x010\x01\x1aH\xba\xe1\x18D\n" +
-	"\x02\b\x05\x12\x05\x10\x80\xe1\xeb\x1727\b\x04\x12\x05\x10\x80\xda\xc4\t\x1a\x02\b\x01!\x00\x00\x00\x00\x00\x00\b@*\vUNAVAILABLE*\x12RESOURCE_EXHAUSTED2\xbb\n" +
-	"\n" +
-	"\rBrokenService\x12`\n" +
-	"\vZeroTimeout\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\x06\xb2\xe1\x18\x02\n" +
-	"\x00\x12q\n" +
-	"\x11NegativeMinBudget\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\x11\xb2\xe1\x18\r\x12\v\b\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x12f\n" +
-	"\fZeroAttempts\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\v\xb2\xe1\x18\x042\x02\b\x00\x90\x02\x02\x12i\n" +
-	"\x0fTooManyAttempts\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\v\xb2\xe1\x18\x042\x02\b\v\x90\x02\x02\x12v\n" +
-	"\x16BackoffCapBelowInitial\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\x11\xb2\xe1\x18\n" +
-	"2\b\x12\x02\b\x02\x1a\x02\b\x01\x90\x02\x02\x12p\n" +
-	"\x0fSmallMultiplier\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\x12\xb2\xe1\x18\v2\t!\x00\x00\x00\x00\x00\x00\xe0?\x90\x02\x02\x12w\n" +
-	"\vUnknownCode\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\x1d\xb2\xe1\x18\x162\x14*\vUNAVAILABLE*\x05FLAKY\x90\x02\x02\x12e\n" +
-	"\tRetryOnOK\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\r\xb2\xe1\x18\x062\x04*\x02OK\x90\x02\x02\x12l\n" +
-	"\fHedgeNotSafe\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\x11\xb2\xe1\x18\n" +
-	":\b\n" +
-	"\x04\x10\xc0\x84=\x10\x02\x90\x02\x02\x12f\n" +
-	"\fHedgeNoDelay\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\v\xb2\xe1\x18\x04:\x02\x10\x02\x90\x02\x01\x12t\n" +
-	"\vBadQuantile\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\x1a\xb2\xe1\x18\x13:\x11\n" +
-	"\x04\x10\xc0\x84=\x10\x02\x19\x00\x00\x00\x00\x00\x00\xf8?\x90\x02\x01\x12l\n" +
-	"\x12ZeroAttemptTimeout\x12#.failsoft.policytest.v1.PingRequest\x1a$.failsoft.policytest.v1.PingResponse\"\v\xb2\xe1\x18\x042\x022\x00\x90\x02\x02BHZFgithub.com/failsoft/failsoft/proto/failsoft/policytest/v1;policytestv1b\x06proto3"
+	"\x02\b\x05\x12\x05\x10\x80\xe1\xeb\x1727\b\x04\x12\x05\x10\x80\xda\xc4\t\x1a\x02\b\x01!\x00\x00\x00\x00\x00\x00\b@*\vUNAVAILABLE*\x12RESOURCE_EXHAUSTEDBHZFgithub.com/failsoft/failsoft/proto/failsoft/policytest/v1;policytestv1b\x06proto3"
 
 var (
 	file_failsoft_policytest_v1_policytest_proto_rawDescOnce sync.Once
@@ -190,42 +171,18 @@ var file_failsoft_policytest_v1_policytest_proto_depIdxs = []int32{
 	0,  // 7: failsoft.policytest.v1.TunedService.KeyedWrite:input_type -> failsoft.policytest.v1.PingRequest
 	0,  // 8: failsoft.policytest.v1.TunedService.Vetoed:input_type -> failsoft.policytest.v1.PingRequest
 	0,  // 9: failsoft.policytest.v1.TunedService.Watch:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 10: failsoft.policytest.v1.BrokenService.ZeroTimeout:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 11: failsoft.policytest.v1.BrokenService.NegativeMinBudget:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 12: failsoft.policytest.v1.BrokenService.ZeroAttempts:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 13: failsoft.policytest.v1.BrokenService.TooManyAttempts:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 14: failsoft.policytest.v1.BrokenService.BackoffCapBelowInitial:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 15: failsoft.policytest.v1.BrokenService.SmallMultiplier:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 16: failsoft.policytest.v1.BrokenService.UnknownCode:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 17: failsoft.policytest.v1.BrokenService.RetryOnOK:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 18: failsoft.policytest.v1.BrokenService.HedgeNotSafe:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 19: failsoft.policytest.v1.BrokenService.HedgeNoDelay:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 20: failsoft.policytest.v1.BrokenService.BadQuantile:input_type -> failsoft.policytest.v1.PingRequest
-	0,  // 21: failsoft.policytest.v1.BrokenService.ZeroAttemptTimeout:input_type -> failsoft.policytest.v1.PingRequest
-	1,  // 22: failsoft.policytest.v1.PlainService.Plain:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 23: failsoft.policytest.v1.PlainService.NoSideEffects:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 24: failsoft.policytest.v1.PlainService.Idempotent:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 25: failsoft.policytest.v1.TunedService.Inherit:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 26: failsoft.policytest.v1.TunedService.Override:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 27: failsoft.policytest.v1.TunedService.Hedged:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 28: failsoft.policytest.v1.TunedService.HedgedQuantile:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 29: failsoft.policytest.v1.TunedService.KeyedWrite:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 30: failsoft.policytest.v1.TunedService.Vetoed:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 31: failsoft.policytest.v1.TunedService.Watch:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 32: failsoft.policytest.v1.BrokenService.ZeroTimeout:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 33: failsoft.policytest.v1.BrokenService.NegativeMinBudget:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 34: failsoft.policytest.v1.BrokenService.ZeroAttempts:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 35: failsoft.policytest.v1.BrokenService.TooManyAttempts:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 36: failsoft.policytest.v1.BrokenService.BackoffCapBelowInitial:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 37: failsoft.policytest.v1.BrokenService.SmallMultiplier:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 38: failsoft.policytest.v1.BrokenService.UnknownCode:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 39: failsoft.policytest.v1.BrokenService.RetryOnOK:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 40: failsoft.policytest.v1.BrokenService.HedgeNotSafe:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 41: failsoft.policytest.v1.BrokenService.HedgeNoDelay:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 42: failsoft.policytest.v1.BrokenService.BadQuantile:output_type -> failsoft.policytest.v1.PingResponse
-	1,  // 43: failsoft.policytest.v1.BrokenService.ZeroAttemptTimeout:output_type -> failsoft.policytest.v1.PingResponse
-	22, // [22:44] is the sub-list for method output_type
-	0,  // [0:22] is the sub-list for method input_type
+	1,  // 10: failsoft.policytest.v1.PlainService.Plain:output_type -> failsoft.policytest.v1.PingResponse
+	1,  // 11: failsoft.policytest.v1.PlainService.NoSideEffects:output_type -> failsoft.policytest.v1.PingResponse
+	1,  // 12: failsoft.policytest.v1.PlainService.Idempotent:output_type -> failsoft.policytest.v1.PingResponse
+	1,  // 13: failsoft.policytest.v1.TunedService.Inherit:output_type -> failsoft.policytest.v1.PingResponse
+	1,  // 14: failsoft.policytest.v1.TunedService.Override:output_type -> failsoft.policytest.v1.PingResponse
+	1,  // 15: failsoft.policytest.v1.TunedService.Hedged:output_type -> failsoft.policytest.v1.PingResponse
+	1,  // 16: failsoft.policytest.v1.TunedService.HedgedQuantile:output_type -> failsoft.policytest.v1.PingResponse
+	1,  // 17: failsoft.policytest.v1.TunedService.KeyedWrite:output_type -> failsoft.policytest.v1.PingResponse
+	1,  // 18: failsoft.policytest.v1.TunedService.Vetoed:output_type -> failsoft.policytest.v1.PingResponse
+	1,  // 19: failsoft.policytest.v1.TunedService.Watch:output_type -> failsoft.policytest.v1.PingResponse
+	10, // [10:20] is the sub-list for method output_type
+	0,  // [0:10] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -244,7 +201,7 @@ func file_failsoft_policytest_v1_policytest_proto_init() {
 			NumEnums:      0,
 			NumMessages:   2,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   2,
 		},
 		GoTypes:           file_failsoft_policytest_v1_policytest_proto_goTypes,
 		DependencyIndexes: file_failsoft_policytest_v1_policytest_proto_depIdxs,
