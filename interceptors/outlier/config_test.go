@@ -29,7 +29,9 @@ func TestParseConfig(t *testing.T) {
 					c.LatencyRatio == 2.5 && c.LatencyMinimumCalls == 5 && c.MinimumLatency == 5*time.Millisecond
 			}},
 		{name: "rules off", js: `{"consecutiveFailures":0,"failureRateEjection":{"threshold":0},"latencyEjection":{"ratio":0}}`,
-			check: func(c Config) bool { return c.ConsecutiveFailures == 0 && c.FailureThreshold == 0 && c.LatencyRatio == 0 }},
+			check: func(c Config) bool {
+				return c.ConsecutiveFailures == 0 && c.FailureThreshold == 0 && c.LatencyRatio == 0
+			}},
 		{name: "an unknown field is ignored", js: `{"future":1}`, check: func(c Config) bool { return c.Interval == time.Second }},
 		{name: "the first registered child", js: `{"childPolicy":[{"no_such_policy":{}},{"round_robin":{}}]}`},
 		{name: "not JSON", js: `{`, wantErr: "failsoft: outlier: config"},
