@@ -1,6 +1,9 @@
 package outlier
 
 import (
+	"sync"
+	"time"
+
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/status"
@@ -41,14 +44,39 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			}
 			continue
 		}
-		childDone := res.Done
-		res.Done = func(info balancer.DoneInfo) {
-			p.d.record(e, classify(info), p.d.clock.Now().Sub(now))
-			if childDone != nil {
-				childDone(info)
-			}
+		c, _ := callPool.Get().(*call)
+		if c == nil {
+			c = &call{}
+			c.done = c.finish
 		}
+		c.d, c.e, c.start, c.childDone = p.d, e, now, res.Done
+		res.Done = c.done
 		return res, nil
+	}
+}
+
+// call is what a picked call's Done needs. Calls are pooled, each with its
+// Done bound once, so that a call costs no allocation here (a loopback
+// call's allocations are pinned in bench/harness); grpc-go calls Done once
+// per pick it uses.
+type call struct {
+	d         *detector
+	e         *endpoint
+	start     time.Time
+	childDone func(balancer.DoneInfo)
+	done      func(balancer.DoneInfo) // c.finish
+}
+
+var callPool sync.Pool
+
+// finish counts the call's outcome and passes it on to the child's Done.
+func (c *call) finish(info balancer.DoneInfo) {
+	d, e, start, childDone := c.d, c.e, c.start, c.childDone
+	c.d, c.e, c.childDone = nil, nil, nil
+	callPool.Put(c)
+	d.record(e, classify(info), d.clock.Now().Sub(start))
+	if childDone != nil {
+		childDone(info)
 	}
 }
 

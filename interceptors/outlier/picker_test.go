@@ -29,6 +29,7 @@ type cycle struct {
 	next     int
 	done     map[string][]balancer.DoneInfo
 	err      error
+	noDone   bool // return no Done, as round_robin does
 }
 
 func (c *cycle) Pick(balancer.PickInfo) (balancer.PickResult, error) {
@@ -37,6 +38,9 @@ func (c *cycle) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	sc := c.subConns[c.next%len(c.subConns)]
 	c.next++
+	if c.noDone {
+		return balancer.PickResult{SubConn: sc}, nil
+	}
 	name := sc.(*fakeSubConn).name
 	return balancer.PickResult{SubConn: sc, Done: func(info balancer.DoneInfo) {
 		c.done[name] = append(c.done[name], info)
