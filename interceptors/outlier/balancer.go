@@ -151,9 +151,11 @@ func (c *childConn) NewSubConn(addrs []resolver.Address, opts balancer.NewSubCon
 		if listener != nil {
 			listener(s)
 		} else if child := b.child; child != nil {
+			//lint:ignore SA1019 a child that gives no listener still expects its updates this way.
 			child.UpdateSubConnState(sc, s)
 		}
 	}
+	//lint:ignore SA1019 a ClientConn wrapper passes on the call its child makes.
 	sc, err := c.ClientConn.NewSubConn(addrs, opts)
 	if err != nil || len(addrs) == 0 {
 		return sc, err
@@ -174,6 +176,7 @@ func (c *childConn) NewSubConn(addrs []resolver.Address, opts balancer.NewSubCon
 
 func (c *childConn) RemoveSubConn(sc balancer.SubConn) {
 	c.b.forget(sc)
+	//lint:ignore SA1019 a ClientConn wrapper passes on the call its child makes.
 	c.ClientConn.RemoveSubConn(sc)
 }
 

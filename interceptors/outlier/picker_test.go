@@ -2,6 +2,8 @@ package outlier
 
 import (
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,5 +195,85 @@ func TestClassify(t *testing.T) {
 		if got := classify(tc.info); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// atomicCycle is a round-robin child picker safe for concurrent picks.
+type atomicCycle struct {
+	subConns []balancer.SubConn
+	next     atomic.Uint32
+}
+
+func (c *atomicCycle) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	return balancer.PickResult{SubConn: c.subConns[int(c.next.Add(1))%len(c.subConns)]}, nil
+}
+
+// TestConcurrentPicks: calls from many goroutines, with time moving on,
+// against one always failing endpoint of three (run with -race). The
+// share holds at every moment, the failing endpoint is ejected in the
+// end, and the healthy ones never are.
+func TestConcurrentPicks(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1000, 0))
+	cfg := DefaultConfig()
+	d := newDetector(cfg, clk)
+	d.update(cfg, []string{"a", "b", "c"})
+	child := &atomicCycle{}
+	p := &picker{child: child, d: d, endpoints: map[balancer.SubConn]*endpoint{}}
+	for _, k := range []string{"a", "b", "c"} {
+		sc := &fakeSubConn{name: k}
+		child.subConns = append(child.subConns, sc)
+		p.endpoints[sc] = d.endpoint(k)
+	}
+	fail := balancer.DoneInfo{Err: status.Error(codes.Unavailable, "down")}
+	var wg sync.WaitGroup
+	var overShare atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 500 {
+				res, err := p.Pick(balancer.PickInfo{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res.SubConn.(*fakeSubConn).name == "a" {
+					res.Done(fail)
+				} else {
+					res.Done(balancer.DoneInfo{})
+				}
+				ejected := 0
+				for _, k := range []string{"a", "b", "c"} {
+					if d.endpoint(k).ejected(clk.Now()) {
+						ejected++
+					}
+				}
+				if ejected > 1 {
+					overShare.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			clk.Advance(250 * time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	if n := overShare.Load(); n > 0 {
+		t.Fatalf("more than one of three endpoints ejected at %d moments", n)
+	}
+	// One more failure after the run: on probation or in a run of
+	// failures, a ends up ejected; b and c never fail.
+	for range cfg.ConsecutiveFailures {
+		if res, _ := p.Pick(balancer.PickInfo{}); res.SubConn.(*fakeSubConn).name == "a" {
+			res.Done(fail)
+		}
+	}
+	now := clk.Now()
+	if !d.endpoint("a").ejected(now) || d.endpoint("b").ejected(now) || d.endpoint("c").ejected(now) {
+		t.Fatalf("ejected: a %v, b %v, c %v; want a only", d.endpoint("a").ejected(now), d.endpoint("b").ejected(now), d.endpoint("c").ejected(now))
 	}
 }
