@@ -228,6 +228,10 @@ func TestBadConfigIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "failsoft: outlier: maxEjectionPercent: want 0 to 100, got 150") {
 		t.Fatalf("NewClient error %v, want one naming maxEjectionPercent", err)
 	}
+	if _, err := failsoft.DialOptions(failsoft.WithoutOutlierEjection(), failsoft.WithoutOutlierEjection()); err == nil ||
+		!strings.Contains(err.Error(), "failsoft.WithoutOutlierEjection: given twice") {
+		t.Fatalf("WithoutOutlierEjection twice: error %v", err)
+	}
 	if outlier.Name != "failsoft_outlier" {
 		t.Fatal("the registered name is part of the service-config API")
 	}
