@@ -96,5 +96,10 @@
 // its whole life: a client whose calls are mostly long-lived streams should
 // switch the latency rule off ("latencyEjection":{"ratio":0}). Endpoints
 // are told apart by their first address. A pick that is discarded calls
-// the child's Done with an empty DoneInfo, since nothing was sent.
+// the child's Done with an empty DoneInfo, since nothing was sent. The
+// share of endpoints that may be ejected counts every endpoint the
+// resolver gave, connected or not. The policy reads the system clock:
+// grpc-go builds it from a service config, which carries no Go values, so
+// failsoft.WithClock does not reach it (its own tests register it on a
+// fake clock under another name).
 package outlier
