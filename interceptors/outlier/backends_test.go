@@ -139,9 +139,11 @@ func TestOneFailingBackend(t *testing.T) {
 }
 
 // TestHealedBackendIsReadmitted: a failing backend is ejected; once it
-// heals and its ejection ends, it gets its share again.
+// heals and its ejection ends, it gets its share again. The ejection is
+// short, so that the test waits little, and the latency rule is off, so
+// that only failures decide.
 func TestHealedBackendIsReadmitted(t *testing.T) {
-	f := newFleet(t, failsoft.WithLoadBalancing(`[{"failsoft_outlier":{"baseEjectionTime":"100ms","childPolicy":[{"round_robin":{}}]}}]`))
+	f := newFleet(t, failsoft.WithLoadBalancing(`[{"failsoft_outlier":{"baseEjectionTime":"100ms","latencyEjection":{"ratio":0},"childPolicy":[{"round_robin":{}}]}}]`))
 	f.backends[0].mode.Store(failing)
 	if ok, attempts := f.run(t, 30); ok != 30 || attempts[0] > 10 {
 		t.Fatalf("while failing: %d of 30 calls succeeded, %d attempts at the failing backend", ok, attempts[0])
