@@ -85,18 +85,27 @@
 // service config: grpc-go's own default, pick_first, sends every attempt
 // of a call to the same backend, so a retry could never escape a bad host.
 // With round_robin a retry goes to the next backend; against one broken
-// backend of three, every call succeeds at 1.5 attempts per call (a test
-// pins it). WithLoadBalancing sets another policy, or "" for grpc-go's
+// backend of three, with round_robin alone, every call succeeds at 1.5
+// attempts per call. WithLoadBalancing sets another policy, or "" for grpc-go's
 // default; a service config from the name resolver wins over both.
 //
-// grpc-go's outlier detection (gRFC A50), which would also take a backend
-// that keeps failing out of rotation and probe it back, is not wired in:
-// grpc-go registers its balancer ("outlier_detection_experimental") only
-// from the google.golang.org/grpc/xds package, which would link the xDS
-// client and Envoy's API protos into every program that uses failsoft.
-// Programs that already import it can ask for it with WithLoadBalancing,
-// for example
-// `[{"outlier_detection_experimental":{"interval":"1s","baseEjectionTime":"10s","maxEjectionPercent":50,"failurePercentageEjection":{"threshold":50,"enforcementPercentage":100,"minimumHosts":2,"requestVolume":10},"childPolicy":[{"round_robin":{}}]}}]`.
+// Outlier ejection (package outlier, the "failsoft_outlier" policy) runs
+// around that policy: a backend that fails five calls in a row, half of
+// its calls in a second, or whose median latency is three times its
+// siblings' is taken out of rotation for 10 s times its ejection count and
+// then probed back in, never more than half of the backends at once.
+// Against one broken backend of three it costs about five failed attempts
+// instead of a failed first attempt in three (1.02 attempts per call
+// rather than 1.5), and a backend 50 ms slower than its siblings stops
+// getting calls after a second. WithoutOutlierEjection leaves it out;
+// WithLoadBalancing(`[{"failsoft_outlier":{...}}]`) configures it.
+//
+// grpc-go's own outlier detection (gRFC A50) is not used: grpc-go
+// registers its balancer ("outlier_detection_experimental") only from the
+// google.golang.org/grpc/xds package, which would link the xDS client and
+// Envoy's API protos into every program that uses failsoft, and it has no
+// latency rule. Programs that already import that package can still ask
+// for it with WithLoadBalancing, and WithoutOutlierEjection.
 //
 // # Misconfiguration
 //

@@ -17,6 +17,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/fallback"
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/outlier"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/interceptors/retry"
 	"github.com/failsoft/failsoft/interceptors/telemetry"
@@ -47,6 +48,9 @@ type config struct {
 	// latePolicies: leave invalid policies to each method's first call
 	// (WithLatePolicies) instead of refusing them here.
 	latePolicies bool
+	// noOutlier leaves the outlier-ejection policy out of the
+	// load-balancing config.
+	noOutlier bool
 
 	telemetry layer[telemetry.Option]
 	deadline  layer[deadline.Option]
@@ -104,14 +108,18 @@ func WithResolver(r *policy.Resolver) Option {
 // connection unless WithLoadBalancing says otherwise: round_robin, so that
 // calls spread over every backend the name resolves to and a retry lands
 // on another backend than the attempt that failed (grpc-go's own default,
-// pick_first, sends every attempt to the same one).
+// pick_first, sends every attempt to the same one). DialOptions runs it
+// inside the outlier-ejection policy unless WithoutOutlierEjection.
 const DefaultLoadBalancing = `[{"round_robin":{}}]`
 
 // WithLoadBalancing sets the connection's load-balancing config: the JSON
 // value of a service config's "loadBalancingConfig", such as
 // `[{"least_request_experimental":{}}]`, or "" to leave grpc-go's default
 // (pick_first). A service config from the name resolver still wins, as it
-// does over any default service config.
+// does over any default service config. Unless WithoutOutlierEjection,
+// the policy runs inside the outlier-ejection policy (outlier.Around),
+// except when lb is "" or already starts with it (outlier.Name, to set
+// its configuration).
 func WithLoadBalancing(lb string) Option {
 	return func(c *config) error {
 		if c.lb != nil {
@@ -124,6 +132,20 @@ func WithLoadBalancing(lb string) Option {
 			}
 		}
 		c.lb = &lb
+		return nil
+	}
+}
+
+// WithoutOutlierEjection leaves out the outlier-ejection policy (package
+// outlier) that DialOptions otherwise runs around the load-balancing
+// policy, so that a backend that keeps failing or answers much slower than
+// its siblings keeps its share of calls.
+func WithoutOutlierEjection() Option {
+	return func(c *config) error {
+		if c.noOutlier {
+			return errors.New("failsoft.WithoutOutlierEjection: given twice")
+		}
+		c.noOutlier = true
 		return nil
 	}
 }
@@ -449,6 +471,9 @@ func build(opts []Option) (*suite, error) {
 	s := &suite{unary: fold(unary), stream: chain.NewStreams(stream...), resolver: r, lb: DefaultLoadBalancing}
 	if c.lb != nil {
 		s.lb = *c.lb
+	}
+	if s.lb != "" && !c.noOutlier {
+		s.lb = outlier.Around(s.lb)
 	}
 	if len(noKey) < len(unary) {
 		s.noKey = fold(noKey)

@@ -1,0 +1,410 @@
+package outlier
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+)
+
+const (
+	ok       = outcome.Success
+	fail     = outcome.Failure
+	overload = outcome.Overload
+	ignored  = outcome.Ignored
+)
+
+// step is one thing that happens to a detector: n outcomes of class on
+// endpoint ep, each taking latency, or, when ep is "", time passing by
+// wait. want, when not nil, is the ejected endpoints after the step.
+type step struct {
+	ep      string
+	class   outcome.Class
+	n       int
+	latency time.Duration
+	wait    time.Duration
+	want    []string
+}
+
+func calls(ep string, class outcome.Class, n int) step { return step{ep: ep, class: class, n: n} }
+func slowCalls(ep string, n int, latency time.Duration) step {
+	return step{ep: ep, class: ok, n: n, latency: latency}
+}
+func wait(d time.Duration) step { return step{wait: d} }
+func (s step) then(want ...string) step {
+	s.want = append([]string{}, want...)
+	return s
+}
+
+// every makes n rounds of one call on each endpoint, in order: what a
+// round-robin child does.
+func every(eps []string, n int, class func(ep string) (outcome.Class, time.Duration)) []step {
+	var out []step
+	for range n {
+		for _, ep := range eps {
+			c, l := class(ep)
+			out = append(out, step{ep: ep, class: c, n: 1, latency: l})
+		}
+	}
+	return out
+}
+
+func TestDetector(t *testing.T) {
+	abc := []string{"a", "b", "c"}
+	steady := func(slow string, latency time.Duration) func(string) (outcome.Class, time.Duration) {
+		return func(ep string) (outcome.Class, time.Duration) {
+			if ep == slow {
+				return ok, latency
+			}
+			return ok, time.Millisecond
+		}
+	}
+	tests := []struct {
+		name      string
+		endpoints []string
+		cfg       func(*Config)
+		steps     []step
+	}{
+		{
+			name:      "five failures in a row eject, four do not",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 4).then(),
+				calls("a", fail, 1).then("a"),
+			},
+		},
+		{
+			name:      "a success breaks the run",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 4), calls("a", ok, 1), calls("a", fail, 4).then(),
+			},
+		},
+		{
+			name:      "the caller's errors and overload neither count nor break the run",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 3), calls("a", ignored, 5), calls("a", overload, 20).then(),
+				calls("a", fail, 2).then("a"),
+				calls("b", overload, 50), calls("c", ignored, 50).then("a"),
+			},
+		},
+		{
+			name:      "one of three at most with the default 50%",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 5).then("a"),
+				calls("b", fail, 10).then("a"),
+				calls("c", fail, 10).then("a"),
+			},
+		},
+		{
+			name:      "one of two",
+			endpoints: []string{"a", "b"},
+			steps: []step{
+				calls("a", fail, 5), calls("b", fail, 5).then("a"),
+			},
+		},
+		{
+			name:      "never the only one",
+			endpoints: []string{"a"},
+			steps: []step{
+				calls("a", fail, 100).then(),
+			},
+		},
+		{
+			name:      "two of four at 50%",
+			endpoints: []string{"a", "b", "c", "d"},
+			steps: []step{
+				calls("a", fail, 5), calls("b", fail, 5), calls("c", fail, 5).then("a", "b"),
+			},
+		},
+		{
+			name:      "one of four at 10%: one may always go",
+			endpoints: []string{"a", "b", "c", "d"},
+			cfg:       func(c *Config) { c.MaxEjectionPercent = 10 },
+			steps: []step{
+				calls("a", fail, 5), calls("b", fail, 5).then("a"),
+			},
+		},
+		{
+			name:      "none at 0%",
+			endpoints: abc,
+			cfg:       func(c *Config) { c.MaxEjectionPercent = 0 },
+			steps: []step{
+				calls("a", fail, 50).then(),
+			},
+		},
+		{
+			name:      "consecutive rule off",
+			endpoints: abc,
+			cfg:       func(c *Config) { c.ConsecutiveFailures = 0; c.FailureThreshold = 0 },
+			steps: []step{
+				calls("a", fail, 50).then(),
+			},
+		},
+		{
+			name:      "readmitted after the base time, ejected again by one failure, for twice as long",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 5).then("a"),
+				wait(9 * time.Second), calls("b", ok, 1).then("a"),
+				wait(time.Second), calls("b", ok, 1).then(),
+				calls("a", fail, 1).then("a"),
+				wait(19 * time.Second), calls("b", ok, 1).then("a"),
+				wait(time.Second), calls("b", ok, 1).then(),
+			},
+		},
+		{
+			name:      "a success on readmission ends probation",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 5),
+				wait(10 * time.Second), calls("a", ok, 1).then(),
+				calls("a", fail, 4).then(),
+				calls("a", fail, 1).then("a"),
+			},
+		},
+		{
+			name:      "an outage that lasts: ejections grow to the cap",
+			endpoints: abc,
+			cfg:       func(c *Config) { c.MaxEjectionTime = 25 * time.Second },
+			steps: []step{
+				calls("a", fail, 5),
+				wait(10 * time.Second), calls("a", fail, 1).then("a"), // 20 s
+				wait(20 * time.Second), calls("a", fail, 1).then("a"), // 25 s, capped
+				wait(25*time.Second - time.Nanosecond), calls("b", ok, 1).then("a"),
+				wait(time.Nanosecond), calls("b", ok, 1).then(),
+			},
+		},
+		{
+			name:      "the multiplier falls while the endpoint stays in",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 5),
+				wait(10 * time.Second), calls("a", fail, 1), // second ejection: 20 s
+				wait(20 * time.Second), calls("a", ok, 1), // readmitted, multiplier 2
+				wait(10 * time.Second), calls("a", ok, 1), // multiplier 1
+				wait(10 * time.Second), calls("a", ok, 1), // multiplier 0
+				calls("a", fail, 5).then("a"), // ejected for 10 s, not 30 s
+				wait(10 * time.Second), calls("b", ok, 1).then(),
+			},
+		},
+		{
+			name:      "outcomes of calls picked before the ejection are not counted",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 5), calls("a", ok, 3), calls("a", fail, 20),
+				wait(10 * time.Second), calls("a", ok, 1).then(),
+				calls("a", fail, 4).then(),
+			},
+		},
+		{
+			name:      "failure rate of 50% over an interval ejects",
+			endpoints: abc,
+			steps: append(every([]string{"a"}, 4, func(string) (outcome.Class, time.Duration) { return ok, 0 }),
+				calls("a", fail, 4), calls("a", ok, 1), calls("a", fail, 1).then(),
+				wait(time.Second), calls("b", ok, 1).then("a")),
+		},
+		{
+			name:      "failure rate of 40% does not",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 2), calls("a", ok, 1), calls("a", fail, 2), calls("a", ok, 1),
+				calls("a", fail, 2), calls("a", ok, 1), calls("a", fail, 2), calls("a", ok, 7),
+				wait(time.Second), calls("b", ok, 1).then(),
+			},
+		},
+		{
+			name:      "failure rate below the minimum calls does not",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 4), calls("a", ok, 1), calls("a", fail, 4),
+				wait(time.Second), calls("b", ok, 1).then(),
+			},
+		},
+		{
+			name:      "the failure rate is counted afresh each interval",
+			endpoints: abc,
+			steps: []step{
+				calls("a", fail, 4), calls("a", ok, 1), calls("a", fail, 4), calls("a", ok, 1),
+				wait(time.Second), calls("b", ok, 1).then("a"),
+				wait(10 * time.Second), calls("a", ok, 1),
+				calls("a", fail, 4), calls("a", ok, 5),
+				wait(time.Second), calls("a", fail, 4), calls("a", ok, 1),
+				wait(time.Second), calls("b", ok, 1).then(),
+			},
+		},
+		{
+			name:      "50 ms against 1 ms siblings ejects after ten samples",
+			endpoints: abc,
+			steps: append(every(abc, 10, steady("c", 50*time.Millisecond)),
+				wait(time.Second), calls("b", ok, 1).then("c"),
+				wait(10*time.Second), calls("c", ok, 1).then()),
+		},
+		{
+			name:      "nine samples are not enough",
+			endpoints: abc,
+			steps: append(every(abc, 9, steady("c", 50*time.Millisecond)),
+				wait(time.Second), calls("b", ok, 1).then()),
+		},
+		{
+			name:      "twice the siblings' latency is not enough",
+			endpoints: abc,
+			steps: []step{
+				slowCalls("a", 10, 10*time.Millisecond), slowCalls("b", 10, 10*time.Millisecond),
+				slowCalls("c", 10, 20*time.Millisecond),
+				wait(time.Second), calls("b", ok, 1).then(),
+			},
+		},
+		{
+			name:      "five times, but under the minimum latency",
+			endpoints: abc,
+			cfg:       func(c *Config) { c.MinimumLatency = 10 * time.Millisecond },
+			steps: []step{
+				slowCalls("a", 10, time.Millisecond), slowCalls("b", 10, time.Millisecond),
+				slowCalls("c", 10, 5*time.Millisecond),
+				wait(time.Second), calls("b", ok, 1).then(),
+			},
+		},
+		{
+			name:      "one slow of two",
+			endpoints: []string{"a", "b"},
+			steps: []step{
+				slowCalls("a", 10, 2*time.Millisecond), slowCalls("b", 10, 100*time.Millisecond),
+				wait(time.Second), calls("a", ok, 1).then("b"),
+			},
+		},
+		{
+			name:      "a median ignores a few long calls",
+			endpoints: abc,
+			steps: []step{
+				slowCalls("a", 10, time.Millisecond), slowCalls("b", 10, time.Millisecond),
+				slowCalls("c", 10, time.Millisecond), slowCalls("c", 3, time.Minute),
+				wait(time.Second), calls("b", ok, 1).then(),
+			},
+		},
+		{
+			name:      "all equally slow: nobody is an outlier",
+			endpoints: abc,
+			steps: append(every(abc, 10, func(string) (outcome.Class, time.Duration) { return ok, time.Second }),
+				wait(time.Second), calls("b", ok, 1).then()),
+		},
+		{
+			name:      "latency rule off",
+			endpoints: abc,
+			cfg:       func(c *Config) { c.LatencyRatio = 0 },
+			steps: append(every(abc, 10, steady("c", time.Second)),
+				wait(time.Second), calls("b", ok, 1).then()),
+		},
+		{
+			name:      "two slow of three: the slower goes, the share holds",
+			endpoints: abc,
+			steps: []step{
+				slowCalls("a", 10, time.Millisecond), slowCalls("b", 10, 50*time.Millisecond),
+				slowCalls("c", 10, 80*time.Millisecond),
+				wait(time.Second), calls("a", ok, 1).then("c"),
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			clk := clock.NewFake(time.Unix(1_000_000, 0))
+			d := newDetector(cfg, clk)
+			d.update(cfg, tc.endpoints)
+			for i, s := range tc.steps {
+				if s.ep == "" {
+					clk.Advance(s.wait)
+				}
+				for range s.n {
+					d.record(d.endpoint(s.ep), s.class, s.latency)
+				}
+				if s.want == nil {
+					continue
+				}
+				var got []string
+				for _, k := range tc.endpoints {
+					if d.endpoint(k).ejected(clk.Now()) {
+						got = append(got, k)
+					}
+				}
+				if !slices.Equal(got, s.want) && (len(got) != 0 || len(s.want) != 0) {
+					t.Fatalf("after step %d: ejected %q, want %q", i, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+func TestDetectorUpdateKeepsRecords(t *testing.T) {
+	cfg := DefaultConfig()
+	clk := clock.NewFake(time.Unix(0, 0))
+	d := newDetector(cfg, clk)
+	d.update(cfg, []string{"a", "b", "c"})
+	a := d.endpoint("a")
+	for range 5 {
+		d.record(a, fail, 0)
+	}
+	d.update(cfg, []string{"a", "b", "d"})
+	if d.endpoint("a") != a || !a.ejected(clk.Now()) {
+		t.Fatal("an endpoint that stays must keep its record")
+	}
+	if d.endpoint("c") != nil || d.endpoint("d") == nil {
+		t.Fatal("endpoints must follow the resolver")
+	}
+	// A record of a removed endpoint is ignored.
+	d.update(cfg, []string{"b", "d"})
+	d.record(a, fail, 0)
+	if d.endpoint("a") != nil {
+		t.Fatal("a removed endpoint came back")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		samples []time.Duration
+		want    time.Duration
+	}{
+		{nil, 0},
+		{ms(5), 5 * time.Millisecond},
+		{ms(9, 1), 5 * time.Millisecond},
+		{ms(3, 1, 2), 2 * time.Millisecond},
+		{ms(100, 1, 1, 1), time.Millisecond},
+	} {
+		in := slices.Clone(tc.samples)
+		if got := median(tc.samples); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.samples, got, tc.want)
+		}
+		if !slices.Equal(in, tc.samples) {
+			t.Errorf("median reordered its input")
+		}
+	}
+	for _, tc := range []struct {
+		sorted []time.Duration
+		skip   int
+		want   time.Duration
+	}{
+		{ms(1, 2, 50), 2, 1500 * time.Microsecond},
+		{ms(1, 2, 50), 0, 26 * time.Millisecond},
+		{ms(1, 50), 1, time.Millisecond},
+		{ms(1, 2, 3, 50), 3, 2 * time.Millisecond},
+		{ms(7), 0, 0},
+	} {
+		if got := medianWithout(tc.sorted, tc.skip); got != tc.want {
+			t.Errorf("medianWithout(%v, %d) = %v, want %v", tc.sorted, tc.skip, got, tc.want)
+		}
+	}
+}

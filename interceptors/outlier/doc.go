@@ -1,0 +1,105 @@
+// Package outlier is a gRPC load-balancing policy that takes a backend
+// which keeps failing, or answers much slower than its siblings, out of
+// rotation for a while and then lets it back in: outlier ejection, per
+// endpoint, on the client.
+//
+// Importing the package registers the policy under Name
+// ("failsoft_outlier"). failsoft.DialOptions runs it by default around
+// round_robin (and around the policy given with failsoft.WithLoadBalancing);
+// failsoft.WithoutOutlierEjection leaves it out. On its own:
+//
+//	grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":` +
+//		outlier.Around(`[{"round_robin":{}}]`) + `}`)
+//
+// # Why not grpc-go's
+//
+// grpc-go implements gRFC A50 outlier detection, but registers it only
+// from google.golang.org/grpc/xds, which would link the xDS client and
+// Envoy's API protos into every program that uses failsoft. A50 also has no
+// latency rule, and its failure-percentage rule needs five endpoints by
+// default. This policy is built on grpc-go's public balancer API only.
+//
+// # How it works
+//
+// The policy runs a child policy (round_robin unless childPolicy says
+// otherwise) and wraps the child's pickers. A pick that lands on an ejected
+// endpoint is discarded and the child is asked again, at most once more
+// than there are endpoints, so a round-robin child moves on to the next
+// endpoint in rotation; the child never learns of ejections, and its
+// connections stay up, ready for readmission. Every call's end (the
+// picker's Done) is counted for the endpoint that served it, classified as
+// the other failsoft layers classify outcomes (see package outcome):
+//
+//   - failures: UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS and
+//     DEADLINE_EXCEEDED, the codes that say the backend is unwell;
+//   - not counted: the caller's errors (INVALID_ARGUMENT, NOT_FOUND,
+//     CANCELLED, ...) and overload (RESOURCE_EXHAUSTED, or any code with
+//     server pushback: a grpc-retry-pushback-ms trailer or a
+//     google.rpc.RetryInfo detail). An overloaded backend is alive; shedding
+//     load is the throttle's concern, and ejecting it would only pile its
+//     share on its siblings;
+//   - successes, whose latency (from pick to end, on the policy's clock) is
+//     kept for the latency rule; the last 32 of them per endpoint.
+//
+// # How it decides
+//
+// Three rules eject an endpoint:
+//
+//   - consecutive failures: consecutiveFailures (5) calls in a row failed.
+//     Decided at once, on the failure that completes the run, so a dead
+//     backend costs about five failed attempts, which a retry sends
+//     elsewhere.
+//   - failure rate: at the end of each interval (1 s), an endpoint that
+//     had at least failureRateEjection.minimumCalls (10) counted calls of
+//     which at least failureRateEjection.threshold (50) percent failed. It
+//     catches a backend that fails every other call.
+//   - latency (a gray failure): at the end of each interval, an endpoint
+//     whose median latency over its recent successes (at least
+//     latencyEjection.minimumCalls, 10) is at least latencyEjection.ratio
+//     (3) times the median of its siblings' medians, and at least
+//     latencyEjection.minimumLatency (10 ms), so that sub-millisecond
+//     noise never ejects. Medians, not means, so that a few long calls (a
+//     long stream, a big query) do not make an endpoint look slow. Only
+//     endpoints with enough samples take part, and at least two must.
+//
+// The worst endpoints go first, and never more than maxEjectionPercent
+// (50) of the endpoints at once, rounded down, but at least one when
+// there are two or more, and never the last one: with one endpoint nothing
+// is ejected, with two or three one may be.
+//
+// # Readmission
+//
+// An ejection lasts baseEjectionTime (10 s) times the endpoint's ejection
+// count, capped at maxEjectionTime (120 s). Then the endpoint is readmitted
+// with fresh counts, on probation: its first failure ejects it again at
+// once (for one baseEjectionTime longer), its first success ends the
+// probation. A backend that stays down thus costs one failed attempt per
+// readmission. The ejection count falls by one for each baseEjectionTime
+// the endpoint stays in rotation, so a backend that healed is soon back to
+// short ejections.
+//
+// Readmission and the interval's rules run when a call ends, on the
+// policy's clock: the policy starts no goroutine and no timer. An endpoint
+// whose ejection is over is picked again at once; it only has to wait for
+// a call.
+//
+// # Configuration
+//
+// See Config for the JSON fields and their defaults; ParseConfig validates
+// a configuration with errors that name the field at fault, as grpc-go
+// does when a service config carries one. The child policy is built once
+// and rebuilt when a new service config names another one.
+//
+// # Limits
+//
+// Latency is measured from pick to the call's end, which for a stream is
+// its whole life: a client whose calls are mostly long-lived streams should
+// switch the latency rule off ("latencyEjection":{"ratio":0}). Endpoints
+// are told apart by their first address. A pick that is discarded calls
+// the child's Done with an empty DoneInfo, since nothing was sent. The
+// share of endpoints that may be ejected counts every endpoint the
+// resolver gave, connected or not. The policy reads the system clock:
+// grpc-go builds it from a service config, which carries no Go values, so
+// failsoft.WithClock does not reach it (its own tests register it on a
+// fake clock under another name).
+package outlier

@@ -1,0 +1,279 @@
+package outlier
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/outcome"
+)
+
+// fakeSubConn stands for a connection to one endpoint.
+type fakeSubConn struct {
+	balancer.SubConn
+	name string
+}
+
+// cycle is a round-robin child picker that counts the Done calls of each
+// SubConn it picked.
+type cycle struct {
+	subConns []balancer.SubConn
+	next     int
+	done     map[string][]balancer.DoneInfo
+	err      error
+	noDone   bool // return no Done, as round_robin does
+}
+
+func (c *cycle) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	if c.err != nil {
+		return balancer.PickResult{}, c.err
+	}
+	sc := c.subConns[c.next%len(c.subConns)]
+	c.next++
+	if c.noDone {
+		return balancer.PickResult{SubConn: sc}, nil
+	}
+	name := sc.(*fakeSubConn).name
+	return balancer.PickResult{SubConn: sc, Done: func(info balancer.DoneInfo) {
+		c.done[name] = append(c.done[name], info)
+	}}, nil
+}
+
+func TestPicker(t *testing.T) {
+	unavailable := balancer.DoneInfo{Err: status.Error(codes.Unavailable, "down")}
+	tests := []struct {
+		name string
+		// ejected endpoints before the picks.
+		ejected []string
+		picks   int
+		// want is the endpoint of each pick.
+		want []string
+		// discarded is how many of the child's picks of each endpoint
+		// were skipped, and so done with an empty DoneInfo.
+		discarded map[string]int
+	}{
+		{"none ejected", nil, 6, []string{"a", "b", "c", "a", "b", "c"}, nil},
+		{"one ejected is skipped", []string{"b"}, 4, []string{"a", "c", "a", "c"}, map[string]int{"b": 2}},
+		{"two ejected", []string{"a", "b"}, 2, []string{"c", "c"}, map[string]int{"a": 2, "b": 2}},
+		// The detector never ejects them all; if it ever did, calls go on.
+		{"all ejected: the last pick is used", []string{"a", "b", "c"}, 1, []string{"a"}, map[string]int{"a": 1, "b": 1, "c": 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(time.Unix(1000, 0))
+			cfg := DefaultConfig()
+			cfg.MaxEjectionPercent = 100
+			d := newDetector(cfg, clk)
+			d.update(cfg, []string{"a", "b", "c", "d"})
+			child := &cycle{done: map[string][]balancer.DoneInfo{}}
+			p := &picker{child: child, d: d, endpoints: map[balancer.SubConn]*endpoint{}}
+			for _, k := range []string{"a", "b", "c"} {
+				sc := &fakeSubConn{name: k}
+				child.subConns = append(child.subConns, sc)
+				p.endpoints[sc] = d.endpoint(k)
+			}
+			for _, k := range tc.ejected {
+				d.endpoint(k).ejectedUntil.Store(clk.Now().Add(time.Minute).UnixNano())
+			}
+			var got []string
+			for range tc.picks {
+				res, err := p.Pick(balancer.PickInfo{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, res.SubConn.(*fakeSubConn).name)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("picked %q, want %q", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("picked %q, want %q", got, tc.want)
+				}
+			}
+			for _, k := range []string{"a", "b", "c"} {
+				if n := len(child.done[k]); n != tc.discarded[k] {
+					t.Errorf("%s: child's Done called %d times for skipped picks, want %d", k, n, tc.discarded[k])
+				}
+			}
+		})
+	}
+
+	t.Run("done reports the outcome and calls the child's Done", func(t *testing.T) {
+		clk := clock.NewFake(time.Unix(1000, 0))
+		cfg := DefaultConfig()
+		d := newDetector(cfg, clk)
+		d.update(cfg, []string{"a", "b", "c"})
+		a := &fakeSubConn{name: "a"}
+		child := &cycle{subConns: []balancer.SubConn{a}, done: map[string][]balancer.DoneInfo{}}
+		p := &picker{child: child, d: d, endpoints: map[balancer.SubConn]*endpoint{a: d.endpoint("a")}}
+		for i := range cfg.ConsecutiveFailures {
+			res, err := p.Pick(balancer.PickInfo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(3 * time.Millisecond)
+			res.Done(unavailable)
+			if got := d.endpoint("a").ejected(clk.Now()); got != (i == cfg.ConsecutiveFailures-1) {
+				t.Fatalf("after %d failures: ejected %v", i+1, got)
+			}
+		}
+		if n := len(child.done["a"]); n != cfg.ConsecutiveFailures || child.done["a"][0].Err != unavailable.Err {
+			t.Fatalf("child's Done got %v, want the %d outcomes", child.done["a"], cfg.ConsecutiveFailures)
+		}
+		// A success's latency is measured on the clock, from the pick.
+		clk.Advance(time.Hour)
+		res, _ := p.Pick(balancer.PickInfo{})
+		clk.Advance(7 * time.Millisecond)
+		res.Done(balancer.DoneInfo{})
+		if e := d.endpoint("a"); e.samples != 1 || e.latency[0] != 7*time.Millisecond {
+			t.Fatalf("latency samples %v (%d), want one of 7ms", e.latency[:e.samples], e.samples)
+		}
+	})
+
+	t.Run("errors and unknown SubConns pass through", func(t *testing.T) {
+		d := newDetector(DefaultConfig(), clock.NewFake(time.Unix(0, 0)))
+		want := errors.New("no SubConn ready")
+		p := &picker{child: &cycle{err: want}, d: d}
+		if _, err := p.Pick(balancer.PickInfo{}); err != want {
+			t.Fatalf("Pick error %v, want the child's", err)
+		}
+		stranger := &fakeSubConn{name: "x"}
+		child := &cycle{subConns: []balancer.SubConn{stranger}, done: map[string][]balancer.DoneInfo{}}
+		p = &picker{child: child, d: d}
+		res, err := p.Pick(balancer.PickInfo{})
+		if err != nil || res.SubConn != stranger {
+			t.Fatalf("Pick = %v, %v", res, err)
+		}
+		res.Done(balancer.DoneInfo{})
+		if len(child.done["x"]) != 1 {
+			t.Fatal("the child's Done must be the one returned")
+		}
+	})
+}
+
+func TestClassify(t *testing.T) {
+	retryInfo, err := status.New(codes.Unavailable, "busy").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDetail, err := status.New(codes.Unavailable, "down").WithDetails(&errdetails.ErrorInfo{Reason: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		info balancer.DoneInfo
+		want outcome.Class
+	}{
+		{"ok", balancer.DoneInfo{}, outcome.Success},
+		{"unavailable", balancer.DoneInfo{Err: status.Error(codes.Unavailable, "")}, outcome.Failure},
+		{"internal", balancer.DoneInfo{Err: status.Error(codes.Internal, "")}, outcome.Failure},
+		{"unknown", balancer.DoneInfo{Err: status.Error(codes.Unknown, "")}, outcome.Failure},
+		{"deadline", balancer.DoneInfo{Err: status.Error(codes.DeadlineExceeded, "")}, outcome.Failure},
+		{"invalid argument", balancer.DoneInfo{Err: status.Error(codes.InvalidArgument, "")}, outcome.Ignored},
+		{"not found", balancer.DoneInfo{Err: status.Error(codes.NotFound, "")}, outcome.Ignored},
+		{"cancelled", balancer.DoneInfo{Err: status.Error(codes.Canceled, "")}, outcome.Ignored},
+		{"resource exhausted", balancer.DoneInfo{Err: status.Error(codes.ResourceExhausted, "")}, outcome.Overload},
+		{"unavailable with pushback", balancer.DoneInfo{
+			Err:     status.Error(codes.Unavailable, ""),
+			Trailer: metadata.Pairs("grpc-retry-pushback-ms", "100"),
+		}, outcome.Overload},
+		{"unavailable with RetryInfo", balancer.DoneInfo{Err: retryInfo.Err()}, outcome.Overload},
+		{"unavailable with another detail", balancer.DoneInfo{Err: otherDetail.Err()}, outcome.Failure},
+	} {
+		if got := classify(tc.info); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// atomicCycle is a round-robin child picker safe for concurrent picks.
+type atomicCycle struct {
+	subConns []balancer.SubConn
+	next     atomic.Uint32
+}
+
+func (c *atomicCycle) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	return balancer.PickResult{SubConn: c.subConns[int(c.next.Add(1))%len(c.subConns)]}, nil
+}
+
+// TestConcurrentPicks: calls from many goroutines, with time moving on,
+// against one always failing endpoint of three (run with -race). The
+// share holds at every moment, the failing endpoint is ejected in the
+// end, and the healthy ones never are.
+func TestConcurrentPicks(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1000, 0))
+	cfg := DefaultConfig()
+	d := newDetector(cfg, clk)
+	d.update(cfg, []string{"a", "b", "c"})
+	child := &atomicCycle{}
+	p := &picker{child: child, d: d, endpoints: map[balancer.SubConn]*endpoint{}}
+	for _, k := range []string{"a", "b", "c"} {
+		sc := &fakeSubConn{name: k}
+		child.subConns = append(child.subConns, sc)
+		p.endpoints[sc] = d.endpoint(k)
+	}
+	fail := balancer.DoneInfo{Err: status.Error(codes.Unavailable, "down")}
+	var wg sync.WaitGroup
+	var overShare atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 500 {
+				res, err := p.Pick(balancer.PickInfo{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res.SubConn.(*fakeSubConn).name == "a" {
+					res.Done(fail)
+				} else {
+					res.Done(balancer.DoneInfo{})
+				}
+				ejected := 0
+				for _, k := range []string{"a", "b", "c"} {
+					if d.endpoint(k).ejected(clk.Now()) {
+						ejected++
+					}
+				}
+				if ejected > 1 {
+					overShare.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			clk.Advance(250 * time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	if n := overShare.Load(); n > 0 {
+		t.Fatalf("more than one of three endpoints ejected at %d moments", n)
+	}
+	// One more failure after the run: on probation or in a run of
+	// failures, a ends up ejected; b and c never fail.
+	for range cfg.ConsecutiveFailures {
+		if res, _ := p.Pick(balancer.PickInfo{}); res.SubConn.(*fakeSubConn).name == "a" {
+			res.Done(fail)
+		}
+	}
+	now := clk.Now()
+	if !d.endpoint("a").ejected(now) || d.endpoint("b").ejected(now) || d.endpoint("c").ejected(now) {
+		t.Fatalf("ejected: a %v, b %v, c %v; want a only", d.endpoint("a").ejected(now), d.endpoint("b").ejected(now), d.endpoint("c").ejected(now))
+	}
+}
