@@ -1,6 +1,7 @@
 package failsoft
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -146,6 +147,18 @@ const (
 	kindDraw                                  // the throttle drew a random number
 	kindBreakerDraw                           // a breaker drew its open period
 )
+
+func kindName(k observe.Kind) string {
+	switch k {
+	case kindAnswer:
+		return "the target's answer"
+	case kindDraw:
+		return "a throttle draw"
+	case kindBreakerDraw:
+		return "a breaker draw"
+	}
+	return k.String()
+}
 
 // entry is one thing that happened during a call, in order: an observer
 // event, a random draw or the target's answer.
@@ -669,7 +682,7 @@ func (c *cursor) expect(kind observe.Kind) entry {
 	c.t.Helper()
 	e, ok := c.peek()
 	if !ok || e.kind != kind {
-		c.fail("want %v", kind)
+		c.fail("want %v", kindName(kind))
 	}
 	c.i++
 	return e
@@ -849,6 +862,13 @@ func retryableCode(code codes.Code, retryOverRE bool) bool {
 // and calls perPhase after each phase with the model before and after it.
 func runScenario(t failer, cc *grpc.ClientConn, sc scenario, perPhase func(i int, p phase, before, after *model, elapsed time.Duration)) *model {
 	t.Helper()
+	return play(t, cc, sc, perPhase, nil)
+}
+
+// play is runScenario that also calls perCall after each call, with the
+// phase's index.
+func play(t failer, cc *grpc.ClientConn, sc scenario, perPhase func(i int, p phase, before, after *model, elapsed time.Duration), perCall func(i int, m *model)) *model {
+	t.Helper()
 	h, cancel := newHarness(t, cc, sc)
 	defer cancel()
 	m := newModel(sc)
@@ -861,6 +881,9 @@ func runScenario(t failer, cc *grpc.ClientConn, sc scenario, perPhase func(i int
 			mi := j % p.nMethods()
 			log, err := h.do(mi)
 			m.check(t, n, mi, err, log)
+			if perCall != nil {
+				perCall(i, m)
+			}
 			n++
 			h.fc.Advance(p.gap)
 		}
@@ -1098,6 +1121,8 @@ func TestOverloadRegimes(t *testing.T) {
 		open           bool    // the breaker opens
 		attemptsToOpen int     // attempts the target sees before it opens, when open
 		maxPerCall     float64 // attempts reaching the target per call, at most
+		throttles      bool    // the throttle sheds load
+		minGoodput     float64 // successes over those of a plain client (one attempt per call), at least
 	}{{
 		name:  "healthy",
 		phase: phase{regime: healthy, calls: 500, gap: 10 * time.Millisecond},
@@ -1122,42 +1147,52 @@ func TestOverloadRegimes(t *testing.T) {
 		name: "overloaded/1.5x capacity/RESOURCE_EXHAUSTED+pushback retried/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.ResourceExhausted, pushback: "20"},
-		withinRule: true, retryOverRE: true, maxPerCall: 1.2,
+		withinRule: true, retryOverRE: true, maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
 		name: "overloaded/1.5x capacity/RESOURCE_EXHAUSTED+pushback retried/default rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.ResourceExhausted, pushback: "20"},
-		retryOverRE: true, maxPerCall: 1.2,
+		retryOverRE: true, maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
 		name: "overloaded/1.5x capacity/UNAVAILABLE+pushback/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.Unavailable, pushback: "20"},
-		withinRule: true, maxPerCall: 1.2,
+		withinRule: true, maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
 		name: "overloaded/1.5x capacity/UNAVAILABLE+pushback/default rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.Unavailable, pushback: "20"},
-		maxPerCall: 1.2,
+		maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
 		name: "overloaded/1.5x capacity/plain UNAVAILABLE/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.Unavailable},
-		withinRule: true, maxPerCall: 1.2,
+		withinRule: true, maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
 		name: "overloaded/1.5x capacity/plain UNAVAILABLE/default rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.Unavailable},
-		maxPerCall: 1.2,
+		maxPerCall: 1.2, minGoodput: 0.9,
+	}, {
+		name: "overloaded/4x capacity/plain UNAVAILABLE/seed rule",
+		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
+			capacity: offered / 4, code: codes.Unavailable},
+		withinRule: true, maxPerCall: 1.2, throttles: true,
+	}, {
+		name: "overloaded/4x capacity/plain UNAVAILABLE/default rule",
+		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
+			capacity: offered / 4, code: codes.Unavailable},
+		maxPerCall: 1.2, throttles: true,
 	}, {
 		name: "overloaded/4x capacity/RESOURCE_EXHAUSTED retried/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered / 4, code: codes.ResourceExhausted},
-		withinRule: true, retryOverRE: true, maxPerCall: 1.2,
+		withinRule: true, retryOverRE: true, maxPerCall: 1.2, throttles: true,
 	}, {
 		name: "overloaded/random 60%/RESOURCE_EXHAUSTED/default rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			reject: 0.6, code: codes.ResourceExhausted},
-		maxPerCall: 1,
+		maxPerCall: 1, throttles: true,
 	}, {
 		// Each call fails three attempts; the two a retry absorbs are not
 		// counted: 5 calls.
@@ -1196,6 +1231,16 @@ func TestOverloadRegimes(t *testing.T) {
 			}
 			if tc.open && (m.opens() == 0 || m.openedAfterAttempts != tc.attemptsToOpen) {
 				t.Errorf("want the breaker open after %d failed attempts", tc.attemptsToOpen)
+			}
+			if tc.minGoodput > 0 {
+				p := tc.phase
+				plain := min(float64(p.calls), float64(p.capacity)*(time.Duration(p.calls)*p.gap).Seconds())
+				if got := float64(m.succeeded) / plain; got < tc.minGoodput {
+					t.Errorf("%d calls succeeded, %.2f times a plain client's %.0f, want at least %v", m.succeeded, got, plain, tc.minGoodput)
+				}
+			}
+			if tc.throttles != (m.throttled > 0) {
+				t.Errorf("%d calls throttled, want throttling %v", m.throttled, tc.throttles)
 			}
 			if !tc.open && perCall > tc.maxPerCall {
 				t.Errorf("%.3f attempts per call reached the target, want at most %v", perCall, tc.maxPerCall)
@@ -1249,5 +1294,137 @@ func TestOverloadUnavailablePushbackKeepsBreakerClosed(t *testing.T) {
 	}
 	if opens > 0 {
 		t.Logf("the breaker opened %d times in 1000 calls; %d calls succeeded", opens, ok)
+	}
+}
+
+// TestOverloadOutageHeal plays an outage of 3 s between healthy stretches,
+// at 100 calls a second, and checks what issue #18 asks of it: the outage
+// opens the breaker after the calls its rule documents, costs at most
+// 0.05 attempts per call once the breaker is open, and after the heal
+// calls fail for at most a second, however long the outage.
+func TestOverloadOutageHeal(t *testing.T) {
+	cc := overloadConn(t)
+	const gap = 10 * time.Millisecond
+	for _, tc := range []struct {
+		name       string
+		withinRule bool
+		history    int // healthy calls before the outage
+		outage     int // dead calls
+		toOpen     int // dead calls until the breaker opens
+	}{
+		// A breaker whose window holds 100 successes opens when 80 of the
+		// last 100 calls failed; FailuresWithin(5, 30s) looks at the same
+		// 100 calls here, all within 30 s.
+		{name: "default rule/10 s of history/3 s outage", history: 1000, outage: 300, toOpen: 80},
+		{name: "seed rule/10 s of history/3 s outage", withinRule: true, history: 1000, outage: 300, toOpen: 80},
+		{name: "default rule/10 s of history/30 s outage", history: 1000, outage: 3000, toOpen: 80},
+		{name: "default rule/1 s of history/3 s outage", history: 100, outage: 300, toOpen: 80},
+		{name: "default rule/no history/3 s outage", outage: 300, toOpen: 20},
+		{name: "seed rule/no history/3 s outage", withinRule: true, outage: 300, toOpen: 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := scenario{withinRule: tc.withinRule, throttleSeed: 1, retrySeed: 2, targetSeed: 3, breakerSeed: 4}
+			if tc.history > 0 {
+				sc.phases = append(sc.phases, phase{regime: healthy, calls: tc.history, gap: gap})
+			}
+			sc.phases = append(sc.phases,
+				phase{regime: dead, calls: tc.outage, gap: gap, deadCodes: []codes.Code{codes.Unavailable}},
+				phase{regime: healthy, calls: 300, gap: gap})
+			outage, heal := len(sc.phases)-2, len(sc.phases)-1
+			var (
+				deadCalls, toOpen         int
+				attemptsAtOpen, calls     int
+				healAt, lastFailure       time.Duration
+				firstSecond, firstOK, okA int
+				healCalls                 int
+			)
+			m := play(t, cc, sc, nil, func(i int, m *model) {
+				switch i {
+				case outage:
+					deadCalls++
+					if toOpen == 0 && m.opens() > 0 {
+						toOpen, attemptsAtOpen, calls = deadCalls, m.attempts, m.calls
+					}
+				case heal:
+					if healCalls == 0 {
+						healAt = m.lastAt
+						attemptsAtOpen, calls = m.attempts-attemptsAtOpen, m.calls-1-calls
+					}
+					healCalls++
+					if !m.lastOK {
+						lastFailure = m.lastAt - healAt
+					}
+					if m.lastAt-healAt < time.Second {
+						firstSecond++
+						if m.lastOK {
+							firstOK++
+						}
+					} else if m.lastOK {
+						okA++
+					}
+				}
+			})
+			perCall := float64(attemptsAtOpen) / float64(calls)
+			t.Logf("%s; the breaker opened after %d dead calls, then %.4f attempts per call; after the heal %d of %d calls succeeded in the first second, "+
+				"%d of %d later, the last failure %v after the heal",
+				figures(m), toOpen, perCall, firstOK, firstSecond, okA, healCalls-firstSecond, lastFailure)
+			if toOpen != tc.toOpen {
+				t.Errorf("the breaker opened after %d dead calls, want %d", toOpen, tc.toOpen)
+			}
+			if perCall > 0.05 {
+				t.Errorf("an open breaker let %.4f attempts per call through, want at most 0.05", perCall)
+			}
+			if lastFailure >= time.Second || okA != healCalls-firstSecond {
+				t.Errorf("calls failed until %v after the heal, want less than 1s", lastFailure)
+			}
+		})
+	}
+}
+
+// TestOverloadBadMethod plays one method of three that fails every call,
+// at 100 calls a second, while the other two are healthy: the bad
+// method's breaker opens, and the healthy methods are not cut off, by a
+// breaker or by the throttle.
+func TestOverloadBadMethod(t *testing.T) {
+	cc := overloadConn(t)
+	for _, tc := range []struct {
+		name       string
+		withinRule bool
+		history    int // healthy calls before the method breaks
+		code       codes.Code
+		gap        time.Duration // between calls; 10 ms when 0
+	}{
+		{name: "default rule/UNAVAILABLE/10 s of history", history: 1000, code: codes.Unavailable},
+		{name: "seed rule/UNAVAILABLE/10 s of history", withinRule: true, history: 1000, code: codes.Unavailable},
+		{name: "default rule/UNAVAILABLE/no history", code: codes.Unavailable},
+		{name: "seed rule/UNAVAILABLE/no history", withinRule: true, code: codes.Unavailable},
+		{name: "default rule/DEADLINE_EXCEEDED/no history", code: codes.DeadlineExceeded},
+		{name: "default rule/UNAVAILABLE/no history/3 calls a second", code: codes.Unavailable, gap: 300 * time.Millisecond},
+		{name: "seed rule/UNAVAILABLE/no history/3 calls a second", withinRule: true, code: codes.Unavailable, gap: 300 * time.Millisecond},
+		{name: "default rule/UNAVAILABLE/10 s of history/3 calls a second", history: 30, code: codes.Unavailable, gap: 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := scenario{withinRule: tc.withinRule, throttleSeed: 1, retrySeed: 2, targetSeed: 3, breakerSeed: 4}
+			gap := cmp.Or(tc.gap, 10*time.Millisecond)
+			if tc.history > 0 {
+				sc.phases = append(sc.phases, phase{regime: healthy, calls: tc.history, gap: gap, methods: 3})
+			}
+			sc.phases = append(sc.phases, phase{regime: dead, calls: 1500, gap: gap, methods: 3, onlyFirst: true,
+				deadCodes: []codes.Code{tc.code}})
+			m := runScenario(t, cc, sc, nil)
+			healthyCalls := m.callsOf[1] + m.callsOf[2]
+			healthyOK := m.okOf[1] + m.okOf[2]
+			t.Logf("%s; healthy methods: %d of %d calls succeeded, %d throttled, %d shed by a breaker",
+				figures(m), healthyOK, healthyCalls, m.throttledOf[1]+m.throttledOf[2], m.shedOf[1]+m.shedOf[2])
+			if m.breakers[0].opens == 0 {
+				t.Errorf("the bad method's breaker never opened")
+			}
+			if m.breakers[1].opens+m.breakers[2].opens > 0 {
+				t.Errorf("a healthy method's breaker opened")
+			}
+			if healthyOK != healthyCalls {
+				t.Errorf("%d calls to healthy methods failed", healthyCalls-healthyOK)
+			}
+		})
 	}
 }
