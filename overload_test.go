@@ -1337,9 +1337,14 @@ func TestOverloadOutageHeal(t *testing.T) {
 				healAt, lastFailure       time.Duration
 				firstSecond, firstOK, okA int
 				healCalls                 int
+				outageAttempts            [2]int // at its start and end
 			)
+			prevAttempts := 0 // attempts before the current call
 			m := play(t, cc, sc, nil, func(i int, m *model) {
+				defer func() { prevAttempts = m.attempts }()
 				switch i {
+				case outage - 1:
+					outageAttempts[0] = m.attempts
 				case outage:
 					deadCalls++
 					if toOpen == 0 && m.opens() > 0 {
@@ -1347,6 +1352,7 @@ func TestOverloadOutageHeal(t *testing.T) {
 					}
 				case heal:
 					if healCalls == 0 {
+						outageAttempts[1] = prevAttempts
 						healAt = m.lastAt
 						attemptsAtOpen, calls = m.attempts-attemptsAtOpen, m.calls-1-calls
 					}
@@ -1365,9 +1371,9 @@ func TestOverloadOutageHeal(t *testing.T) {
 				}
 			})
 			perCall := float64(attemptsAtOpen) / float64(calls)
-			t.Logf("%s; the breaker opened after %d dead calls, then %.4f attempts per call; after the heal %d of %d calls succeeded in the first second, "+
+			t.Logf("%s; the outage cost %.3f attempts per call; the breaker opened after %d dead calls, then %.4f attempts per call; after the heal %d of %d calls succeeded in the first second, "+
 				"%d of %d later, the last failure %v after the heal",
-				figures(m), toOpen, perCall, firstOK, firstSecond, okA, healCalls-firstSecond, lastFailure)
+				figures(m), float64(outageAttempts[1]-outageAttempts[0])/float64(tc.outage), toOpen, perCall, firstOK, firstSecond, okA, healCalls-firstSecond, lastFailure)
 			if toOpen != tc.toOpen {
 				t.Errorf("the breaker opened after %d dead calls, want %d", toOpen, tc.toOpen)
 			}
