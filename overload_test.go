@@ -55,7 +55,8 @@ import (
 //
 // TestOverloadModel checks every attempt of random sequences of phases
 // against a model of the three layers written from their documentation;
-// TestOverloadRegimes shows the same properties on fixed scenarios, with
+// TestOverloadRegimes, TestOverloadOutageHeal and TestOverloadBadMethod
+// check the same model and issue #18's goals on fixed scenarios, and log
 // the figures they produce.
 
 // overloadMethods are the methods the calls go to, round robin over the
@@ -1332,55 +1333,56 @@ func TestOverloadOutageHeal(t *testing.T) {
 				phase{regime: healthy, calls: 300, gap: gap})
 			outage, heal := len(sc.phases)-2, len(sc.phases)-1
 			var (
-				deadCalls, toOpen         int
-				attemptsAtOpen, calls     int
-				healAt, lastFailure       time.Duration
-				firstSecond, firstOK, okA int
-				healCalls                 int
-				outageAttempts            [2]int // at its start and end
+				deadCalls, toOpen int
+				// Attempts and calls: before the outage, when the
+				// breaker first opened, and at the heal.
+				attemptsBefore, attemptsAtOpen, callsAtOpen int
+				attemptsAtHeal, callsAtHeal                 int
+				healAt, lastFailure                         time.Duration
+				firstSecond, firstOK, healCalls, laterOK    int
 			)
-			prevAttempts := 0 // attempts before the current call
+			prev := 0 // attempts before the current call
 			m := play(t, cc, sc, nil, func(i int, m *model) {
-				defer func() { prevAttempts = m.attempts }()
+				defer func() { prev = m.attempts }()
 				switch i {
 				case outage - 1:
-					outageAttempts[0] = m.attempts
+					attemptsBefore = m.attempts
 				case outage:
 					deadCalls++
 					if toOpen == 0 && m.opens() > 0 {
-						toOpen, attemptsAtOpen, calls = deadCalls, m.attempts, m.calls
+						toOpen, attemptsAtOpen, callsAtOpen = deadCalls, m.attempts, m.calls
 					}
 				case heal:
 					if healCalls == 0 {
-						outageAttempts[1] = prevAttempts
-						healAt = m.lastAt
-						attemptsAtOpen, calls = m.attempts-attemptsAtOpen, m.calls-1-calls
+						healAt, attemptsAtHeal, callsAtHeal = m.lastAt, prev, m.calls-1
 					}
 					healCalls++
 					if !m.lastOK {
 						lastFailure = m.lastAt - healAt
 					}
-					if m.lastAt-healAt < time.Second {
+					switch {
+					case m.lastAt-healAt < time.Second:
 						firstSecond++
 						if m.lastOK {
 							firstOK++
 						}
-					} else if m.lastOK {
-						okA++
+					case m.lastOK:
+						laterOK++
 					}
 				}
 			})
-			perCall := float64(attemptsAtOpen) / float64(calls)
-			t.Logf("%s; the outage cost %.3f attempts per call; the breaker opened after %d dead calls, then %.4f attempts per call; after the heal %d of %d calls succeeded in the first second, "+
-				"%d of %d later, the last failure %v after the heal",
-				figures(m), float64(outageAttempts[1]-outageAttempts[0])/float64(tc.outage), toOpen, perCall, firstOK, firstSecond, okA, healCalls-firstSecond, lastFailure)
+			whole := float64(attemptsAtHeal-attemptsBefore) / float64(tc.outage)
+			open := float64(attemptsAtHeal-attemptsAtOpen) / float64(callsAtHeal-callsAtOpen)
+			t.Logf("%s; the outage cost %.3f attempts per call; the breaker opened after %d dead calls, then %.4f attempts per call; "+
+				"after the heal %d of %d calls succeeded in the first second, %d of %d later, the last failure %v after the heal",
+				figures(m), whole, toOpen, open, firstOK, firstSecond, laterOK, healCalls-firstSecond, lastFailure)
 			if toOpen != tc.toOpen {
 				t.Errorf("the breaker opened after %d dead calls, want %d", toOpen, tc.toOpen)
 			}
-			if perCall > 0.05 {
-				t.Errorf("an open breaker let %.4f attempts per call through, want at most 0.05", perCall)
+			if open > 0.05 {
+				t.Errorf("an open breaker let %.4f attempts per call through, want at most 0.05", open)
 			}
-			if lastFailure >= time.Second || okA != healCalls-firstSecond {
+			if lastFailure >= time.Second || laterOK != healCalls-firstSecond {
 				t.Errorf("calls failed until %v after the heal, want less than 1s", lastFailure)
 			}
 		})
