@@ -210,6 +210,7 @@ type harness struct {
 type scenario struct {
 	phases       []phase
 	withinRule   bool // breaker.FailuresWithin(5, 30s); else the default rule
+	noBreaker    bool // WithoutBreaker: the budget and the throttle alone
 	retryOverRE  bool // RESOURCE_EXHAUSTED is a retryable code too
 	throttleSeed uint64
 	retrySeed    uint64
@@ -257,7 +258,11 @@ func newHarness(t failer, cc *grpc.ClientConn, sc scenario) (*harness, context.C
 			return v
 		})),
 		WithRetry(retry.WithRand(retryRand.Float64)),
-		WithBreaker(brOpts...),
+	}
+	if sc.noBreaker {
+		opts = append(opts, WithoutBreaker())
+	} else {
+		opts = append(opts, WithBreaker(brOpts...))
 	}
 	if sc.retryOverRE {
 		p := &failsoftv1.MethodPolicy{Retry: &failsoftv1.RetryPolicy{RetryableCodes: []string{"UNAVAILABLE", "RESOURCE_EXHAUSTED"}}}
@@ -755,7 +760,7 @@ func (m *model) check(t failer, n, mi int, err error, log []entry) {
 			c.fail("throttle acted with probability 0")
 		}
 		// The breaker.
-		if !rejected {
+		if !rejected && !m.sc.noBreaker {
 			ok, tr := br.allow(now)
 			c.transition(tr, 0)
 			if !ok {
@@ -777,17 +782,19 @@ func (m *model) check(t failer, n, mi int, err error, log []entry) {
 			}
 			cl, pushback, want = classOf(a.code, a.pushback), a.pushback, a.code
 			absorbed := mayRetry && cl == failure && retryableCode(a.code, m.sc.retryOverRE)
-			if absorbed && br.state == "closed" {
-				m.absorbed++
+			if !m.sc.noBreaker {
+				if absorbed && br.state == "closed" {
+					m.absorbed++
+				}
+				tr, d := br.done(a.at, cl, absorbed, c.draw)
+				switch {
+				case tr == "half-open>closed":
+					m.closes++
+				case tr == "closed>open" && m.opens() == 1:
+					m.openedAfterAttempts = m.attempts
+				}
+				c.transition(tr, d)
 			}
-			tr, d := br.done(a.at, cl, absorbed, c.draw)
-			switch {
-			case tr == "half-open>closed":
-				m.closes++
-			case tr == "closed>open" && m.opens() == 1:
-				m.openedAfterAttempts = m.attempts
-			}
-			c.transition(tr, d)
 			m.throttle.result(now, cl)
 		}
 		end := c.expect(observe.AttemptEnd)
@@ -955,6 +962,7 @@ func drawPhase(t *rapid.T, i int, unavailablePushback bool) phase {
 func drawScenario(t *rapid.T, unavailablePushback bool) scenario {
 	sc := scenario{
 		withinRule:   rapid.Bool().Draw(t, "withinRule"),
+		noBreaker:    rapid.IntRange(0, 3).Draw(t, "breakerOff?") == 0,
 		retryOverRE:  rapid.Bool().Draw(t, "retryOverRE"),
 		throttleSeed: rapid.Uint64().Draw(t, "throttleSeed"),
 		retrySeed:    rapid.Uint64().Draw(t, "retrySeed"),
@@ -1056,6 +1064,9 @@ func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *mode
 				}
 				continue
 			}
+			if sc.noBreaker {
+				continue
+			}
 			if neverOpens(p) && opened && b0.state == "closed" && b0.failures() == 0 {
 				// (Failures counted before the phase may be completed by
 				// a few more: the breaker cannot tell a flaky phase that
@@ -1116,6 +1127,7 @@ func TestOverloadRegimes(t *testing.T) {
 		phase       phase
 		withinRule  bool
 		retryOverRE bool
+		noBreaker   bool
 
 		allOK          bool    // every call succeeds at its first attempt, nothing is rejected locally
 		minSuccess     float64 // share of calls that succeed, at least
@@ -1214,9 +1226,18 @@ func TestOverloadRegimes(t *testing.T) {
 		name:  "dead/DEADLINE_EXCEEDED/default rule",
 		phase: phase{regime: dead, calls: 100, gap: 100 * time.Millisecond, deadCodes: deadlineExceeded},
 		open:  true, attemptsToOpen: 20,
+	}, {
+		// The budget alone: 1 + 0.1 + 1/s over 100 calls/s.
+		name:      "dead/UNAVAILABLE/no breaker",
+		phase:     phase{regime: dead, calls: 3000, gap: 10 * time.Millisecond, deadCodes: unavailable},
+		noBreaker: true, maxPerCall: 1.15,
+	}, {
+		name:      "flaky 20%/no breaker",
+		phase:     phase{regime: flaky, calls: 1000, gap: 10 * time.Millisecond, reject: 0.2, code: codes.Unavailable},
+		noBreaker: true, minSuccess: 0.99, maxPerCall: 1.3,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := scenario{phases: []phase{tc.phase}, withinRule: tc.withinRule, retryOverRE: tc.retryOverRE,
+			sc := scenario{phases: []phase{tc.phase}, withinRule: tc.withinRule, retryOverRE: tc.retryOverRE, noBreaker: tc.noBreaker,
 				throttleSeed: 1, retrySeed: 2, targetSeed: 3, breakerSeed: 4}
 			m := runScenario(t, cc, sc, nil)
 			perCall := float64(m.attempts) / float64(m.calls)
