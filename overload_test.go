@@ -1,6 +1,7 @@
 package failsoft
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -28,25 +29,47 @@ import (
 )
 
 // These tests drive the whole client suite (the chain DialOptions
-// installs) over a fake target, with a fake clock and seeded randomness, to
-// check how the throttle, the retry budget and the breaker act together
-// when a target is healthy, overloaded or dead:
+// installs) over a fake target, with a fake clock and seeded randomness for
+// the throttle, the retry backoff and the breaker's open periods, to check
+// how the throttle, the retry budget and the breaker act together in the
+// failure modes of a real target: healthy, flaky (3 % or 20 % of calls
+// fail UNAVAILABLE at random), overloaded (excess refused with
+// RESOURCE_EXHAUSTED, with pushback, or with a plain UNAVAILABLE), dead
+// (an outage, which a later healthy phase heals), and any of these for one
+// method while the target's other methods stay healthy. The properties:
 //
-//   - an overloaded target never opens the breaker;
-//   - a dead target does, with the seed's rule (5 failures within 30 s)
-//     and with the default rule (half of the last 100 calls, at least 20);
-//   - under a sustained overload the attempts that reach the target stay
-//     within 1.2 times the logical calls;
-//   - traffic to a healthy target is never rejected locally (after an
-//     overload or an outage, only as long as the throttle's window
-//     remembers the overload or the breaker is open, as the model says).
+//   - a healthy or flaky target is never throttled and never opens a
+//     breaker; neither does an overload signalled by RESOURCE_EXHAUSTED or
+//     pushback, or by a plain UNAVAILABLE while the target serves most of
+//     its calls;
+//   - a dead target opens the breaker of each method called, with the
+//     seed's rule (5 failures within 30 s that make 80 % of the calls
+//     within 30 s) and with the default rule (80 % of the last 100 calls,
+//     at least 20), counting calls as the caller sees them: failures a
+//     retry absorbed are not counted;
+//   - one failing method never opens the breaker of another;
+//   - after a heal, the breaker lets calls through within a second;
+//   - retries that fail stay within the budget, and under a sustained
+//     overload the attempts that reach the target stay within 1.2 times
+//     the logical calls.
 //
-// TestOverloadModel checks every attempt of random sequences of regimes
-// against a model of the three layers; TestOverloadRegimes shows the same
-// properties on fixed scenarios, with the figures they produce.
+// TestOverloadModel checks every attempt of random sequences of phases
+// against a model of the three layers written from their documentation;
+// TestOverloadRegimes, TestOverloadOutageHeal and TestOverloadBadMethod
+// check the same model and issue #18's goals on fixed scenarios, and log
+// the figures they produce.
 
-// overloadMethod is retryable (NO_SIDE_EFFECTS) and not hedged.
-const overloadMethod = "/failsoft.policytest.v1.PlainService/NoSideEffects"
+// overloadMethods are the methods the calls go to, round robin over the
+// first phase.methods of them. The first two are retryable (3 attempts,
+// UNAVAILABLE) and not hedged; the third is not retryable.
+var overloadMethods = [...]string{
+	"/failsoft.policytest.v1.PlainService/NoSideEffects",
+	"/failsoft.policytest.v1.PlainService/Idempotent",
+	"/failsoft.policytest.v1.PlainService/Plain",
+}
+
+// maxAttempts is the attempts each of overloadMethods may have.
+var maxAttempts = [len(overloadMethods)]int{3, 3, 1}
 
 // clockStep is how far the driver moves the fake clock each time the call
 // under way waits on a timer (a retry's backoff or pushback).
@@ -57,10 +80,11 @@ type regime uint8
 const (
 	healthy regime = iota
 	overloaded
+	flaky
 	dead
 )
 
-func (r regime) String() string { return [...]string{"healthy", "overloaded", "dead"}[r] }
+func (r regime) String() string { return [...]string{"healthy", "overloaded", "flaky", "dead"}[r] }
 
 // phase is a stretch of calls against a target in one regime.
 type phase struct {
@@ -68,10 +92,17 @@ type phase struct {
 	calls  int
 	gap    time.Duration // fake time between calls
 
+	// methods is how many of overloadMethods the calls go to, in turn (1
+	// when 0); with onlyFirst, the regime is that of the first method
+	// only, and the others are healthy.
+	methods   int
+	onlyFirst bool
+
 	// overloaded: the target accepts at most capacity attempts per second
 	// of fake time, or, when capacity is 0, rejects each attempt with
 	// probability reject. Rejections carry code and, when not empty, the
-	// pushback trailer.
+	// pushback trailer. flaky: each attempt fails with code UNAVAILABLE
+	// with probability reject.
 	capacity int
 	reject   float64
 	code     codes.Code
@@ -81,28 +112,57 @@ type phase struct {
 	deadCodes []codes.Code
 }
 
+func (p phase) nMethods() int { return max(p.methods, 1) }
+
+// affects says whether the phase's regime applies to method i.
+func (p phase) affects(i int) bool { return !p.onlyFirst || i == 0 }
+
 func (p phase) String() string {
+	var s string
 	switch p.regime {
 	case overloaded:
 		shed := fmt.Sprintf("reject %.2f", p.reject)
 		if p.capacity > 0 {
 			shed = fmt.Sprintf("capacity %d/s", p.capacity)
 		}
-		return fmt.Sprintf("%d overloaded calls every %v (%s, %v, pushback %q)", p.calls, p.gap, shed, p.code, p.pushback)
+		s = fmt.Sprintf("%d overloaded calls every %v (%s, %v, pushback %q)", p.calls, p.gap, shed, p.code, p.pushback)
+	case flaky:
+		s = fmt.Sprintf("%d flaky calls every %v (%.2f fail UNAVAILABLE)", p.calls, p.gap, p.reject)
 	case dead:
-		return fmt.Sprintf("%d dead calls every %v (%v)", p.calls, p.gap, p.deadCodes)
+		s = fmt.Sprintf("%d dead calls every %v (%v)", p.calls, p.gap, p.deadCodes)
+	default:
+		s = fmt.Sprintf("%d healthy calls every %v", p.calls, p.gap)
 	}
-	return fmt.Sprintf("%d healthy calls every %v", p.calls, p.gap)
+	if p.nMethods() > 1 {
+		s += fmt.Sprintf(" over %d methods", p.nMethods())
+		if p.onlyFirst {
+			s += ", the others healthy"
+		}
+	}
+	return s
 }
 
 // Kinds of log entries that are not observer events.
 const (
-	kindAnswer observe.Kind = 200 + iota // the target answered an attempt
-	kindDraw                             // the throttle drew a random number
+	kindAnswer      observe.Kind = 200 + iota // the target answered an attempt
+	kindDraw                                  // the throttle drew a random number
+	kindBreakerDraw                           // a breaker drew its open period
 )
 
+func kindName(k observe.Kind) string {
+	switch k {
+	case kindAnswer:
+		return "the target's answer"
+	case kindDraw:
+		return "a throttle draw"
+	case kindBreakerDraw:
+		return "a breaker draw"
+	}
+	return k.String()
+}
+
 // entry is one thing that happened during a call, in order: an observer
-// event, a throttle draw or the target's answer.
+// event, a random draw or the target's answer.
 type entry struct {
 	kind     observe.Kind
 	at       time.Duration // fake time since the start
@@ -120,7 +180,9 @@ func (e entry) String() string {
 	case kindAnswer:
 		return fmt.Sprintf("%v answer %v pushback=%q", e.at, e.code, e.pushback)
 	case kindDraw:
-		return fmt.Sprintf("%v draw %.4f", e.at, e.value)
+		return fmt.Sprintf("%v throttle draw %.4f", e.at, e.value)
+	case kindBreakerDraw:
+		return fmt.Sprintf("%v breaker draw %.4f", e.at, e.value)
 	}
 	return fmt.Sprintf("%v %v attempt=%d reason=%q %s>%s value=%.4f duration=%v", e.at, e.kind, e.attempt, e.reason, e.from, e.to, e.value, e.duration)
 }
@@ -138,6 +200,7 @@ type harness struct {
 
 	// The target, touched only by the call under way.
 	phase    phase
+	method   int // of the call under way
 	rnd      *rand.Rand
 	tick     int64 // second of fake time the capacity counts
 	inTick   int
@@ -147,10 +210,12 @@ type harness struct {
 type scenario struct {
 	phases       []phase
 	withinRule   bool // breaker.FailuresWithin(5, 30s); else the default rule
+	noBreaker    bool // WithoutBreaker: the budget and the throttle alone
 	retryOverRE  bool // RESOURCE_EXHAUSTED is a retryable code too
 	throttleSeed uint64
 	retrySeed    uint64
 	targetSeed   uint64
+	breakerSeed  uint64
 }
 
 func overloadConn(t testing.TB) *grpc.ClientConn {
@@ -163,9 +228,10 @@ func overloadConn(t testing.TB) *grpc.ClientConn {
 	return cc
 }
 
-// newHarness builds the real chain with the scenario's options. The
-// caller's context has a deadline a day away, so the deadline layer adds
-// none and the retry layer never runs short of time.
+// newHarness builds the suite's chain, as DialOptions does, with the
+// scenario's options and library defaults otherwise. The caller's context
+// has a deadline a day away, so the deadline layer adds none and the retry
+// layer never runs short of time.
 func newHarness(t failer, cc *grpc.ClientConn, sc scenario) (*harness, context.CancelFunc) {
 	t.Helper()
 	// The fake time starts at the real one: the caller's deadline is a
@@ -174,6 +240,15 @@ func newHarness(t failer, cc *grpc.ClientConn, sc scenario) (*harness, context.C
 	h := &harness{fc: clock.NewFake(start), start: start, cc: cc, rnd: rand.New(rand.NewPCG(sc.targetSeed, 1))}
 	thrRand := rand.New(rand.NewPCG(sc.throttleSeed, 2))
 	retryRand := rand.New(rand.NewPCG(sc.retrySeed, 3))
+	brRand := rand.New(rand.NewPCG(sc.breakerSeed, 4))
+	brOpts := []breaker.Option{breaker.WithRand(func() float64 {
+		v := brRand.Float64()
+		h.record(entry{kind: kindBreakerDraw, value: v})
+		return v
+	})}
+	if sc.withinRule {
+		brOpts = append(brOpts, breaker.FailuresWithin(5, 30*time.Second))
+	}
 	opts := []Option{
 		WithClock(h.fc),
 		WithObserver(observe.Func(h.observe)),
@@ -184,13 +259,14 @@ func newHarness(t failer, cc *grpc.ClientConn, sc scenario) (*harness, context.C
 		})),
 		WithRetry(retry.WithRand(retryRand.Float64)),
 	}
-	if sc.withinRule {
-		opts = append(opts, WithBreaker(breaker.FailuresWithin(5, 30*time.Second)))
+	if sc.noBreaker {
+		opts = append(opts, WithoutBreaker())
+	} else {
+		opts = append(opts, WithBreaker(brOpts...))
 	}
 	if sc.retryOverRE {
-		r, err := policy.New(policy.WithMethod(overloadMethod, &failsoftv1.MethodPolicy{
-			Retry: &failsoftv1.RetryPolicy{RetryableCodes: []string{"UNAVAILABLE", "RESOURCE_EXHAUSTED"}},
-		}))
+		p := &failsoftv1.MethodPolicy{Retry: &failsoftv1.RetryPolicy{RetryableCodes: []string{"UNAVAILABLE", "RESOURCE_EXHAUSTED"}}}
+		r, err := policy.New(policy.WithMethod(overloadMethods[0], p), policy.WithMethod(overloadMethods[1], p))
 		if err != nil {
 			t.Fatalf("policy.New: %v", err)
 		}
@@ -252,8 +328,11 @@ func (h *harness) invoke(_ context.Context, _ string, _, _ any, _ *grpc.ClientCo
 
 func (h *harness) answer() (codes.Code, string) {
 	p := &h.phase
+	if !p.affects(h.method) {
+		return codes.OK, ""
+	}
 	switch p.regime {
-	case overloaded:
+	case overloaded, flaky:
 		if p.capacity > 0 {
 			if sec := int64(h.now() / time.Second); sec != h.tick {
 				h.tick, h.inTick = sec, 0
@@ -274,17 +353,18 @@ func (h *harness) answer() (codes.Code, string) {
 	return codes.OK, ""
 }
 
-// do makes one logical call and returns what happened and its error. The
-// call runs on its own goroutine; whenever it waits on a timer of the
-// fake clock (a backoff), the driver moves the clock on by clockStep, so
-// nothing blocks and every run is the same.
-func (h *harness) do() ([]entry, error) {
+// do makes one logical call to method i and returns what happened and
+// its error. The call runs on its own goroutine; whenever it waits on a
+// timer of the fake clock (a backoff), the driver moves the clock on by
+// clockStep, so nothing blocks and every run is the same.
+func (h *harness) do(i int) ([]entry, error) {
 	h.mu.Lock()
 	h.log = h.log[:0]
 	h.mu.Unlock()
+	h.method = i
 	done := make(chan error, 1)
 	go func() {
-		done <- h.call(h.ctx, overloadMethod, &policytestv1.PingRequest{}, &policytestv1.PingResponse{}, h.cc)
+		done <- h.call(h.ctx, overloadMethods[i], &policytestv1.PingRequest{}, &policytestv1.PingResponse{}, h.cc)
 	}()
 	for {
 		waiting := make(chan struct{})
@@ -329,7 +409,7 @@ func classOf(code codes.Code, pushback string) class {
 		return success
 	case code == codes.ResourceExhausted || pushback != "":
 		// Server pushback marks a live server shedding load, whatever the
-		// code (issue 10: "UNAVAILABLE answered by a live server").
+		// code.
 		return overload
 	}
 	return failure
@@ -354,26 +434,34 @@ func (b *budgetModel) deposit(now time.Duration) {
 	b.calls[b.epoch(now)]++
 }
 
-func (b *budgetModel) withdraw(now time.Duration) bool {
+func (b *budgetModel) allows(now time.Duration) bool {
 	e := b.epoch(now)
 	var calls, spent int64
 	for s := e - 9; s <= e; s++ {
 		calls += b.calls[s]
 		spent += b.spent[s]
 	}
-	if 0.1*float64(calls)+10-float64(spent) < 1 {
+	return 0.1*float64(calls)+10-float64(spent) >= 1
+}
+
+func (b *budgetModel) withdraw(now time.Duration) bool {
+	if !b.allows(now) {
 		return false
 	}
-	b.spent[e]++
+	b.spent[b.epoch(now)]++
 	return true
 }
 
 func (b *budgetModel) refund(now time.Duration) { b.spent[b.epoch(now)]-- }
 
 // throttleModel is the adaptive throttle with its defaults: K = 2, cap
-// 0.9, a 2-minute window of 10 buckets.
+// 0.9, a 2-minute window of 10 buckets; a failure is a refusal while the
+// target did the work of a call sent within the last second and the window
+// holds 20 requests.
 type throttleModel struct {
-	events []throttleEvent
+	events     []throttleEvent
+	answered   bool
+	lastAnswer time.Duration // start of the latest attempt the target did the work of
 }
 
 type throttleEvent struct {
@@ -383,9 +471,9 @@ type throttleEvent struct {
 
 const throttleBucket = 12 * time.Second
 
-func (m *throttleModel) probability(now time.Duration) float64 {
+// totals counts the requests and accepts in the window at now.
+func (m *throttleModel) totals(now time.Duration) (r, a float64) {
 	cur := int64(now / throttleBucket)
-	var r, a float64
 	kept := m.events[:0]
 	for _, e := range m.events {
 		if cur-e.bucket < 10 {
@@ -397,6 +485,11 @@ func (m *throttleModel) probability(now time.Duration) float64 {
 		}
 	}
 	m.events = kept
+	return r, a
+}
+
+func (m *throttleModel) probability(now time.Duration) float64 {
+	r, a := m.totals(now)
 	excess := r - 2*a
 	if excess <= 0 {
 		return 0
@@ -408,94 +501,118 @@ func (m *throttleModel) count(now time.Duration, accepted bool) {
 	m.events = append(m.events, throttleEvent{int64(now / throttleBucket), accepted})
 }
 
-// breakerModel is one target's breaker, for calls one at a time: the
-// seed's rule (5 failures within 30 s) or the default (half of the last
-// 100 counted calls, at least 20), open for 5 s doubling to 1 min, 3
-// probes.
+// result counts an attempt the target answered, sent at now.
+func (m *throttleModel) result(now time.Duration, c class) {
+	switch c {
+	case success:
+		m.answered, m.lastAnswer = true, now
+		m.count(now, true)
+	case overload:
+		m.count(now, false)
+	case failure:
+		r, _ := m.totals(now)
+		answering := m.answered && now-m.lastAnswer < time.Second
+		m.count(now, !(answering && r >= 20))
+	}
+}
+
+// breakerModel is the breaker of one method of the target, for calls one
+// at a time: the seed's rule (5 failures within 30 s that make 80 % of the
+// calls within 30 s, among the last 100) or the default (80 % of the last
+// 100 counted calls, at least 20); open for 1 s less a random half of it,
+// never doubling; one probe.
 type breakerModel struct {
 	within   bool
 	state    string
-	failures []time.Duration // since the last close: within rule
-	window   []bool          // last 100 counted calls, true = failed: rate rule
+	window   []bool          // last 100 counted calls, true = failed
+	times    []time.Duration // when they ended: within rule
 	until    time.Duration
-	reopens  int
-	probeOK  int
 	opens    int
 	openedAt []time.Duration
 }
 
-func (b *breakerModel) trip(now time.Duration) string {
-	d := 5 * time.Second
-	for i := 0; i < b.reopens && d < time.Minute; i++ {
-		d *= 2
-	}
-	b.until = now + min(d, time.Minute)
+const openFor = time.Second
+
+// trip opens the breaker for a period drawn with r.
+func (b *breakerModel) trip(now time.Duration, r float64) (string, time.Duration) {
+	d := openFor - time.Duration(r*float64(openFor/2))
+	b.until = now + d
 	from := b.state
 	b.state = "open"
 	b.opens++
 	b.openedAt = append(b.openedAt, now)
-	return from + ">open"
+	return from + ">open", d
 }
 
 // allow returns whether an attempt is let through, and the transition it
 // causes, if any.
 func (b *breakerModel) allow(now time.Duration) (bool, string) {
-	if b.state != "open" {
+	switch {
+	case b.state == "closed" || b.state == "half-open":
+		// Half-open here means its probe's slot was given back.
 		return true, ""
-	}
-	if now < b.until {
+	case now < b.until:
 		return false, ""
 	}
-	b.state, b.probeOK = "half-open", 0
+	b.state = "half-open"
 	return true, "open>half-open"
 }
 
-func (b *breakerModel) done(now time.Duration, c class) string {
+// done counts an answered attempt; absorbed says a retry would absorb its
+// failure. It returns the transition, if any, and the open period of a
+// trip, drawn with draw.
+func (b *breakerModel) done(now time.Duration, c class, absorbed bool, draw func() float64) (string, time.Duration) {
 	if b.state == "half-open" {
 		switch c {
 		case failure:
-			b.reopens++
-			return b.trip(now)
+			return b.trip(now, draw())
 		case success:
-			if b.probeOK++; b.probeOK >= 3 {
-				b.state, b.reopens = "closed", 0
-				b.failures, b.window = b.failures[:0], b.window[:0]
-				return "half-open>closed"
-			}
+			b.state, b.window, b.times = "closed", b.window[:0], b.times[:0]
+			return "half-open>closed", 0
 		}
-		return ""
+		return "", 0 // overload: the probe's slot is given back
 	}
-	if c == overload {
-		return "" // not counted at all
+	if c == overload || (c == failure && absorbed) {
+		return "", 0 // not counted
 	}
-	if !b.within {
-		b.window = append(b.window, c == failure)
-		if len(b.window) > 100 {
-			b.window = b.window[1:]
-		}
+	b.window = append(b.window, c == failure)
+	b.times = append(b.times, now)
+	if len(b.window) > 100 {
+		b.window, b.times = b.window[1:], b.times[1:]
 	}
 	if c != failure {
-		return ""
+		return "", 0
 	}
 	if b.within {
-		b.failures = append(b.failures, now)
-		if n := len(b.failures); n >= 5 && now-b.failures[n-5] < 30*time.Second {
-			b.reopens = 0
-			return b.trip(now)
+		var calls, failed int
+		for i, at := range b.times {
+			if now-at < 30*time.Second {
+				calls++
+				if b.window[i] {
+					failed++
+				}
+			}
 		}
-		return ""
+		if failed >= 5 && float64(failed) >= 0.8*float64(calls) {
+			return b.trip(now, draw())
+		}
+		return "", 0
 	}
-	failed := 0
+	failed := b.failures()
+	if len(b.window) >= 20 && float64(failed) >= 0.8*float64(len(b.window)) {
+		return b.trip(now, draw())
+	}
+	return "", 0
+}
+
+func (b *breakerModel) failures() int {
+	n := 0
 	for _, f := range b.window {
 		if f {
-			failed++
+			n++
 		}
 	}
-	if len(b.window) >= 20 && float64(failed) >= 0.5*float64(len(b.window)) {
-		b.reopens = 0
-		return b.trip(now)
-	}
-	return ""
+	return n
 }
 
 // model is what the suite should do with each attempt.
@@ -503,18 +620,40 @@ type model struct {
 	sc       scenario
 	budget   budgetModel
 	throttle throttleModel
-	breaker  breakerModel
+	breakers [len(overloadMethods)]breakerModel
 
 	calls, attempts, retries int
 	throttled, shedByBreaker int
 	budgetStops, closes      int
 	refunds                  int // retries that succeeded and gave their token back
 	succeeded                int
+	absorbed                 int // failed attempts the breaker did not count because a retry followed
 	openedAfterAttempts      int // attempts that had reached the target at the first opening
+
+	// By method: calls, those that succeeded, those shed by the throttle
+	// or a breaker, and the last time a breaker shed one.
+	callsOf, okOf, throttledOf, shedOf [len(overloadMethods)]int
+	lastShed                           [len(overloadMethods)]time.Duration
+	// At the last call: its time, and whether it succeeded.
+	lastAt time.Duration
+	lastOK bool
 }
 
 func newModel(sc scenario) *model {
-	return &model{sc: sc, breaker: breakerModel{within: sc.withinRule, state: "closed"}}
+	m := &model{sc: sc}
+	for i := range m.breakers {
+		m.breakers[i] = breakerModel{within: sc.withinRule, state: "closed"}
+	}
+	return m
+}
+
+// opens counts the openings of every breaker.
+func (m *model) opens() int {
+	n := 0
+	for i := range m.breakers {
+		n += m.breakers[i].opens
+	}
+	return n
 }
 
 // cursor walks a call's log.
@@ -549,16 +688,22 @@ func (c *cursor) expect(kind observe.Kind) entry {
 	c.t.Helper()
 	e, ok := c.peek()
 	if !ok || e.kind != kind {
-		c.fail("want %v", kind)
+		c.fail("want %v", kindName(kind))
 	}
 	c.i++
 	return e
 }
 
-func (c *cursor) transition(want string) {
+// draw returns the breaker's next random number, which the model expects
+// next in the log.
+func (c *cursor) draw() float64 { return c.expect(kindBreakerDraw).value }
+
+// transition expects the breaker's change want ("" for none), and for an
+// opening its open period.
+func (c *cursor) transition(want string, openFor time.Duration) {
 	c.t.Helper()
 	if want == "" {
-		if e, ok := c.peek(); ok && e.kind == observe.BreakerState {
+		if e, ok := c.peek(); ok && (e.kind == observe.BreakerState || e.kind == kindBreakerDraw) {
 			c.fail("unexpected breaker transition")
 		}
 		return
@@ -567,16 +712,21 @@ func (c *cursor) transition(want string) {
 	if got := e.from + ">" + e.to; got != want {
 		c.fail("breaker went %s, want %s", got, want)
 	}
+	if e.to == "open" && e.duration != openFor {
+		c.fail("breaker open for %v, want %v", e.duration, openFor)
+	}
 }
 
-// check replays one logical call's log against the model: the throttle's
-// draws and rejections, the breaker's admissions and transitions, the
-// target's answers, the retry layer's decisions and waits, and the
-// status the caller gets.
-func (m *model) check(t failer, n int, err error, log []entry) {
+// check replays one logical call to method mi against the model: the
+// throttle's draws and rejections, the breaker's admissions, transitions
+// and open periods, the target's answers, the retry layer's decisions and
+// waits, and the status the caller gets.
+func (m *model) check(t failer, n, mi int, err error, log []entry) {
 	t.Helper()
 	c := &cursor{t: t, log: log, call: n}
+	br := &m.breakers[mi]
 	m.calls++
+	m.callsOf[mi]++
 	var want codes.Code
 	paid := false // the current attempt is a retry that took a token
 	for attempt := 1; ; attempt++ {
@@ -585,9 +735,13 @@ func (m *model) check(t failer, n int, err error, log []entry) {
 			c.fail("attempt %d started, want %d", start.attempt, attempt)
 		}
 		now := start.at
+		m.lastAt = now
 		if attempt == 1 {
 			m.budget.deposit(now)
 		}
+		// What the retry layer tells the breaker: a failure with a
+		// retryable code would be retried.
+		mayRetry := attempt < maxAttempts[mi] && m.budget.allows(now)
 		rejected := false
 		// The throttle.
 		if pr := m.throttle.probability(now); pr > 0 {
@@ -599,18 +753,21 @@ func (m *model) check(t failer, n int, err error, log []entry) {
 				}
 				m.throttle.count(now, false)
 				m.throttled++
+				m.throttledOf[mi]++
 				rejected, want = true, codes.ResourceExhausted
 			}
 		} else if e, ok := c.peek(); ok && (e.kind == kindDraw || e.kind == observe.Throttled) {
 			c.fail("throttle acted with probability 0")
 		}
 		// The breaker.
-		if !rejected {
-			ok, tr := m.breaker.allow(now)
-			c.transition(tr)
+		if !rejected && !m.sc.noBreaker {
+			ok, tr := br.allow(now)
+			c.transition(tr, 0)
 			if !ok {
 				c.expect(observe.BreakerRejected)
 				m.shedByBreaker++
+				m.shedOf[mi]++
+				m.lastShed[mi] = now
 				rejected, want = true, codes.Unavailable
 			}
 		}
@@ -624,15 +781,21 @@ func (m *model) check(t failer, n int, err error, log []entry) {
 				m.retries++
 			}
 			cl, pushback, want = classOf(a.code, a.pushback), a.pushback, a.code
-			tr := m.breaker.done(a.at, cl)
-			switch {
-			case tr == "half-open>closed":
-				m.closes++
-			case tr == "closed>open" && m.breaker.opens == 1:
-				m.openedAfterAttempts = m.attempts
+			absorbed := mayRetry && cl == failure && retryableCode(a.code, m.sc.retryOverRE)
+			if !m.sc.noBreaker {
+				if absorbed && br.state == "closed" {
+					m.absorbed++
+				}
+				tr, d := br.done(a.at, cl, absorbed, c.draw)
+				switch {
+				case tr == "half-open>closed":
+					m.closes++
+				case tr == "closed>open" && m.opens() == 1:
+					m.openedAfterAttempts = m.attempts
+				}
+				c.transition(tr, d)
 			}
-			c.transition(tr)
-			m.throttle.count(now, cl != overload)
+			m.throttle.result(now, cl)
 		}
 		end := c.expect(observe.AttemptEnd)
 		// The retry layer's decision.
@@ -643,12 +806,15 @@ func (m *model) check(t failer, n int, err error, log []entry) {
 			}
 			break
 		}
+		if maxAttempts[mi] == 1 {
+			break // not retryable: the error as it is
+		}
 		stop := ""
 		switch {
 		case rejected:
 			stop = "rejected"
-		case want == codes.Unavailable || (want == codes.ResourceExhausted && m.sc.retryOverRE):
-			if attempt >= 3 {
+		case retryableCode(want, m.sc.retryOverRE):
+			if attempt >= maxAttempts[mi] {
 				stop = "attempts"
 			}
 		default:
@@ -687,14 +853,29 @@ func (m *model) check(t failer, n int, err error, log []entry) {
 	if got := status.Code(err); got != want {
 		c.fail("call ended with %v (%v), want %v", got, err, want)
 	}
-	if want == codes.OK {
+	m.lastOK = want == codes.OK
+	if m.lastOK {
 		m.succeeded++
+		m.okOf[mi]++
 	}
+}
+
+// retryableCode says whether the retry policy of the retryable methods
+// lists code.
+func retryableCode(code codes.Code, retryOverRE bool) bool {
+	return code == codes.Unavailable || (code == codes.ResourceExhausted && retryOverRE)
 }
 
 // runScenario plays the scenario, checks every call against the model,
 // and calls perPhase after each phase with the model before and after it.
 func runScenario(t failer, cc *grpc.ClientConn, sc scenario, perPhase func(i int, p phase, before, after *model, elapsed time.Duration)) *model {
+	t.Helper()
+	return play(t, cc, sc, perPhase, nil)
+}
+
+// play is runScenario that also calls perCall after each call, with the
+// phase's index.
+func play(t failer, cc *grpc.ClientConn, sc scenario, perPhase func(i int, p phase, before, after *model, elapsed time.Duration), perCall func(i int, m *model)) *model {
 	t.Helper()
 	h, cancel := newHarness(t, cc, sc)
 	defer cancel()
@@ -704,9 +885,13 @@ func runScenario(t failer, cc *grpc.ClientConn, sc scenario, perPhase func(i int
 		h.phase = p
 		before := m.snapshot()
 		t0 := h.now()
-		for range p.calls {
-			log, err := h.do()
-			m.check(t, n, err, log)
+		for j := range p.calls {
+			mi := j % p.nMethods()
+			log, err := h.do(mi)
+			m.check(t, n, mi, err, log)
+			if perCall != nil {
+				perCall(i, m)
+			}
 			n++
 			h.fc.Advance(p.gap)
 		}
@@ -723,9 +908,12 @@ func runScenario(t failer, cc *grpc.ClientConn, sc scenario, perPhase func(i int
 // snapshot copies the model's counts and state.
 func (m *model) snapshot() *model {
 	c := *m
-	c.breaker.window = append([]bool(nil), m.breaker.window...)
-	c.breaker.failures = append([]time.Duration(nil), m.breaker.failures...)
-	c.breaker.openedAt = append([]time.Duration(nil), m.breaker.openedAt...)
+	for i := range m.breakers {
+		b := &c.breakers[i]
+		b.window = append([]bool(nil), b.window...)
+		b.times = append([]time.Duration(nil), b.times...)
+		b.openedAt = append([]time.Duration(nil), b.openedAt...)
+	}
 	c.throttle.events = append([]throttleEvent(nil), m.throttle.events...)
 	return &c
 }
@@ -734,10 +922,14 @@ func (m *model) snapshot() *model {
 
 func drawPhase(t *rapid.T, i int, unavailablePushback bool) phase {
 	p := phase{
-		regime: regime(rapid.IntRange(0, 2).Draw(t, fmt.Sprintf("regime%d", i))),
-		calls:  rapid.IntRange(1, 60).Draw(t, fmt.Sprintf("calls%d", i)),
+		regime: regime(rapid.IntRange(0, 3).Draw(t, fmt.Sprintf("regime%d", i))),
+		calls:  rapid.IntRange(1, 150).Draw(t, fmt.Sprintf("calls%d", i)),
 		gap: rapid.SampledFrom([]time.Duration{0, 10 * time.Millisecond, 100 * time.Millisecond,
 			time.Second, 5 * time.Second, 7500 * time.Millisecond, 13 * time.Second}).Draw(t, fmt.Sprintf("gap%d", i)),
+		methods: rapid.IntRange(1, len(overloadMethods)).Draw(t, fmt.Sprintf("methods%d", i)),
+	}
+	if p.methods > 1 {
+		p.onlyFirst = rapid.Bool().Draw(t, fmt.Sprintf("onlyFirst%d", i))
 	}
 	switch p.regime {
 	case overloaded:
@@ -746,11 +938,19 @@ func drawPhase(t *rapid.T, i int, unavailablePushback bool) phase {
 		} else {
 			p.reject = rapid.SampledFrom([]float64{0.3, 0.5, 0.7, 0.9, 1}).Draw(t, fmt.Sprintf("reject%d", i))
 		}
+		// The signal: RESOURCE_EXHAUSTED, with or without pushback, or a
+		// plain UNAVAILABLE; UNAVAILABLE with pushback when asked.
 		p.code = codes.ResourceExhausted
 		p.pushback = rapid.SampledFrom([]string{"", "0", "20", "250"}).Draw(t, fmt.Sprintf("pushback%d", i))
-		if unavailablePushback && p.pushback != "" && rapid.Bool().Draw(t, fmt.Sprintf("unavailable%d", i)) {
+		switch {
+		case unavailablePushback && p.pushback != "" && rapid.Bool().Draw(t, fmt.Sprintf("unavailable%d", i)):
+			p.code = codes.Unavailable
+		case !unavailablePushback && p.pushback == "" && rapid.Bool().Draw(t, fmt.Sprintf("plain%d", i)):
 			p.code = codes.Unavailable
 		}
+	case flaky:
+		p.code = codes.Unavailable
+		p.reject = rapid.SampledFrom([]float64{0.03, 0.2}).Draw(t, fmt.Sprintf("flaky%d", i))
 	case dead:
 		p.deadCodes = rapid.SampledFrom([][]codes.Code{
 			{codes.Unavailable}, {codes.DeadlineExceeded}, {codes.Unavailable, codes.DeadlineExceeded},
@@ -762,10 +962,12 @@ func drawPhase(t *rapid.T, i int, unavailablePushback bool) phase {
 func drawScenario(t *rapid.T, unavailablePushback bool) scenario {
 	sc := scenario{
 		withinRule:   rapid.Bool().Draw(t, "withinRule"),
+		noBreaker:    rapid.IntRange(0, 3).Draw(t, "breakerOff?") == 0,
 		retryOverRE:  rapid.Bool().Draw(t, "retryOverRE"),
 		throttleSeed: rapid.Uint64().Draw(t, "throttleSeed"),
 		retrySeed:    rapid.Uint64().Draw(t, "retrySeed"),
 		targetSeed:   rapid.Uint64().Draw(t, "targetSeed"),
+		breakerSeed:  rapid.Uint64().Draw(t, "breakerSeed"),
 	}
 	for i := range rapid.IntRange(1, 4).Draw(t, "phases") {
 		sc.phases = append(sc.phases, drawPhase(t, i, unavailablePushback))
@@ -774,11 +976,13 @@ func drawScenario(t *rapid.T, unavailablePushback bool) scenario {
 }
 
 // TestOverloadModel checks every attempt of random sequences of healthy,
-// overloaded and dead phases against the model: what the throttle draws
-// and rejects (with the SRE formula's probability), what the breaker lets
-// through and when it changes state, what the retry layer retries, waits
-// and refuses for the budget, and what the caller gets. Over the whole run
-// it also checks the four properties directly.
+// flaky, overloaded and dead phases, over one to three methods, against
+// the model: what the throttle draws and rejects (with the SRE formula's
+// probability, failures counting as refusals only while the target
+// answers), what each method's breaker lets through, counts, and when it
+// changes state and for how long it opens, what the retry layer retries,
+// waits and refuses for the budget, and what the caller gets. Over the
+// whole run it also checks the properties directly.
 func TestOverloadModel(t *testing.T) {
 	cc := overloadConn(t)
 	var seen model
@@ -790,19 +994,22 @@ func TestOverloadModel(t *testing.T) {
 		seen.retries += m.retries
 		seen.throttled += m.throttled
 		seen.shedByBreaker += m.shedByBreaker
-		seen.breaker.opens += m.breaker.opens
+		seen.breakers[0].opens += m.opens()
 		seen.budgetStops += m.budgetStops
 		seen.closes += m.closes
+		seen.absorbed += m.absorbed
+		seen.refunds += m.refunds
 	})
-	t.Logf("over all runs: %d calls, %d attempts reached the target (%d retries), %d throttled, %d shed by an open breaker, "+
-		"%d retries refused by the budget, %d breaker openings, %d closings",
-		seen.calls, seen.attempts, seen.retries, seen.throttled, seen.shedByBreaker, seen.budgetStops, seen.breaker.opens, seen.closes)
+	t.Logf("over all runs: %d calls, %d attempts reached the target (%d retries, %d refunded), %d throttled, %d shed by an open breaker, "+
+		"%d retries refused by the budget, %d failures absorbed by a retry, %d breaker openings, %d closings",
+		seen.calls, seen.attempts, seen.retries, seen.refunds, seen.throttled, seen.shedByBreaker, seen.budgetStops,
+		seen.absorbed, seen.breakers[0].opens, seen.closes)
 }
 
 // TestOverloadModelUnavailablePushback is TestOverloadModel with targets
-// that shed load with UNAVAILABLE and a pushback trailer, which issue 10
-// and the throttle's documentation call overload: the chain's pushback
-// marking makes the breaker and the throttle see them as overload.
+// that shed load with UNAVAILABLE and a pushback trailer, which the
+// throttle's documentation calls overload: the chain's pushback marking
+// makes the breaker and the throttle see them as overload.
 func TestOverloadModelUnavailablePushback(t *testing.T) {
 	cc := overloadConn(t)
 	rapid.Check(t, func(rt *rapid.T) {
@@ -811,146 +1018,251 @@ func TestOverloadModelUnavailablePushback(t *testing.T) {
 	})
 }
 
+// neverOpens says whether a phase must leave the breaker of an affected
+// method closed: a target that serves most of its calls, or signals its
+// overload as such, is not dead.
+func neverOpens(p phase) bool {
+	switch p.regime {
+	case healthy, flaky:
+		return true
+	case overloaded:
+		return p.code == codes.ResourceExhausted || p.pushback != "" || (p.capacity == 0 && p.reject <= 0.3)
+	}
+	return false
+}
+
 func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *model {
-	allHealthy := true
+	allHealthy, allGentle := true, true
+	var t0 time.Duration
 	m := runScenario(t, cc, sc, func(i int, p phase, before, after *model, elapsed time.Duration) {
 		allHealthy = allHealthy && p.regime == healthy
-		attempts := after.attempts - before.attempts
+		allGentle = allGentle && (p.regime == healthy || p.regime == flaky)
 		calls := after.calls - before.calls
-		switch p.regime {
-		case healthy, overloaded:
-			// Neither a healthy nor an overloaded target opens the breaker.
-			if after.breaker.opens > before.breaker.opens {
-				t.Fatalf("phase %d (%v): the breaker opened", i, p)
-			}
-			// The retry budget bounds the retries that failed: 0.1 per
-			// call (calls of earlier phases still in the window count
-			// too) and a floor of 10 per 10 s window.
-			futile := attempts - (after.refunds - before.refunds)
-			limit := float64(calls) + 10 + 0.1*float64(after.calls) + elapsed.Seconds() + 1
-			if float64(futile) > limit {
-				t.Fatalf("phase %d (%v): %d attempts for %d calls in %v, the budget allows %.1f", i, p, attempts, calls, elapsed, limit)
-			}
-		case dead:
-			// A dead target opens a closed breaker once it has seen enough
-			// failures (unless the throttle, still shedding after an
-			// overload, kept the attempts away).
-			if before.breaker.state != "closed" || after.throttled > before.throttled || after.breaker.opens > before.breaker.opens {
-				return
-			}
-			if sc.withinRule && p.gap <= 5*time.Second && attempts >= 5 {
-				t.Fatalf("phase %d (%v): %d failed attempts within 30s, the breaker stayed closed", i, p, attempts)
-			}
-			successes := 0
-			for _, f := range before.breaker.window {
-				if !f {
-					successes++
+		attempts := after.attempts - before.attempts
+		// The retry budget bounds the retries that failed: 0.1 per call
+		// (calls of earlier phases still in the window count too) and a
+		// floor of 10 per 10 s window.
+		futile := attempts - (after.refunds - before.refunds)
+		limit := float64(calls) + 10 + 0.1*float64(after.calls) + elapsed.Seconds() + 1
+		if float64(futile) > limit {
+			t.Fatalf("phase %d (%v): %d attempts for %d calls in %v, the budget allows %.1f", i, p, attempts, calls, elapsed, limit)
+		}
+		for mi := range p.nMethods() {
+			b0, b1 := &before.breakers[mi], &after.breakers[mi]
+			opened := b1.opens > b0.opens
+			ownCalls := after.callsOf[mi] - before.callsOf[mi]
+			if !p.affects(mi) || p.regime == healthy {
+				// A healthy method's breaker never opens, and sheds calls
+				// only while an opening before the phase lasts: at most a
+				// second after the heal.
+				if opened {
+					t.Fatalf("phase %d (%v): the breaker of healthy method %d opened", i, p, mi)
 				}
+				if after.shedOf[mi] > before.shedOf[mi] && after.lastShed[mi] >= t0+openFor {
+					t.Fatalf("phase %d (%v): the breaker of healthy method %d shed a call %v after the phase began",
+						i, p, mi, after.lastShed[mi]-t0)
+				}
+				continue
 			}
-			if !sc.withinRule && attempts >= max(20, successes) {
-				t.Fatalf("phase %d (%v): %d failed attempts after %d successes, the breaker stayed closed", i, p, attempts, successes)
+			if sc.noBreaker {
+				continue
+			}
+			if neverOpens(p) && opened && b0.state == "closed" && b0.failures() == 0 {
+				// (Failures counted before the phase may be completed by
+				// a few more: the breaker cannot tell a flaky phase that
+				// follows an outage from the outage.)
+				t.Fatalf("phase %d (%v): the breaker of method %d opened", i, p, mi)
+			}
+			if p.regime != dead || b0.state != "closed" || opened || after.throttledOf[mi] > before.throttledOf[mi] {
+				continue
+			}
+			// A dead method opens its closed breaker once it has seen
+			// enough failed calls, each counted once however many
+			// attempts it took (unless the throttle, still shedding after
+			// an overload, kept calls away).
+			gap := p.gap * time.Duration(p.nMethods())
+			if sc.withinRule {
+				recentOK := false
+				for j, at := range b0.times {
+					recentOK = recentOK || (!b0.window[j] && t0-at < 30*time.Second)
+				}
+				if gap <= 5*time.Second && (ownCalls >= 100 || (!recentOK && ownCalls >= 5)) {
+					t.Fatalf("phase %d (%v): %d failed calls to method %d, %v apart, the breaker stayed closed", i, p, ownCalls, mi, gap)
+				}
+				continue
+			}
+			successes := len(b0.window) - b0.failures()
+			if ownCalls >= 100 || (successes == 0 && ownCalls >= 20) {
+				t.Fatalf("phase %d (%v): %d failed calls to method %d after %d successes, the breaker stayed closed", i, p, ownCalls, mi, successes)
 			}
 		}
+		t0 += elapsed
 	})
 	// Healthy traffic to a target that was healthy all along is never
-	// rejected locally, nor retried.
+	// rejected locally, nor retried; flakiness does not change that but
+	// for the retries.
 	if allHealthy && (m.throttled > 0 || m.shedByBreaker > 0 || m.retries > 0 || m.attempts != m.calls) {
 		t.Fatalf("healthy target: %d throttled, %d shed by the breaker, %d retries, %d attempts for %d calls",
 			m.throttled, m.shedByBreaker, m.retries, m.attempts, m.calls)
+	}
+	if allGentle && (m.throttled > 0 || m.shedByBreaker > 0) {
+		t.Fatalf("healthy or flaky target: %d throttled, %d shed by the breaker", m.throttled, m.shedByBreaker)
 	}
 	return m
 }
 
 // ---- The same regimes, one scenario each ----
 
-// TestOverloadRegimes plays one fixed scenario per regime through the
-// suite and checks the properties directly; it logs the figures: attempts
-// per call under overload, and how long a dead target takes to open the
-// breaker.
+// TestOverloadRegimes plays one fixed scenario per failure mode through
+// the suite, with library defaults but for the rule named, checks the
+// properties directly and logs the figures: success, attempts per call,
+// and how many attempts a dead target takes to open the breaker.
 func TestOverloadRegimes(t *testing.T) {
 	cc := overloadConn(t)
 	const offered = 100 // calls per second: one every 10 ms
+	unavailable := []codes.Code{codes.Unavailable}
+	deadlineExceeded := []codes.Code{codes.DeadlineExceeded}
 	for _, tc := range []struct {
 		name        string
 		phase       phase
 		withinRule  bool
 		retryOverRE bool
+		noBreaker   bool
 
-		allOK          bool    // every call succeeds, nothing is rejected locally
+		allOK          bool    // every call succeeds at its first attempt, nothing is rejected locally
+		minSuccess     float64 // share of calls that succeed, at least
 		open           bool    // the breaker opens
 		attemptsToOpen int     // attempts the target sees before it opens, when open
 		maxPerCall     float64 // attempts reaching the target per call, at most
+		throttles      bool    // the throttle sheds load
+		minGoodput     float64 // successes over those of a plain client (one attempt per call), at least
 	}{{
 		name:  "healthy",
 		phase: phase{regime: healthy, calls: 500, gap: 10 * time.Millisecond},
 		allOK: true, maxPerCall: 1, withinRule: true,
 	}, {
+		name:       "flaky 3%/seed rule/1000 calls per second",
+		phase:      phase{regime: flaky, calls: 3000, gap: time.Millisecond, reject: 0.03, code: codes.Unavailable},
+		withinRule: true, minSuccess: 0.999, maxPerCall: 1.05,
+	}, {
+		name:       "flaky 3%/seed rule/15 calls per second",
+		phase:      phase{regime: flaky, calls: 300, gap: 66 * time.Millisecond, reject: 0.03, code: codes.Unavailable},
+		withinRule: true, minSuccess: 0.999, maxPerCall: 1.05,
+	}, {
+		name:       "flaky 20%/seed rule",
+		phase:      phase{regime: flaky, calls: 1000, gap: 10 * time.Millisecond, reject: 0.2, code: codes.Unavailable},
+		withinRule: true, minSuccess: 0.99, maxPerCall: 1.3,
+	}, {
+		name:       "flaky 20%/default rule",
+		phase:      phase{regime: flaky, calls: 1000, gap: 10 * time.Millisecond, reject: 0.2, code: codes.Unavailable},
+		minSuccess: 0.99, maxPerCall: 1.3,
+	}, {
 		name: "overloaded/1.5x capacity/RESOURCE_EXHAUSTED+pushback retried/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.ResourceExhausted, pushback: "20"},
-		withinRule: true, retryOverRE: true, maxPerCall: 1.2,
+		withinRule: true, retryOverRE: true, maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
 		name: "overloaded/1.5x capacity/RESOURCE_EXHAUSTED+pushback retried/default rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.ResourceExhausted, pushback: "20"},
-		retryOverRE: true, maxPerCall: 1.2,
+		retryOverRE: true, maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
 		name: "overloaded/1.5x capacity/UNAVAILABLE+pushback/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.Unavailable, pushback: "20"},
-		withinRule: true, maxPerCall: 1.2,
+		withinRule: true, maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
 		name: "overloaded/1.5x capacity/UNAVAILABLE+pushback/default rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered * 2 / 3, code: codes.Unavailable, pushback: "20"},
-		maxPerCall: 1.2,
+		maxPerCall: 1.2, minGoodput: 0.9,
+	}, {
+		name: "overloaded/1.5x capacity/plain UNAVAILABLE/seed rule",
+		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
+			capacity: offered * 2 / 3, code: codes.Unavailable},
+		withinRule: true, maxPerCall: 1.2, minGoodput: 0.9,
+	}, {
+		name: "overloaded/1.5x capacity/plain UNAVAILABLE/default rule",
+		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
+			capacity: offered * 2 / 3, code: codes.Unavailable},
+		maxPerCall: 1.2, minGoodput: 0.9,
+	}, {
+		name: "overloaded/4x capacity/plain UNAVAILABLE/seed rule",
+		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
+			capacity: offered / 4, code: codes.Unavailable},
+		withinRule: true, maxPerCall: 1.2, throttles: true,
+	}, {
+		name: "overloaded/4x capacity/plain UNAVAILABLE/default rule",
+		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
+			capacity: offered / 4, code: codes.Unavailable},
+		maxPerCall: 1.2, throttles: true,
 	}, {
 		name: "overloaded/4x capacity/RESOURCE_EXHAUSTED retried/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered / 4, code: codes.ResourceExhausted},
-		withinRule: true, retryOverRE: true, maxPerCall: 1.2,
+		withinRule: true, retryOverRE: true, maxPerCall: 1.2, throttles: true,
 	}, {
 		name: "overloaded/random 60%/RESOURCE_EXHAUSTED/default rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			reject: 0.6, code: codes.ResourceExhausted},
-		maxPerCall: 1,
+		maxPerCall: 1, throttles: true,
 	}, {
+		// Each call fails three attempts; the two a retry absorbs are not
+		// counted: 5 calls.
 		name:       "dead/UNAVAILABLE/seed rule",
-		phase:      phase{regime: dead, calls: 100, gap: time.Second, deadCodes: []codes.Code{codes.Unavailable}},
-		withinRule: true, open: true, attemptsToOpen: 5,
+		phase:      phase{regime: dead, calls: 100, gap: time.Second, deadCodes: unavailable},
+		withinRule: true, open: true, attemptsToOpen: 15,
 	}, {
 		name:       "dead/DEADLINE_EXCEEDED/seed rule",
-		phase:      phase{regime: dead, calls: 100, gap: time.Second, deadCodes: []codes.Code{codes.DeadlineExceeded}},
+		phase:      phase{regime: dead, calls: 100, gap: time.Second, deadCodes: deadlineExceeded},
 		withinRule: true, open: true, attemptsToOpen: 5,
 	}, {
+		// 20 calls; at one call a second the budget (10 tokens a window
+		// and 0.1 a call) pays for 22 of their retries.
 		name:  "dead/UNAVAILABLE/default rule",
-		phase: phase{regime: dead, calls: 100, gap: time.Second, deadCodes: []codes.Code{codes.Unavailable}},
-		open:  true, attemptsToOpen: 20,
+		phase: phase{regime: dead, calls: 100, gap: time.Second, deadCodes: unavailable},
+		open:  true, attemptsToOpen: 42,
 	}, {
 		name:  "dead/DEADLINE_EXCEEDED/default rule",
-		phase: phase{regime: dead, calls: 100, gap: 100 * time.Millisecond, deadCodes: []codes.Code{codes.DeadlineExceeded}},
+		phase: phase{regime: dead, calls: 100, gap: 100 * time.Millisecond, deadCodes: deadlineExceeded},
 		open:  true, attemptsToOpen: 20,
+	}, {
+		// The budget alone: 1 + 0.1 + 1/s over 100 calls/s.
+		name:      "dead/UNAVAILABLE/no breaker",
+		phase:     phase{regime: dead, calls: 3000, gap: 10 * time.Millisecond, deadCodes: unavailable},
+		noBreaker: true, maxPerCall: 1.15,
+	}, {
+		name:      "flaky 20%/no breaker",
+		phase:     phase{regime: flaky, calls: 1000, gap: 10 * time.Millisecond, reject: 0.2, code: codes.Unavailable},
+		noBreaker: true, minSuccess: 0.99, maxPerCall: 1.3,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := scenario{phases: []phase{tc.phase}, withinRule: tc.withinRule, retryOverRE: tc.retryOverRE,
-				throttleSeed: 1, retrySeed: 2, targetSeed: 3}
+			sc := scenario{phases: []phase{tc.phase}, withinRule: tc.withinRule, retryOverRE: tc.retryOverRE, noBreaker: tc.noBreaker,
+				throttleSeed: 1, retrySeed: 2, targetSeed: 3, breakerSeed: 4}
 			m := runScenario(t, cc, sc, nil)
 			perCall := float64(m.attempts) / float64(m.calls)
-			figures := fmt.Sprintf("%d calls, %d succeeded, %d attempts reached the target (%.3f per call, %d retries), "+
-				"%d throttled, %d retries refused by the budget, %d shed by an open breaker, breaker opened %d times",
-				m.calls, m.succeeded, m.attempts, perCall, m.retries, m.throttled, m.budgetStops, m.shedByBreaker, m.breaker.opens)
-			if m.breaker.opens > 0 {
-				figures += fmt.Sprintf(", first after %v and %d attempts", m.breaker.openedAt[0], m.openedAfterAttempts)
-			}
-			t.Log(figures)
+			t.Log(figures(m))
 			if tc.allOK && (m.succeeded != m.calls || m.throttled+m.shedByBreaker+m.retries > 0) {
 				t.Errorf("healthy target: want every call to succeed at the first attempt")
 			}
-			if !tc.open && m.breaker.opens > 0 {
-				t.Errorf("the breaker opened; an overloaded target must not open it")
+			if ok := float64(m.succeeded) / float64(m.calls); ok < tc.minSuccess {
+				t.Errorf("%.4f of the calls succeeded, want at least %v", ok, tc.minSuccess)
 			}
-			if tc.open && (m.breaker.opens == 0 || m.openedAfterAttempts != tc.attemptsToOpen) {
+			if !tc.open && m.opens() > 0 {
+				t.Errorf("the breaker opened; a target that serves most calls or signals overload must not open it")
+			}
+			if tc.open && (m.opens() == 0 || m.openedAfterAttempts != tc.attemptsToOpen) {
 				t.Errorf("want the breaker open after %d failed attempts", tc.attemptsToOpen)
+			}
+			if tc.minGoodput > 0 {
+				p := tc.phase
+				plain := min(float64(p.calls), float64(p.capacity)*(time.Duration(p.calls)*p.gap).Seconds())
+				if got := float64(m.succeeded) / plain; got < tc.minGoodput {
+					t.Errorf("%d calls succeeded, %.2f times a plain client's %.0f, want at least %v", m.succeeded, got, plain, tc.minGoodput)
+				}
+			}
+			if tc.throttles != (m.throttled > 0) {
+				t.Errorf("%d calls throttled, want throttling %v", m.throttled, tc.throttles)
 			}
 			if !tc.open && perCall > tc.maxPerCall {
 				t.Errorf("%.3f attempts per call reached the target, want at most %v", perCall, tc.maxPerCall)
@@ -959,20 +1271,37 @@ func TestOverloadRegimes(t *testing.T) {
 	}
 }
 
+func figures(m *model) string {
+	s := fmt.Sprintf("%d calls, %d succeeded, %d attempts reached the target (%.3f per call, %d retries, %d refunded), "+
+		"%d throttled, %d retries refused by the budget, %d failures absorbed by a retry, %d shed by an open breaker, breakers opened %d times",
+		m.calls, m.succeeded, m.attempts, float64(m.attempts)/float64(m.calls), m.retries, m.refunds,
+		m.throttled, m.budgetStops, m.absorbed, m.shedByBreaker, m.opens())
+	if m.opens() > 0 {
+		first := time.Duration(1<<63 - 1)
+		for i := range m.breakers {
+			if b := &m.breakers[i]; b.opens > 0 {
+				first = min(first, b.openedAt[0])
+			}
+		}
+		s += fmt.Sprintf(", first at %v after %d attempts", first, m.openedAfterAttempts)
+	}
+	return s
+}
+
 // TestOverloadUnavailablePushbackKeepsBreakerClosed: a server that sheds
 // load with UNAVAILABLE and a grpc-retry-pushback-ms trailer is
-// overloaded, not dead (issue 10; the throttle's and outcome's
-// documentation), so the breaker must stay closed. The breaker and the
-// throttle classify the error alone: the pushback marking inside them
-// reads the trailer and marks the error as overload.
+// overloaded, not dead (the throttle's and outcome's documentation), so
+// the breaker must stay closed. The breaker and the throttle classify the
+// error alone: the pushback marking inside them reads the trailer and
+// marks the error as overload.
 func TestOverloadUnavailablePushbackKeepsBreakerClosed(t *testing.T) {
 	cc := overloadConn(t)
-	h, cancel := newHarness(t, cc, scenario{withinRule: true, throttleSeed: 1, retrySeed: 2, targetSeed: 3})
+	h, cancel := newHarness(t, cc, scenario{withinRule: true, throttleSeed: 1, retrySeed: 2, targetSeed: 3, breakerSeed: 4})
 	defer cancel()
 	h.phase = phase{regime: overloaded, capacity: 66, code: codes.Unavailable, pushback: "20"}
 	opens, ok := 0, 0
 	for i := range 1000 {
-		log, err := h.do()
+		log, err := h.do(0)
 		if err == nil {
 			ok++
 		}
@@ -987,5 +1316,144 @@ func TestOverloadUnavailablePushbackKeepsBreakerClosed(t *testing.T) {
 	}
 	if opens > 0 {
 		t.Logf("the breaker opened %d times in 1000 calls; %d calls succeeded", opens, ok)
+	}
+}
+
+// TestOverloadOutageHeal plays an outage of 3 s between healthy stretches,
+// at 100 calls a second, and checks what issue #18 asks of it: the outage
+// opens the breaker after the calls its rule documents, costs at most
+// 0.05 attempts per call once the breaker is open, and after the heal
+// calls fail for at most a second, however long the outage.
+func TestOverloadOutageHeal(t *testing.T) {
+	cc := overloadConn(t)
+	const gap = 10 * time.Millisecond
+	for _, tc := range []struct {
+		name       string
+		withinRule bool
+		history    int // healthy calls before the outage
+		outage     int // dead calls
+		toOpen     int // dead calls until the breaker opens
+	}{
+		// A breaker whose window holds 100 successes opens when 80 of the
+		// last 100 calls failed; FailuresWithin(5, 30s) looks at the same
+		// 100 calls here, all within 30 s.
+		{name: "default rule/10 s of history/3 s outage", history: 1000, outage: 300, toOpen: 80},
+		{name: "seed rule/10 s of history/3 s outage", withinRule: true, history: 1000, outage: 300, toOpen: 80},
+		{name: "default rule/10 s of history/30 s outage", history: 1000, outage: 3000, toOpen: 80},
+		{name: "default rule/1 s of history/3 s outage", history: 100, outage: 300, toOpen: 80},
+		{name: "default rule/no history/3 s outage", outage: 300, toOpen: 20},
+		{name: "seed rule/no history/3 s outage", withinRule: true, outage: 300, toOpen: 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := scenario{withinRule: tc.withinRule, throttleSeed: 1, retrySeed: 2, targetSeed: 3, breakerSeed: 4}
+			if tc.history > 0 {
+				sc.phases = append(sc.phases, phase{regime: healthy, calls: tc.history, gap: gap})
+			}
+			sc.phases = append(sc.phases,
+				phase{regime: dead, calls: tc.outage, gap: gap, deadCodes: []codes.Code{codes.Unavailable}},
+				phase{regime: healthy, calls: 300, gap: gap})
+			outage, heal := len(sc.phases)-2, len(sc.phases)-1
+			var (
+				deadCalls, toOpen int
+				// Attempts and calls: before the outage, when the
+				// breaker first opened, and at the heal.
+				attemptsBefore, attemptsAtOpen, callsAtOpen int
+				attemptsAtHeal, callsAtHeal                 int
+				healAt, lastFailure                         time.Duration
+				firstSecond, firstOK, healCalls, laterOK    int
+			)
+			prev := 0 // attempts before the current call
+			m := play(t, cc, sc, nil, func(i int, m *model) {
+				defer func() { prev = m.attempts }()
+				switch i {
+				case outage - 1:
+					attemptsBefore = m.attempts
+				case outage:
+					deadCalls++
+					if toOpen == 0 && m.opens() > 0 {
+						toOpen, attemptsAtOpen, callsAtOpen = deadCalls, m.attempts, m.calls
+					}
+				case heal:
+					if healCalls == 0 {
+						healAt, attemptsAtHeal, callsAtHeal = m.lastAt, prev, m.calls-1
+					}
+					healCalls++
+					if !m.lastOK {
+						lastFailure = m.lastAt - healAt
+					}
+					switch {
+					case m.lastAt-healAt < time.Second:
+						firstSecond++
+						if m.lastOK {
+							firstOK++
+						}
+					case m.lastOK:
+						laterOK++
+					}
+				}
+			})
+			whole := float64(attemptsAtHeal-attemptsBefore) / float64(tc.outage)
+			open := float64(attemptsAtHeal-attemptsAtOpen) / float64(callsAtHeal-callsAtOpen)
+			t.Logf("%s; the outage cost %.3f attempts per call; the breaker opened after %d dead calls, then %.4f attempts per call; "+
+				"after the heal %d of %d calls succeeded in the first second, %d of %d later, the last failure %v after the heal",
+				figures(m), whole, toOpen, open, firstOK, firstSecond, laterOK, healCalls-firstSecond, lastFailure)
+			if toOpen != tc.toOpen {
+				t.Errorf("the breaker opened after %d dead calls, want %d", toOpen, tc.toOpen)
+			}
+			if open > 0.05 {
+				t.Errorf("an open breaker let %.4f attempts per call through, want at most 0.05", open)
+			}
+			if lastFailure >= time.Second || laterOK != healCalls-firstSecond {
+				t.Errorf("calls failed until %v after the heal, want less than 1s", lastFailure)
+			}
+		})
+	}
+}
+
+// TestOverloadBadMethod plays one method of three that fails every call,
+// at 100 calls a second, while the other two are healthy: the bad
+// method's breaker opens, and the healthy methods are not cut off, by a
+// breaker or by the throttle.
+func TestOverloadBadMethod(t *testing.T) {
+	cc := overloadConn(t)
+	for _, tc := range []struct {
+		name       string
+		withinRule bool
+		history    int // healthy calls before the method breaks
+		code       codes.Code
+		gap        time.Duration // between calls; 10 ms when 0
+	}{
+		{name: "default rule/UNAVAILABLE/10 s of history", history: 1000, code: codes.Unavailable},
+		{name: "seed rule/UNAVAILABLE/10 s of history", withinRule: true, history: 1000, code: codes.Unavailable},
+		{name: "default rule/UNAVAILABLE/no history", code: codes.Unavailable},
+		{name: "seed rule/UNAVAILABLE/no history", withinRule: true, code: codes.Unavailable},
+		{name: "default rule/DEADLINE_EXCEEDED/no history", code: codes.DeadlineExceeded},
+		{name: "default rule/UNAVAILABLE/no history/3 calls a second", code: codes.Unavailable, gap: 300 * time.Millisecond},
+		{name: "seed rule/UNAVAILABLE/no history/3 calls a second", withinRule: true, code: codes.Unavailable, gap: 300 * time.Millisecond},
+		{name: "default rule/UNAVAILABLE/10 s of history/3 calls a second", history: 30, code: codes.Unavailable, gap: 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := scenario{withinRule: tc.withinRule, throttleSeed: 1, retrySeed: 2, targetSeed: 3, breakerSeed: 4}
+			gap := cmp.Or(tc.gap, 10*time.Millisecond)
+			if tc.history > 0 {
+				sc.phases = append(sc.phases, phase{regime: healthy, calls: tc.history, gap: gap, methods: 3})
+			}
+			sc.phases = append(sc.phases, phase{regime: dead, calls: 1500, gap: gap, methods: 3, onlyFirst: true,
+				deadCodes: []codes.Code{tc.code}})
+			m := runScenario(t, cc, sc, nil)
+			healthyCalls := m.callsOf[1] + m.callsOf[2]
+			healthyOK := m.okOf[1] + m.okOf[2]
+			t.Logf("%s; healthy methods: %d of %d calls succeeded, %d throttled, %d shed by a breaker",
+				figures(m), healthyOK, healthyCalls, m.throttledOf[1]+m.throttledOf[2], m.shedOf[1]+m.shedOf[2])
+			if m.breakers[0].opens == 0 {
+				t.Errorf("the bad method's breaker never opened")
+			}
+			if m.breakers[1].opens+m.breakers[2].opens > 0 {
+				t.Errorf("a healthy method's breaker opened")
+			}
+			if healthyOK != healthyCalls {
+				t.Errorf("%d calls to healthy methods failed", healthyCalls-healthyOK)
+			}
+		})
 	}
 }
