@@ -230,7 +230,8 @@ func (t *Interceptor) record(r *ring, at time.Duration, err error) {
 		// would slow its recovery. A failure is a weaker sign of overload
 		// than RESOURCE_EXHAUSTED (a flaky target fails too), so it counts
 		// only once the window holds enough calls to tell the two apart,
-		// and only as a presumed refusal, forgotten if the target dies.
+		// and only as a presumed refusal, forgotten if the target dies or
+		// heals.
 		if !r.failed(at) && t.cfg.failuresAsRejects && r.presumed(at, idx) {
 			r.addSoft(idx)
 			return

@@ -46,7 +46,7 @@ type ring struct {
 	lastAnswer atomic.Int64
 	// forgotAt is one more than the start of the call that made the ring
 	// forget its presumed refusals (0: never). A failure of a call sent
-	// before it is not presumed a refusal: it belongs to the stretch
+	// up to then is not presumed a refusal: it belongs to the stretch
 	// forgotten.
 	forgotAt atomic.Int64
 	// failing says a call failed since the target last answered.
@@ -92,7 +92,7 @@ func (r *ring) addSoft(idx uint64) {
 }
 
 // forget drops the presumed refusals, and makes the failures of calls sent
-// before at count as accepts. Called once per death and once per heal.
+// up to at count as accepts. Called once per death and once per heal.
 func (r *ring) forget(at time.Duration) {
 	v := int64(at) + 1
 	for f := r.forgotAt.Load(); f < v && !r.forgotAt.CompareAndSwap(f, v); f = r.forgotAt.Load() {
