@@ -35,6 +35,15 @@
 //     FailureRate(0.8) over the last 100 calls, at least 20: a dead target
 //     opens its breaker after 20 calls when it served none before, and
 //     after 80 when it had served the last 100.
+//   - DeadAfter(n), on by default with whatever other rules are given:
+//     n attempts in a row failed (default 20), whether or not retries
+//     absorbed them. A target that answered none of them is down; its
+//     breaker opens after 20 attempts even when the rate rule would wait
+//     for 80 failed calls, or when retries absorb most of the failures.
+//     Any other result, RESOURCE_EXHAUSTED included, ends the run, and a
+//     sick target hardly ever fails 20 attempts in a row (a third of its
+//     attempts at random, with probability 3^-20). DeadAfter(0) turns it
+//     off.
 //   - FailuresWithin(n, d): n failures within d that make at least
 //     MinFailureRate (default 0.8) of the calls that ended within d (the
 //     last max(100, n/rate) calls). "5 failures in 30 s" is
@@ -63,7 +72,7 @@
 // failures, which FailureRate and FailuresWithin leave alone while the
 // target still serves a fifth of its calls.
 //
-// The rules count calls as the caller sees them: a failed attempt that the
+// The rules but DeadAfter count calls as the caller sees them: a failed attempt that the
 // retry layer retries (it says so with chain.State's MayRetry, and the code
 // is one of the method's retryable codes) is not counted, since the retry
 // absorbs it; when the retries fail too, the last attempt is counted.

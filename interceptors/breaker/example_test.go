@@ -153,6 +153,28 @@ func ExampleFailuresWithin() {
 	// open
 }
 
+func ExampleDeadAfter() {
+	clk := clock.NewFake(time.Unix(0, 0))
+	b, _ := breaker.New(breaker.WithClock(clk), breaker.DeadAfter(10))
+	unary := b.UnaryClientInterceptor()
+	cc, _ := grpc.NewClient("dns:///payments.internal:443", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer cc.Close()
+	const method = "/payments.v1.Payments/GetPayment"
+	ok := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	// A long healthy history, which the default rate rule weighs...
+	for range 100 {
+		_ = unary(context.Background(), method, nil, nil, cc, ok)
+	}
+	// ...does not keep a target that answers nothing in use.
+	for range 10 {
+		_ = unary(context.Background(), method, nil, nil, cc, failing)
+	}
+	state, _ := b.State(cc.Target(), method)
+	fmt.Println(state)
+	// Output:
+	// open
+}
+
 func ExamplePerTarget() {
 	// One breaker per target, shared by its methods: a target that is down
 	// is cut off for every method after one trip.

@@ -28,6 +28,7 @@ type modelConfig struct {
 	minCalls      int
 	probes        int
 	openFor, max  time.Duration
+	deadAfter     int
 }
 
 func drawConfig(t *rapid.T) modelConfig {
@@ -57,6 +58,7 @@ func drawConfig(t *rapid.T) modelConfig {
 			c.minCalls = rapid.IntRange(1, 10).Draw(t, "minCalls")
 		}
 	}
+	c.deadAfter = rapid.SampledFrom([]int{0, 2, 5, breaker.DefaultDeadAfter}).Draw(t, "deadAfter")
 	c.probes = rapid.IntRange(1, 3).Draw(t, "probes")
 	c.openFor = time.Duration(rapid.IntRange(1, 10).Draw(t, "openFor")) * time.Second
 	c.max = c.openFor * time.Duration(rapid.IntRange(1, 5).Draw(t, "maxFactor"))
@@ -65,6 +67,9 @@ func drawConfig(t *rapid.T) modelConfig {
 
 func (c modelConfig) options() []breaker.Option {
 	opts := []breaker.Option{breaker.HalfOpenProbes(c.probes), breaker.OpenFor(c.openFor, c.max)}
+	if c.deadAfter != breaker.DefaultDeadAfter {
+		opts = append(opts, breaker.DeadAfter(c.deadAfter))
+	}
 	if c.consecutive > 0 {
 		opts = append(opts, breaker.ConsecutiveFailures(c.consecutive))
 	}
@@ -99,6 +104,7 @@ type model struct {
 	reopens  int
 	recs     []rec
 	consec   int
+	dead     int // failed attempts in a row, for DeadAfter
 	ok       int
 	admitted int
 }
@@ -126,15 +132,22 @@ func (m *model) call(class outcome.Class, dur time.Duration) bool {
 		case class == outcome.Success:
 			m.ok++
 			if m.ok >= m.c.probes {
-				m.state, m.recs, m.consec, m.reopens = breaker.Closed, nil, 0, 0
+				m.state, m.recs, m.consec, m.dead, m.reopens = breaker.Closed, nil, 0, 0, 0
 			}
 		}
 		return false
 	}
-	if class != outcome.Success && class != outcome.Failure {
+	fail := class == outcome.Failure
+	if !fail {
+		m.dead = 0
+	} else if m.dead++; m.c.deadAfter > 0 && m.dead >= m.c.deadAfter {
+		m.reopens = 0
+		m.open()
 		return false
 	}
-	fail := class == outcome.Failure
+	if class != outcome.Success && !fail {
+		return false
+	}
 	m.recs = append(m.recs, rec{m.now, fail, slow})
 	if fail {
 		m.consec++
@@ -176,7 +189,7 @@ func (m *model) open() {
 	for i := 0; i < m.reopens && d < m.c.max; i++ {
 		d *= 2
 	}
-	m.state, m.until = breaker.Open, m.now+min(d, m.c.max)
+	m.state, m.until, m.dead = breaker.Open, m.now+min(d, m.c.max), 0
 }
 
 // window returns the sliding window's counts.

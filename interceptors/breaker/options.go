@@ -41,6 +41,11 @@ const (
 	// through; that many successes close it. One probe is the cheapest
 	// test of a target that may still be dead.
 	DefaultHalfOpenProbes = 1
+	// DefaultDeadAfter is how many failed attempts in a row open a breaker
+	// whatever the other rules say (DeadAfter): a target that answered
+	// none of them is down, while one that fails even a third of its
+	// attempts at random makes such a run about once in 10^9 attempts.
+	DefaultDeadAfter = 20
 	// DefaultMaxTargets is about how many breakers are kept.
 	DefaultMaxTargets = 1024
 	// timeBuckets is how many buckets a time window is divided into.
@@ -70,6 +75,7 @@ type config struct {
 	minimumCalls int
 
 	minFailureRate float64 // for FailuresWithin
+	deadAfter      uint32  // 0: off
 
 	openFor, maxOpenFor time.Duration
 	probes              uint32
@@ -86,6 +92,7 @@ func defaultConfig() config {
 		openFor:    DefaultOpenFor,
 		maxOpenFor: DefaultMaxOpenFor,
 		probes:     DefaultHalfOpenProbes,
+		deadAfter:  DefaultDeadAfter,
 		perMethod:  true,
 		maxTargets: DefaultMaxTargets,
 		rand:       rand.Float64,
@@ -170,6 +177,25 @@ func ConsecutiveFailures(n int) Option {
 			return fmt.Errorf("breaker.ConsecutiveFailures(%d): must be at least 1", n)
 		}
 		c.consecutive = uint32(n)
+		return nil
+	}
+}
+
+// DeadAfter trips the breaker when n attempts in a row failed, whether or
+// not the retry layer retried them, alongside the other rules; any other
+// result, even RESOURCE_EXHAUSTED, ends the run. A target that answered
+// none of n attempts is down, and the rule opens its breaker after n
+// attempts however long its history of successes (which the rate rules
+// weigh) and however many of the failures retries absorbed (which they do
+// not count). A sick target hardly ever fails n attempts in a row: a third
+// of them at random does with probability 3^-n. Default 20
+// (DefaultDeadAfter); 0 turns the rule off.
+func DeadAfter(n int) Option {
+	return func(c *config) error {
+		if n < 0 || n > 1<<30 {
+			return fmt.Errorf("breaker.DeadAfter(%d): must be between 0 (off) and 2^30", n)
+		}
+		c.deadAfter = uint32(n)
 		return nil
 	}
 }

@@ -236,6 +236,37 @@ func TestScenarioOutageThenHeal(t *testing.T) {
 	})
 }
 
+// TestScenarioOutageAfterHealthyHistory: an outage of a target that served
+// its recent calls (the window full of successes, which the rate rules
+// weigh) still costs at most 0.05 attempts per call, at the bench's 250
+// calls/s and more. (Any rule costs a few tens of attempts before it
+// trips, and a probe per 0.5-1 s after: a larger share of fewer calls.)
+func TestScenarioOutageAfterHealthyHistory(t *testing.T) {
+	cc := testserver.Dial(t, "passthrough:///healthy-then-dead")
+	rapid.Check(t, func(rt *rapid.T) {
+		healthy := time.Duration(rapid.IntRange(1, 10).Draw(rt, "healthy seconds")) * time.Second
+		outage := time.Duration(rapid.IntRange(3, 10).Draw(rt, "outage seconds")) * time.Second
+		srv := func(at time.Duration, _ string, _ *rand.Rand) error {
+			if at >= healthy && at < healthy+outage {
+				return serverError(codes.Unavailable)
+			}
+			return nil
+		}
+		rate := rapid.IntRange(250, 1000).Draw(rt, "rate")
+		s := newScenario(rt, cc, srv, drawRule(rt)...)
+		s.run(rate, healthy, plainMethod)
+		calls, attempts := s.calls, s.attempts
+		s.run(rate, outage, plainMethod)
+		if perCall := float64(s.attempts-attempts) / float64(s.calls-calls); perCall > 0.05 {
+			rt.Fatalf("during the outage: %d attempts for %d calls, %.3f per call, want <= 0.05", s.attempts-attempts, s.calls-calls, perCall)
+		}
+		s.run(rate, 3*time.Second, plainMethod)
+		if took := s.lastFailure - healthy - outage; took > time.Second {
+			rt.Fatalf("the last failure came %v after the heal, want within 1s", took)
+		}
+	})
+}
+
 // TestScenarioOneBadMethod: one method that always fails does not cut off
 // the target's healthy methods.
 func TestScenarioOneBadMethod(t *testing.T) {

@@ -120,9 +120,12 @@ type breaker struct {
 
 	sg     atomic.Uint64 // pack(generation, state)
 	consec atomic.Uint32
-	cw     *countWindow
-	tw     *timeWindow
-	open   atomic.Pointer[openInfo]
+	// dead is the run of failed attempts, retried or not, for the
+	// DeadAfter rule.
+	dead atomic.Uint32
+	cw   *countWindow
+	tw   *timeWindow
+	open atomic.Pointer[openInfo]
 
 	recent *recentCalls // for FailuresWithin
 
@@ -212,7 +215,19 @@ func (b *breaker) done(ctx context.Context, method string, tok uint64, class out
 		b.probeDone(ctx, method, tok, class, start)
 		return
 	}
-	if class != outcome.Success && class != outcome.Failure || absorbed || b.sg.Load() != tok {
+	if b.sg.Load() != tok {
+		return
+	}
+	if class == outcome.Failure {
+		if c.deadAfter > 0 && b.dead.Add(1) >= c.deadAfter {
+			b.tripDead(ctx, method, tok)
+			return
+		}
+	} else if b.dead.Load() != 0 {
+		// Any other result is an answer, even a refusal.
+		b.dead.Store(0)
+	}
+	if class != outcome.Success && class != outcome.Failure || absorbed {
 		return
 	}
 	var now int64
@@ -291,6 +306,19 @@ func (b *breaker) closedBad(ctx context.Context, method string, tok uint64, v ui
 		b.reopens = 0
 		b.trip(ctx, method, Closed, counts, reason, now)
 	}
+}
+
+// tripDead opens the breaker of a target that failed DeadAfter attempts
+// in a row.
+func (b *breaker) tripDead(ctx context.Context, method string, tok uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sg.Load() != tok {
+		return
+	}
+	now := b.ic.now()
+	b.reopens = 0
+	b.trip(ctx, method, Closed, b.closedCounts(now), fmt.Sprintf("%d attempts in a row failed", b.dead.Load()), now)
 }
 
 // closedCounts returns the counts of the closed state, as the trip rules
@@ -402,6 +430,7 @@ func (b *breaker) trip(ctx context.Context, method string, from State, counts ob
 		Cause:   ErrOpen,
 	}
 	b.open.Store(info)
+	b.dead.Store(0)
 	b.sg.Store(pack(b.sg.Load()>>2+1, Open))
 	b.emit(ctx, method, from, Open, counts, reason, now, d)
 }
@@ -419,6 +448,7 @@ func (b *breaker) close(ctx context.Context, method string, tok uint64, counts o
 		b.recent.reset()
 	}
 	b.consec.Store(0)
+	b.dead.Store(0)
 	b.reopens = 0
 	b.sg.Store(pack(tok>>2+1, Closed))
 	b.emit(ctx, method, HalfOpen, Closed, counts, fmt.Sprintf("%d probes succeeded", counts.Successes), now, 0)
@@ -451,7 +481,7 @@ func (b *breaker) worth() registry.Worth {
 	switch State(b.sg.Load() & stateMask) {
 	case Closed:
 		n := b.closedCounts(b.ic.now())
-		if n.Failures == 0 && n.ConsecutiveFailures == 0 && n.SlowCalls == 0 {
+		if n.Failures == 0 && n.ConsecutiveFailures == 0 && n.SlowCalls == 0 && b.dead.Load() == 0 {
 			return registry.Nothing
 		}
 		return registry.Little

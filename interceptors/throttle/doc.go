@@ -48,7 +48,7 @@
 //
 // The throttle's own rejections count as requests without accepts, so it
 // lets load back in gradually when a target recovers: after a target that
-// refused everything serves again, the share of calls sent grows from the
+// refused everything (with RESOURCE_EXHAUSTED or pushback) serves again, the share of calls sent grows from the
 // cap's 10% and the throttle stops rejecting after about two windows (218 s
 // with the defaults in this package's simulation, which serves 31% of the
 // calls meanwhile). A shorter window recovers faster; a fallback can answer
@@ -71,11 +71,18 @@
 //     concurrency limiters refuse excess calls with a plain UNAVAILABLE;
 //     a target that still serves a good share of its calls is overloaded,
 //     whatever the code of the others, and the client sheds its load in
-//     proportion. A target that answers nothing is down: its failures
-//     count as accepted, since an outage is the breaker's business, and
-//     counting it would make the throttle reject calls for a window after
-//     the target healed (and cut a dead target's calls to the cap's share
-//     before the breaker saw enough of them). The 20 requests keep a few
+//     proportion. Such a failure is only presumed a refusal, and the
+//     presumption ends when the target is seen dead (a call sent a second
+//     or more after its latest answer fails) or heals (it answers after
+//     being seen dead, or after a second or more in which calls only
+//     failed): every presumed refusal in the window, and every local
+//     rejection, is then forgotten, and failures of calls sent before
+//     count as accepted. A dead target's failures count as accepted too,
+//     since an outage is the breaker's business: holding it against the
+//     target would make the throttle reject calls for a window after it
+//     healed, while the throttle's own rejections kept its probability up.
+//     After a heal only RESOURCE_EXHAUSTED, pushback and the failures
+//     since weigh. The 20 requests keep a few
 //     unlucky failures of a flaky target at a low rate from looking like
 //     overload. A target that fails less than 1 - 1/K of its calls (half,
 //     with K = 2) is never throttled: 3 % or 20 % of failing calls, or one

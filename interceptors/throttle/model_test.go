@@ -27,11 +27,15 @@ type model struct {
 	now               time.Duration // since the start
 	events            []modelEvent
 	lastAnswer        time.Duration // the start of the latest call the target did (-1: none)
+	failing           bool          // a call failed since the last answer
+	dead              bool          // seen dead, and not answered since
+	forgotAt          time.Duration // when presumed refusals were last forgotten (-1: never)
 }
 
 type modelEvent struct {
 	bucket   int64
 	accepted bool
+	presumed bool // a local rejection, or a failure presumed a refusal
 }
 
 func (m *model) totals() (requests, accepts uint64) {
@@ -57,12 +61,55 @@ func (m *model) probability() float64 {
 func (m *model) answering() bool { return m.lastAnswer >= 0 && m.now-m.lastAnswer < time.Second }
 
 func (m *model) count(accepted bool) {
-	m.events = append(m.events, modelEvent{int64(m.now / m.width), accepted})
+	m.events = append(m.events, modelEvent{bucket: int64(m.now / m.width), accepted: accepted})
+}
+
+func (m *model) presume() {
+	m.events = append(m.events, modelEvent{bucket: int64(m.now / m.width), presumed: true})
+}
+
+// forget drops the presumed refusals.
+func (m *model) forget() {
+	m.forgotAt = m.now
+	var kept []modelEvent
+	for _, e := range m.events {
+		if !e.presumed {
+			kept = append(kept, e)
+		}
+	}
+	m.events = kept
+}
+
+// answered: a heal is the first answer after the target was seen dead, or
+// after a second or more in which calls only failed.
+func (m *model) answered() {
+	healed := m.dead || m.failing && (m.lastAnswer < 0 || m.now-m.lastAnswer >= time.Second)
+	m.lastAnswer, m.failing, m.dead = m.now, false, false
+	if healed {
+		m.forget()
+	}
+}
+
+// failed: a failure of a call sent a second or more after the latest
+// answer shows the target dead; until then, a failure is presumed a
+// refusal once the window holds 20 requests, unless it comes from before
+// the latest forgetting.
+func (m *model) failed() {
+	m.failing = true
+	if !m.answering() && !m.dead {
+		m.dead = true
+		m.forget()
+	}
+	if r, _ := m.totals(); m.failuresAsRejects && !m.dead && m.now > m.forgotAt && r >= 20 {
+		m.presume()
+		return
+	}
+	m.count(true)
 }
 
 // results a call can end with, and whether the target accepted it (by the
 // default classification; nil means "unless failures are rejects, the
-// target answers and the window holds 20 requests"; a result from an inner
+// target answers and the window holds 20 requests" (see model.failed); a result from an inner
 // layer's Rejection is not counted at all).
 var modelResults = []struct {
 	err      error
@@ -91,6 +138,7 @@ func TestModel(t *testing.T) {
 			width:             rapid.SampledFrom([]time.Duration{time.Millisecond, time.Second, 12 * time.Second}).Draw(rt, "width"),
 			failuresAsRejects: rapid.Bool().Draw(rt, "failuresAsRejects"),
 			lastAnswer:        -1,
+			forgotAt:          -1,
 		}
 		clk := clock.NewFake(epoch)
 		var u float64
@@ -145,7 +193,7 @@ func TestModel(t *testing.T) {
 				if sent {
 					rt.Fatal("a rejected call was sent")
 				}
-				m.count(false)
+				m.presume()
 				return
 			}
 			if wantRejected {
@@ -157,13 +205,12 @@ func TestModel(t *testing.T) {
 			switch {
 			case res.inner:
 			case res.accepted == nil:
-				r, _ := m.totals()
-				m.count(!m.failuresAsRejects || !m.answering() || r < 20)
+				m.failed()
 			default:
-				m.count(*res.accepted)
 				if *res.accepted {
-					m.lastAnswer = m.now
+					m.answered()
 				}
+				m.count(*res.accepted)
 			}
 		}
 

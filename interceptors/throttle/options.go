@@ -126,7 +126,10 @@ func WithClassifier(cl outcome.Classifier) Option {
 // its calls is overloaded, not down, so it is throttled in proportion.
 // Failures of a target that answers nothing count as accepted: an outage is
 // the circuit breaker's business, and counting it would make the throttle
-// reject calls for a window after the target healed. False counts every
+// reject calls for a window after the target healed. For the same reason
+// the failures counted while the target still answered, and the local
+// rejections they caused, are forgotten once it answers nothing for a
+// second, and again when it answers after that. False counts every
 // failure as accepted, so that only RESOURCE_EXHAUSTED and pushback
 // throttle.
 func WithFailuresAsRejects(rejects bool) Option {

@@ -200,7 +200,7 @@ func (t *Interceptor) admit(ctx context.Context, r *ring, target, method string)
 	if p <= 0 || t.cfg.rand() >= p {
 		return at, nil
 	}
-	r.add(idx, false)
+	r.addSoft(idx)
 	rej := &outcome.Rejection{
 		Layer:  Layer,
 		Target: target,
@@ -229,8 +229,13 @@ func (t *Interceptor) record(r *ring, at time.Duration, err error) {
 		// is the breaker's business, and holding the outage against it
 		// would slow its recovery. A failure is a weaker sign of overload
 		// than RESOURCE_EXHAUSTED (a flaky target fails too), so it counts
-		// only once the window holds enough calls to tell the two apart.
-		accepted = !t.cfg.failuresAsRejects || !r.answering(at) || !r.evidence(idx)
+		// only once the window holds enough calls to tell the two apart,
+		// and only as a presumed refusal, forgotten if the target dies or
+		// heals.
+		if !r.failed(at) && t.cfg.failuresAsRejects && r.presumed(at, idx) {
+			r.addSoft(idx)
+			return
+		}
 	case outcome.Ignored:
 		if err != nil && isRejection(err) {
 			// A layer inside answered locally: the target never saw it.

@@ -148,6 +148,70 @@ func TestWindowing(t *testing.T) {
 	}
 }
 
+// TestForgetPresumedRefusals: failures presumed refusals because the
+// target still answered are forgotten once it is seen dead or heals;
+// RESOURCE_EXHAUSTED is kept, and a sick target's failures keep counting.
+func TestForgetPresumedRefusals(t *testing.T) {
+	fail := status.Error(codes.Unavailable, "down")
+	overload := status.Error(codes.ResourceExhausted, "busy")
+	type step struct {
+		advance time.Duration
+		results []error // in order
+	}
+	times := func(n int, err error) []error {
+		out := make([]error, n)
+		for i := range out {
+			out[i] = err
+		}
+		return out
+	}
+	cat := func(ss ...[]error) []error {
+		var out []error
+		for _, s := range ss {
+			out = append(out, s...)
+		}
+		return out
+	}
+	// One answer, 19 failures counted as accepts (too little evidence yet),
+	// 41 presumed refusals: 61 requests, 20 accepts.
+	wentDown := cat([]error{nil}, times(60, fail))
+	tests := []struct {
+		name  string
+		steps []step
+		want  State
+	}{
+		{"presumed while the target answers", []step{{0, wentDown}}, State{61, 20, 21.0 / 62}},
+		{"forgotten when it is seen dead", []step{{0, wentDown}, {time.Second, []error{fail}}}, State{21, 21, 0}},
+		{"forgotten when it heals after only failing", []step{{0, wentDown}, {time.Second, []error{nil}}}, State{21, 21, 0}},
+		{"forgotten once more at the heal", []step{{0, wentDown}, {time.Second, []error{fail}}, {time.Second, []error{nil}}}, State{22, 22, 0}},
+		{"not forgotten a moment later", []step{{0, wentDown}, {999 * time.Millisecond, []error{fail, nil}}}, State{63, 21, 21.0 / 64}},
+		{"firm refusals are kept", []step{{0, cat([]error{nil}, times(19, fail), times(41, overload))}, {time.Second, []error{fail}}}, State{62, 21, 20.0 / 63}},
+		{"a sick target keeps its presumed refusals", func() []step {
+			var ss []step
+			for range 30 {
+				ss = append(ss, step{500 * time.Millisecond, []error{nil, fail, fail, fail}})
+			}
+			return ss
+		}(), State{120, 45, 30.0 / 121}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, WithRand(fixed(0.999)), WithMaxProbability(1))
+			for _, s := range tc.steps {
+				h.clk.Advance(s.advance)
+				for _, err := range s.results {
+					if got := h.call(err); got != err {
+						t.Fatalf("got %v, want %v", got, err)
+					}
+				}
+			}
+			if got := h.state(); got.Requests != tc.want.Requests || got.Accepts != tc.want.Accepts || math.Abs(got.Probability-tc.want.Probability) > 1e-12 {
+				t.Fatalf("state %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestAdmit(t *testing.T) {
 	overload := status.Error(codes.ResourceExhausted, "busy")
 	tests := []struct {

@@ -16,18 +16,43 @@ import (
 // modulo 2^32; a bucket left untouched for 2^32 bucket widths (136 years
 // with the default 12 s buckets, 49 days with the 1 ms minimum) could be
 // taken for a live one, which at worst counts stale calls for one window.
+//
+// Refusals are of two kinds. A firm one is the target's own word that it
+// is overloaded (RESOURCE_EXHAUSTED, pushback), counted in the buckets with
+// the accepted requests. A presumed one is counted in soft: a failure
+// taken for a refusal only because the target still answered other calls,
+// or a local rejection, which the throttle's own probability caused. The
+// presumption is wrong for a target that went down, so presumed refusals
+// are forgotten once the target is seen dead (a failure of a call sent
+// answeringWithin after its last answer) and when it heals (its first
+// answer after that, or after answeringWithin in which calls only failed):
+// a healed target is then throttled only for firm refusals and for the
+// failures it makes since.
 type ring struct {
 	n       uint64
 	buckets []bucket
-	// lastMiss is one more than the index of the latest bucket that
-	// counted a request without its accept (0: none yet). While no such
-	// bucket is in the window, requests equal accepts and the throttle's
-	// probability is 0 for any K >= 1: admit need not sum the buckets.
-	lastMiss atomic.Uint64
+	// soft counts presumed refusals by bucket, each a request without its
+	// accept, as bucket.requests does.
+	soft []atomic.Uint64
+	// lastMiss and lastSoft are one more than the index of the latest
+	// bucket that counted a firm or a presumed refusal (0: none yet, or
+	// forgotten). While neither is in the window, requests equal accepts
+	// and the throttle's probability is 0 for any K >= 1: admit need not
+	// sum the buckets.
+	lastMiss, lastSoft atomic.Uint64
 	// lastAnswer is one more than the start (see Interceptor.since) of the
 	// latest call the target did the work of, a success or the caller's
 	// own error (0: none yet).
 	lastAnswer atomic.Int64
+	// forgotAt is one more than the start of the call that made the ring
+	// forget its presumed refusals (0: never). A failure of a call sent
+	// up to then is not presumed a refusal: it belongs to the stretch
+	// forgotten.
+	forgotAt atomic.Int64
+	// failing says a call failed since the target last answered.
+	failing atomic.Bool
+	// dead says the target was seen dead and has not answered since.
+	dead atomic.Bool
 }
 
 // A bucket counts requests and, of those, misses (requests not accepted),
@@ -40,7 +65,7 @@ type bucket struct {
 const countMask = 1<<32 - 1
 
 func newRing(buckets int) *ring {
-	return &ring{n: uint64(buckets), buckets: make([]bucket, buckets)}
+	return &ring{n: uint64(buckets), buckets: make([]bucket, buckets), soft: make([]atomic.Uint64, buckets)}
 }
 
 // add counts one request in the bucket of index idx, and whether the
@@ -55,6 +80,55 @@ func (r *ring) add(idx uint64, accepted bool) {
 		// finds moved on.
 		bump(&b.misses, epoch)
 	}
+}
+
+// addSoft counts one presumed refusal in the bucket of index idx. The
+// count comes before the mark, so that a forget running meanwhile leaves
+// at worst a mark without a count, which only costs admit a sum.
+func (r *ring) addSoft(idx uint64) {
+	bump(&r.soft[idx%r.n], uint32(idx))
+	for m := r.lastSoft.Load(); m < idx+1 && !r.lastSoft.CompareAndSwap(m, idx+1); m = r.lastSoft.Load() {
+	}
+}
+
+// forget drops the presumed refusals, and makes the failures of calls sent
+// up to at count as accepts. Called once per death and once per heal.
+func (r *ring) forget(at time.Duration) {
+	v := int64(at) + 1
+	for f := r.forgotAt.Load(); f < v && !r.forgotAt.CompareAndSwap(f, v); f = r.forgotAt.Load() {
+	}
+	if r.lastSoft.Load() == 0 {
+		return
+	}
+	r.lastSoft.Store(0)
+	for i := range r.soft {
+		r.soft[i].Store(0)
+	}
+}
+
+// presumed reports whether a failure of a call sent at at, counted in the
+// bucket of index idx, is presumed a refusal: the target answered a call
+// sent within answeringWithin of it and was not seen dead since, the
+// failure is not from a stretch forgotten, and the window holds
+// failureEvidence requests.
+func (r *ring) presumed(at time.Duration, idx uint64) bool {
+	return r.answering(at) && !r.dead.Load() && int64(at) >= r.forgotAt.Load() && r.evidence(idx)
+}
+
+// failed notes a failure of a call sent at at, and reports whether the
+// target is dead: it answered no call sent within answeringWithin before
+// at. When it dies, its presumed refusals are forgotten.
+func (r *ring) failed(at time.Duration) bool {
+	if !r.failing.Load() {
+		r.failing.Store(true)
+	}
+	if r.answering(at) {
+		return r.dead.Load()
+	}
+	if !r.dead.Load() && !r.dead.Swap(true) {
+		r.forget(at)
+	}
+	return true
 }
 
 // bump counts one in w for the period epoch, or for the newer one w has
@@ -96,10 +170,22 @@ func bump(w *atomic.Uint64, epoch uint32) uint32 {
 // outage is counted for a second at most.
 const answeringWithin = time.Second
 
-// answered notes that the target did the work of a call sent at at.
+// answered notes that the target did the work of a call sent at at. At a
+// heal, what the target was presumed to refuse before is forgotten (again,
+// when it was seen dead: failures recorded late, of calls sent before it
+// died).
 func (r *ring) answered(at time.Duration) {
 	v := int64(at) + 1
-	for a := r.lastAnswer.Load(); a < v && !r.lastAnswer.CompareAndSwap(a, v); a = r.lastAnswer.Load() {
+	a := r.lastAnswer.Load()
+	for a < v && !r.lastAnswer.CompareAndSwap(a, v) {
+		a = r.lastAnswer.Load()
+	}
+	// A heal: the first answer of a target seen dead, or the first after
+	// a stretch of answeringWithin in which it only failed.
+	failed := r.failing.Load() && r.failing.Swap(false)
+	healed := r.dead.Load() && r.dead.Swap(false)
+	if healed || failed && a < v && (a == 0 || int64(at)-(a-1) >= int64(answeringWithin)) {
+		r.forget(at)
 	}
 }
 
@@ -125,9 +211,12 @@ func (r *ring) evidence(idx uint64) bool {
 // allAccepted reports whether every request counted in the window ending
 // with index idx was accepted, without summing the buckets.
 func (r *ring) allAccepted(idx uint64) bool {
-	m := r.lastMiss.Load()
-	return m == 0 || (m <= idx+1 && idx+1-m >= r.n)
+	return r.outside(r.lastMiss.Load(), idx) && r.outside(r.lastSoft.Load(), idx)
 }
+
+// outside reports whether the bucket marked m (one more than its index, 0
+// for none) lies before the window ending with index idx.
+func (r *ring) outside(m, idx uint64) bool { return m == 0 || (m <= idx+1 && idx+1-m >= r.n) }
 
 // totals sums the buckets whose period lies in the window ending with
 // index idx: the last n periods, idx included.
@@ -140,6 +229,10 @@ func (r *ring) totals(idx uint64) (requests, accepts uint64) {
 			requests += w & countMask
 		}
 		if w := b.misses.Load(); uint64(epoch-uint32(w>>32)) < r.n {
+			misses += w & countMask
+		}
+		if w := r.soft[i].Load(); uint64(epoch-uint32(w>>32)) < r.n {
+			requests += w & countMask
 			misses += w & countMask
 		}
 	}
