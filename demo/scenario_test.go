@@ -463,7 +463,7 @@ func TestClientExportsWhatTheAlertsReadAndLogsDecisions(t *testing.T) {
 	defer cancel()
 	if err := c.Run(ctx, e.load(
 		checkout.Phase{Name: "flaky", Duration: 300 * time.Millisecond, Chaos: flaky},
-		checkout.Phase{Name: "outage", Duration: 300 * time.Millisecond, Chaos: down},
+		checkout.Phase{Name: "outage", Duration: 2 * time.Second, Chaos: down},
 	)); err != nil {
 		t.Fatal(err)
 	}
