@@ -1480,6 +1480,15 @@ func TestOverloadOutageHeal(t *testing.T) {
 		{name: "no breaker/10 s of history/30 s outage", noBreaker: true, history: 10 * time.Second, outage: 30 * time.Second, maxWhole: 1.15},
 		{name: "no breaker/10 s of history/3 s outage/250 calls a second", noBreaker: true, gap: 4 * time.Millisecond,
 			history: 10 * time.Second, outage: 3 * time.Second},
+		// A short history: the failures of the outage's first second
+		// are presumed refusals, which drive the throttle to its cap
+		// until the target is seen dead.
+		{name: "default rule/0.2 s of history/3 s outage", history: 200 * time.Millisecond, outage: 3 * time.Second, toOpen: 20},
+		{name: "no breaker/0.2 s of history/3 s outage", noBreaker: true, history: 200 * time.Millisecond, outage: 3 * time.Second},
+		{name: "default rule/one call of history/3 s outage/1000 calls a second", gap: time.Millisecond,
+			history: time.Millisecond, outage: 3 * time.Second, toOpen: 20, maxWhole: 0.05},
+		{name: "no breaker/one call of history/3 s outage/1000 calls a second", noBreaker: true, gap: time.Millisecond,
+			history: time.Millisecond, outage: 3 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gap := cmp.Or(tc.gap, 10*time.Millisecond)
