@@ -1123,7 +1123,31 @@ func neverOpens(p phase) bool {
 func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *model {
 	allHealthy, allGentle := true, true
 	var t0 time.Duration
-	m := runScenario(t, cc, sc, func(i int, p phase, before, after *model, elapsed time.Duration) {
+	// A heal: a healthy phase right after a phase of at least a second
+	// in which every method called was dead and some attempt reached the
+	// target, in a scenario without overload (whose firm refusals the
+	// throttle keeps for its window). The throttle forgets what it
+	// presumed at the first answer, and a breaker opened before stays
+	// open a second at most, so every call that starts a second after
+	// that answer succeeds, with the breaker or without.
+	heals, overloadSeen := false, false
+	healAt := time.Duration(-1)
+	perCall := func(i int, m *model) {
+		if !heals {
+			return
+		}
+		switch {
+		case healAt < 0 && m.lastOK:
+			healAt = m.lastAt
+		case healAt >= 0 && !m.lastOK && m.lastAt-healAt >= time.Second:
+			t.Fatalf("phase %d (%v): a call failed %v after the target's first answer since the outage", i, sc.phases[i], m.lastAt-healAt)
+		}
+	}
+	m := play(t, cc, sc, func(i int, p phase, before, after *model, elapsed time.Duration) {
+		overloadSeen = overloadSeen || p.regime == overloaded
+		heals, healAt = !overloadSeen && p.regime == dead && (p.nMethods() == 1 || !p.onlyFirst) &&
+			elapsed >= time.Second && after.attempts > before.attempts &&
+			i+1 < len(sc.phases) && sc.phases[i+1].regime == healthy, -1
 		allHealthy = allHealthy && p.regime == healthy
 		allGentle = allGentle && (p.regime == healthy || p.regime == flaky)
 		calls := after.calls - before.calls
@@ -1199,7 +1223,7 @@ func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *mode
 			}
 		}
 		t0 += elapsed
-	})
+	}, perCall)
 	// Healthy traffic to a target that was healthy all along is never
 	// rejected locally, nor retried; flakiness does not change that but
 	// for the retries.
