@@ -42,13 +42,17 @@ import (
 //     breaker; neither does an overload signalled by RESOURCE_EXHAUSTED or
 //     pushback, or by a plain UNAVAILABLE while the target serves most of
 //     its calls;
-//   - a dead target opens the breaker of each method called, with the
-//     seed's rule (5 failures within 30 s that make 80 % of the calls
-//     within 30 s) and with the default rule (80 % of the last 100 calls,
-//     at least 20), counting calls as the caller sees them: failures a
-//     retry absorbed are not counted;
+//   - a dead target opens the breaker of each method called by its 20th
+//     failed attempt in a row, retried or not, whatever its history
+//     (DeadAfter), or earlier with the seed's rule (5 failures within 30 s
+//     that make 80 % of the calls within 30 s) or the default rule (80 %
+//     of the last 100 calls, at least 20), which count calls as the
+//     caller sees them: failures a retry absorbed are not counted;
 //   - one failing method never opens the breaker of another;
-//   - after a heal, the breaker lets calls through within a second;
+//   - after a heal, the breaker lets calls through within a second, and
+//     the throttle, which forgets the refusals it presumed of a target
+//     that then died or healed, sheds none of them: every call a second
+//     after the heal succeeds, with the breaker or without;
 //   - retries that fail stay within the budget, and under a sustained
 //     overload the attempts that reach the target stay within 1.2 times
 //     the logical calls.
@@ -455,18 +459,31 @@ func (b *budgetModel) withdraw(now time.Duration) bool {
 func (b *budgetModel) refund(now time.Duration) { b.spent[b.epoch(now)]-- }
 
 // throttleModel is the adaptive throttle with its defaults: K = 2, cap
-// 0.9, a 2-minute window of 10 buckets; a failure is a refusal while the
-// target did the work of a call sent within the last second and the window
-// holds 20 requests.
+// 0.9, a 2-minute window of 10 buckets, failures presumed refusals. A
+// request in the window is accepted, refused firmly (RESOURCE_EXHAUSTED or
+// pushback) or presumed refused: a local rejection, or a failure while the
+// target still answers, once the window holds 20 requests. The target is
+// seen dead when an attempt sent a second or more after its latest answer
+// fails, and heals when it answers after that, or after a second or more
+// in which attempts only failed; both forget every presumed refusal, and
+// failures of attempts sent no later than the forgetting count as
+// accepted.
 type throttleModel struct {
 	events     []throttleEvent
 	answered   bool
 	lastAnswer time.Duration // start of the latest attempt the target did the work of
+	failing    bool          // an attempt failed since the latest answer
+	dead       bool          // seen dead, and no answer since
+	forgot     bool
+	forgotAt   time.Duration // the latest forgetting, when forgot
+
+	deaths, heals int
 }
 
 type throttleEvent struct {
 	bucket   int64
 	accepted bool
+	presumed bool
 }
 
 const throttleBucket = 12 * time.Second
@@ -498,40 +515,92 @@ func (m *throttleModel) probability(now time.Duration) float64 {
 }
 
 func (m *throttleModel) count(now time.Duration, accepted bool) {
-	m.events = append(m.events, throttleEvent{int64(now / throttleBucket), accepted})
+	m.events = append(m.events, throttleEvent{bucket: int64(now / throttleBucket), accepted: accepted})
+}
+
+// presume counts a presumed refusal: a local rejection, or a failure.
+func (m *throttleModel) presume(now time.Duration) {
+	m.events = append(m.events, throttleEvent{bucket: int64(now / throttleBucket), presumed: true})
+}
+
+// forget drops every presumed refusal, at now.
+func (m *throttleModel) forget(now time.Duration) {
+	kept := m.events[:0]
+	for _, e := range m.events {
+		if !e.presumed {
+			kept = append(kept, e)
+		}
+	}
+	m.events = kept
+	if !m.forgot || now > m.forgotAt {
+		m.forgot, m.forgotAt = true, now
+	}
+}
+
+// answering says whether the target answered an attempt sent less than a
+// second before now (or after it).
+func (m *throttleModel) answering(now time.Duration) bool {
+	return m.answered && now-m.lastAnswer < time.Second
 }
 
 // result counts an attempt the target answered, sent at now.
 func (m *throttleModel) result(now time.Duration, c class) {
 	switch c {
 	case success:
-		m.answered, m.lastAnswer = true, now
+		heal := m.dead || m.failing && (!m.answered || now-m.lastAnswer >= time.Second)
+		if !m.answered || now > m.lastAnswer {
+			m.answered, m.lastAnswer = true, now
+		}
+		m.failing, m.dead = false, false
+		if heal {
+			m.heals++
+			m.forget(now)
+		}
 		m.count(now, true)
 	case overload:
 		m.count(now, false)
 	case failure:
-		r, _ := m.totals(now)
-		answering := m.answered && now-m.lastAnswer < time.Second
-		m.count(now, !(answering && r >= 20))
+		m.failing = true
+		if !m.answering(now) && !m.dead {
+			m.dead = true
+			m.deaths++
+			m.forget(now)
+		}
+		if r, _ := m.totals(now); m.answering(now) && !m.dead && (!m.forgot || now > m.forgotAt) && r >= 20 {
+			m.presume(now)
+			return
+		}
+		m.count(now, true)
 	}
 }
 
 // breakerModel is the breaker of one method of the target, for calls one
 // at a time: the seed's rule (5 failures within 30 s that make 80 % of the
 // calls within 30 s, among the last 100) or the default (80 % of the last
-// 100 counted calls, at least 20); open for 1 s less a random half of it,
-// never doubling; one probe.
+// 100 counted calls, at least 20), and with either DeadAfter's 20 failed
+// attempts in a row, absorbed or not; open for 1 s less a random half of
+// it, never doubling; one probe.
 type breakerModel struct {
 	within   bool
 	state    string
 	window   []bool          // last 100 counted calls, true = failed
 	times    []time.Duration // when they ended: within rule
+	run      int             // failed attempts in a row while closed
 	until    time.Duration
+	attempts int // attempts that reached the target through the breaker
 	opens    int
+	deadTrip int // openings by the run of failed attempts
+	rateTrip int // openings from closed by the rate rule or FailuresWithin
 	openedAt []time.Duration
+	// attemptsAt is attempts at each opening.
+	attemptsAt []int
+	reason     string // of the latest opening from closed
 }
 
-const openFor = time.Second
+const (
+	openFor   = time.Second
+	deadAfter = 20
+)
 
 // trip opens the breaker for a period drawn with r.
 func (b *breakerModel) trip(now time.Duration, r float64) (string, time.Duration) {
@@ -539,8 +608,10 @@ func (b *breakerModel) trip(now time.Duration, r float64) (string, time.Duration
 	b.until = now + d
 	from := b.state
 	b.state = "open"
+	b.run = 0
 	b.opens++
 	b.openedAt = append(b.openedAt, now)
+	b.attemptsAt = append(b.attemptsAt, b.attempts)
 	return from + ">open", d
 }
 
@@ -560,17 +631,26 @@ func (b *breakerModel) allow(now time.Duration) (bool, string) {
 
 // done counts an answered attempt; absorbed says a retry would absorb its
 // failure. It returns the transition, if any, and the open period of a
-// trip, drawn with draw.
+// trip, drawn with draw; b.reason says why a closed breaker opened.
 func (b *breakerModel) done(now time.Duration, c class, absorbed bool, draw func() float64) (string, time.Duration) {
+	b.attempts++
 	if b.state == "half-open" {
 		switch c {
 		case failure:
 			return b.trip(now, draw())
 		case success:
-			b.state, b.window, b.times = "closed", b.window[:0], b.times[:0]
+			b.state, b.window, b.times, b.run = "closed", b.window[:0], b.times[:0], 0
 			return "half-open>closed", 0
 		}
 		return "", 0 // overload: the probe's slot is given back
+	}
+	// Every attempt counts in the run, before the other rules look.
+	if c != failure {
+		b.run = 0
+	} else if b.run++; b.run >= deadAfter {
+		b.reason = fmt.Sprintf("%d attempts in a row failed", b.run)
+		b.deadTrip++
+		return b.trip(now, draw())
 	}
 	if c == overload || (c == failure && absorbed) {
 		return "", 0 // not counted
@@ -594,12 +674,16 @@ func (b *breakerModel) done(now time.Duration, c class, absorbed bool, draw func
 			}
 		}
 		if failed >= 5 && float64(failed) >= 0.8*float64(calls) {
+			b.reason = fmt.Sprintf("%d of %d calls within %v failed", failed, calls, 30*time.Second)
+			b.rateTrip++
 			return b.trip(now, draw())
 		}
 		return "", 0
 	}
 	failed := b.failures()
 	if len(b.window) >= 20 && float64(failed) >= 0.8*float64(len(b.window)) {
+		b.reason = fmt.Sprintf("%d of the last %d calls failed", failed, len(b.window))
+		b.rateTrip++
 		return b.trip(now, draw())
 	}
 	return "", 0
@@ -698,9 +782,9 @@ func (c *cursor) expect(kind observe.Kind) entry {
 // next in the log.
 func (c *cursor) draw() float64 { return c.expect(kindBreakerDraw).value }
 
-// transition expects the breaker's change want ("" for none), and for an
-// opening its open period.
-func (c *cursor) transition(want string, openFor time.Duration) {
+// transition expects the breaker's change want ("" for none), for an
+// opening its open period, and for an opening from closed its reason.
+func (c *cursor) transition(want string, openFor time.Duration, reason string) {
 	c.t.Helper()
 	if want == "" {
 		if e, ok := c.peek(); ok && (e.kind == observe.BreakerState || e.kind == kindBreakerDraw) {
@@ -714,6 +798,9 @@ func (c *cursor) transition(want string, openFor time.Duration) {
 	}
 	if e.to == "open" && e.duration != openFor {
 		c.fail("breaker open for %v, want %v", e.duration, openFor)
+	}
+	if want == "closed>open" && e.reason != reason {
+		c.fail("breaker opened for %q, want %q", e.reason, reason)
 	}
 }
 
@@ -751,7 +838,7 @@ func (m *model) check(t failer, n, mi int, err error, log []entry) {
 				if th.value != pr {
 					c.fail("throttled with probability %v, want %v", th.value, pr)
 				}
-				m.throttle.count(now, false)
+				m.throttle.presume(now)
 				m.throttled++
 				m.throttledOf[mi]++
 				rejected, want = true, codes.ResourceExhausted
@@ -762,7 +849,7 @@ func (m *model) check(t failer, n, mi int, err error, log []entry) {
 		// The breaker.
 		if !rejected && !m.sc.noBreaker {
 			ok, tr := br.allow(now)
-			c.transition(tr, 0)
+			c.transition(tr, 0, "")
 			if !ok {
 				c.expect(observe.BreakerRejected)
 				m.shedByBreaker++
@@ -793,7 +880,7 @@ func (m *model) check(t failer, n, mi int, err error, log []entry) {
 				case tr == "closed>open" && m.opens() == 1:
 					m.openedAfterAttempts = m.attempts
 				}
-				c.transition(tr, d)
+				c.transition(tr, d, br.reason)
 			}
 			m.throttle.result(now, cl)
 		}
@@ -913,6 +1000,7 @@ func (m *model) snapshot() *model {
 		b.window = append([]bool(nil), b.window...)
 		b.times = append([]time.Duration(nil), b.times...)
 		b.openedAt = append([]time.Duration(nil), b.openedAt...)
+		b.attemptsAt = append([]int(nil), b.attemptsAt...)
 	}
 	c.throttle.events = append([]throttleEvent(nil), m.throttle.events...)
 	return &c
@@ -978,9 +1066,10 @@ func drawScenario(t *rapid.T, unavailablePushback bool) scenario {
 // TestOverloadModel checks every attempt of random sequences of healthy,
 // flaky, overloaded and dead phases, over one to three methods, against
 // the model: what the throttle draws and rejects (with the SRE formula's
-// probability, failures counting as refusals only while the target
-// answers), what each method's breaker lets through, counts, and when it
-// changes state and for how long it opens, what the retry layer retries,
+// probability, failures presumed refusals only while the target answers,
+// forgotten with the throttle's own rejections when it dies or heals),
+// what each method's breaker lets through, counts, and when it changes
+// state, why and for how long it opens, what the retry layer retries,
 // waits and refuses for the budget, and what the caller gets. Over the
 // whole run it also checks the properties directly.
 func TestOverloadModel(t *testing.T) {
@@ -1034,7 +1123,31 @@ func neverOpens(p phase) bool {
 func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *model {
 	allHealthy, allGentle := true, true
 	var t0 time.Duration
-	m := runScenario(t, cc, sc, func(i int, p phase, before, after *model, elapsed time.Duration) {
+	// A heal: a healthy phase right after a phase of at least a second
+	// in which every method called was dead and some attempt reached the
+	// target, in a scenario without overload (whose firm refusals the
+	// throttle keeps for its window). The throttle forgets what it
+	// presumed at the first answer, and a breaker opened before stays
+	// open a second at most, so every call that starts a second after
+	// that answer succeeds, with the breaker or without.
+	heals, overloadSeen := false, false
+	healAt := time.Duration(-1)
+	perCall := func(i int, m *model) {
+		if !heals {
+			return
+		}
+		switch {
+		case healAt < 0 && m.lastOK:
+			healAt = m.lastAt
+		case healAt >= 0 && !m.lastOK && m.lastAt-healAt >= time.Second:
+			t.Fatalf("phase %d (%v): a call failed %v after the target's first answer since the outage", i, sc.phases[i], m.lastAt-healAt)
+		}
+	}
+	m := play(t, cc, sc, func(i int, p phase, before, after *model, elapsed time.Duration) {
+		overloadSeen = overloadSeen || p.regime == overloaded
+		heals, healAt = !overloadSeen && p.regime == dead && (p.nMethods() == 1 || !p.onlyFirst) &&
+			elapsed >= time.Second && after.attempts > before.attempts &&
+			i+1 < len(sc.phases) && sc.phases[i+1].regime == healthy, -1
 		allHealthy = allHealthy && p.regime == healthy
 		allGentle = allGentle && (p.regime == healthy || p.regime == flaky)
 		calls := after.calls - before.calls
@@ -1073,6 +1186,19 @@ func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *mode
 				// follows an outage from the outage.)
 				t.Fatalf("phase %d (%v): the breaker of method %d opened", i, p, mi)
 			}
+			if p.regime == dead && b0.state == "closed" {
+				// A dead method opens its closed breaker by the 20th
+				// attempt that reaches the target, however long its
+				// history of successes, however many failures retries
+				// absorbed, and whatever the throttle shed.
+				n := b1.attempts - b0.attempts
+				if opened {
+					n = b1.attemptsAt[b0.opens] - b0.attempts
+				}
+				if n > deadAfter || (!opened && n == deadAfter) {
+					t.Fatalf("phase %d (%v): %d failed attempts in a row at method %d, the breaker stayed closed", i, p, n, mi)
+				}
+			}
 			if p.regime != dead || b0.state != "closed" || opened || after.throttledOf[mi] > before.throttledOf[mi] {
 				continue
 			}
@@ -1097,7 +1223,7 @@ func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *mode
 			}
 		}
 		t0 += elapsed
-	})
+	}, perCall)
 	// Healthy traffic to a target that was healthy all along is never
 	// rejected locally, nor retried; flakiness does not change that but
 	// for the retries.
@@ -1132,6 +1258,7 @@ func TestOverloadRegimes(t *testing.T) {
 		allOK          bool    // every call succeeds at its first attempt, nothing is rejected locally
 		minSuccess     float64 // share of calls that succeed, at least
 		open           bool    // the breaker opens
+		mayOpen        bool    // the breaker may open, by DeadAfter only; the throttle may shed or not
 		attemptsToOpen int     // attempts the target sees before it opens, when open
 		maxPerCall     float64 // attempts reaching the target per call, at most
 		throttles      bool    // the throttle sheds load
@@ -1187,15 +1314,25 @@ func TestOverloadRegimes(t *testing.T) {
 			capacity: offered * 2 / 3, code: codes.Unavailable},
 		maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
+		// The target serves the first 25 attempts of each second and
+		// fails the rest: 20 failed attempts in a row come each second,
+		// and DeadAfter opens the breaker, which sheds the rest of the
+		// second before the throttle's presumed refusals outweigh the
+		// accepts. The rate rules stay closed: a quarter is served.
 		name: "overloaded/4x capacity/plain UNAVAILABLE/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered / 4, code: codes.Unavailable},
-		withinRule: true, maxPerCall: 1.2, throttles: true,
+		withinRule: true, maxPerCall: 1.2, mayOpen: true, minGoodput: 0.9,
 	}, {
 		name: "overloaded/4x capacity/plain UNAVAILABLE/default rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered / 4, code: codes.Unavailable},
-		maxPerCall: 1.2, throttles: true,
+		maxPerCall: 1.2, mayOpen: true, minGoodput: 0.9,
+	}, {
+		name: "overloaded/4x capacity/plain UNAVAILABLE/no breaker",
+		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
+			capacity: offered / 4, code: codes.Unavailable},
+		noBreaker: true, maxPerCall: 1.2, throttles: true, minGoodput: 0.9,
 	}, {
 		name: "overloaded/4x capacity/RESOURCE_EXHAUSTED retried/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
@@ -1217,11 +1354,11 @@ func TestOverloadRegimes(t *testing.T) {
 		phase:      phase{regime: dead, calls: 100, gap: time.Second, deadCodes: deadlineExceeded},
 		withinRule: true, open: true, attemptsToOpen: 5,
 	}, {
-		// 20 calls; at one call a second the budget (10 tokens a window
-		// and 0.1 a call) pays for 22 of their retries.
+		// DeadAfter: 20 failed attempts in a row, retried or not, before
+		// the rate rule's 20 failed calls (42 attempts).
 		name:  "dead/UNAVAILABLE/default rule",
 		phase: phase{regime: dead, calls: 100, gap: time.Second, deadCodes: unavailable},
-		open:  true, attemptsToOpen: 42,
+		open:  true, attemptsToOpen: 20,
 	}, {
 		name:  "dead/DEADLINE_EXCEEDED/default rule",
 		phase: phase{regime: dead, calls: 100, gap: 100 * time.Millisecond, deadCodes: deadlineExceeded},
@@ -1248,8 +1385,11 @@ func TestOverloadRegimes(t *testing.T) {
 			if ok := float64(m.succeeded) / float64(m.calls); ok < tc.minSuccess {
 				t.Errorf("%.4f of the calls succeeded, want at least %v", ok, tc.minSuccess)
 			}
-			if !tc.open && m.opens() > 0 {
+			if !tc.open && !tc.mayOpen && m.opens() > 0 {
 				t.Errorf("the breaker opened; a target that serves most calls or signals overload must not open it")
+			}
+			if tc.mayOpen && m.breakers[0].rateTrip > 0 {
+				t.Errorf("a rate rule opened the breaker %d times; a target that serves a quarter of its calls must not open it", m.breakers[0].rateTrip)
 			}
 			if tc.open && (m.opens() == 0 || m.openedAfterAttempts != tc.attemptsToOpen) {
 				t.Errorf("want the breaker open after %d failed attempts", tc.attemptsToOpen)
@@ -1261,7 +1401,7 @@ func TestOverloadRegimes(t *testing.T) {
 					t.Errorf("%d calls succeeded, %.2f times a plain client's %.0f, want at least %v", m.succeeded, got, plain, tc.minGoodput)
 				}
 			}
-			if tc.throttles != (m.throttled > 0) {
+			if !tc.mayOpen && tc.throttles != (m.throttled > 0) {
 				t.Errorf("%d calls throttled, want throttling %v", m.throttled, tc.throttles)
 			}
 			if !tc.open && perCall > tc.maxPerCall {
@@ -1319,42 +1459,74 @@ func TestOverloadUnavailablePushbackKeepsBreakerClosed(t *testing.T) {
 	}
 }
 
-// TestOverloadOutageHeal plays an outage of 3 s between healthy stretches,
-// at 100 calls a second, and checks what issue #18 asks of it: the outage
-// opens the breaker after the calls its rule documents, costs at most
-// 0.05 attempts per call once the breaker is open, and after the heal
-// calls fail for at most a second, however long the outage.
+// TestOverloadOutageHeal plays an outage between healthy stretches, at 100
+// or 250 calls a second, and checks what issue #18 asks of it. With the
+// breaker, the outage opens it by the 20th failed attempt (DeadAfter),
+// however long the healthy history before, or by the seed's rule when that
+// comes first; then only probes reach the target, one per open period of
+// 0.5-1 s, so that the whole outage costs at most 20 attempts and two a
+// second, and no more than 0.05 attempts per call at 250 calls a second
+// (at 100, the 20 attempts alone make 0.067). Without the breaker, the
+// budget holds the retries to 0.1 per call of the last 10 s and 10 per
+// 10 s, which comes to 1.15 attempts per call over a long outage or one
+// without history. Either way every call that
+// starts a second or more after the heal succeeds: the breaker probes
+// within a second, and the throttle forgets the refusals it presumed of
+// the dying target, and its own rejections, when it sees it dead and again
+// when it heals.
 func TestOverloadOutageHeal(t *testing.T) {
 	cc := overloadConn(t)
-	const gap = 10 * time.Millisecond
 	for _, tc := range []struct {
 		name       string
 		withinRule bool
-		history    int // healthy calls before the outage
-		outage     int // dead calls
-		toOpen     int // dead calls until the breaker opens
+		noBreaker  bool
+		gap        time.Duration // between calls: 10 ms when 0
+		history    time.Duration // of healthy calls before the outage
+		outage     time.Duration // of dead calls
+		toOpen     int           // attempts of the outage until the breaker opens
+		maxWhole   float64       // attempts per call over the whole outage, at most
 	}{
-		// A breaker whose window holds 100 successes opens when 80 of the
-		// last 100 calls failed; FailuresWithin(5, 30s) looks at the same
-		// 100 calls here, all within 30 s.
-		{name: "default rule/10 s of history/3 s outage", history: 1000, outage: 300, toOpen: 80},
-		{name: "seed rule/10 s of history/3 s outage", withinRule: true, history: 1000, outage: 300, toOpen: 80},
-		{name: "default rule/10 s of history/30 s outage", history: 1000, outage: 3000, toOpen: 80},
-		{name: "default rule/1 s of history/3 s outage", history: 100, outage: 300, toOpen: 80},
-		{name: "default rule/no history/3 s outage", outage: 300, toOpen: 20},
-		{name: "seed rule/no history/3 s outage", withinRule: true, outage: 300, toOpen: 5},
+		{name: "default rule/10 s of history/3 s outage", history: 10 * time.Second, outage: 3 * time.Second, toOpen: 20},
+		{name: "seed rule/10 s of history/3 s outage", withinRule: true, history: 10 * time.Second, outage: 3 * time.Second, toOpen: 20},
+		{name: "default rule/10 s of history/30 s outage", history: 10 * time.Second, outage: 30 * time.Second, toOpen: 20},
+		{name: "default rule/1 s of history/3 s outage", history: time.Second, outage: 3 * time.Second, toOpen: 20},
+		{name: "default rule/no history/3 s outage", outage: 3 * time.Second, toOpen: 20},
+		// Five calls of three attempts each, before DeadAfter's 20.
+		{name: "seed rule/no history/3 s outage", withinRule: true, outage: 3 * time.Second, toOpen: 15},
+		{name: "default rule/10 s of history/3 s outage/250 calls a second", gap: 4 * time.Millisecond,
+			history: 10 * time.Second, outage: 3 * time.Second, toOpen: 20, maxWhole: 0.05},
+		{name: "seed rule/10 s of history/3 s outage/250 calls a second", withinRule: true, gap: 4 * time.Millisecond,
+			history: 10 * time.Second, outage: 3 * time.Second, toOpen: 20, maxWhole: 0.05},
+		// The history's deposits pay for more retries than 0.15 a call.
+		{name: "no breaker/10 s of history/3 s outage", noBreaker: true, history: 10 * time.Second, outage: 3 * time.Second},
+		{name: "no breaker/1 s of history/3 s outage", noBreaker: true, history: time.Second, outage: 3 * time.Second},
+		{name: "no breaker/no history/3 s outage", noBreaker: true, outage: 3 * time.Second, maxWhole: 1.15},
+		{name: "no breaker/10 s of history/30 s outage", noBreaker: true, history: 10 * time.Second, outage: 30 * time.Second, maxWhole: 1.15},
+		{name: "no breaker/10 s of history/3 s outage/250 calls a second", noBreaker: true, gap: 4 * time.Millisecond,
+			history: 10 * time.Second, outage: 3 * time.Second},
+		// A short history: the failures of the outage's first second
+		// are presumed refusals, which drive the throttle to its cap
+		// until the target is seen dead.
+		{name: "default rule/0.2 s of history/3 s outage", history: 200 * time.Millisecond, outage: 3 * time.Second, toOpen: 20},
+		{name: "no breaker/0.2 s of history/3 s outage", noBreaker: true, history: 200 * time.Millisecond, outage: 3 * time.Second},
+		{name: "default rule/one call of history/3 s outage/1000 calls a second", gap: time.Millisecond,
+			history: time.Millisecond, outage: 3 * time.Second, toOpen: 20, maxWhole: 0.05},
+		{name: "no breaker/one call of history/3 s outage/1000 calls a second", noBreaker: true, gap: time.Millisecond,
+			history: time.Millisecond, outage: 3 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := scenario{withinRule: tc.withinRule, throttleSeed: 1, retrySeed: 2, targetSeed: 3, breakerSeed: 4}
+			gap := cmp.Or(tc.gap, 10*time.Millisecond)
+			sc := scenario{withinRule: tc.withinRule, noBreaker: tc.noBreaker, throttleSeed: 1, retrySeed: 2, targetSeed: 3, breakerSeed: 4}
 			if tc.history > 0 {
-				sc.phases = append(sc.phases, phase{regime: healthy, calls: tc.history, gap: gap})
+				sc.phases = append(sc.phases, phase{regime: healthy, calls: int(tc.history / gap), gap: gap})
 			}
+			outageCalls := int(tc.outage / gap)
 			sc.phases = append(sc.phases,
-				phase{regime: dead, calls: tc.outage, gap: gap, deadCodes: []codes.Code{codes.Unavailable}},
-				phase{regime: healthy, calls: 300, gap: gap})
+				phase{regime: dead, calls: outageCalls, gap: gap, deadCodes: []codes.Code{codes.Unavailable}},
+				phase{regime: healthy, calls: int(3 * time.Second / gap), gap: gap})
 			outage, heal := len(sc.phases)-2, len(sc.phases)-1
 			var (
-				deadCalls, toOpen int
+				deadCalls, toOpenCalls int
 				// Attempts and calls: before the outage, when the
 				// breaker first opened, and at the heal.
 				attemptsBefore, attemptsAtOpen, callsAtOpen int
@@ -1370,8 +1542,8 @@ func TestOverloadOutageHeal(t *testing.T) {
 					attemptsBefore = m.attempts
 				case outage:
 					deadCalls++
-					if toOpen == 0 && m.opens() > 0 {
-						toOpen, attemptsAtOpen, callsAtOpen = deadCalls, m.attempts, m.calls
+					if toOpenCalls == 0 && m.opens() > 0 {
+						toOpenCalls, attemptsAtOpen, callsAtOpen = deadCalls, m.attempts, m.calls
 					}
 				case heal:
 					if healCalls == 0 {
@@ -1392,19 +1564,40 @@ func TestOverloadOutageHeal(t *testing.T) {
 					}
 				}
 			})
-			whole := float64(attemptsAtHeal-attemptsBefore) / float64(tc.outage)
-			open := float64(attemptsAtHeal-attemptsAtOpen) / float64(callsAtHeal-callsAtOpen)
-			t.Logf("%s; the outage cost %.3f attempts per call; the breaker opened after %d dead calls, then %.4f attempts per call; "+
-				"after the heal %d of %d calls succeeded in the first second, %d of %d later, the last failure %v after the heal",
-				figures(m), whole, toOpen, open, firstOK, firstSecond, laterOK, healCalls-firstSecond, lastFailure)
-			if toOpen != tc.toOpen {
-				t.Errorf("the breaker opened after %d dead calls, want %d", toOpen, tc.toOpen)
-			}
-			if open > 0.05 {
-				t.Errorf("an open breaker let %.4f attempts per call through, want at most 0.05", open)
+			spent := attemptsAtHeal - attemptsBefore
+			whole := float64(spent) / float64(outageCalls)
+			t.Logf("%s; the outage cost %d attempts, %.3f per call; "+
+				"after the heal %d of %d calls succeeded in the first second, %d of %d later, the last failure %v after the heal; "+
+				"the throttle saw the target die %d times and heal %d times",
+				figures(m), spent, whole, firstOK, firstSecond, laterOK, healCalls-firstSecond, lastFailure,
+				m.throttle.deaths, m.throttle.heals)
+			if whole > tc.maxWhole && tc.maxWhole > 0 {
+				t.Errorf("the outage cost %.3f attempts per call, want at most %v", whole, tc.maxWhole)
 			}
 			if lastFailure >= time.Second || laterOK != healCalls-firstSecond {
 				t.Errorf("calls failed until %v after the heal, want less than 1s", lastFailure)
+			}
+			if tc.noBreaker {
+				// The budget: 0.1 a call deposited within 10 s of a
+				// retry, and 10 a window.
+				window := min(int(tc.history/gap), int(10*time.Second/gap)) + outageCalls
+				if limit := outageCalls + window/10 + 10*int(tc.outage/(10*time.Second)+1); spent > limit {
+					t.Errorf("the outage cost %d attempts, want at most %d", spent, limit)
+				}
+				return
+			}
+			open := float64(attemptsAtHeal-attemptsAtOpen) / float64(callsAtHeal-callsAtOpen)
+			t.Logf("the breaker opened after %d dead calls, %d attempts, then let %.4f attempts per call through",
+				toOpenCalls, m.openedAfterAttempts-attemptsBefore, open)
+			if got := m.openedAfterAttempts - attemptsBefore; toOpenCalls == 0 || got != tc.toOpen {
+				t.Errorf("the breaker opened after %d attempts of the outage, want %d", got, tc.toOpen)
+			}
+			// Once open, a probe an open period of 0.5-1 s.
+			if limit := tc.toOpen + int(tc.outage/(openFor/2)) + 1; spent > limit {
+				t.Errorf("the outage cost %d attempts, want at most %d", spent, limit)
+			}
+			if open > 0.05 {
+				t.Errorf("an open breaker let %.4f attempts per call through, want at most 0.05", open)
 			}
 		})
 	}
@@ -1412,8 +1605,8 @@ func TestOverloadOutageHeal(t *testing.T) {
 
 // TestOverloadBadMethod plays one method of three that fails every call,
 // at 100 calls a second, while the other two are healthy: the bad
-// method's breaker opens, and the healthy methods are not cut off, by a
-// breaker or by the throttle.
+// method's breaker opens by its 20th failed attempt, and the healthy
+// methods are not cut off, by a breaker or by the throttle.
 func TestOverloadBadMethod(t *testing.T) {
 	cc := overloadConn(t)
 	for _, tc := range []struct {
@@ -1440,13 +1633,20 @@ func TestOverloadBadMethod(t *testing.T) {
 			}
 			sc.phases = append(sc.phases, phase{regime: dead, calls: 1500, gap: gap, methods: 3, onlyFirst: true,
 				deadCodes: []codes.Code{tc.code}})
-			m := runScenario(t, cc, sc, nil)
+			toOpen := -1 // the bad method's attempts until its breaker opened
+			m := runScenario(t, cc, sc, func(i int, _ phase, before, after *model, _ time.Duration) {
+				if b0, b1 := &before.breakers[0], &after.breakers[0]; i == len(sc.phases)-1 && b1.opens > b0.opens {
+					toOpen = b1.attemptsAt[b0.opens] - b0.attempts
+				}
+			})
 			healthyCalls := m.callsOf[1] + m.callsOf[2]
 			healthyOK := m.okOf[1] + m.okOf[2]
-			t.Logf("%s; healthy methods: %d of %d calls succeeded, %d throttled, %d shed by a breaker",
-				figures(m), healthyOK, healthyCalls, m.throttledOf[1]+m.throttledOf[2], m.shedOf[1]+m.shedOf[2])
-			if m.breakers[0].opens == 0 {
-				t.Errorf("the bad method's breaker never opened")
+			t.Logf("%s; the bad method's breaker opened after %d of its attempts; healthy methods: %d of %d calls succeeded, %d throttled, %d shed by a breaker",
+				figures(m), toOpen, healthyOK, healthyCalls, m.throttledOf[1]+m.throttledOf[2], m.shedOf[1]+m.shedOf[2])
+			// DeadAfter: by its 20th failed attempt, whatever the history
+			// of the method and of the target's other methods.
+			if toOpen < 0 || toOpen > deadAfter {
+				t.Errorf("the bad method's breaker opened after %d of its attempts, want at most %d", toOpen, deadAfter)
 			}
 			if m.breakers[1].opens+m.breakers[2].opens > 0 {
 				t.Errorf("a healthy method's breaker opened")
