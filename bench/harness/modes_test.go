@@ -298,7 +298,7 @@ func TestFailedMeasurementKeepsRow(t *testing.T) {
 	for _, s := range []string{
 		"failsoft, instructions/op: failed twice: exit status 2: ==1234== Valgrind's memory management: out of memory\n",
 		"| 20% of attempts fail UNAVAILABLE at random (1000 calls) | success | 99.0% |",
-		"| 20% of charge responses lost after the charge committed (1000 calls; failsoft: the README's Charge policy) | OK | failed: listen tcp 127.0.0.1:0: bind: address already in use | ≥ 99% | – |",
+		"| 20% of charge responses lost after the charge committed (3000 calls; failsoft: the README's Charge policy) | OK | failed: listen tcp 127.0.0.1:0: bind: address already in use | ≥ 99% | – |",
 	} {
 		if !strings.Contains(out, s) {
 			t.Errorf("report lacks %q:\n%s", s, out)

@@ -63,11 +63,15 @@ type Config struct {
 // failure mode.
 func DefaultConfig() Config {
 	return Config{
-		Params:           DefaultParams(),
-		Workers:          8,
-		TransientCalls:   1000,
-		BadBackendCalls:  600,
-		LostCalls:        1000,
+		Params:          DefaultParams(),
+		Workers:         8,
+		TransientCalls:  1000,
+		BadBackendCalls: 600,
+		// Three attempts leave 0.8% of charges failed although committed
+		// (0.2³), 0.2 points inside the 1% goal: 3000 calls put one
+		// standard deviation of the measured share at 0.16 points (1000
+		// calls: 0.28, wider than the margin).
+		LostCalls:        3000,
 		TailCalls:        1000,
 		TransientRate:    0.2,
 		LostRate:         0.2,
