@@ -255,7 +255,7 @@ func EnqueueDrain(ctx context.Context, s pending.Store, ref func(i int) error, c
 	enq, refErr, err := Interleave(cfg.Budget, func() (int, bool, error) {
 		err := q.Enqueue(mctx, pendingMethod, keys[i], req, cause)
 		if d := (*pending.Deferred)(nil); !errors.As(err, &d) {
-			return 0, false, fmt.Errorf("Enqueue %d = %v, want a *pending.Deferred", i, err)
+			return 0, false, fmt.Errorf("enqueue of entry %d: %v, want a *pending.Deferred", i, err)
 		}
 		i++
 		return 1, i >= cfg.Entries, nil
@@ -267,7 +267,7 @@ func EnqueueDrain(ctx context.Context, s pending.Store, ref func(i int) error, c
 	drain, refErr2, err := Interleave(cfg.Budget, func() (int, bool, error) {
 		r, err := q.DrainOnce(ctx, acceptConn{})
 		if err == nil && (r.Settled == 0 || r.Retry+r.Dead > 0) {
-			err = fmt.Errorf("DrainOnce = %+v with %d of %d settled, want only settled entries", r, settled, enq.Store.Entries)
+			err = fmt.Errorf("drain pass: %+v with %d of %d settled, want only settled entries", r, settled, enq.Store.Entries)
 		}
 		settled += r.Settled
 		return r.Settled, settled >= enq.Store.Entries, err
