@@ -28,7 +28,13 @@
 //     succeed after it), with and without failsoft's breaker; and 3%
 //     flakiness at about 1,000 calls/s with the README's breaker rule.
 //     failsoft runs them with its library defaults (LibraryDefaults) and
-//     its row is checked against the issue's goals (ModeGoals).
+//     its row is checked against the issue's goals (ModeGoals);
+//  5. the pending stores of issue #21 (RunPending): enqueue and drain
+//     throughput and allocations of boltstore and redisstore through a
+//     pending.Queue, each phase timed in alternation with its store's raw
+//     operation (an fsync'd bbolt Put, an XADD to a redis-server the run
+//     starts), and checked against goals set as ratios to it
+//     (PendingGoals).
 //
 // A measurement that fails is tried once more; if it fails again, only the
 // cells it fills say so (Row.Failed), with the reason.
@@ -38,7 +44,7 @@
 // chains meet the same faults. Every loop is bounded in count and time, and
 // servers listen on 127.0.0.1 only.
 //
-// cmd/report runs everything and prints one markdown table; the package's
+// cmd/report runs everything and prints the markdown tables; the package's
 // tests are a fast smoke test plus Go benchmarks (BenchmarkInterceptors,
 // BenchmarkLoopback).
 package harness

@@ -218,15 +218,19 @@ func (o RunOptions) step(chain, what string) {
 
 // fail records err, when there is one, as the failure of the measurement
 // that fills cell, and reports whether there was one.
-func (r *Row) fail(cell string, err error) bool {
+func (r *Row) fail(cell string, err error) bool { return markFailed(&r.Failed, cell, err) }
+
+// markFailed records err, when there is one and cell has none yet, in
+// *failed, and reports whether there was one.
+func markFailed(failed *map[string]error, cell string, err error) bool {
 	if err == nil {
 		return false
 	}
-	if r.Failed == nil {
-		r.Failed = map[string]error{}
+	if *failed == nil {
+		*failed = map[string]error{}
 	}
-	if r.Failed[cell] == nil {
-		r.Failed[cell] = err
+	if (*failed)[cell] == nil {
+		(*failed)[cell] = err
 	}
 	return true
 }

@@ -43,6 +43,9 @@ func main() {
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the faults and arrivals")
 	mode := flag.String("mode", "", `run only the failure modes whose name contains this ("none": none of them)`)
 	tail := flag.Bool("tail", true, "run the slow-tail scenario")
+	pcfg := harness.DefaultPendingConfig()
+	pend := flag.Bool("pending", true, "measure the pending stores (boltstore, redisstore) against raw bbolt and Redis")
+	flag.StringVar(&pcfg.Dir, "pending-dir", pcfg.Dir, "directory of the boltstore files, on the disk to measure (default: the system's temporary directory)")
 	flag.Parse()
 	if *calls != "" {
 		if err := harness.Calls(*chain, cfg.Params, harness.Micro(*calls), *n); err != nil {
@@ -75,6 +78,7 @@ func main() {
 	cfg.FlakyCalls = mul(cfg.FlakyCalls)
 	cfg.OverloadDuration = dur(cfg.OverloadDuration)
 	cfg.OutageDown, cfg.OutageAfter = dur(cfg.OutageDown), dur(cfg.OutageAfter)
+	pcfg.Entries, pcfg.Budget = mul(pcfg.Entries), dur(pcfg.Budget)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -92,7 +96,12 @@ func main() {
 		o.Instructions = count
 	}
 	rows := harness.Run(ctx, cfg, o)
+	var stores []harness.StoreResult
+	if *pend && ctx.Err() == nil {
+		stores = harness.RunPending(ctx, pcfg, o.Progress)
+	}
 	harness.Markdown(os.Stdout, rows, cfg, *rounds)
+	harness.PendingMarkdown(os.Stdout, stores, pcfg)
 }
 
 // counter returns what measures a chain's Go benchmark under valgrind:
