@@ -69,10 +69,11 @@ test: check-generated lint test-go test-examples test-e2e
 jaeger:
 	bin=$$($(JAEGER)) && $$bin --config tools/jaeger/config.yaml
 
-# Two tables comparing failsoft with its peers (bench/, its own module, so
-# the library never depends on them): the cost of a call (and a slow tail),
-# and the failure modes of issue #18 with failsoft's goals. About six
-# minutes on 2 cores.
+# Three tables comparing failsoft with its peers (bench/, its own module,
+# so the library never depends on them): the cost of a call (and a slow
+# tail), the failure modes of issue #18 with failsoft's goals, and the
+# throughput of the pending stores. About six minutes on 2 cores; the
+# Redis rows need redis-server.
 bench:
 	cd bench && $(GO) run ./cmd/report -quiet
 

@@ -181,7 +181,10 @@ func (e *env) opens() int64 {
 func (e *env) warm(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	for range 10 * len(e.srvs) {
+	// round_robin sends only to backends whose connection is ready, and on
+	// a busy machine they become ready at different times: keep calling
+	// until each has answered, bounded by the timeout and a count.
+	for range 1000 * len(e.srvs) {
 		if ctx.Err() != nil || !slices.ContainsFunc(e.srvs, func(s *Server) bool { return s.Attempts() == 0 }) {
 			return
 		}
