@@ -210,73 +210,82 @@ func (r *Report) times() []time.Duration {
 	return ts
 }
 
-func (r *Report) outcomeChart(x axis, bands []svgBand) svgChart {
-	ts := r.times()
-	series := []struct {
-		name, color string
-		of          func(Sample) int
-	}{
-		{"paid at once", "#2e7d32", func(s Sample) int { return s.Settled }},
-		{"fallback answers (payment pending, cached reads)", "#ef8f00", func(s Sample) int { return s.Fallbacks }},
-		{"failures (declined, failed reads and refunds)", "#c62828", func(s Sample) int { return s.Failed }},
-	}
-	vals := make([][]float64, len(series))
+// series is one line of a chart: a value per sample, NaN where there is
+// none.
+type series struct {
+	name, color string
+	vals        []float64
+}
+
+// lineChart draws the series over the samples' times on c, with a y axis
+// from 0 to the largest value.
+func (r *Report) lineChart(c svgChart, x axis, unit string, ss []series) svgChart {
 	top := 0.0
-	for k, se := range series {
-		vals[k] = make([]float64, len(r.Samples))
-		var prev Sample
-		for i, s := range r.Samples {
-			dt := (s.Elapsed - prev.Elapsed).Seconds()
-			v := 0.0
-			if dt > 0 {
-				v = float64(se.of(s)-se.of(prev)) / dt
+	for _, se := range ss {
+		for _, v := range se.vals {
+			if !math.IsNaN(v) {
+				top = math.Max(top, v)
 			}
-			vals[k][i], prev = v, s
-			top = math.Max(top, v)
 		}
 	}
 	y := newYScale(top)
-	c := svgChart{ID: "outcomes", Title: "Outcomes per second", Note: "calls finished each second, by what the customer got",
-		Bands: bands, XTicks: x.ticks(), YTicks: y.ticks("/s")}
-	for k, se := range series {
-		l := svgLine{D: polyline(x, y, ts, vals[k]), Color: se.color, Name: se.name}
+	c.XTicks, c.YTicks = x.ticks(), y.ticks(unit)
+	ts := r.times()
+	for _, se := range ss {
+		l := svgLine{D: polyline(x, y, ts, se.vals), Color: se.color, Name: se.name}
 		c.Lines, c.Legend = append(c.Lines, l), append(c.Legend, l)
 	}
 	return c
 }
 
-func (r *Report) latencyChart(x axis, bands []svgBand) svgChart {
-	ts := r.times()
-	millis := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	series := []struct {
-		name, color string
-		of          func(Percentiles) time.Duration
-	}{
-		{"p50", "#1565c0", func(p Percentiles) time.Duration { return p.P50 }},
-		{"p95", "#8e24aa", func(p Percentiles) time.Duration { return p.P95 }},
-		{"p99", "#6d4c41", func(p Percentiles) time.Duration { return p.P99 }},
+// perSample returns of(sample) for every sample.
+func (r *Report) perSample(of func(i int, s Sample) float64) []float64 {
+	out := make([]float64, len(r.Samples))
+	for i, s := range r.Samples {
+		out[i] = of(i, s)
 	}
-	vals := make([][]float64, len(series))
-	top := 0.0
-	for k, se := range series {
-		vals[k] = make([]float64, len(r.Samples))
-		for i, s := range r.Samples {
-			if s.Charge.N == 0 {
-				vals[k][i] = math.NaN()
-				continue
-			}
-			vals[k][i] = millis(se.of(s.Charge))
-			top = math.Max(top, vals[k][i])
+	return out
+}
+
+// rate returns the growth per second of a count since the previous sample.
+func (r *Report) rate(count func(Sample) int) []float64 {
+	return r.perSample(func(i int, s Sample) float64 {
+		var prev Sample
+		if i > 0 {
+			prev = r.Samples[i-1]
 		}
+		dt := (s.Elapsed - prev.Elapsed).Seconds()
+		if dt <= 0 {
+			return 0
+		}
+		return float64(count(s)-count(prev)) / dt
+	})
+}
+
+func (r *Report) outcomeChart(x axis, bands []svgBand) svgChart {
+	c := svgChart{ID: "outcomes", Title: "Outcomes per second", Note: "calls finished each second, by what the customer got", Bands: bands}
+	return r.lineChart(c, x, "/s", []series{
+		{"paid at once", "#2e7d32", r.rate(func(s Sample) int { return s.Settled })},
+		{"fallback answers (payment pending, cached reads)", "#ef8f00", r.rate(func(s Sample) int { return s.Fallbacks })},
+		{"failures (declined, failed reads and refunds)", "#c62828", r.rate(func(s Sample) int { return s.Failed })},
+	})
+}
+
+func (r *Report) latencyChart(x axis, bands []svgBand) svgChart {
+	millis := func(q func(Percentiles) time.Duration) []float64 {
+		return r.perSample(func(_ int, s Sample) float64 {
+			if s.Charge.N == 0 {
+				return math.NaN()
+			}
+			return float64(q(s.Charge)) / float64(time.Millisecond)
+		})
 	}
-	y := newYScale(top)
-	c := svgChart{ID: "latency", Title: "Charge latency", Note: "of the charges finished each second, as the customer waited (pending answers included)",
-		Bands: bands, XTicks: x.ticks(), YTicks: y.ticks("ms")}
-	for k, se := range series {
-		l := svgLine{D: polyline(x, y, ts, vals[k]), Color: se.color, Name: se.name}
-		c.Lines, c.Legend = append(c.Lines, l), append(c.Legend, l)
-	}
-	return c
+	c := svgChart{ID: "latency", Title: "Charge latency", Note: "of the charges finished each second, as the customer waited (pending answers included)", Bands: bands}
+	return r.lineChart(c, x, "ms", []series{
+		{"p50", "#1565c0", millis(func(p Percentiles) time.Duration { return p.P50 })},
+		{"p95", "#8e24aa", millis(func(p Percentiles) time.Duration { return p.P95 })},
+		{"p99", "#6d4c41", millis(func(p Percentiles) time.Duration { return p.P99 })},
+	})
 }
 
 func (r *Report) breakerChart(x axis, bands []svgBand) svgChart {
@@ -308,16 +317,10 @@ func (r *Report) breakerChart(x axis, bands []svgBand) svgChart {
 }
 
 func (r *Report) queueChart(x axis, bands []svgBand) svgChart {
-	vals := make([]float64, len(r.Samples))
-	top := 0.0
-	for i, s := range r.Samples {
-		vals[i] = float64(s.Queued)
-		top = math.Max(top, vals[i])
-	}
-	y := newYScale(top)
-	l := svgLine{D: polyline(x, y, r.times(), vals), Color: "#00838f", Name: "charges queued to resend"}
-	return svgChart{ID: "queue", Title: "Queued to resend", Note: "pending charges in the outbox, sent again with their keys until they settle",
-		Bands: bands, XTicks: x.ticks(), YTicks: y.ticks(""), Lines: []svgLine{l}, Legend: []svgLine{l}}
+	c := svgChart{ID: "queue", Title: "Queued to resend", Note: "pending charges in the outbox, sent again with their keys until they settle", Bands: bands}
+	return r.lineChart(c, x, "", []series{
+		{"charges queued to resend", "#00838f", r.perSample(func(_ int, s Sample) float64 { return float64(s.Queued) })},
+	})
 }
 
 // phaseRows sums the samples by phase and adds each phase's charge
