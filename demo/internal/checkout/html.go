@@ -34,8 +34,8 @@ var (
 )
 
 type svgBand struct {
-	X, W       float64
-	Name, Fill string
+	X, W              float64
+	Name, Label, Fill string
 }
 
 type svgLine struct {
@@ -97,7 +97,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	v.Charts = []svgChart{
 		r.outcomeChart(x, bands),
 		r.latencyChart(x, bands),
-		r.breakerChart(x, bands),
+		r.breakerChart(x, bands, end),
 		r.queueChart(x, bands),
 	}
 	switch {
@@ -197,7 +197,11 @@ func (r *Report) phaseBands(x axis, end time.Duration) []svgBand {
 		if to <= from {
 			continue
 		}
-		out = append(out, svgBand{X: x.x(from), W: x.x(to) - x.x(from), Name: p.Name, Fill: phaseFills[i%len(phaseFills)]})
+		b := svgBand{X: x.x(from), W: x.x(to) - x.x(from), Name: p.Name, Fill: phaseFills[i%len(phaseFills)]}
+		if b.W >= 60 {
+			b.Label = p.Name // a narrow band's name is only in its tooltip
+		}
+		out = append(out, b)
 	}
 	return out
 }
@@ -247,12 +251,17 @@ func (r *Report) perSample(of func(i int, s Sample) float64) []float64 {
 	return out
 }
 
-// rate returns the growth per second of a count since the previous sample.
+// rate returns the growth per second of a count, each sample measured
+// from the last one at least half a second before it, so that a sample
+// taken just after another (at the end of the load) makes no spike.
 func (r *Report) rate(count func(Sample) int) []float64 {
 	return r.perSample(func(i int, s Sample) float64 {
 		var prev Sample
-		if i > 0 {
-			prev = r.Samples[i-1]
+		for j := i - 1; j >= 0; j-- {
+			if s.Elapsed-r.Samples[j].Elapsed >= time.Second/2 {
+				prev = r.Samples[j]
+				break
+			}
 		}
 		dt := (s.Elapsed - prev.Elapsed).Seconds()
 		if dt <= 0 {
@@ -288,31 +297,31 @@ func (r *Report) latencyChart(x axis, bands []svgBand) svgChart {
 	})
 }
 
-func (r *Report) breakerChart(x axis, bands []svgBand) svgChart {
-	c := svgChart{ID: "breaker", Title: "Breaker state", Note: "of the payment server's breaker, as sampled each second",
+func (r *Report) breakerChart(x axis, bands []svgBand, end time.Duration) svgChart {
+	c := svgChart{ID: "breaker", Title: "Breaker state", Note: "of the payment server's breaker, from its state changes (hover for the times)",
 		Bands: bands, XTicks: x.ticks()}
 	for _, st := range []string{"closed", "half-open", "open"} {
 		c.Legend = append(c.Legend, svgLine{Name: st, Color: breakerFills[st]})
 	}
-	var from time.Duration
-	for i, s := range r.Samples {
-		if i+1 < len(r.Samples) && r.Samples[i+1].Breaker == s.Breaker {
-			continue
-		}
-		// A state runs from the sample that first saw it to the next
-		// sample (or the end).
-		to := s.Elapsed
-		if i+1 < len(r.Samples) {
-			to = r.Samples[i+1].Elapsed
-		}
-		fill, ok := breakerFills[s.Breaker]
+	state, from := "closed", time.Duration(0)
+	if tr := r.Stats.Transitions; len(tr) > 0 {
+		state = tr[0].From
+	}
+	add := func(to time.Duration) {
+		fill, ok := breakerFills[state]
 		if !ok {
 			fill = "#777777"
 		}
-		c.Rects = append(c.Rects, svgRect{X: x.x(from), Y: breakerTop, W: math.Max(x.x(to)-x.x(from), 1), H: breakerBot - breakerTop,
-			Fill: fill, Title: fmt.Sprintf("%s from %.0fs to %.0fs", s.Breaker, from.Seconds(), to.Seconds())})
-		from = to
+		// A state that lasted less than a pixel is still drawn.
+		c.Rects = append(c.Rects, svgRect{X: x.x(from), Y: breakerTop, W: math.Max(x.x(to)-x.x(from), 2), H: breakerBot - breakerTop,
+			Fill: fill, Title: fmt.Sprintf("%s from %.1fs to %.1fs", state, from.Seconds(), to.Seconds())})
 	}
+	for _, t := range r.Stats.Transitions {
+		at := t.At.Sub(r.Start)
+		add(at)
+		state, from = t.To, at
+	}
+	add(max(end, from))
 	return c
 }
 
@@ -328,7 +337,10 @@ func (r *Report) queueChart(x axis, bands []svgBand) svgChart {
 func (r *Report) phaseRows() []phaseRow {
 	var rows []phaseRow
 	for i, p := range r.ByPhase {
-		row := phaseRow{Name: p.Name, Charges: p.Charge.N, P50: ms(p.Charge.P50), P95: ms(p.Charge.P95), P99: ms(p.Charge.P99)}
+		row := phaseRow{Name: p.Name, Charges: p.Charge.N, P50: "-", P95: "-", P99: "-"}
+		if p.Charge.N > 0 {
+			row.P50, row.P95, row.P99 = ms(p.Charge.P50), ms(p.Charge.P95), ms(p.Charge.P99)
+		}
 		if i < len(r.Stats.Phases) {
 			row.From = fmt.Sprintf("+%.0fs", r.Stats.Phases[i].At.Sub(r.Start).Seconds())
 		}

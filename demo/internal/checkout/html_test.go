@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,14 +196,14 @@ func checkPage(t *testing.T, page string) {
 			t.Errorf("charts lack the band of %s", p)
 		}
 	}
-	// The breaker's states as sampled: closed, open at 21 s, probing twice,
-	// closed again in the recovery.
+	// The breaker's states by its transitions: closed, open at 21.2 s,
+	// probing twice, closed again in the recovery.
 	states := regexp.MustCompile(`<rect class="state"[^>]*><title>(\S+) from`).FindAllStringSubmatch(page, -1)
 	var got []string
 	for _, s := range states {
 		got = append(got, s[1])
 	}
-	want := "closed open half-open open half-open open half-open closed"
+	want := "closed open half-open open half-open closed"
 	if strings.Join(got, " ") != want {
 		t.Errorf("breaker states %q, want %q", strings.Join(got, " "), want)
 	}
@@ -333,4 +334,23 @@ func keepArtifact(t *testing.T, path string) {
 		return
 	}
 	t.Logf("screenshot copied to %s", dst)
+}
+
+// Rates are per second, and a sample taken right after another (the last
+// one, after the pending charges drained) is measured over a longer
+// stretch instead of making a spike.
+func TestRatePerSecond(t *testing.T) {
+	r := &Report{Samples: []Sample{
+		{Elapsed: time.Second, Settled: 10},
+		{Elapsed: 2 * time.Second, Settled: 30},
+		{Elapsed: 2*time.Second + 10*time.Millisecond, Settled: 31},
+		{Elapsed: 4 * time.Second, Settled: 33},
+	}}
+	got := r.rate(func(s Sample) int { return s.Settled })
+	want := []float64{10, 20, 21 / 1.01, 2 / 1.99}
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-9 {
+			t.Errorf("rate[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
 }
