@@ -211,7 +211,7 @@ func run() error {
 	}
 	if *htmlPath != "" {
 		if *jaeger != "" && *otlp != "" && rep.Stats.RetriedTrace != "" {
-			rep.Waterfall, rep.WaterfallMissing = drawWaterfall(ctx, *jaeger, rep.Stats.RetriedTrace)
+			rep.Waterfall, rep.WaterfallMissing = drawWaterfall(ctx, *jaeger, rep.Stats.RetriedTrace, aSecond)
 		}
 		link, err := writeHTML(*htmlPath, &rep)
 		if err != nil {
@@ -227,16 +227,14 @@ func run() error {
 
 // drawWaterfall reads the trace back from Jaeger and draws it, or says why
 // it could not. Spans are exported in batches, so a trace not found yet is
-// asked for again a few times.
-func drawWaterfall(ctx context.Context, base, traceID string) (drawing, missing string) {
+// asked for again, up to five times, after wait.
+func drawWaterfall(ctx context.Context, base, traceID string, wait func(context.Context) error) (drawing, missing string) {
 	jc := &waterfall.Client{Base: base}
 	var err error
 	for try := 0; try < 5; try++ {
 		if try > 0 {
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err().Error()
-			case <-time.After(time.Second):
+			if err := wait(ctx); err != nil {
+				return "", err.Error()
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -253,6 +251,18 @@ func drawWaterfall(ctx context.Context, base, traceID string) (drawing, missing 
 		return b.String(), ""
 	}
 	return "", err.Error()
+}
+
+// aSecond waits a second, or until ctx ends.
+func aSecond(ctx context.Context) error {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // writeHTML writes the HTML report to path and returns its file:// URL.
