@@ -20,9 +20,9 @@ var reportHTML string
 
 var reportTmpl = template.Must(template.New("report").Parse(reportHTML))
 
-// Chart geometry, in SVG user units.
+// Chart geometry, in SVG user units of a 1000 x 200 view box (the
+// template draws the axes and grid with the same numbers).
 const (
-	chartW, chartH         = 1000.0, 200.0
 	plotLeft, plotRight    = 60.0, 990.0
 	plotTop, plotBottom    = 12.0, 170.0
 	breakerTop, breakerBot = 40.0, 140.0
