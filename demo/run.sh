@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the failsoft demo: builds the payment server and the checkout client,
 # starts the server on free ports of 127.0.0.1, plays the checkout story
-# against it, prints the report and stops everything.
+# against it, prints the report, writes the HTML report (report.html in
+# DEMO_DIR; its file:// path is printed last) and stops everything.
 #
 # Settings (environment variables):
 #   DEMO_DURATION  length of the load (default 60s)
@@ -22,6 +23,7 @@ RATE=${DEMO_RATE:-15}
 KEEP=${DEMO_KEEP:-0}
 DIR=${DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/failsoft-demo.XXXXXX")}
 mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd) # the report's file:// URL needs an absolute path
 
 if [[ -t 1 ]]; then
 	say() { printf '\033[1m%s\033[0m\n' "$*"; }
@@ -133,10 +135,13 @@ admin_addr=$(sed -n 's/^admin=//p' "$DIR/addr")
 say "payment server on $grpc_addr (pid $server_pid), chaos at http://$admin_addr/chaos"
 
 status=0
-rm -f "$DIR/retried-trace"
+rm -f "$DIR/retried-trace" "$DIR/report.html"
+jaeger_flags=()
+if [[ -n "$jaeger_pid" ]]; then jaeger_flags=(-jaeger "$jaeger_query"); fi
 "$DIR/client" -server "$grpc_addr" -admin "$admin_addr" -outbox "$DIR/outbox.db" \
 	-duration "$DURATION" -rate "$RATE" -log "$DIR/client.log" -trace-file "$DIR/retried-trace" \
-	${otlp_flags[@]+"${otlp_flags[@]}"} || status=$?
+	-html "$DIR/report.html" \
+	${otlp_flags[@]+"${otlp_flags[@]}"} ${jaeger_flags[@]+"${jaeger_flags[@]}"} || status=$?
 
 if [[ -n "$jaeger_pid" && -s "$DIR/retried-trace" ]]; then
 	trace_id=$(cat "$DIR/retried-trace")
@@ -167,5 +172,9 @@ else
 	stop_pid "$jaeger_pid"
 	jaeger_pid=""
 	say "stopped; logs in $DIR"
+fi
+if [[ -s "$DIR/report.html" ]]; then
+	say "HTML report: file://$DIR/report.html"
+	echo "  open it in a browser (xdg-open, open on macOS, or paste the path into the address bar)"
 fi
 exit "$status"

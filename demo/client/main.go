@@ -1,19 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
 	"github.com/failsoft/failsoft/demo/internal/chaos"
 	"github.com/failsoft/failsoft/demo/internal/checkout"
 	"github.com/failsoft/failsoft/demo/internal/metrics"
@@ -53,7 +57,9 @@ func run() error {
 	otlp := fs.String("otlp", "", "export spans over OTLP gRPC to this HOST:PORT (a local Jaeger, for example)")
 	traceFile := fs.String("trace-file", "", "write the trace ID of one retried charge to this file, when -otlp exports it")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "loopback address to serve the client's metrics at /metrics on (port 0 picks a free one; empty for none)")
-	progress := fs.Duration("progress", time.Second, "interval of progress lines; 0 for none")
+	progress := fs.Duration("progress", time.Second, "interval of progress lines and of the HTML report's samples; 0 prints no lines (samples are then taken each second)")
+	htmlPath := fs.String("html", "", "write the HTML report (one self-contained file) to this path")
+	jaeger := fs.String("jaeger", "", "Jaeger query URL (http://HOST:PORT) to read the retried charge's trace back from, for the HTML report's waterfall")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -154,6 +160,7 @@ func run() error {
 	dctx, cancel := context.WithTimeout(ctx, *drainTimeout)
 	derr := c.DrainAll(dctx)
 	cancel()
+	c.Sample(time.Since(start), checkout.AfterLoad) // the queue after draining
 	if derr != nil {
 		fmt.Println("pending:", derr)
 	}
@@ -169,7 +176,10 @@ func run() error {
 	if err != nil {
 		log.Warn("reading dead letters failed", "err", err)
 	}
-	rep := checkout.Report{Stats: c.Stats().Snapshot(), Start: start, Confirmed: confirmed, Dead: len(dead), Recon: recon, Traces: *otlp}
+	rep := checkout.Report{
+		Stats: c.Stats().Snapshot(), Start: start, Confirmed: confirmed, Dead: len(dead), Recon: recon, Traces: *otlp,
+		Samples: c.Stats().Samples(), ByPhase: c.Stats().ByPhase(),
+	}
 	if *admin != "" {
 		var v checkout.ServerView
 		if err := chaos.Get(ctx, *admin, "/stats", &v); err == nil {
@@ -199,8 +209,74 @@ func run() error {
 	if *logPath != "" {
 		fmt.Printf("  %-16s %s\n", "failure log", *logPath)
 	}
+	if *htmlPath != "" {
+		if *jaeger != "" && *otlp != "" && rep.Stats.RetriedTrace != "" {
+			rep.Waterfall, rep.WaterfallMissing = drawWaterfall(ctx, *jaeger, rep.Stats.RetriedTrace, aSecond)
+		}
+		link, err := writeHTML(*htmlPath, &rep)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  %-16s %s\n", "html report", link)
+	}
 	if !recon.OK() {
 		return reconFailed{}
 	}
 	return nil
+}
+
+// drawWaterfall reads the trace back from Jaeger and draws it, or says why
+// it could not. Spans are exported in batches, so a trace not found yet is
+// asked for again, up to five times, after wait.
+func drawWaterfall(ctx context.Context, base, traceID string, wait func(context.Context) error) (drawing, missing string) {
+	jc := &waterfall.Client{Base: base}
+	var err error
+	for try := 0; try < 5; try++ {
+		if try > 0 {
+			if err := wait(ctx); err != nil {
+				return "", err.Error()
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var tr *waterfall.Trace
+		tr, err = jc.Trace(rctx, traceID)
+		cancel()
+		if err != nil {
+			continue
+		}
+		var b strings.Builder
+		if err = waterfall.Render(&b, tr, waterfall.Options{}); err != nil {
+			return "", err.Error()
+		}
+		return b.String(), ""
+	}
+	return "", err.Error()
+}
+
+// aSecond waits a second, or until ctx ends.
+func aSecond(ctx context.Context) error {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// writeHTML writes the HTML report to path and returns its file:// URL.
+func writeHTML(path string, rep *checkout.Report) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if err := rep.WriteHTML(&b); err != nil {
+		return "", fmt.Errorf("html report: %w", err)
+	}
+	if err := os.WriteFile(abs, b.Bytes(), 0o644); err != nil {
+		return "", fmt.Errorf("html report: %w", err)
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String(), nil
 }

@@ -409,6 +409,7 @@ func (c *Client) Lookup(ctx context.Context, id string) (p *paymentsv1.Payment, 
 	end(err)
 	c.stats.read(time.Since(start))
 	if err != nil {
+		c.stats.Failed.Add(1)
 		c.log.Warn("payment read failed", "payment", id, "trace_id", tid, "err", err)
 		return nil, false, err
 	}
@@ -425,6 +426,7 @@ func (c *Client) Refund(ctx context.Context, id string) error {
 	_, err := c.api.Refund(ctx, &paymentsv1.RefundRequest{PaymentId: id})
 	end(err)
 	if err != nil {
+		c.stats.Failed.Add(1)
 		c.log.Warn("refund failed", "payment", id, "trace_id", tid, "err", err)
 	}
 	return err

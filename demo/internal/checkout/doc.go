@@ -4,5 +4,7 @@
 // leaves such charges to failsoft's pending queue (package
 // interceptors/pending, on a bbolt file), which sends them again with the
 // same idempotency key once the service is back. It drives load through
-// phases, and reconciles what it believes against the service's ledger.
+// phases, samples its own state once a second, reconciles what it believes
+// against the service's ledger, and reports in text and as one
+// self-contained HTML page (inline CSS and SVG charts of the samples).
 package checkout

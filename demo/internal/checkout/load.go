@@ -55,7 +55,9 @@ type Load struct {
 	Seed uint64
 	// SetChaos applies a phase's settings on the server.
 	SetChaos func(context.Context, chaos.Config) error
-	// Progress receives a status line every ProgressEvery; nil for none.
+	// Progress receives a status line every ProgressEvery (default a
+	// second); nil for none. The client samples its state for the HTML
+	// report at the same interval either way.
 	Progress      io.Writer
 	ProgressEvery time.Duration
 }
@@ -99,25 +101,26 @@ func (c *Client) Run(ctx context.Context, l Load) error {
 	var ops sync.WaitGroup
 	var skipped atomic.Int64
 	phase := atomic.Pointer[string]{}
+	phase.Store(&l.Phases[0].Name)
 	start := time.Now()
-	if l.Progress != nil {
-		every := l.ProgressEvery
-		if every <= 0 {
-			every = time.Second
-		}
-		bg.Go(func() {
-			t := time.NewTicker(every)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					c.progress(l.Progress, *phase.Load(), time.Since(start), skipped.Load())
-				}
-			}
-		})
+	// Samples for the HTML report are taken with every progress line, also
+	// when the lines are not printed.
+	every := l.ProgressEvery
+	if every <= 0 {
+		every = time.Second
 	}
+	bg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.progress(l.Progress, *phase.Load(), time.Since(start), skipped.Load())
+			}
+		}
+	})
 	interval := time.Duration(float64(time.Second) / l.Rate)
 	for _, p := range l.Phases {
 		name := p.Name
@@ -157,9 +160,7 @@ func (c *Client) Run(ctx context.Context, l Load) error {
 	}
 	ops.Wait()
 	c.stats.startPhase(AfterLoad)
-	if l.Progress != nil {
-		c.progress(l.Progress, "done", time.Since(start), skipped.Load())
-	}
+	c.progress(l.Progress, AfterLoad, time.Since(start), skipped.Load())
 	return nil
 }
 
@@ -184,11 +185,19 @@ func (c *Client) op(ctx context.Context, pick int, amount int64, n int) {
 	}
 }
 
+// progress takes a sample and, when w is not nil, prints it as a line.
 func (c *Client) progress(w io.Writer, phase string, elapsed time.Duration, skipped int64) {
+	smp := c.Sample(elapsed, phase)
+	if w == nil {
+		return
+	}
+	if phase == AfterLoad {
+		phase = "done"
+	}
 	s := c.stats.Snapshot()
 	fmt.Fprintf(w, "[%-8s %5.1fs] calls %4d  settled %4d pending %3d declined %2d  attempts %4d retries %3d hedges %3d  breaker %-9s queued to resend %3d",
 		phase, elapsed.Seconds(), s.LogicalCalls, s.Outcomes[StateSettled], s.Outcomes[StatePending], s.Outcomes[StateDeclined],
-		s.Attempts, s.Retries, s.Hedges, c.BreakerState(), c.Pending())
+		s.Attempts, s.Retries, s.Hedges, smp.Breaker, smp.Queued)
 	if skipped > 0 {
 		fmt.Fprintf(w, "  skipped %d", skipped)
 	}

@@ -32,6 +32,13 @@ type Report struct {
 	// Traces says where the run's spans went ("" when they were not
 	// exported): a trace ID is shown only where it can be looked up.
 	Traces string
+	// Samples and ByPhase feed the HTML report's charts and phase table.
+	Samples []Sample
+	ByPhase []PhaseLatency
+	// Waterfall is the drawing of the retried charge's trace, read back
+	// from where the spans went; WaterfallMissing says why there is none
+	// when the trace was exported.
+	Waterfall, WaterfallMissing string
 }
 
 // NoTraces is what the report says when no spans were exported.

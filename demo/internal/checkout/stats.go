@@ -34,6 +34,8 @@ type Stats struct {
 	Attempts, Retries, Hedges, Backoffs, Pushbacks atomic.Int64
 	BreakerRejected, DeadlineFailFast, Throttled   atomic.Int64
 	BulkheadRejected, BudgetExhausted, Replays     atomic.Int64
+	// Failed counts reads and refunds that returned an error.
+	Failed atomic.Int64
 
 	retried atomic.Pointer[string] // trace ID of the first retried charge
 
@@ -46,6 +48,9 @@ type Stats struct {
 	phases      []PhaseStart
 	chargeLat   []time.Duration
 	readLat     []time.Duration
+	phaseFrom   []int // index into chargeLat where each phase began
+	samples     []Sample
+	sampledLat  int // charge latencies already in a sample
 }
 
 // NewStats returns empty stats.
@@ -108,6 +113,7 @@ func (s *Stats) Fallback(level string) {
 func (s *Stats) startPhase(name string) {
 	s.mu.Lock()
 	s.phases = append(s.phases, PhaseStart{Name: name, At: time.Now()})
+	s.phaseFrom = append(s.phaseFrom, len(s.chargeLat))
 	s.mu.Unlock()
 }
 
