@@ -115,10 +115,14 @@ func hasKey(ctx context.Context) bool {
 // would allow one now, and the deadline leaves room for the attempt and
 // the policy's minimum budget. It is chain.State.MayRetry.
 func (c *call) mayRetry(now time.Time) bool {
-	if c.n >= c.max || (c.b != nil && !c.b.allows(now)) {
+	if c.n >= c.max {
 		return false
 	}
-	return c.deadline.IsZero() || c.deadline.Sub(now)-c.timeout > max(c.p.MinBudget, 0)
+	if !c.deadline.IsZero() && c.deadline.Sub(now)-c.timeout <= max(c.p.MinBudget, 0) {
+		return false
+	}
+	// The budget last: it takes a lock.
+	return c.b == nil || c.b.allows(now)
 }
 
 // attemptContext returns the context of attempt c.n: its number in the
