@@ -48,16 +48,18 @@ type call struct {
 }
 
 // open takes the steps every call takes before its first attempt, unary or
-// stream: it resolves the policy, credits the target's budget, reads the
-// call's options and decides how many attempts the call may have.
+// stream, on a call that holds its Interceptor, context and method: it
+// resolves the policy, credits the target's budget, reads the call's
+// options and decides how many attempts the call may have.
 // hedgeable says whether the call could be hedged (a unary call whose
 // reply is a proto message: each hedge needs a reply of its own).
-func (ic *Interceptor) open(ctx context.Context, method string, cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption, now time.Time, hedgeable bool) (call, error) {
-	p, err := st.Resolve(ic.resolver, method)
+func (c *call) open(cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption, now time.Time, hedgeable bool) error {
+	ic, ctx := c.ic, c.ctx
+	p, err := st.Resolve(ic.resolver, c.method)
 	if err != nil {
-		return call{}, err
+		return err
 	}
-	c := call{ic: ic, ctx: ctx, method: method, p: p, max: 1}
+	c.p, c.max = p, 1
 	if cc != nil {
 		c.target = cc.Target()
 	}
@@ -72,14 +74,14 @@ func (ic *Interceptor) open(ctx context.Context, method string, cc *grpc.ClientC
 	c.watch = observe.Wants(ctx, ic.obs, observe.AttemptEnd) || observe.Wants(ctx, ic.obs, observe.AttemptStart)
 	cfg := callOptions(opts)
 	if cfg != nil && cfg.err != nil {
-		return call{}, status.Error(codes.InvalidArgument, "failsoft: retry: "+cfg.err.Error())
+		return status.Error(codes.InvalidArgument, "failsoft: retry: "+cfg.err.Error())
 	}
 	if cfg != nil && cfg.disabled {
-		return c, nil
+		return nil
 	}
 	c.hedge = hedgeable && p.Hedgeable()
 	if !c.hedge && !p.Retryable(p.RequiresKey && hasKey(ctx)) {
-		return c, nil
+		return nil
 	}
 	c.max, c.hedges = p.Retry.MaxAttempts, 1
 	if c.hedge {
@@ -103,7 +105,7 @@ func (ic *Interceptor) open(ctx context.Context, method string, cc *grpc.ClientC
 	if c.hedge {
 		c.timeout = 0 // hedges race within the call's deadline
 	}
-	return c, nil
+	return nil
 }
 
 func hasKey(ctx context.Context) bool {

@@ -79,8 +79,8 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 	ic := l.ic
 	now := ic.clock.Now()
 	m, isProto := reply.(proto.Message)
-	c, err := ic.open(ctx, method, cc, &next.State, opts, now, isProto)
-	if err != nil {
+	c := call{ic: ic, ctx: ctx, method: method}
+	if err := c.open(cc, &next.State, opts, now, isProto); err != nil {
 		return err
 	}
 	if c.hedge && c.max > 1 {
