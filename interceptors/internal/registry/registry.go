@@ -23,7 +23,7 @@ const (
 )
 
 // Registry maps a call's target, or with per-method keys its target and
-// method, to a *T created on first use. Lookups take no lock: maps are
+// method, to a *T created on first use. Lookups take no lock: the map is
 // copied on write.
 //
 // It holds about max values. When it is full, a new key takes the place of
@@ -39,27 +39,22 @@ type Registry[T any] struct {
 	create    func(target, method string) *T
 	worth     func(*T) Worth
 
-	// One of the two maps is used: slots by target, or with per-method
-	// keys, entries by target holding slots by method.
-	flat    atomic.Pointer[map[string]*slot[T]]
-	targets atomic.Pointer[map[string]*entry[T]]
+	m atomic.Pointer[map[key]*slot[T]]
 
 	mu    sync.Mutex // serialises changes
 	slots []*slot[T] // every value, in the order the clock hand visits them
 	hand  int
 }
 
+// key is a value's key; method is "" without per-method keys.
+type key struct{ target, method string }
+
 // slot holds one value and whether it was used since the clock hand last
 // passed it.
 type slot[T any] struct {
-	target, method string
-	v              *T
-	used           atomic.Bool
-}
-
-// entry is one target's slots by method.
-type entry[T any] struct {
-	methods atomic.Pointer[map[string]*slot[T]]
+	key  key
+	v    *T
+	used atomic.Bool
 }
 
 // Init empties r and sets it up; it must be called before any other
@@ -69,18 +64,17 @@ type entry[T any] struct {
 func (r *Registry[T]) Init(perMethod bool, max int, create func(target, method string) *T, worth func(*T) Worth) {
 	r.perMethod, r.max, r.create, r.worth = perMethod, max, create, worth
 	r.slots, r.hand = nil, 0
-	flat := map[string]*slot[T]{}
-	r.flat.Store(&flat)
-	targets := map[string]*entry[T]{}
-	r.targets.Store(&targets)
+	m := map[key]*slot[T]{}
+	r.m.Store(&m)
 }
 
 // Get returns the value for a call, creating it on first use, and marks it
 // used.
 func (r *Registry[T]) Get(target, method string) *T {
-	s := r.find(target, method)
+	k := r.key(target, method)
+	s := (*r.m.Load())[k]
 	if s == nil {
-		s = r.add(target, method)
+		s = r.add(k)
 	}
 	if !s.used.Load() {
 		s.used.Store(true)
@@ -91,20 +85,17 @@ func (r *Registry[T]) Get(target, method string) *T {
 // Lookup returns the value for target (and method, with per-method keys),
 // or nil if there is none. It does not count as a use.
 func (r *Registry[T]) Lookup(target, method string) *T {
-	if s := r.find(target, method); s != nil {
+	if s := (*r.m.Load())[r.key(target, method)]; s != nil {
 		return s.v
 	}
 	return nil
 }
 
-func (r *Registry[T]) find(target, method string) *slot[T] {
+func (r *Registry[T]) key(target, method string) key {
 	if !r.perMethod {
-		return (*r.flat.Load())[target]
+		method = ""
 	}
-	if e := (*r.targets.Load())[target]; e != nil {
-		return (*e.methods.Load())[method]
-	}
-	return nil
+	return key{target, method}
 }
 
 // Len returns the number of values held.
@@ -117,51 +108,32 @@ func (r *Registry[T]) Len() int {
 // All yields every value, in no particular order.
 func (r *Registry[T]) All() iter.Seq[*T] {
 	return func(yield func(*T) bool) {
-		if !r.perMethod {
-			for _, s := range *r.flat.Load() {
-				if !yield(s.v) {
-					return
-				}
-			}
-			return
-		}
-		for _, e := range *r.targets.Load() {
-			for _, s := range *e.methods.Load() {
-				if !yield(s.v) {
-					return
-				}
+		for _, s := range *r.m.Load() {
+			if !yield(s.v) {
+				return
 			}
 		}
 	}
 }
 
-func (r *Registry[T]) add(target, method string) *slot[T] {
+func (r *Registry[T]) add(k key) *slot[T] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s := r.find(target, method); s != nil {
+	if s := (*r.m.Load())[k]; s != nil {
 		return s
 	}
 	if len(r.slots) >= r.max {
 		r.evict()
 	}
-	if !r.perMethod {
-		method = ""
-	}
-	s := &slot[T]{target: target, method: method, v: r.create(target, method)}
+	s := &slot[T]{key: k, v: r.create(k.target, k.method)}
 	r.slots = append(r.slots, s)
-	if !r.perMethod {
-		r.flat.Store(with(*r.flat.Load(), target, s))
-		return s
+	old := *r.m.Load()
+	next := make(map[key]*slot[T], len(old)+1)
+	for k, v := range old {
+		next[k] = v
 	}
-	targets := *r.targets.Load()
-	e, ok := targets[target]
-	if !ok {
-		e = &entry[T]{}
-		e.methods.Store(&map[string]*slot[T]{method: s})
-		r.targets.Store(with(targets, target, e))
-		return s
-	}
-	e.methods.Store(with(*e.methods.Load(), method, s))
+	next[k] = s
+	r.m.Store(&next)
 	return s
 }
 
@@ -201,37 +173,12 @@ func (r *Registry[T]) drop(i int) {
 	r.slots[i] = r.slots[last]
 	r.slots[last] = nil
 	r.slots = r.slots[:last]
-	if !r.perMethod {
-		r.flat.Store(without(*r.flat.Load(), s.target))
-		return
-	}
-	targets := *r.targets.Load()
-	e := targets[s.target]
-	methods := *e.methods.Load()
-	if len(methods) == 1 {
-		r.targets.Store(without(targets, s.target))
-		return
-	}
-	e.methods.Store(without(methods, s.method))
-}
-
-// with returns a copy of m with key set to v.
-func with[V any](m map[string]V, key string, v V) *map[string]V {
-	next := make(map[string]V, len(m)+1)
-	for k, x := range m {
-		next[k] = x
-	}
-	next[key] = v
-	return &next
-}
-
-// without returns a copy of m without key.
-func without[V any](m map[string]V, key string) *map[string]V {
-	next := make(map[string]V, len(m))
-	for k, v := range m {
-		if k != key {
+	old := *r.m.Load()
+	next := make(map[key]*slot[T], len(old))
+	for k, v := range old {
+		if k != s.key {
 			next[k] = v
 		}
 	}
-	return &next
+	r.m.Store(&next)
 }
