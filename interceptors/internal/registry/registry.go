@@ -23,7 +23,7 @@ const (
 )
 
 // Registry maps a call's target, or with per-method keys its target and
-// method, to a *T created on first use. Lookups take no lock: the map is
+// method, to a *T created on first use. Lookups take no lock: maps are
 // copied on write.
 //
 // It holds about max values. When it is full, a new key takes the place of
@@ -39,7 +39,10 @@ type Registry[T any] struct {
 	create    func(target, method string) *T
 	worth     func(*T) Worth
 
-	m atomic.Pointer[map[key]*slot[T]]
+	// One of the two maps is used: by target, or with per-method keys by
+	// target and method.
+	targets atomic.Pointer[map[string]*slot[T]]
+	keys    atomic.Pointer[map[key]*slot[T]]
 
 	mu    sync.Mutex // serialises changes
 	slots []*slot[T] // every value, in the order the clock hand visits them
@@ -64,17 +67,17 @@ type slot[T any] struct {
 func (r *Registry[T]) Init(perMethod bool, max int, create func(target, method string) *T, worth func(*T) Worth) {
 	r.perMethod, r.max, r.create, r.worth = perMethod, max, create, worth
 	r.slots, r.hand = nil, 0
-	m := map[key]*slot[T]{}
-	r.m.Store(&m)
+	targets, keys := map[string]*slot[T]{}, map[key]*slot[T]{}
+	r.targets.Store(&targets)
+	r.keys.Store(&keys)
 }
 
 // Get returns the value for a call, creating it on first use, and marks it
 // used.
 func (r *Registry[T]) Get(target, method string) *T {
-	k := r.key(target, method)
-	s := (*r.m.Load())[k]
+	s := r.find(target, method)
 	if s == nil {
-		s = r.add(k)
+		s = r.add(target, method)
 	}
 	if !s.used.Load() {
 		s.used.Store(true)
@@ -85,17 +88,17 @@ func (r *Registry[T]) Get(target, method string) *T {
 // Lookup returns the value for target (and method, with per-method keys),
 // or nil if there is none. It does not count as a use.
 func (r *Registry[T]) Lookup(target, method string) *T {
-	if s := (*r.m.Load())[r.key(target, method)]; s != nil {
+	if s := r.find(target, method); s != nil {
 		return s.v
 	}
 	return nil
 }
 
-func (r *Registry[T]) key(target, method string) key {
+func (r *Registry[T]) find(target, method string) *slot[T] {
 	if !r.perMethod {
-		method = ""
+		return (*r.targets.Load())[target]
 	}
-	return key{target, method}
+	return (*r.keys.Load())[key{target, method}]
 }
 
 // Len returns the number of values held.
@@ -108,32 +111,41 @@ func (r *Registry[T]) Len() int {
 // All yields every value, in no particular order.
 func (r *Registry[T]) All() iter.Seq[*T] {
 	return func(yield func(*T) bool) {
-		for _, s := range *r.m.Load() {
-			if !yield(s.v) {
-				return
-			}
+		if !r.perMethod {
+			values(*r.targets.Load(), yield)
+			return
+		}
+		values(*r.keys.Load(), yield)
+	}
+}
+
+func values[K comparable, T any](m map[K]*slot[T], yield func(*T) bool) {
+	for _, s := range m {
+		if !yield(s.v) {
+			return
 		}
 	}
 }
 
-func (r *Registry[T]) add(k key) *slot[T] {
+func (r *Registry[T]) add(target, method string) *slot[T] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s := (*r.m.Load())[k]; s != nil {
+	if s := r.find(target, method); s != nil {
 		return s
 	}
 	if len(r.slots) >= r.max {
 		r.evict()
 	}
-	s := &slot[T]{key: k, v: r.create(k.target, k.method)}
-	r.slots = append(r.slots, s)
-	old := *r.m.Load()
-	next := make(map[key]*slot[T], len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	if !r.perMethod {
+		method = ""
 	}
-	next[k] = s
-	r.m.Store(&next)
+	s := &slot[T]{key: key{target, method}, v: r.create(target, method)}
+	r.slots = append(r.slots, s)
+	if !r.perMethod {
+		r.targets.Store(with(*r.targets.Load(), target, s))
+	} else {
+		r.keys.Store(with(*r.keys.Load(), s.key, s))
+	}
 	return s
 }
 
@@ -173,12 +185,30 @@ func (r *Registry[T]) drop(i int) {
 	r.slots[i] = r.slots[last]
 	r.slots[last] = nil
 	r.slots = r.slots[:last]
-	old := *r.m.Load()
-	next := make(map[key]*slot[T], len(old))
-	for k, v := range old {
-		if k != s.key {
-			next[k] = v
+	if !r.perMethod {
+		r.targets.Store(without(*r.targets.Load(), s.key.target))
+	} else {
+		r.keys.Store(without(*r.keys.Load(), s.key))
+	}
+}
+
+// with returns a copy of m with k set to v.
+func with[K comparable, V any](m map[K]V, k K, v V) *map[K]V {
+	next := make(map[K]V, len(m)+1)
+	for k, x := range m {
+		next[k] = x
+	}
+	next[k] = v
+	return &next
+}
+
+// without returns a copy of m without k.
+func without[K comparable, V any](m map[K]V, k K) *map[K]V {
+	next := make(map[K]V, len(m))
+	for x, v := range m {
+		if x != k {
+			next[x] = v
 		}
 	}
-	r.m.Store(&next)
+	return &next
 }
