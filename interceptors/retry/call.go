@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
@@ -51,9 +52,9 @@ type call struct {
 // stream, on a call that holds its Interceptor, context and method: it
 // resolves the policy, credits the target's budget, reads the call's
 // options and decides how many attempts the call may have.
-// hedgeable says whether the call could be hedged (a unary call whose
-// reply is a proto message: each hedge needs a reply of its own).
-func (c *call) open(cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption, now time.Time, hedgeable bool) error {
+// reply is a unary call's reply, nil for a stream: a call may be hedged
+// only when it is a proto message, as each hedge needs a reply of its own.
+func (c *call) open(cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption, now time.Time, reply any) error {
 	ic, ctx := c.ic, c.ctx
 	p, err := st.Resolve(ic.resolver, c.method)
 	if err != nil {
@@ -79,7 +80,9 @@ func (c *call) open(cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption
 	if cfg != nil && cfg.disabled {
 		return nil
 	}
-	c.hedge = hedgeable && p.Hedgeable()
+	if p.Hedgeable() {
+		_, c.hedge = reply.(proto.Message)
+	}
 	if !c.hedge && !p.Retryable(p.RequiresKey && hasKey(ctx)) {
 		return nil
 	}

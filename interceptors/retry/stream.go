@@ -22,7 +22,7 @@ import (
 
 func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	c := call{ic: ic, ctx: ctx, method: method}
-	if err := c.open(cc, &next.State, opts, ic.clock.Now(), false); err != nil {
+	if err := c.open(cc, &next.State, opts, ic.clock.Now(), nil); err != nil {
 		return nil, err
 	}
 	retry := c.max > 1
