@@ -2,7 +2,6 @@ package retry
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
@@ -26,24 +25,22 @@ const maxTargets = 1024
 //	Ratio * calls + MinPerSecond * TTL - spent
 //
 // over the slots still in the window, and a retry or hedge may be sent
-// while it is at least one.
-//
-// Counts are atomic and lock-free: under contention a count added while
-// its slot is being reset may be lost, which moves the balance by a token
-// or two at most.
+// while it is at least one. The window's sums are kept as the slots
+// change, so that reading the balance does not add up the slots.
 type bucket struct {
 	ratio float64
 	floor float64 // MinPerSecond * TTL
 	width time.Duration
 	base  time.Time
-	slots [budgetSlots]slot
+
+	mu     sync.Mutex
+	last   int64              // the latest stretch counted: the window is (last-budgetSlots, last]
+	slots  [budgetSlots]tally // the stretch e's counts are in slots[e%budgetSlots]
+	window tally              // the sums of slots
 }
 
-type slot struct {
-	epoch atomic.Int64 // the stretch of time the counts belong to: elapsed / width
-	calls atomic.Int64
-	spent atomic.Int64
-}
+// tally is what a stretch of time, or the window, counts.
+type tally struct{ calls, spent int64 }
 
 func newBucket(b Budget, now time.Time) *bucket {
 	return &bucket{
@@ -59,78 +56,105 @@ func (k *bucket) epoch(now time.Time) int64 {
 	return int64(now.Sub(k.base)/k.width) + 1
 }
 
-// current returns the slot of epoch e, reset if it held an older stretch.
-func (k *bucket) current(e int64) *slot {
-	s := &k.slots[e%budgetSlots]
-	if old := s.epoch.Load(); old != e && s.epoch.CompareAndSwap(old, e) {
-		s.calls.Store(0)
-		s.spent.Store(0)
+// advance moves the window on to stretch e, resetting the slots of the
+// stretches that left it. A stretch older than the window's latest (a
+// clock reading taken a moment before another's) leaves it as it is.
+// Called with mu held.
+func (k *bucket) advance(e int64) {
+	if e <= k.last {
+		return
 	}
-	return s
+	for s := max(k.last+1, e-budgetSlots+1); s <= e; s++ {
+		t := &k.slots[s%budgetSlots]
+		k.window.calls -= t.calls
+		k.window.spent -= t.spent
+		*t = tally{}
+	}
+	k.last = e
+}
+
+// add counts calls and spent tokens in the stretch now is in, unless that
+// stretch has already left the window.
+func (k *bucket) add(now time.Time, calls, spent int64) {
+	e := k.epoch(now)
+	k.mu.Lock()
+	k.advance(e)
+	if e > k.last-budgetSlots {
+		t := &k.slots[e%budgetSlots]
+		t.calls += calls
+		t.spent += spent
+		k.window.calls += calls
+		k.window.spent += spent
+	}
+	k.mu.Unlock()
+}
+
+// balance returns the tokens available. Called with mu held.
+func (k *bucket) balance() float64 {
+	return k.ratio*float64(k.window.calls) + k.floor - float64(k.window.spent)
 }
 
 // deposit credits one call.
-func (k *bucket) deposit(now time.Time) { k.current(k.epoch(now)).calls.Add(1) }
-
-// balance returns the tokens available in epoch e.
-func (k *bucket) balance(e int64) float64 {
-	var calls, spent int64
-	for i := range k.slots {
-		s := &k.slots[i]
-		if se := s.epoch.Load(); se > e-budgetSlots && se <= e {
-			calls += s.calls.Load()
-			spent += s.spent.Load()
-		}
-	}
-	return k.ratio*float64(calls) + k.floor - float64(spent)
-}
+func (k *bucket) deposit(now time.Time) { k.add(now, 1, 0) }
 
 // allows reports whether a retry could be sent now, without spending.
-func (k *bucket) allows(now time.Time) bool { return k.balance(k.epoch(now)) >= 1 }
+func (k *bucket) allows(now time.Time) bool {
+	e := k.epoch(now)
+	k.mu.Lock()
+	k.advance(e)
+	ok := k.balance() >= 1
+	k.mu.Unlock()
+	return ok
+}
 
 // withdraw takes one token for a retry or hedge and reports whether there
 // was one.
 func (k *bucket) withdraw(now time.Time) bool {
 	e := k.epoch(now)
-	if k.balance(e) < 1 {
-		return false
+	k.mu.Lock()
+	k.advance(e)
+	ok := k.balance() >= 1
+	if ok {
+		k.slots[k.last%budgetSlots].spent++
+		k.window.spent++
 	}
-	k.current(e).spent.Add(1)
-	return true
+	k.mu.Unlock()
+	return ok
 }
 
 // refund gives back the token of a retry that succeeded: it did the work
 // of the call it retried and added no futile load, so it is not counted
 // against the retries to come.
-func (k *bucket) refund(now time.Time) { k.current(k.epoch(now)).spent.Add(-1) }
+func (k *bucket) refund(now time.Time) { k.add(now, 0, -1) }
 
 // budgets holds the buckets by target.
 type budgets struct {
 	cfg   Budget
 	clock clock.Clock
-	m     sync.Map // target -> *bucket
-	mu    sync.Mutex
-	n     int     // buckets in m
+	mu    sync.RWMutex
+	m     map[string]*bucket
 	extra *bucket // shared by targets past maxTargets
 }
 
 func newBudgets(cfg Budget, clk clock.Clock) *budgets {
-	return &budgets{cfg: cfg, clock: clk}
+	return &budgets{cfg: cfg, clock: clk, m: map[string]*bucket{}}
 }
 
 func (bs *budgets) get(target string) *bucket {
-	if b, ok := bs.m.Load(target); ok {
-		return b.(*bucket)
+	bs.mu.RLock()
+	b := bs.m[target]
+	bs.mu.RUnlock()
+	if b != nil {
+		return b
 	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
-	if b, ok := bs.m.Load(target); ok {
-		return b.(*bucket)
+	if b := bs.m[target]; b != nil {
+		return b
 	}
-	if bs.n < maxTargets {
+	if len(bs.m) < maxTargets {
 		b := newBucket(bs.cfg, bs.clock.Now())
-		bs.m.Store(target, b)
-		bs.n++
+		bs.m[target] = b
 		return b
 	}
 	if bs.extra == nil {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
@@ -48,16 +49,18 @@ type call struct {
 }
 
 // open takes the steps every call takes before its first attempt, unary or
-// stream: it resolves the policy, credits the target's budget, reads the
-// call's options and decides how many attempts the call may have.
-// hedgeable says whether the call could be hedged (a unary call whose
-// reply is a proto message: each hedge needs a reply of its own).
-func (ic *Interceptor) open(ctx context.Context, method string, cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption, now time.Time, hedgeable bool) (call, error) {
-	p, err := st.Resolve(ic.resolver, method)
+// stream, on a call that holds its Interceptor, context and method: it
+// resolves the policy, credits the target's budget, reads the call's
+// options and decides how many attempts the call may have.
+// reply is a unary call's reply, nil for a stream: a call may be hedged
+// only when it is a proto message, as each hedge needs a reply of its own.
+func (c *call) open(cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption, now time.Time, reply any) error {
+	ic, ctx := c.ic, c.ctx
+	p, err := st.Resolve(ic.resolver, c.method)
 	if err != nil {
-		return call{}, err
+		return err
 	}
-	c := call{ic: ic, ctx: ctx, method: method, p: p, max: 1}
+	c.p, c.max = p, 1
 	if cc != nil {
 		c.target = cc.Target()
 	}
@@ -72,14 +75,16 @@ func (ic *Interceptor) open(ctx context.Context, method string, cc *grpc.ClientC
 	c.watch = observe.Wants(ctx, ic.obs, observe.AttemptEnd) || observe.Wants(ctx, ic.obs, observe.AttemptStart)
 	cfg := callOptions(opts)
 	if cfg != nil && cfg.err != nil {
-		return call{}, status.Error(codes.InvalidArgument, "failsoft: retry: "+cfg.err.Error())
+		return status.Error(codes.InvalidArgument, "failsoft: retry: "+cfg.err.Error())
 	}
 	if cfg != nil && cfg.disabled {
-		return c, nil
+		return nil
 	}
-	c.hedge = hedgeable && p.Hedgeable()
+	if p.Hedgeable() {
+		_, c.hedge = reply.(proto.Message)
+	}
 	if !c.hedge && !p.Retryable(p.RequiresKey && hasKey(ctx)) {
-		return c, nil
+		return nil
 	}
 	c.max, c.hedges = p.Retry.MaxAttempts, 1
 	if c.hedge {
@@ -103,7 +108,7 @@ func (ic *Interceptor) open(ctx context.Context, method string, cc *grpc.ClientC
 	if c.hedge {
 		c.timeout = 0 // hedges race within the call's deadline
 	}
-	return c, nil
+	return nil
 }
 
 func hasKey(ctx context.Context) bool {
@@ -115,10 +120,14 @@ func hasKey(ctx context.Context) bool {
 // would allow one now, and the deadline leaves room for the attempt and
 // the policy's minimum budget. It is chain.State.MayRetry.
 func (c *call) mayRetry(now time.Time) bool {
-	if c.n >= c.max || (c.b != nil && !c.b.allows(now)) {
+	if c.n >= c.max {
 		return false
 	}
-	return c.deadline.IsZero() || c.deadline.Sub(now)-c.timeout > max(c.p.MinBudget, 0)
+	if !c.deadline.IsZero() && c.deadline.Sub(now)-c.timeout <= max(c.p.MinBudget, 0) {
+		return false
+	}
+	// The budget last: it takes a lock.
+	return c.b == nil || c.b.allows(now)
 }
 
 // attemptContext returns the context of attempt c.n: its number in the

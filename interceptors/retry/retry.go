@@ -78,13 +78,12 @@ func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clien
 func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
 	ic := l.ic
 	now := ic.clock.Now()
-	m, isProto := reply.(proto.Message)
-	c, err := ic.open(ctx, method, cc, &next.State, opts, now, isProto)
-	if err != nil {
+	c := call{ic: ic, ctx: ctx, method: method}
+	if err := c.open(cc, &next.State, opts, now, reply); err != nil {
 		return err
 	}
 	if c.hedge && c.max > 1 {
-		return newHedger(&c, req, m, cc, next, opts).run()
+		return newHedger(&c, req, reply.(proto.Message), cc, next, opts).run()
 	}
 	return c.unary(now, req, reply, cc, next, opts)
 }

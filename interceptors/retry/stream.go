@@ -21,8 +21,8 @@ import (
 )
 
 func (ic *Interceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	c, err := ic.open(ctx, method, cc, &next.State, opts, ic.clock.Now(), false)
-	if err != nil {
+	c := call{ic: ic, ctx: ctx, method: method}
+	if err := c.open(cc, &next.State, opts, ic.clock.Now(), nil); err != nil {
 		return nil, err
 	}
 	retry := c.max > 1

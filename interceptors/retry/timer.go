@@ -29,7 +29,7 @@ type attemptTimer struct {
 	// timeout, earlier than the call's: the server, which got it, may
 	// answer DEADLINE_EXCEEDED because of it.
 	own    time.Time
-	half   time.Time          // halfway to own
+	d      time.Duration      // the attempt's timeout, when own is set
 	plain  context.CancelFunc // a context deadline alone
 	cancel context.CancelCauseFunc
 	outer  context.CancelFunc // the call's deadline, under a timer
@@ -61,7 +61,7 @@ func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Durati
 			t.ctx, t.plain = context.WithDeadline(ctx, pending)
 			return t.ctx
 		}
-		t.own, t.half = own, now.Add(d/2)
+		t.own, t.d = own, d
 		t.ctx, t.plain = context.WithDeadlineCause(ctx, own, errAttemptTimeout)
 		return t.ctx
 	}
@@ -107,7 +107,7 @@ func (t *attemptTimer) timedOut(err error) bool {
 		return false
 	}
 	now := time.Now()
-	return !now.Before(t.own) || (outcome.Code(err) == codes.DeadlineExceeded && !now.Before(t.half))
+	return !now.Before(t.own) || (outcome.Code(err) == codes.DeadlineExceeded && !now.Before(t.own.Add(-t.d/2)))
 }
 
 // disarm stops the timer without ending the attempt.

@@ -39,27 +39,25 @@ type Registry[T any] struct {
 	create    func(target, method string) *T
 	worth     func(*T) Worth
 
-	// One of the two maps is used: slots by target, or with per-method
-	// keys, entries by target holding slots by method.
-	flat    atomic.Pointer[map[string]*slot[T]]
-	targets atomic.Pointer[map[string]*entry[T]]
+	// One of the two maps is used: by target, or with per-method keys by
+	// target and method.
+	targets atomic.Pointer[map[string]*slot[T]]
+	keys    atomic.Pointer[map[key]*slot[T]]
 
 	mu    sync.Mutex // serialises changes
 	slots []*slot[T] // every value, in the order the clock hand visits them
 	hand  int
 }
 
+// key is a value's key; method is "" without per-method keys.
+type key struct{ target, method string }
+
 // slot holds one value and whether it was used since the clock hand last
 // passed it.
 type slot[T any] struct {
-	target, method string
-	v              *T
-	used           atomic.Bool
-}
-
-// entry is one target's slots by method.
-type entry[T any] struct {
-	methods atomic.Pointer[map[string]*slot[T]]
+	key  key
+	v    *T
+	used atomic.Bool
 }
 
 // Init empties r and sets it up; it must be called before any other
@@ -69,10 +67,9 @@ type entry[T any] struct {
 func (r *Registry[T]) Init(perMethod bool, max int, create func(target, method string) *T, worth func(*T) Worth) {
 	r.perMethod, r.max, r.create, r.worth = perMethod, max, create, worth
 	r.slots, r.hand = nil, 0
-	flat := map[string]*slot[T]{}
-	r.flat.Store(&flat)
-	targets := map[string]*entry[T]{}
+	targets, keys := map[string]*slot[T]{}, map[key]*slot[T]{}
 	r.targets.Store(&targets)
+	r.keys.Store(&keys)
 }
 
 // Get returns the value for a call, creating it on first use, and marks it
@@ -99,12 +96,9 @@ func (r *Registry[T]) Lookup(target, method string) *T {
 
 func (r *Registry[T]) find(target, method string) *slot[T] {
 	if !r.perMethod {
-		return (*r.flat.Load())[target]
+		return (*r.targets.Load())[target]
 	}
-	if e := (*r.targets.Load())[target]; e != nil {
-		return (*e.methods.Load())[method]
-	}
-	return nil
+	return (*r.keys.Load())[key{target, method}]
 }
 
 // Len returns the number of values held.
@@ -118,19 +112,17 @@ func (r *Registry[T]) Len() int {
 func (r *Registry[T]) All() iter.Seq[*T] {
 	return func(yield func(*T) bool) {
 		if !r.perMethod {
-			for _, s := range *r.flat.Load() {
-				if !yield(s.v) {
-					return
-				}
-			}
+			values(*r.targets.Load(), yield)
 			return
 		}
-		for _, e := range *r.targets.Load() {
-			for _, s := range *e.methods.Load() {
-				if !yield(s.v) {
-					return
-				}
-			}
+		values(*r.keys.Load(), yield)
+	}
+}
+
+func values[K comparable, T any](m map[K]*slot[T], yield func(*T) bool) {
+	for _, s := range m {
+		if !yield(s.v) {
+			return
 		}
 	}
 }
@@ -147,21 +139,13 @@ func (r *Registry[T]) add(target, method string) *slot[T] {
 	if !r.perMethod {
 		method = ""
 	}
-	s := &slot[T]{target: target, method: method, v: r.create(target, method)}
+	s := &slot[T]{key: key{target, method}, v: r.create(target, method)}
 	r.slots = append(r.slots, s)
 	if !r.perMethod {
-		r.flat.Store(with(*r.flat.Load(), target, s))
-		return s
+		r.targets.Store(with(*r.targets.Load(), target, s))
+	} else {
+		r.keys.Store(with(*r.keys.Load(), s.key, s))
 	}
-	targets := *r.targets.Load()
-	e, ok := targets[target]
-	if !ok {
-		e = &entry[T]{}
-		e.methods.Store(&map[string]*slot[T]{method: s})
-		r.targets.Store(with(targets, target, e))
-		return s
-	}
-	e.methods.Store(with(*e.methods.Load(), method, s))
 	return s
 }
 
@@ -202,35 +186,28 @@ func (r *Registry[T]) drop(i int) {
 	r.slots[last] = nil
 	r.slots = r.slots[:last]
 	if !r.perMethod {
-		r.flat.Store(without(*r.flat.Load(), s.target))
-		return
+		r.targets.Store(without(*r.targets.Load(), s.key.target))
+	} else {
+		r.keys.Store(without(*r.keys.Load(), s.key))
 	}
-	targets := *r.targets.Load()
-	e := targets[s.target]
-	methods := *e.methods.Load()
-	if len(methods) == 1 {
-		r.targets.Store(without(targets, s.target))
-		return
-	}
-	e.methods.Store(without(methods, s.method))
 }
 
-// with returns a copy of m with key set to v.
-func with[V any](m map[string]V, key string, v V) *map[string]V {
-	next := make(map[string]V, len(m)+1)
+// with returns a copy of m with k set to v.
+func with[K comparable, V any](m map[K]V, k K, v V) *map[K]V {
+	next := make(map[K]V, len(m)+1)
 	for k, x := range m {
 		next[k] = x
 	}
-	next[key] = v
+	next[k] = v
 	return &next
 }
 
-// without returns a copy of m without key.
-func without[V any](m map[string]V, key string) *map[string]V {
-	next := make(map[string]V, len(m))
-	for k, v := range m {
-		if k != key {
-			next[k] = v
+// without returns a copy of m without k.
+func without[K comparable, V any](m map[K]V, k K) *map[K]V {
+	next := make(map[K]V, len(m))
+	for x, v := range m {
+		if x != k {
+			next[x] = v
 		}
 	}
 	return &next

@@ -90,7 +90,7 @@ func TestEvictsLeastRecentlyUsed(t *testing.T) {
 			r.Get("d", "/s/M") // a, the least recently used, goes
 			r.Get("b", "/s/M")
 			r.Get("e", "/s/M") // then c
-			if want := []string{"b " + key(perMethod), "d " + key(perMethod), "e " + key(perMethod)}; !slices.Equal(keys(r), want) {
+			if want := []string{"b " + methodOf(perMethod), "d " + methodOf(perMethod), "e " + methodOf(perMethod)}; !slices.Equal(keys(r), want) {
 				t.Fatalf("keys %q, want %q", keys(r), want)
 			}
 		})
@@ -123,7 +123,7 @@ func TestPrefersValuesWorthNothing(t *testing.T) {
 	}
 }
 
-func key(perMethod bool) string {
+func methodOf(perMethod bool) string {
 	if perMethod {
 		return "/s/M"
 	}
