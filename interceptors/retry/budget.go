@@ -78,6 +78,12 @@ func (k *bucket) advance(e int64) {
 func (k *bucket) add(now time.Time, calls, spent int64) {
 	e := k.epoch(now)
 	k.mu.Lock()
+	k.count(e, calls, spent)
+	k.mu.Unlock()
+}
+
+// count adds calls and spent tokens to stretch e. Called with mu held.
+func (k *bucket) count(e, calls, spent int64) {
 	k.advance(e)
 	if e > k.last-budgetSlots {
 		t := &k.slots[e%budgetSlots]
@@ -86,7 +92,6 @@ func (k *bucket) add(now time.Time, calls, spent int64) {
 		k.window.calls += calls
 		k.window.spent += spent
 	}
-	k.mu.Unlock()
 }
 
 // balance returns the tokens available. Called with mu held.
@@ -94,8 +99,16 @@ func (k *bucket) balance() float64 {
 	return k.ratio*float64(k.window.calls) + k.floor - float64(k.window.spent)
 }
 
-// deposit credits one call.
-func (k *bucket) deposit(now time.Time) { k.add(now, 1, 0) }
+// deposit credits one call and reports whether a retry could then be
+// sent (allows), under the same lock.
+func (k *bucket) deposit(now time.Time) bool {
+	e := k.epoch(now)
+	k.mu.Lock()
+	k.count(e, 1, 0)
+	ok := k.balance() >= 1
+	k.mu.Unlock()
+	return ok
+}
 
 // allows reports whether a retry could be sent now, without spending.
 func (k *bucket) allows(now time.Time) bool {
