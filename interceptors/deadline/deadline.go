@@ -113,7 +113,7 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 	if pl.remaining <= 0 || pl.remaining < minBudget {
 		return i.failFast(ctx, method, cc, pl, minBudget)
 	}
-	if o := i.cfg.Observer; observe.Wants(ctx, o, observe.DeadlineSet) {
+	if o := i.cfg.Observer; o != nil && observe.Wants(ctx, o, observe.DeadlineSet) {
 		i.observeSet(ctx, o, method, cc, pl)
 	}
 	return nil

@@ -75,7 +75,7 @@ func (c *call) open(cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption
 		c.b = ic.budgets.get(c.target)
 		c.firstAllows = c.b.deposit(now)
 	}
-	c.watch = observe.Wants(ctx, ic.obs, observe.AttemptEnd) || observe.Wants(ctx, ic.obs, observe.AttemptStart)
+	c.watch = ic.obs != nil && (observe.Wants(ctx, ic.obs, observe.AttemptEnd) || observe.Wants(ctx, ic.obs, observe.AttemptStart))
 	cfg := callOptions(opts)
 	if cfg != nil && cfg.err != nil {
 		return status.Error(codes.InvalidArgument, "failsoft: retry: "+cfg.err.Error())
