@@ -25,6 +25,7 @@ import (
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/internal/testserver"
 	"github.com/failsoft/failsoft/interceptors/observe"
+	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/internal/redistest"
 	brokenv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/broken/v1"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
@@ -254,10 +255,18 @@ func TestServerInFlightRefusals(t *testing.T) {
 	})
 	go func() { _, _, err := ks2.call(ctx, "slow"); done <- err }()
 	<-entered2
-	expired, cancel := context.WithDeadline(ctx, time.Now()) // already over when it arrives
+	// Called directly, so that the answer can only be the server's: a
+	// client whose own deadline passed would fail the call by itself.
+	expired, cancel := context.WithDeadline(context.Background(), time.Now())
 	defer cancel()
-	if _, _, err := ks2.call(expired, "slow"); status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("deadline while waiting: %v, want DEADLINE_EXCEEDED", err)
+	in := metadata.NewIncomingContext(expired, metadata.Pairs(policy.KeyMetadata, "k"))
+	info := &grpc.UnaryServerInfo{FullMethod: policytestv1.TunedService_KeyedWrite_FullMethodName}
+	_, err = ks2.idem.UnaryServerInterceptor()(in, &policytestv1.PingRequest{Payload: "slow"}, info, func(context.Context, any) (any, error) {
+		t.Error("the handler ran for a request that found the key claimed")
+		return nil, nil
+	})
+	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(status.Convert(err).Message(), "gave up waiting") {
+		t.Errorf("deadline while waiting: %v, want the server's DEADLINE_EXCEEDED for giving up the wait", err)
 	}
 	close(release2)
 	if err := <-done; err != nil || ks2.runs.Load() != 1 {

@@ -49,7 +49,11 @@ func TestMayRetry(t *testing.T) {
 		{"without budget", []Option{WithoutBudget()}, pb.PlainService_Idempotent_FullMethodName, time.Time{}, []bool{true, true, false}},
 		{"with the default budget", nil, pb.PlainService_Idempotent_FullMethodName, time.Time{}, []bool{true, true, false}},
 		{"budget without tokens", []Option{WithBudget(Budget{Ratio: 0.01, TTL: time.Second})}, pb.PlainService_Idempotent_FullMethodName, time.Time{}, []bool{false}},
+		// The floor holds one token: the first retry spends it, so the
+		// second attempt's failure would not be retried.
+		{"budget with one token", []Option{WithBudget(Budget{Ratio: 0.01, MinPerSecond: 1, TTL: time.Second})}, pb.PlainService_Idempotent_FullMethodName, time.Time{}, []bool{true, false}},
 		{"deadline reached", []Option{WithoutBudget()}, pb.PlainService_Idempotent_FullMethodName, fake.Now(), []bool{false}},
+		{"deadline ahead", []Option{WithoutBudget()}, pb.PlainService_Idempotent_FullMethodName, fake.Now().Add(time.Minute), []bool{true, true, false}},
 		{"not retryable", nil, pb.PlainService_Plain_FullMethodName, time.Time{}, []bool{false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
