@@ -147,7 +147,8 @@ func (s *Server) complete(ctx context.Context, method string, k Key, token strin
 		return
 	}
 	s.storeError(ctx, method, "complete", err)
-	s.unsaved.put(k, token, fp, o, s.cfg.Clock.Now().Add(s.cfg.ttl))
+	now := s.cfg.Clock.Now()
+	s.unsaved.put(k, token, fp, o, now, now.Add(s.cfg.ttl))
 }
 
 // extendLease renews the claim's lease while the handler runs, at a third
@@ -200,11 +201,21 @@ type unsavedOutcome struct {
 // maxUnsaved bounds the outcomes kept while the store cannot be written.
 const maxUnsaved = 10_000
 
-func (u *unsaved) put(k Key, token string, fp Fingerprint, o *Outcome, expires time.Time) {
+// put keeps k's outcome until expires. A full map first drops the
+// outcomes that expired by now: nothing else removes one that no retry
+// came back for.
+func (u *unsaved) put(k Key, token string, fp Fingerprint, o *Outcome, now, expires time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.m == nil {
 		u.m = map[Key]unsavedOutcome{}
+	}
+	if len(u.m) >= maxUnsaved {
+		for key, e := range u.m {
+			if !now.Before(e.expires) {
+				delete(u.m, key)
+			}
+		}
 	}
 	if len(u.m) < maxUnsaved {
 		u.m[k] = unsavedOutcome{token: token, fp: fp, o: o, expires: expires}
