@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
 
@@ -185,10 +186,13 @@ func (s *Server) extendLease(ctx context.Context, method string, k Key, token st
 }
 
 // unsaved holds outcomes whose store write failed, bounded, until they are
-// written or their TTL ends.
+// written or their TTL ends. Every keyed request looks here first, and
+// almost always finds nothing: size, the length of m written under mu,
+// lets that common case skip the lock and the clock.
 type unsaved struct {
-	mu sync.RWMutex
-	m  map[Key]unsavedOutcome
+	size atomic.Int64
+	mu   sync.RWMutex
+	m    map[Key]unsavedOutcome
 }
 
 type unsavedOutcome struct {
@@ -220,11 +224,16 @@ func (u *unsaved) put(k Key, token string, fp Fingerprint, o *Outcome, now, expi
 	if len(u.m) < maxUnsaved {
 		u.m[k] = unsavedOutcome{token: token, fp: fp, o: o, expires: expires}
 	}
+	u.size.Store(int64(len(u.m)))
 }
 
-// get returns the unsaved outcome of k for a request with fingerprint fp
-// at now.
-func (u *unsaved) get(k Key, fp Fingerprint, now time.Time) (*Outcome, bool) {
+// get returns the unsaved outcome of k for a request with fingerprint fp,
+// if it has not expired by clk's time.
+func (u *unsaved) get(k Key, fp Fingerprint, clk clock.Clock) (*Outcome, bool) {
+	if u.size.Load() == 0 {
+		return nil, false
+	}
+	now := clk.Now()
 	u.mu.RLock()
 	defer u.mu.RUnlock()
 	e, ok := u.m[k]
@@ -261,4 +270,5 @@ func (u *unsaved) forget(k Key) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	delete(u.m, k)
+	u.size.Store(int64(len(u.m)))
 }

@@ -194,3 +194,62 @@ func TestServerUnsavedOutcome(t *testing.T) {
 		t.Errorf("store holds %d entries, want the written outcome", s.Entries)
 	}
 }
+
+// Each outcome the store could not take is answered from the server until
+// it is written: writing one of them (its retry found the store back) does
+// not stop the server answering the others.
+func TestServerUnsavedOutcomesOutliveAnothersWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		keys    []string // run with the store down, in order
+		retried []string // retried with the store back, in order
+	}{
+		{"first written, second kept", []string{"a", "b"}, []string{"a"}},
+		{"second written, first kept", []string{"a", "b"}, []string{"b"}},
+		{"two of three written", []string{"a", "b", "c"}, []string{"c", "a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(time.Unix(1e9, 0))
+			mem, err := idempotency.NewMemoryStore(idempotency.MemoryConfig{Clock: clk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &signalStore{MemoryStore: mem, extended: make(chan struct{}, 100)}
+			ks := newKeyedServer(t, echo, idempotency.WithStore(st))
+			st.down.Store(true)
+			first := map[string]string{}
+			for _, k := range tc.keys {
+				resp, _, err := ks.call(withKeyMD(context.Background(), k), "p")
+				if err != nil {
+					t.Fatal(err)
+				}
+				first[k] = resp.Payload
+			}
+			clk.Advance(2 * idempotency.DefaultLease) // the claims are gone
+			st.down.Store(false)
+			written := map[string]bool{}
+			for _, k := range tc.retried {
+				if _, hdr, err := ks.call(withKeyMD(context.Background(), k), "p"); err != nil || !replayed(hdr) {
+					t.Fatalf("retry of %q with the store back: %v, %v; want its first outcome", k, hdr, err)
+				}
+				written[k] = true
+			}
+			st.down.Store(true)
+			for _, k := range tc.keys {
+				if written[k] {
+					continue
+				}
+				again, hdr, err := ks.call(withKeyMD(context.Background(), k), "p")
+				if err != nil || !replayed(hdr) || again.Payload != first[k] {
+					t.Fatalf("retry of %q, not yet written: %v, %v, %v; want its first outcome", k, again, hdr, err)
+				}
+			}
+			if n, want := ks.runs.Load(), int64(len(tc.keys)); n != want {
+				t.Errorf("handler ran %d times, want %d", n, want)
+			}
+			if s := mem.Stats(); s.Entries != len(tc.retried) {
+				t.Errorf("store holds %d entries, want the %d written outcomes", s.Entries, len(tc.retried))
+			}
+		})
+	}
+}

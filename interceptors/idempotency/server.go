@@ -144,7 +144,7 @@ func (s *Server) serve(ctx context.Context, req any, method string, handler grpc
 	k := Key{Identity: id, Method: method, Key: key}
 	joined := false
 	for waits := 0; ; waits++ {
-		if o, ok := s.unsaved.get(k, fp, s.cfg.Clock.Now()); ok {
+		if o, ok := s.unsaved.get(k, fp, s.cfg.Clock); ok {
 			// Its store write failed: the outcome is answered from here,
 			// and written again.
 			s.unsaved.save(ctx, s, method, k, fp, o)
