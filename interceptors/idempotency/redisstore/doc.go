@@ -9,11 +9,13 @@
 //
 // Each (caller, method, key) is one Redis string under
 // Prefix + "{" + hash(caller) + "}" + hash(caller, method, key), so callers'
-// identities and keys do not appear in Redis key names. Beside it, two
-// sorted sets per caller index the caller's claims in flight and stored
-// outcomes by expiry; the hash tag keeps a caller's entries and indexes in
-// one Redis Cluster slot. Every operation is one Lua script, and so atomic
-// on the server:
+// identities and keys do not appear in Redis key names. Beside it, for the
+// per-caller bound, two sorted sets per caller index the caller's claims in
+// flight and stored outcomes by expiry; the hash tag keeps a caller's
+// entries and indexes in one Redis Cluster slot. Without a bound
+// (WithMaxEntriesPerIdentity(0)) there are no indexes, and each operation
+// runs only its commands on the entry (GET and one write). Every operation
+// is one Lua script, and so atomic on the server:
 //
 //   - Claim: if the key exists, its value is returned (in flight, or the
 //     stored outcome). Otherwise, if the caller holds
@@ -35,7 +37,9 @@
 // # A Redis that one caller cannot fill
 //
 // The per-caller bound keeps one caller from taking the whole database;
-// its flood costs its own oldest outcomes. Size Redis's maxmemory for the
+// its flood costs its own oldest outcomes. Give every replica the same
+// bound: entries written by a store without one are in no index, and a
+// store with one does not count them. Size Redis's maxmemory for the
 // number of callers times the bound, and run it with
 // maxmemory-policy noeviction: Redis's own eviction policies would delete
 // claims in flight (volatile-ttl deletes the shortest-lived, which are the

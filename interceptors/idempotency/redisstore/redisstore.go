@@ -27,28 +27,36 @@ const (
 	headerLen    = 1 + len(idempotency.Fingerprint{})
 )
 
-// Every script takes KEYS[1], the entry, and the two indexes of its
-// identity's entries by expiry, KEYS[2] for claims in flight and KEYS[3]
-// for stored outcomes, all in the identity's Cluster slot. An index
-// member is the entry's key name.
+// Every script takes KEYS[1], the entry, and, when the store bounds an
+// identity's entries, the two indexes of the identity's entries by expiry,
+// KEYS[2] for claims in flight and KEYS[3] for stored outcomes, all in the
+// identity's Cluster slot. An index member is the entry's key name. Without
+// a bound the scripts get KEYS[1] only, and keep no index.
 // Index scores are expiries in milliseconds with microsecond fractions,
-// so that entries written one after the other keep their order.
-const nowMillis = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local function at(ms) return string.format('%.3f', now + tonumber(ms)) end
+// so that entries written one after the other keep their order; the
+// server's clock is read only when an index is written.
+const indexes = `
+local indexed = #KEYS == 3
+local now
+local function at(ms)
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  end
+  return string.format('%.3f', now + tonumber(ms))
+end
 `
 
 var (
 	// claimScript: ARGV[1] value, ARGV[2] lease ms, ARGV[3] the identity's
 	// bound (0: none). Returns 1 (claimed), 0 (full) or the entry's value.
-	claimScript = redis.NewScript(nowMillis + `
+	claimScript = redis.NewScript(indexes + `
 local v = redis.call('GET', KEYS[1])
 if v then
   return v
 end
-local max = tonumber(ARGV[3])
-if max > 0 then
+if indexed then
+  local max = tonumber(ARGV[3])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', at(0))
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', at(0))
   local n = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
@@ -64,39 +72,47 @@ if max > 0 then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[2], at(ARGV[2]), KEYS[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if indexed then
+  redis.call('ZADD', KEYS[2], at(ARGV[2]), KEYS[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
 return 1
 `)
 	// completeScript: ARGV[1] token, ARGV[2] value, ARGV[3] TTL ms.
-	completeScript = redis.NewScript(nowMillis + `
+	completeScript = redis.NewScript(indexes + `
 local v = redis.call('GET', KEYS[1])
 if v == false or (string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  redis.call('ZREM', KEYS[2], KEYS[1])
-  redis.call('ZADD', KEYS[3], at(ARGV[3]), KEYS[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  if indexed then
+    redis.call('ZREM', KEYS[2], KEYS[1])
+    redis.call('ZADD', KEYS[3], at(ARGV[3]), KEYS[1])
+    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  end
   return 1
 end
 return 0
 `)
 	// extendScript: ARGV[1] token, ARGV[2] lease ms.
-	extendScript = redis.NewScript(nowMillis + `
+	extendScript = redis.NewScript(indexes + `
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('ZADD', KEYS[2], at(ARGV[2]), KEYS[1])
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  if indexed then
+    redis.call('ZADD', KEYS[2], at(ARGV[2]), KEYS[1])
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  end
   return 1
 end
 return 0
 `)
 	// releaseScript: ARGV[1] token.
-	releaseScript = redis.NewScript(`
+	releaseScript = redis.NewScript(indexes + `
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, 1) == 'p' and string.sub(v, 34) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], KEYS[1])
+  if indexed then
+    redis.call('ZREM', KEYS[2], KEYS[1])
+  end
 end
 return 0
 `)
@@ -171,7 +187,8 @@ func (s *Store) RedisKey(k idempotency.Key) string {
 	return s.keys(k)[0]
 }
 
-// keys returns the entry's key name and its identity's two index names.
+// keys returns the entry's key name and, with a bound, its identity's two
+// index names.
 func (s *Store) keys(k idempotency.Key) []string {
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
@@ -183,7 +200,11 @@ func (s *Store) keys(k idempotency.Key) []string {
 	tag := s.prefix + "{" + hex.EncodeToString(h.Sum(nil)[:12]) + "}"
 	write(k.Method)
 	write(k.Key)
-	return []string{tag + hex.EncodeToString(h.Sum(nil)), tag + "pending", tag + "done"}
+	entry := tag + hex.EncodeToString(h.Sum(nil))
+	if s.maxPerIdent == 0 {
+		return []string{entry}
+	}
+	return []string{entry, tag + "pending", tag + "done"}
 }
 
 // millis converts d to whole milliseconds for PX, rounding up so that a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,8 @@ func TestContract(t *testing.T) {
 	st := newStore(t, rc)
 	storetest.Run(t, st, func(t *testing.T, k idempotency.Key) { expireNow(t, rc, st, k) })
 	storetest.RunBounded(t, newStore(t, rc, redisstore.WithMaxEntriesPerIdentity(3)))
+	unbounded := newStore(t, rc, redisstore.WithPrefix("unbounded:"), redisstore.WithMaxEntriesPerIdentity(0))
+	storetest.Run(t, unbounded, func(t *testing.T, k idempotency.Key) { expireNow(t, rc, unbounded, k) })
 }
 
 // TestContractCluster runs the contract against a Redis Cluster of three
@@ -72,6 +75,8 @@ func TestContractCluster(t *testing.T) {
 	storetest.Run(t, st, func(t *testing.T, k idempotency.Key) { expireNow(t, rc, st, k) })
 
 	storetest.RunBounded(t, newStore(t, rc, redisstore.WithMaxEntriesPerIdentity(3)))
+	unbounded := newStore(t, rc, redisstore.WithPrefix("unbounded:"), redisstore.WithMaxEntriesPerIdentity(0))
+	storetest.Run(t, unbounded, func(t *testing.T, k idempotency.Key) { expireNow(t, rc, unbounded, k) })
 
 	// The identities land on every node, so the contract held across them.
 	ctx := context.Background()
@@ -171,5 +176,143 @@ func TestOptions(t *testing.T) {
 	}
 	if _, err := redisstore.New(rc, redisstore.WithMaxEntriesPerIdentity(-1)); err == nil || !strings.Contains(err.Error(), "WithMaxEntriesPerIdentity") {
 		t.Errorf("WithMaxEntriesPerIdentity(-1): %v", err)
+	}
+}
+
+// commandCalls returns the calls of each command the Redis server ran
+// since its statistics were last reset, scripts' commands included.
+func commandCalls(t *testing.T, rc *redis.Client) map[string]int {
+	t.Helper()
+	info, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]int{}
+	for _, line := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
+			continue
+		}
+		for _, f := range strings.Split(stats, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatalf("commandstats line %q: %v", line, err)
+				}
+				calls[name] = n
+			}
+		}
+	}
+	return calls
+}
+
+// The per-identity indexes exist for the bound: without one (0) a store
+// keeps none and runs none of their commands, and loses no outcome; with
+// one, the indexes are kept and the bound holds.
+func TestIndexesOnlyWithABound(t *testing.T) {
+	rs := redistest.Start(t)
+	rc := newClient(t, rs.Addr)
+	ctx := context.Background()
+	indexCommands := []string{"time", "zadd", "zrem", "zremrangebyscore", "zcard", "zrange"}
+	for _, tc := range []struct {
+		bound       int
+		wantIndexes bool
+		wantStored  int // of the 5 completed keys
+	}{
+		{0, false, 5},
+		{3, true, 2}, // 3 evicted to make room for the 2 later claims
+	} {
+		t.Run(fmt.Sprint("bound ", tc.bound), func(t *testing.T) {
+			prefix := fmt.Sprintf("bound%d:", tc.bound)
+			st := newStore(t, rc, redisstore.WithPrefix(prefix), redisstore.WithMaxEntriesPerIdentity(tc.bound))
+			fp := idempotency.Fingerprint{7}
+			key := func(i int) idempotency.Key {
+				return idempotency.Key{Identity: "caller", Method: "/s.v1.S/M", Key: fmt.Sprint("k", i)}
+			}
+			claim := func(i int) idempotency.Claim {
+				t.Helper()
+				c, err := st.Claim(ctx, key(i), fp, time.Minute)
+				if err != nil {
+					t.Fatalf("claim %d: %v", i, err)
+				}
+				return c
+			}
+			if err := rc.ConfigResetStat(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			const ops = 5*3 + 2 + 1 // claim, extend, complete of 5 keys; claim and release; claim
+			for i := range 5 {
+				c := claim(i)
+				if err := st.Extend(ctx, key(i), c.Token, time.Minute); err != nil {
+					t.Fatal(err)
+				}
+				if err := st.Complete(ctx, key(i), c.Token, fp, &idempotency.Outcome{ResponseType: "x"}, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := st.Release(ctx, key(5), claim(5).Token); err != nil {
+				t.Fatal(err)
+			}
+			claim(6) // left in flight
+			calls := commandCalls(t, rc)
+			total := 0
+			for _, name := range append([]string{"get", "set", "pexpire", "del"}, indexCommands...) {
+				total += calls[name]
+			}
+			t.Logf("bound %d: %d Redis commands in %d store calls (%.1f per call)", tc.bound, total, ops, float64(total)/ops)
+			for _, name := range indexCommands {
+				if n := calls[name]; (n > 0) != tc.wantIndexes {
+					t.Errorf("%s ran %d times, want index upkeep %v", name, n, tc.wantIndexes)
+				}
+			}
+			for _, index := range []string{"pending", "done"} {
+				names, err := rc.Keys(ctx, prefix+"*}"+index).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if (len(names) > 0) != tc.wantIndexes {
+					t.Errorf("index keys %q, want index upkeep %v", names, tc.wantIndexes)
+				}
+			}
+			stored := 0
+			for i := range 5 {
+				stored += int(rc.Exists(ctx, st.RedisKey(key(i))).Val())
+			}
+			if stored != tc.wantStored {
+				t.Errorf("%d of 5 outcomes stored, want %d", stored, tc.wantStored)
+			}
+		})
+	}
+}
+
+// Claim and complete of a new key over loopback, with the default
+// per-identity bound and without one.
+func BenchmarkClaimComplete(b *testing.B) {
+	rs := redistest.Start(b)
+	rc := redis.NewClient(&redis.Options{Addr: rs.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer rc.Close()
+	ctx := context.Background()
+	i := 0 // new keys across every run of the benchmark
+	for _, bound := range []int{redisstore.DefaultMaxEntriesPerIdentity, 0} {
+		b.Run(fmt.Sprint("bound=", bound), func(b *testing.B) {
+			st, err := redisstore.New(rc, redisstore.WithPrefix(fmt.Sprintf("bench%d:", bound)), redisstore.WithMaxEntriesPerIdentity(bound))
+			if err != nil {
+				b.Fatal(err)
+			}
+			o := &idempotency.Outcome{ResponseType: "t", Response: []byte("receipt")}
+			b.ReportAllocs()
+			for b.Loop() {
+				k := idempotency.Key{Identity: "caller", Method: "/s.v1.S/M", Key: strconv.Itoa(i)}
+				i++
+				c, err := st.Claim(ctx, k, idempotency.Fingerprint{}, time.Minute)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := st.Complete(ctx, k, c.Token, idempotency.Fingerprint{}, o, time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
