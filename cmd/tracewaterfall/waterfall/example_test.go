@@ -1,6 +1,7 @@
 package waterfall_test
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
@@ -30,4 +31,24 @@ func ExampleRender() {
 	// client  Orders/Get                         |====================| 40.0ms OK
 	// client    attempt 1                        |======              | 10.0ms UNAVAILABLE
 	// client    attempt 2 after 20.0ms policy    |     ..........=====| 10.0ms OK
+}
+
+func ExampleNewLayout() {
+	t := &waterfall.Trace{
+		TraceID:   "t1",
+		Processes: map[string]waterfall.Process{"p": {ServiceName: "client"}},
+		Spans: []waterfall.Span{
+			{SpanID: "c", OperationName: "shop.v1.Orders/Get", StartTime: 1_000, Duration: 40_000, ProcessID: "p"},
+			{SpanID: "a2", OperationName: "Attempt.shop.v1.Orders/Get", StartTime: 31_000, Duration: 10_000, ProcessID: "p",
+				References: []waterfall.Reference{{RefType: "CHILD_OF", SpanID: "c"}},
+				Tags:       []waterfall.KeyValue{{Key: "failsoft.attempt", Value: 2.0}, {Key: "failsoft.attempt.backoff_ms", Value: 20.0}}},
+		},
+	}
+	l := waterfall.NewLayout(t)
+	for _, r := range l.Rows {
+		fmt.Printf("%d %-22s at %5dµs for %5dµs, after %5dµs\n", r.Depth, r.Label, r.Start, r.Duration, r.Backoff)
+	}
+	// Output:
+	// 0 Orders/Get             at     0µs for 40000µs, after     0µs
+	// 1 attempt 2 after 20.0ms at 30000µs for 10000µs, after 20000µs
 }

@@ -3,7 +3,6 @@ package waterfall
 import (
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,21 +56,11 @@ func Render(w io.Writer, t *Trace, o Options) error {
 		_, err := fmt.Fprintf(w, "trace %s has no spans\n", t.TraceID)
 		return err
 	}
-
-	// Time range, in microseconds, including backoff lead-ins.
-	start, end := int64(math.MaxInt64), int64(math.MinInt64)
-	for i := range t.Spans {
-		s := &t.Spans[i]
-		start = min(start, s.StartTime-backoffUS(s))
-		end = max(end, s.StartTime+s.Duration)
-	}
-	total := max(end-start, 1)
+	l := NewLayout(t)
 	col := func(us int64) int {
-		c := int(float64(us-start) / float64(total) * float64(o.Width))
+		c := int(float64(us) / float64(l.Total) * float64(o.Width))
 		return min(max(c, 0), o.Width-1)
 	}
-
-	roots := tree(t)
 	svcWidth := 0
 	for _, p := range t.Processes {
 		svcWidth = max(svcWidth, utf8.RuneCountInString(p.ServiceName))
@@ -79,17 +68,17 @@ func Render(w io.Writer, t *Trace, o Options) error {
 	svcWidth = min(svcWidth, 24)
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "trace %s  %s  %d spans  %s\n", t.TraceID, roots[0].span.OperationName, len(t.Spans), formatUS(total))
+	fmt.Fprintf(&b, "trace %s  %s  %d spans  %s\n", l.TraceID, l.Name, len(l.Rows), formatUS(l.Total))
 	// Axis: tick labels at 0, 1/4, 1/2, 3/4 and the end, leaving out any
 	// that would run into its neighbour.
 	axis := []rune(strings.Repeat(" ", o.Width+12))
-	endLabel := []rune(formatUS(total))
+	endLabel := []rune(formatUS(l.Total))
 	endAt := max(o.Width-len(endLabel), 0)
 	copy(axis[endAt:], endLabel)
 	next := 0 // first free column
 	for q := 0; q < 4; q++ {
 		c := q * (o.Width - 1) / 4
-		label := []rune(formatUS(total * int64(q) / 4))
+		label := []rune(formatUS(l.Total * int64(q) / 4))
 		if c < next || (c+len(label) >= endAt && q > 0) {
 			continue
 		}
@@ -98,41 +87,29 @@ func Render(w io.Writer, t *Trace, o Options) error {
 	}
 	fmt.Fprintf(&b, "%s  %s  %s\n", pad("", svcWidth), pad("", o.LabelWidth), strings.TrimRight(string(axis), " "))
 
-	var walk func(n *node)
-	walk = func(n *node) {
-		s := n.span
+	for _, r := range l.Rows {
 		row := make([]string, o.Width)
 		for j := range row {
 			row[j] = " "
 		}
-		if bo := backoffUS(s); bo > 0 {
-			for j := col(s.StartTime - bo); j < col(s.StartTime); j++ {
-				row[j] = wait
-			}
+		for j := col(r.Start - r.Backoff); j < col(r.Start); j++ {
+			row[j] = wait
 		}
-		from, to := col(s.StartTime), col(s.StartTime+s.Duration)
-		for j := from; j <= to; j++ {
+		for j := col(r.Start); j <= col(r.Start+r.Duration); j++ {
 			row[j] = bar
 		}
-		for _, l := range s.Logs {
-			row[col(l.Timestamp)] = mark
+		for _, e := range r.Events {
+			row[col(e.At)] = mark
 		}
-		svc := t.Processes[s.ProcessID].ServiceName
-		label := strings.Repeat("  ", n.depth) + spanLabel(s)
-		fmt.Fprintf(&b, "%s  %s |%s| %s %s\n", pad(svc, svcWidth), pad(label, o.LabelWidth),
-			strings.Join(row, ""), formatUS(s.Duration), spanResult(s))
+		label := strings.Repeat("  ", r.Depth) + r.Label
+		fmt.Fprintf(&b, "%s  %s |%s| %s %s\n", pad(r.Service, svcWidth), pad(label, o.LabelWidth),
+			strings.Join(row, ""), formatUS(r.Duration), r.Result)
 		if !o.NoEvents {
-			indent := strings.Repeat(" ", svcWidth+2) + strings.Repeat("  ", n.depth+1)
-			for _, l := range s.Logs {
-				fmt.Fprintf(&b, "%s%s +%s %s\n", indent, mark, formatUS(l.Timestamp-start), logLine(&l))
+			indent := strings.Repeat(" ", svcWidth+2) + strings.Repeat("  ", r.Depth+1)
+			for _, e := range r.Events {
+				fmt.Fprintf(&b, "%s%s +%s %s\n", indent, mark, formatUS(e.At), e.Text)
 			}
 		}
-		for _, c := range n.children {
-			walk(c)
-		}
-	}
-	for _, r := range roots {
-		walk(r)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
