@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -211,7 +210,7 @@ func run() error {
 	}
 	if *htmlPath != "" {
 		if *jaeger != "" && *otlp != "" && rep.Stats.RetriedTrace != "" {
-			rep.Waterfall, rep.WaterfallMissing = drawWaterfall(ctx, *jaeger, rep.Stats.RetriedTrace, aSecond)
+			rep.Waterfall, rep.WaterfallMissing = readWaterfall(ctx, *jaeger, rep.Stats.RetriedTrace, aSecond)
 		}
 		link, err := writeHTML(*htmlPath, &rep)
 		if err != nil {
@@ -225,32 +224,26 @@ func run() error {
 	return nil
 }
 
-// drawWaterfall reads the trace back from Jaeger and draws it, or says why
-// it could not. Spans are exported in batches, so a trace not found yet is
-// asked for again, up to five times, after wait.
-func drawWaterfall(ctx context.Context, base, traceID string, wait func(context.Context) error) (drawing, missing string) {
+// readWaterfall reads the trace back from Jaeger for the report to draw,
+// or says why it could not. Spans are exported in batches, so a trace not
+// found yet is asked for again, up to five times, after wait.
+func readWaterfall(ctx context.Context, base, traceID string, wait func(context.Context) error) (tr *waterfall.Trace, missing string) {
 	jc := &waterfall.Client{Base: base}
 	var err error
 	for try := 0; try < 5; try++ {
 		if try > 0 {
 			if err := wait(ctx); err != nil {
-				return "", err.Error()
+				return nil, err.Error()
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		var tr *waterfall.Trace
 		tr, err = jc.Trace(rctx, traceID)
 		cancel()
-		if err != nil {
-			continue
+		if err == nil {
+			return tr, ""
 		}
-		var b strings.Builder
-		if err = waterfall.Render(&b, tr, waterfall.Options{}); err != nil {
-			return "", err.Error()
-		}
-		return b.String(), ""
 	}
-	return "", err.Error()
+	return nil, err.Error()
 }
 
 // aSecond waits a second, or until ctx ends.

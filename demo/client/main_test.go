@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
 	"github.com/failsoft/failsoft/demo/internal/checkout"
 )
 
@@ -19,10 +20,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const fixtureTrace = "b98a973a599b73f3b6a16ba4342d364f"
 
-// The HTML report's waterfall is read back from Jaeger's query API and
-// drawn by the waterfall package; a trace that is not there yet is asked
-// for again, and one that never arrives is named with the reason.
-func TestDrawWaterfall(t *testing.T) {
+// The HTML report's waterfall is read back from Jaeger's query API; a
+// trace that is not there yet is asked for again, and one that never
+// arrives is named with the reason.
+func TestReadWaterfall(t *testing.T) {
 	fixture, err := os.ReadFile("../../cmd/tracewaterfall/waterfall/testdata/retried.json")
 	if err != nil {
 		t.Fatal(err)
@@ -31,12 +32,12 @@ func TestDrawWaterfall(t *testing.T) {
 		name        string
 		missesFirst int
 		trace       string
-		want        string // in the drawing
+		wantSpans   int
 		wantMissing string
 		wantAsks    int64
 	}{
-		{name: "found at once", trace: fixtureTrace, want: "PlainService/Plain", wantAsks: 1},
-		{name: "found on the third ask", missesFirst: 2, trace: fixtureTrace, want: "PlainService/Plain", wantAsks: 3},
+		{name: "found at once", trace: fixtureTrace, wantSpans: 7, wantAsks: 1},
+		{name: "found on the third ask", missesFirst: 2, trace: fixtureTrace, wantSpans: 7, wantAsks: 3},
 		{name: "never found", missesFirst: 100, trace: fixtureTrace, wantMissing: "trace not found", wantAsks: 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,9 +51,12 @@ func TestDrawWaterfall(t *testing.T) {
 				_, _ = w.Write(fixture)
 			}))
 			defer srv.Close()
-			drawing, missing := drawWaterfall(context.Background(), srv.URL, tc.trace, func(context.Context) error { return nil })
-			if tc.want != "" && !strings.Contains(drawing, tc.want) {
-				t.Errorf("drawing lacks %q:\n%s", tc.want, drawing)
+			tr, missing := readWaterfall(context.Background(), srv.URL, tc.trace, func(context.Context) error { return nil })
+			switch {
+			case tc.wantSpans == 0 && tr != nil:
+				t.Errorf("read trace %s, want none", tr.TraceID)
+			case tc.wantSpans > 0 && (tr == nil || tr.TraceID != tc.trace || len(tr.Spans) != tc.wantSpans):
+				t.Errorf("read %v, want trace %s of %d spans", tr, tc.trace, tc.wantSpans)
 			}
 			if missing != tc.wantMissing {
 				t.Errorf("missing = %q, want %q", missing, tc.wantMissing)
@@ -69,7 +73,7 @@ func TestDrawWaterfall(t *testing.T) {
 func TestWriteHTML(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "report.html")
-	link, err := writeHTML(path, &checkout.Report{Waterfall: "drawn waterfall"})
+	link, err := writeHTML(path, &checkout.Report{Waterfall: &waterfall.Trace{TraceID: "t", Spans: []waterfall.Span{{SpanID: "a", OperationName: "drawn waterfall"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

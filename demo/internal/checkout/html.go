@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
 )
 
 // The HTML report is one file with everything inline (CSS and SVG), so
@@ -70,20 +72,23 @@ type phaseRow struct {
 }
 
 type htmlView struct {
-	Title     string
-	Text      string
-	Charts    []svgChart
-	Phases    []phaseRow
-	Trace     string
-	Waterfall string
-	NoTrace   string
+	Title  string
+	Text   string
+	Charts []svgChart
+	Phases []phaseRow
+	Trace  string
+	// Waterfall is drawn as SVG, and WaterfallText is the terminal's
+	// drawing of it, kept under it for copying and text-only browsers.
+	Waterfall     *svgWaterfall
+	WaterfallText string
+	NoTrace       string
 }
 
 // WriteHTML writes the report as one self-contained HTML page: the text
 // report, per-second charts of the samples (outcomes, charge latency, the
 // breaker's state, pending charges queued to resend) over the phases, a
-// table of the phases, and the waterfall of a retried charge when one was
-// drawn.
+// table of the phases, and the waterfall of a retried charge when its
+// trace was read back.
 func (r *Report) WriteHTML(w io.Writer) error {
 	var text bytes.Buffer
 	r.Print(&text)
@@ -101,8 +106,12 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		r.queueChart(x, bands),
 	}
 	switch {
-	case r.Waterfall != "":
-		v.Trace, v.Waterfall = r.Stats.RetriedTrace, r.Waterfall
+	case r.Waterfall != nil && len(r.Waterfall.Spans) > 0:
+		var text strings.Builder
+		if err := waterfall.Render(&text, r.Waterfall, waterfall.Options{}); err != nil {
+			return err
+		}
+		v.Trace, v.Waterfall, v.WaterfallText = r.Stats.RetriedTrace, newSVGWaterfall(r.Waterfall), text.String()
 	case r.Traces == "":
 		v.NoTrace = "No trace exported in this run" + strings.TrimPrefix(NoTraces, "not exported in this run") + "."
 	case r.Stats.RetriedTrace == "":

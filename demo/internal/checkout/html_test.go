@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
 )
 
 // storyReport is a fixed run: four phases of 10 s, the breaker opening in
@@ -115,11 +117,22 @@ func TestHTMLReportStructure(t *testing.T) {
 			name: "waterfall drawn",
 			edit: func(r *Report) {
 				r.Traces, r.Stats.RetriedTrace = "127.0.0.1:4317", "5141d5d5c1681fa67da6a35a3ab1d970"
-				r.Waterfall = "Charge  ████···████ <tag>\n"
+				r.Waterfall = demoTrace()
 			},
-			// The drawing is text, escaped.
-			want:   []string{`<pre id="waterfall">Charge  ████···████ &lt;tag&gt;`, "trace 5141d5d5c1681fa67da6a35a3ab1d970"},
+			// Names are text, escaped, in the SVG and in the text drawing
+			// under it.
+			want: []string{`<svg class="waterfall" id="waterfall"`, "trace 5141d5d5c1681fa67da6a35a3ab1d970",
+				`>Payments/Charge &lt;tag&gt;</text>`, `<details id="waterfall-text">`, "attempt 2 after 100.0ms policy"},
 			reject: []string{"no trace exported", "<tag>"},
+		},
+		{
+			name: "trace without spans",
+			edit: func(r *Report) {
+				r.Traces, r.Stats.RetriedTrace = "127.0.0.1:4317", "5141d5d5c1681fa67da6a35a3ab1d970"
+				r.Waterfall = &waterfall.Trace{TraceID: "5141d5d5c1681fa67da6a35a3ab1d970"}
+			},
+			want:   []string{"its waterfall was not drawn"},
+			reject: []string{`<svg class="waterfall"`},
 		},
 		{
 			name: "trace not found",
@@ -128,7 +141,7 @@ func TestHTMLReportStructure(t *testing.T) {
 				r.WaterfallMissing = "trace not found"
 			},
 			want:   []string{"its waterfall was not drawn: trace not found"},
-			reject: []string{`<pre id="waterfall">`},
+			reject: []string{`<svg class="waterfall"`, `<details id="waterfall-text">`},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,15 +238,17 @@ func TestHTMLReportRendersInChromium(t *testing.T) {
 	}
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")
+	r := storyReport()
+	r.Traces, r.Stats.RetriedTrace, r.Waterfall = "127.0.0.1:4317", "5141d5d5c1681fa67da6a35a3ab1d970", demoTrace()
 	var b bytes.Buffer
-	if err := storyReport().WriteHTML(&b); err != nil {
+	if err := r.WriteHTML(&b); err != nil {
 		t.Fatal(err)
 	}
 	checkPage(t, b.String())
 	if err := os.WriteFile(page, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	const width, height = 1200, 1600
+	const width, height = 1200, 2000
 	// Under the test's output directory with -artifacts; copied to
 	// FAILSOFT_ARTIFACTS_DIR too when that is set.
 	shot := filepath.Join(t.ArtifactDir(), "report.png")
@@ -265,22 +280,78 @@ func TestHTMLReportRendersInChromium(t *testing.T) {
 		t.Errorf("screenshot has %d distinct colours; a rendered report has many more", len(colours))
 	}
 	// The breaker's red and green, and the phases' band colours, are on
-	// the screen: the charts were drawn, not just the text.
-	for _, c := range [][3]uint32{{0xc8, 0x37, 0x2d}, {0x3c, 0x9a, 0x4e}, {0xfb, 0xe9, 0xe9}} {
-		if colours[c] == 0 {
-			t.Errorf("colour #%02x%02x%02x not on the screenshot", c[0], c[1], c[2])
+	// the screen: the charts were drawn, not just the text; so are the
+	// waterfall's bars (OK, failed, a backoff) and its breaker mark.
+	for _, c := range []string{"#c8372d", "#3c9a4e", "#fbe9e9", wfOK, wfFailed, wfBackoff, wfEventFills["breaker"]} {
+		var rgb [3]uint32
+		if _, err := fmt.Sscanf(c, "#%02x%02x%02x", &rgb[0], &rgb[1], &rgb[2]); err != nil {
+			t.Fatal(err)
+		}
+		if colours[rgb] == 0 {
+			t.Errorf("colour %s not on the screenshot", c)
 		}
 	}
 
-	// The DOM as the browser built it holds the four charts.
-	dom, err := runChromium(t, bin, "--dump-dom", "file://"+page)
+	// The DOM as the browser built and laid it out holds the four charts
+	// and the waterfall, whose bars and marks have a size on the screen.
+	// A copy of the page measures them with a script (the report itself
+	// has none) and writes the figures into the DOM.
+	measured := filepath.Join(dir, "measured.html")
+	probe := strings.Replace(b.String(), "</body>", measureScript+"</body>", 1)
+	if err := os.WriteFile(measured, []byte(probe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dom, err := runChromium(t, bin, "--dump-dom", fmt.Sprintf("--window-size=%d,%d", width, height), "file://"+measured)
 	if err != nil {
 		t.Fatalf("chromium --dump-dom: %v\n%s", err, dom)
 	}
-	if n := strings.Count(string(dom), "<svg"); n != 4 {
-		t.Errorf("rendered DOM has %d svg charts, want 4", n)
+	if n := strings.Count(string(dom), "<svg"); n != 5 {
+		t.Errorf("rendered DOM has %d svg drawings, want 5 (4 charts and the waterfall)", n)
+	}
+	m := regexp.MustCompile(`<pre id="measured">([^<]*)</pre>`).FindStringSubmatch(string(dom))
+	if m == nil {
+		t.Fatalf("the measuring script left no figures in the DOM:\n%.2000s", dom)
+	}
+	t.Logf("waterfall as laid out: %s", m[1])
+	var svgW, svgH float64
+	var bars, backoffs, marks, labels int
+	if _, err := fmt.Sscanf(m[1], "svg=%fx%f bars=%d backoffs=%d marks=%d labels=%d", &svgW, &svgH, &bars, &backoffs, &marks, &labels); err != nil {
+		t.Fatalf("figures %q: %v", m[1], err)
+	}
+	if svgW < width/2 || svgH < 100 {
+		t.Errorf("waterfall laid out %.0fx%.0f px, want at least %dx100", svgW, svgH, width/2)
+	}
+	// Seen: with a width and height on the screen (a 10 µs bar too).
+	if bars != 4 || backoffs != 1 || marks != 3 || labels < 7 {
+		t.Errorf("seen: %d bars, %d backoffs, %d marks, %d labels; want 4, 1, 3 and at least 7", bars, backoffs, marks, labels)
+	}
+	if !strings.Contains(string(dom), `<details id="waterfall-text">`) {
+		t.Error("the text drawing under the waterfall is not in the DOM")
 	}
 }
+
+// measureScript writes, into the page, the size of the waterfall's SVG as
+// laid out and how many of its bars, backoffs, marks and labels have a
+// size on the screen.
+const measureScript = `<script>
+(function () {
+  var svg = document.querySelector("svg.waterfall");
+  var seen = function (sel) {
+    return Array.prototype.filter.call(svg.querySelectorAll(sel), function (e) {
+      var r = e.getBoundingClientRect();
+      return r.width > 0 && r.height > 0;
+    }).length;
+  };
+  var box = svg.getBoundingClientRect();
+  var out = document.createElement("pre");
+  out.id = "measured";
+  out.textContent = "svg=" + box.width.toFixed(0) + "x" + box.height.toFixed(0) +
+    " bars=" + seen("rect.bar") + " backoffs=" + seen("rect.backoff") +
+    " marks=" + seen("path.mark") + " labels=" + seen("g.span text");
+  document.body.appendChild(out);
+})();
+</script>
+`
 
 // runChromium runs headless Chromium with its own profile, bounded in
 // time; on timeout the whole process group is killed.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/failsoft/failsoft/cmd/tracewaterfall/waterfall"
 	"github.com/failsoft/failsoft/demo/internal/chaos"
 )
 
@@ -35,10 +36,11 @@ type Report struct {
 	// Samples and ByPhase feed the HTML report's charts and phase table.
 	Samples []Sample
 	ByPhase []PhaseLatency
-	// Waterfall is the drawing of the retried charge's trace, read back
-	// from where the spans went; WaterfallMissing says why there is none
-	// when the trace was exported.
-	Waterfall, WaterfallMissing string
+	// Waterfall is the retried charge's trace, read back from where the
+	// spans went, which the HTML report draws; WaterfallMissing says why
+	// there is none when the trace was exported.
+	Waterfall        *waterfall.Trace
+	WaterfallMissing string
 }
 
 // NoTraces is what the report says when no spans were exported.
