@@ -11,11 +11,10 @@ import (
 )
 
 // Waterfall geometry, in SVG user units of a view box 1000 wide (the
-// template draws the axis with the same numbers): a service column, a label
-// column indented by depth, then the time axis, whose bars are followed by
-// their duration and result.
+// template puts the service column at 6 and the column headings with the
+// same numbers): a service column, a label column indented by depth, then
+// the time axis, whose bars are followed by their duration and result.
 const (
-	wfServiceX         = 6.0
 	wfLabelX           = 150.0
 	wfIndent           = 12.0
 	wfLeft, wfRight    = 400.0, 860.0
