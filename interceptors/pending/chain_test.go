@@ -30,6 +30,7 @@ type payService struct {
 	mu      sync.Mutex
 	down    bool
 	lose    map[string]bool // charges whose first response is lost
+	refused int             // requests that met the network down
 	hold    *hold
 	commits map[string]int // the ledger: charge -> times committed
 }
@@ -62,6 +63,9 @@ func (s *payService) network(ctx context.Context, req any, _ *grpc.UnaryServerIn
 		}
 	}
 	if down {
+		s.mu.Lock()
+		s.refused++
+		s.mu.Unlock()
 		return nil, status.Error(codes.Unavailable, "network down")
 	}
 	resp, err := handler(ctx, req)
@@ -113,13 +117,14 @@ func (h *hold) let() { h.once.Do(func() { close(h.release) }) }
 
 // TestExactlyOnce: 1,000 charges (200 with -short) from client processes
 // through the failsoft suite, while the network is down for 40% of them
-// (the breakers open) and some responses are lost after commit. Each
-// client process is killed with SIGKILL twice while charges are pending,
-// at the moment one of its redeliveries is at the server: once after the
-// server committed it, once before. The restarted processes (or, on
-// Redis, the other replica, after the lease) take the dead one's claims
-// over; in the end every charge is committed exactly once and every dead
-// letter is a declined charge with the server's reason.
+// (the breakers open, and turn most of those away) and some responses are
+// lost after commit. A client process is killed with SIGKILL twice while
+// charges are pending, each time while one of its redeliveries is at the
+// server: once after the server committed it, once before. The restarted
+// process (or, on Redis, the other replica) takes the dead one's claims
+// over after their lease; in the end every charge is committed exactly
+// once and every dead letter is a declined charge with the server's
+// reason.
 func TestExactlyOnce(t *testing.T) {
 	t.Run("bbolt", func(t *testing.T) {
 		x := newExactlyOnce(t)
@@ -438,11 +443,16 @@ func (x *exactlyOnce) check(c *client, takenOver map[string]string) {
 	if len(letters) != len(x.ev.dead) {
 		t.Errorf("%d dead letters in the store, %d heard by OnDead", len(letters), len(x.ev.dead))
 	}
+	// The breakers opened in the outage: most of its charges were
+	// answered pending without reaching the server.
+	if outage := x.n * 4 / 10; x.svc.refused*4 > outage {
+		t.Errorf("%d requests met the network down in an outage of %d charges; want the breakers to turn most away", x.svc.refused, outage)
+	}
 	for k, by := range takenOver {
 		if got := x.ev.settledBy[k]; len(got) != 1 || got[0] != by {
 			t.Errorf("%s, held when %s was killed: settled by %v, want %s", charge(x.charge[k]), x.killed[k], got, by)
 		}
 	}
-	t.Logf("%d charges, %d answered pending; lost %d, duplicates %d, dead letters %d (unexplained %d)",
-		x.n, pend, lost, dup, len(letters), unexplained)
+	t.Logf("%d charges, %d answered pending, %d requests met the outage; lost %d, duplicates %d, dead letters %d (unexplained %d)",
+		x.n, pend, x.svc.refused, lost, dup, len(letters), unexplained)
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft"
 	"github.com/failsoft/failsoft/interceptors/breaker"
@@ -29,7 +30,9 @@ import (
 	"github.com/failsoft/failsoft/interceptors/pending"
 	"github.com/failsoft/failsoft/interceptors/pending/boltstore"
 	"github.com/failsoft/failsoft/interceptors/pending/redisstore"
+	"github.com/failsoft/failsoft/interceptors/policy"
 	policytestv1 "github.com/failsoft/failsoft/proto/failsoft/policytest/v1"
+	failsoftv1 "github.com/failsoft/failsoft/proto/failsoft/v1"
 )
 
 // The client process of TestExactlyOnce is this test binary run again as
@@ -117,8 +120,15 @@ func runClient(env string, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	suite, err := failsoft.DialOptions(failsoft.WithClock(clk), failsoft.WithoutRetry(), failsoft.WithoutThrottle(),
-		failsoft.WithBreaker(breaker.FailuresWithin(3, time.Minute), breaker.OpenFor(10*time.Second, 20*time.Second)))
+	// The test method skips the breaker by its proto options; a payment
+	// service's charges would not, so the breaker is put back in front.
+	resolver, err := policy.New(policy.WithMethod(keyedWrite, &failsoftv1.MethodPolicy{SkipCircuitBreaker: proto.Bool(false)}))
+	if err != nil {
+		return err
+	}
+	suite, err := failsoft.DialOptions(failsoft.WithClock(clk), failsoft.WithResolver(resolver), failsoft.WithoutRetry(), failsoft.WithoutThrottle(),
+		failsoft.WithBreaker(breaker.ConsecutiveFailures(3), breaker.OpenFor(10*time.Second, 20*time.Second),
+			breaker.WithRand(func() float64 { return 0.5 })))
 	if err != nil {
 		return err
 	}
