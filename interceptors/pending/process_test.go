@@ -210,9 +210,9 @@ type client struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	lines  chan string // its stdout, closed when it ends
-	read   chan struct{}
-	stderr *os.File // kept in the test's directory
+	lines  chan string   // its stdout, closed when it ends
+	read   chan struct{} // closed when the reader of its stdout returned
+	stderr *os.File      // kept in the test's directory
 	ev     *ledger
 	once   sync.Once
 }
