@@ -83,25 +83,14 @@ func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.Client
 	if !p.RequiresKey {
 		return ctx, nil
 	}
-	key, fromCaller := KeyFrom(ctx)
-	if vals := metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata); len(vals) > 0 {
-		switch {
-		case len(vals) > 1:
-			return ctx, reject(cc, fmt.Sprintf("failsoft: idempotency: %d %s entries in the outgoing metadata of %s, want one", len(vals), policy.KeyMetadata, method))
-		case fromCaller && vals[0] != key:
-			return ctx, reject(cc, fmt.Sprintf("failsoft: idempotency: %s of %s: the outgoing metadata and WithKey hold different keys", policy.KeyMetadata, method))
-		}
-		if err := ValidateKey(vals[0]); err != nil {
-			return ctx, reject(cc, fmt.Sprintf("failsoft: idempotency: %s of %s: %v", policy.KeyMetadata, method, err))
-		}
-		return ctx, nil
-	}
-	if !fromCaller {
-		key = NewKey()
-	} else if err := ValidateKey(key); err != nil {
+	attached := len(metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata)) == 0
+	ctx, key, err := AttachKey(ctx)
+	if err != nil {
 		return ctx, reject(cc, fmt.Sprintf("failsoft: idempotency: key of %s: %v", method, err))
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key)
+	if !attached {
+		return ctx, nil
+	}
 	if o := i.cfg.Observer; observe.Wants(ctx, o, observe.KeyAttached) {
 		reason := key
 		if !i.cfg.rawKeys {
@@ -110,6 +99,35 @@ func (i *Interceptor) attach(ctx context.Context, method string, cc *grpc.Client
 		o.Observe(ctx, observe.Event{Kind: observe.KeyAttached, Method: method, Target: target(cc), Reason: reason})
 	}
 	return ctx, nil
+}
+
+// AttachKey returns ctx with exactly one idempotency key in its outgoing
+// metadata entry policy.KeyMetadata, and that key: the one already there
+// (left as it is; it must agree with a key set by WithKey), the one set
+// with WithKey, or a new one (NewKey). An interceptor of the application's
+// that must know the key a call carries (to queue the call under it, or log
+// it) attaches it so, outside the client interceptor, which then keeps it.
+// The error says what is wrong with the keys found; nothing is attached then.
+func AttachKey(ctx context.Context) (context.Context, string, error) {
+	key, fromCaller := KeyFrom(ctx)
+	if vals := metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata); len(vals) > 0 {
+		switch {
+		case len(vals) > 1:
+			return ctx, "", fmt.Errorf("%d %s entries in the outgoing metadata, want one", len(vals), policy.KeyMetadata)
+		case fromCaller && vals[0] != key:
+			return ctx, "", fmt.Errorf("%s: the outgoing metadata and WithKey hold different keys", policy.KeyMetadata)
+		}
+		if err := ValidateKey(vals[0]); err != nil {
+			return ctx, "", fmt.Errorf("%s: %w", policy.KeyMetadata, err)
+		}
+		return ctx, vals[0], nil
+	}
+	if !fromCaller {
+		key = NewKey()
+	} else if err := ValidateKey(key); err != nil {
+		return ctx, "", err
+	}
+	return metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key), key, nil
 }
 
 // reject fails a call locally: nothing is sent.

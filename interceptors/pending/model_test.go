@@ -59,6 +59,8 @@ type drainModel struct {
 	kill, armed bool
 }
 
+var errKilled = errors.New("process killed")
+
 // killableStore fails Settle when its model is armed, once.
 type killableStore struct {
 	*pending.MemoryStore

@@ -17,7 +17,6 @@ import (
 	"github.com/failsoft/failsoft/interceptors/idempotency"
 	"github.com/failsoft/failsoft/interceptors/internal/option"
 	"github.com/failsoft/failsoft/interceptors/outcome"
-	"github.com/failsoft/failsoft/interceptors/policy"
 )
 
 // Queue turns calls that cannot be sent now into pending entries of a
@@ -116,9 +115,10 @@ func (q *Queue) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 		if _, ok := q.methods[method]; !ok || ctx.Value(redelivery{}) != nil {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
-		ctx, key, err := withKey(ctx)
+		ctx, key, err := idempotency.AttachKey(ctx)
 		if err != nil {
-			return err
+			return &outcome.Rejection{Layer: "pending", Code: codes.InvalidArgument,
+				Message: fmt.Sprintf("failsoft: pending: key of %s: %v", method, err)}
 		}
 		err = invoker(ctx, method, req, reply, cc, opts...)
 		if err == nil || !q.deferrable(ctx, err) {
@@ -126,31 +126,6 @@ func (q *Queue) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 		}
 		return q.enqueue(ctx, key, method, req, err)
 	}
-}
-
-// withKey returns ctx with exactly one idempotency key in its outgoing
-// metadata, and the key.
-func withKey(ctx context.Context) (context.Context, string, error) {
-	vals := metadata.ValueFromOutgoingContext(ctx, policy.KeyMetadata)
-	key, fromCaller := idempotency.KeyFrom(ctx)
-	switch {
-	case len(vals) > 1:
-		return ctx, "", &outcome.Rejection{Layer: "pending", Code: codes.InvalidArgument,
-			Message: fmt.Sprintf("failsoft: pending: %d %s entries in the outgoing metadata, want one", len(vals), policy.KeyMetadata)}
-	case len(vals) == 1:
-		if fromCaller && key != vals[0] {
-			return ctx, "", &outcome.Rejection{Layer: "pending", Code: codes.InvalidArgument,
-				Message: fmt.Sprintf("failsoft: pending: %s: the outgoing metadata and WithKey hold different keys", policy.KeyMetadata)}
-		}
-		return ctx, vals[0], nil
-	case !fromCaller:
-		key = idempotency.NewKey()
-	}
-	if err := idempotency.ValidateKey(key); err != nil {
-		return ctx, "", &outcome.Rejection{Layer: "pending", Code: codes.InvalidArgument,
-			Message: fmt.Sprintf("failsoft: pending: idempotency key: %v", err)}
-	}
-	return metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, key), key, nil
 }
 
 // deferrable reports whether a call that failed with err is one that

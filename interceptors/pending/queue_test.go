@@ -155,6 +155,9 @@ func TestInterceptorKeepsTheCallersKey(t *testing.T) {
 			return metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, "a", policy.KeyMetadata, "b")
 		}, "", true},
 		{"invalid", func(ctx context.Context) context.Context { return idempotency.WithKey(ctx, " padded ") }, "", true},
+		{"invalid in metadata", func(ctx context.Context) context.Context {
+			return metadata.AppendToOutgoingContext(ctx, policy.KeyMetadata, "tab\there")
+		}, "", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
