@@ -132,6 +132,7 @@
 // call that succeeds and does not allocate: one policy lookup, one
 // registry lookup and a few atomic operations. A failed attempt reads the
 // clock once, for DeadAfter's span and the rules. FailuresWithin, a time
-// window or a slow-call rule adds a clock read per call. An open breaker rejects without allocating: its
-// rejections are made once per open period.
+// window or a slow-call rule adds a clock read per call. An open breaker
+// rejects without allocating: its rejections are made once per open
+// period.
 package breaker
