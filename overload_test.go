@@ -44,10 +44,11 @@ import (
 //     its calls;
 //   - a dead target opens the breaker of each method called by its 20th
 //     failed attempt in a row, retried or not, whatever its history, once
-//     the run spans 50 ms (DeadAfter), or earlier with the seed's rule (5 failures within 30 s
-//     that make 80 % of the calls within 30 s) or the default rule (80 %
-//     of the last 100 calls, at least 20), which count calls as the
-//     caller sees them: failures a retry absorbed are not counted;
+//     the run spans 50 ms (DeadAfter), or earlier with the seed's rule
+//     (5 failures within 30 s that make 80 % of the calls within 30 s) or
+//     the default rule (80 % of the last 100 calls, at least 20), which
+//     count calls as the caller sees them: failures a retry absorbed are
+//     not counted;
 //   - one failing method never opens the breaker of another;
 //   - after a heal, the breaker lets calls through within a second, and
 //     the throttle, which forgets the refusals it presumed of a target
@@ -656,7 +657,8 @@ func (b *breakerModel) done(now time.Duration, c class, absorbed bool, draw func
 			b.runFrom = now
 		}
 		if b.run++; b.run >= deadAfter && now-b.runFrom >= deadSpan {
-			b.reason = fmt.Sprintf("%d attempts in a row failed over %v", b.run, (now - b.runFrom).Round(time.Millisecond))
+			span := (now - b.runFrom).Round(time.Millisecond)
+			b.reason = fmt.Sprintf("%d attempts in a row failed over %v", b.run, span)
 			b.deadTrip++
 			return b.trip(now, draw())
 		}
@@ -1323,9 +1325,9 @@ func TestOverloadRegimes(t *testing.T) {
 	}, {
 		// The target serves the first 25 attempts of each second and
 		// fails the rest: 20 failed attempts in a row over 50 ms and
-		// more come each second, and DeadAfter opens the breaker, which sheds the rest of the
-		// second before the throttle's presumed refusals outweigh the
-		// accepts. The rate rules stay closed: a quarter is served.
+		// more come each second, and DeadAfter opens the breaker, which
+		// sheds the rest of the second before the throttle's presumed
+		// refusals outweigh the accepts. The rate rules stay closed: a quarter is served.
 		name: "overloaded/4x capacity/plain UNAVAILABLE/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered / 4, code: codes.Unavailable},
@@ -1468,9 +1470,10 @@ func TestOverloadUnavailablePushbackKeepsBreakerClosed(t *testing.T) {
 
 // TestOverloadOutageHeal plays an outage between healthy stretches, at 100
 // or 250 calls a second, and checks what issue #18 asks of it. With the
-// breaker, the outage opens it by the 20th failed attempt (DeadAfter;
-// at these rates with retries the run spans its 50 ms by then), however long the healthy history before, or by the seed's rule when that
-// comes first; then only probes reach the target, one per open period of
+// breaker, the outage opens it by the 20th failed attempt (DeadAfter; at
+// these rates, with retries, the run spans its 50 ms by then), however
+// long the healthy history before, or by the seed's rule when that comes
+// first; then only probes reach the target, one per open period of
 // 0.5-1 s, so that the whole outage costs at most 20 attempts and two a
 // second, and no more than 0.05 attempts per call at 250 calls a second
 // (at 100, the 20 attempts alone make 0.067). Without the breaker, the
