@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -180,39 +179,14 @@ func (s *scenario) run(rate int, d time.Duration, methods ...string) {
 // proxy sheds the calls it holds. Each is a single attempt that no retry
 // absorbs, so that the trip rules count every one.
 func (s *scenario) burst(k int, method string) {
-	var sent, done sync.WaitGroup
-	sent.Add(k)
-	done.Add(k)
-	release := make(chan struct{})
-	var mu sync.Mutex
-	for range k {
-		go func() {
-			defer done.Done()
-			reached := false
-			err := s.br.UnaryClientInterceptor()(context.Background(), method, nil, nil, s.cc,
-				func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
-					reached = true
-					sent.Done()
-					<-release
-					return serverError(codes.Unavailable)
-				})
-			if !reached {
-				sent.Done()
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			s.calls++
-			if reached {
-				s.attempts++
-			}
-			if errors.Is(err, breaker.ErrOpen) {
-				s.rejectedByBreaker++
-			}
-		}()
+	for _, err := range failTogether(s.br.UnaryClientInterceptor(), s.cc, method, k) {
+		s.calls++
+		if errors.Is(err, breaker.ErrOpen) {
+			s.rejectedByBreaker++
+			continue
+		}
+		s.attempts++
 	}
-	sent.Wait()
-	close(release)
-	done.Wait()
 	s.lastFailure = s.now()
 }
 
