@@ -43,11 +43,12 @@ import (
 //     pushback, or by a plain UNAVAILABLE while the target serves most of
 //     its calls;
 //   - a dead target opens the breaker of each method called by its 20th
-//     failed attempt in a row, retried or not, whatever its history
-//     (DeadAfter), or earlier with the seed's rule (5 failures within 30 s
-//     that make 80 % of the calls within 30 s) or the default rule (80 %
-//     of the last 100 calls, at least 20), which count calls as the
-//     caller sees them: failures a retry absorbed are not counted;
+//     failed attempt in a row, retried or not, whatever its history, once
+//     the run spans 50 ms (DeadAfter), or earlier with the seed's rule
+//     (5 failures within 30 s that make 80 % of the calls within 30 s) or
+//     the default rule (80 % of the last 100 calls, at least 20), which
+//     count calls as the caller sees them: failures a retry absorbed are
+//     not counted;
 //   - one failing method never opens the breaker of another;
 //   - after a heal, the breaker lets calls through within a second, and
 //     the throttle, which forgets the refusals it presumed of a target
@@ -578,14 +579,16 @@ func (m *throttleModel) result(now time.Duration, c class) {
 // at a time: the seed's rule (5 failures within 30 s that make 80 % of the
 // calls within 30 s, among the last 100) or the default (80 % of the last
 // 100 counted calls, at least 20), and with either DeadAfter's 20 failed
-// attempts in a row, absorbed or not; open for 1 s less a random half of
-// it, never doubling; one probe.
+// attempts in a row, absorbed or not, the first at least 50 ms before the
+// last; open for 1 s less a random half of it, never doubling; one probe.
 type breakerModel struct {
 	within   bool
 	state    string
 	window   []bool          // last 100 counted calls, true = failed
 	times    []time.Duration // when they ended: within rule
 	run      int             // failed attempts in a row while closed
+	runFrom  time.Duration   // when the first of them ended
+	lastAt   time.Duration   // when the latest attempt ended
 	until    time.Duration
 	attempts int // attempts that reached the target through the breaker
 	opens    int
@@ -600,6 +603,7 @@ type breakerModel struct {
 const (
 	openFor   = time.Second
 	deadAfter = 20
+	deadSpan  = 50 * time.Millisecond
 )
 
 // trip opens the breaker for a period drawn with r.
@@ -634,6 +638,7 @@ func (b *breakerModel) allow(now time.Duration) (bool, string) {
 // trip, drawn with draw; b.reason says why a closed breaker opened.
 func (b *breakerModel) done(now time.Duration, c class, absorbed bool, draw func() float64) (string, time.Duration) {
 	b.attempts++
+	b.lastAt = now
 	if b.state == "half-open" {
 		switch c {
 		case failure:
@@ -647,10 +652,16 @@ func (b *breakerModel) done(now time.Duration, c class, absorbed bool, draw func
 	// Every attempt counts in the run, before the other rules look.
 	if c != failure {
 		b.run = 0
-	} else if b.run++; b.run >= deadAfter {
-		b.reason = fmt.Sprintf("%d attempts in a row failed", b.run)
-		b.deadTrip++
-		return b.trip(now, draw())
+	} else {
+		if b.run == 0 {
+			b.runFrom = now
+		}
+		if b.run++; b.run >= deadAfter && now-b.runFrom >= deadSpan {
+			span := (now - b.runFrom).Round(time.Millisecond)
+			b.reason = fmt.Sprintf("%d attempts in a row failed over %v", b.run, span)
+			b.deadTrip++
+			return b.trip(now, draw())
+		}
 	}
 	if c == overload || (c == failure && absorbed) {
 		return "", 0 // not counted
@@ -1188,15 +1199,13 @@ func checkOverloadProperties(t *rapid.T, cc *grpc.ClientConn, sc scenario) *mode
 			}
 			if p.regime == dead && b0.state == "closed" {
 				// A dead method opens its closed breaker by the 20th
-				// attempt that reaches the target, however long its
-				// history of successes, however many failures retries
-				// absorbed, and whatever the throttle shed.
-				n := b1.attempts - b0.attempts
-				if opened {
-					n = b1.attemptsAt[b0.opens] - b0.attempts
-				}
-				if n > deadAfter || (!opened && n == deadAfter) {
-					t.Fatalf("phase %d (%v): %d failed attempts in a row at method %d, the breaker stayed closed", i, p, n, mi)
+				// attempt that reaches the target once the run spans
+				// 50 ms, however long its history of successes, however
+				// many failures retries absorbed, and whatever the
+				// throttle shed.
+				if n := b1.attempts - b0.attempts; !opened && n >= deadAfter && b1.lastAt-b1.runFrom >= deadSpan {
+					t.Fatalf("phase %d (%v): %d failed attempts in a row over %v at method %d, the breaker stayed closed",
+						i, p, n, b1.lastAt-b1.runFrom, mi)
 				}
 			}
 			if p.regime != dead || b0.state != "closed" || opened || after.throttledOf[mi] > before.throttledOf[mi] {
@@ -1315,10 +1324,10 @@ func TestOverloadRegimes(t *testing.T) {
 		maxPerCall: 1.2, minGoodput: 0.9,
 	}, {
 		// The target serves the first 25 attempts of each second and
-		// fails the rest: 20 failed attempts in a row come each second,
-		// and DeadAfter opens the breaker, which sheds the rest of the
-		// second before the throttle's presumed refusals outweigh the
-		// accepts. The rate rules stay closed: a quarter is served.
+		// fails the rest: 20 failed attempts in a row over 50 ms and
+		// more come each second, and DeadAfter opens the breaker, which
+		// sheds the rest of the second before the throttle's presumed
+		// refusals outweigh the accepts. The rate rules stay closed: a quarter is served.
 		name: "overloaded/4x capacity/plain UNAVAILABLE/seed rule",
 		phase: phase{regime: overloaded, calls: 1000, gap: 10 * time.Millisecond,
 			capacity: offered / 4, code: codes.Unavailable},
@@ -1461,9 +1470,10 @@ func TestOverloadUnavailablePushbackKeepsBreakerClosed(t *testing.T) {
 
 // TestOverloadOutageHeal plays an outage between healthy stretches, at 100
 // or 250 calls a second, and checks what issue #18 asks of it. With the
-// breaker, the outage opens it by the 20th failed attempt (DeadAfter),
-// however long the healthy history before, or by the seed's rule when that
-// comes first; then only probes reach the target, one per open period of
+// breaker, the outage opens it by the 20th failed attempt (DeadAfter; at
+// these rates, with retries, the run spans its 50 ms by then), however
+// long the healthy history before, or by the seed's rule when that comes
+// first; then only probes reach the target, one per open period of
 // 0.5-1 s, so that the whole outage costs at most 20 attempts and two a
 // second, and no more than 0.05 attempts per call at 250 calls a second
 // (at 100, the 20 attempts alone make 0.067). Without the breaker, the

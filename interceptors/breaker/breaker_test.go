@@ -118,17 +118,17 @@ func TestTripRules(t *testing.T) {
 		{"seed: 5 failures spread over 40s", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, steps(U, 5, 10*time.Second), breaker.Closed},
 		{"seed: failures among successes are flakiness", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(U, 3, time.Second), steps(OK, 20, 0), steps(U, 2, time.Second)), breaker.Closed},
 		{"seed: failures make 80% of the calls within 30s", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(OK, 20, 0), steps(U, 80, 100*time.Millisecond)), breaker.Open},
-		{"seed: 79% is not enough", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second), breaker.DeadAfter(0)}, cat(steps(OK, 21, 0), steps(U, 79, 100*time.Millisecond)), breaker.Closed},
+		{"seed: 79% is not enough", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second), breaker.DeadAfter(0, 0)}, cat(steps(OK, 21, 0), steps(U, 79, 100*time.Millisecond)), breaker.Closed},
 		{"seed: older successes are forgotten", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(OK, 20, 0), steps(U, 1, 30*time.Second), steps(U, 4, time.Second)), breaker.Open},
 		{"seed: a lower minimum failure rate", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second), breaker.MinFailureRate(0.2)}, cat(steps(OK, 20, 0), steps(U, 5, 0)), breaker.Open},
 		{"default rate: 16 of 20", nil, cat(steps(OK, 4, 0), steps(U, 16, 0)), breaker.Open},
 		{"default rate: below minimum calls", nil, steps(U, 19, 0), breaker.Closed},
-		{"dead: 20 failures in a row after a healthy history", nil, cat(steps(OK, 100, 0), steps(U, 20, 0)), breaker.Open},
-		{"dead: 19 are not enough", nil, cat(steps(OK, 100, 0), steps(U, 19, 0)), breaker.Closed},
-		{"dead: an answer ends the run", nil, cat(steps(OK, 100, 0), steps(U, 10, 0), steps(NF, 1, 0), steps(U, 10, 0), steps(RE, 1, 0), steps(U, 10, 0)), breaker.Closed},
-		{"dead: DeadAfter(5)", []breaker.Option{breaker.DeadAfter(5)}, cat(steps(OK, 100, 0), steps(U, 5, 0)), breaker.Open},
-		{"dead: DeadAfter(0) is off", []breaker.Option{breaker.DeadAfter(0)}, cat(steps(OK, 100, 0), steps(U, 70, 0)), breaker.Closed},
-		{"dead: with the README's rule", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(OK, 100, 0), steps(U, 20, 0)), breaker.Open},
+		{"dead: 20 failures in a row after a healthy history", nil, cat(steps(OK, 100, 0), steps(U, 20, 10*time.Millisecond)), breaker.Open},
+		{"dead: 19 are not enough", nil, cat(steps(OK, 100, 0), steps(U, 19, 10*time.Millisecond)), breaker.Closed},
+		{"dead: an answer ends the run", nil, cat(steps(OK, 100, 0), steps(U, 10, 10*time.Millisecond), steps(NF, 1, 0), steps(U, 10, 10*time.Millisecond), steps(RE, 1, 0), steps(U, 10, 10*time.Millisecond)), breaker.Closed},
+		{"dead: DeadAfter(5, 0)", []breaker.Option{breaker.DeadAfter(5, 0)}, cat(steps(OK, 100, 0), steps(U, 5, 0)), breaker.Open},
+		{"dead: DeadAfter(0, 0) is off", []breaker.Option{breaker.DeadAfter(0, 0)}, cat(steps(OK, 100, 0), steps(U, 70, 10*time.Millisecond)), breaker.Closed},
+		{"dead: with the README's rule", []breaker.Option{breaker.FailuresWithin(5, 30*time.Second)}, cat(steps(OK, 100, 0), steps(U, 20, 10*time.Millisecond)), breaker.Open},
 		{"default rate: 15 of 20", nil, cat(steps(OK, 5, 0), steps(U, 15, 0)), breaker.Closed},
 		{"count window forgets", []breaker.Option{breaker.FailureRate(0.5), breaker.CountWindow(10), breaker.MinimumCalls(10)}, cat(steps(U, 4, 0), steps(OK, 10, 0), steps(U, 4, 0)), breaker.Closed},
 		{"time window", []breaker.Option{breaker.FailureRate(0.5), breaker.TimeWindow(10 * time.Second), breaker.MinimumCalls(4)}, cat(steps(OK, 2, 0), steps(U, 2, time.Second)), breaker.Open},
@@ -431,7 +431,8 @@ func TestOptionErrors(t *testing.T) {
 		{breaker.MinimumCalls(0), "breaker.MinimumCalls(0)"},
 		{breaker.OpenFor(time.Minute, time.Second), "breaker.OpenFor(1m0s, 1s)"},
 		{breaker.HalfOpenProbes(0), "breaker.HalfOpenProbes(0)"},
-		{breaker.DeadAfter(-1), "breaker.DeadAfter(-1)"},
+		{breaker.DeadAfter(-1, time.Second), "breaker.DeadAfter(-1, 1s): n must be"},
+		{breaker.DeadAfter(20, -time.Second), "breaker.DeadAfter(20, -1s): the span must not be negative"},
 		{breaker.MaxTargets(0), "breaker.MaxTargets(0)"},
 		{breaker.MinFailureRate(0), "breaker.MinFailureRate(0)"},
 		{breaker.MinFailureRate(0.5), "breaker.MinFailureRate(0.5): applies to FailuresWithin"},
@@ -512,6 +513,7 @@ func TestAbsorbedFailures(t *testing.T) {
 		h := newHarness(t)
 		for range breaker.DefaultDeadAfter - 1 {
 			h.callWith(true, codes.Unavailable)
+			h.clk.Advance(10 * time.Millisecond)
 		}
 		h.wantState(breaker.Closed)
 		h.callWith(true, codes.Unavailable)

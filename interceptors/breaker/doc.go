@@ -35,15 +35,22 @@
 //     FailureRate(0.8) over the last 100 calls, at least 20: a dead target
 //     opens its breaker after 20 calls when it served none before, and
 //     after 80 when it had served the last 100.
-//   - DeadAfter(n), on by default with whatever other rules are given:
-//     n attempts in a row failed (default 20), whether or not retries
-//     absorbed them. A target that answered none of them is down; its
-//     breaker opens after 20 attempts even when the rate rule would wait
-//     for 80 failed calls, or when retries absorb most of the failures.
-//     Any other result, RESOURCE_EXHAUSTED included, ends the run, and a
-//     sick target hardly ever fails 20 attempts in a row (a third of its
-//     attempts at random, with probability 3^-20). DeadAfter(0) turns it
-//     off.
+//   - DeadAfter(n, span), on by default with whatever other rules are
+//     given: n attempts in a row failed (default 20), whether or not
+//     retries absorbed them, and the first ended at least span (default
+//     50 ms) before the last. A target that answered none of them is
+//     down; its breaker opens after 20 attempts and 50 ms even when the
+//     rate rule would wait for 80 failed calls, or when retries absorb
+//     most of the failures. Any other result, RESOURCE_EXHAUSTED
+//     included, ends the run, and a sick target hardly ever fails 20
+//     attempts in a row (a third of its attempts at random, with
+//     probability 3^-20). The span is for bursts: the calls in flight
+//     when a server pauses or restarts, when a proxy sheds them, or when
+//     the client pauses, fail together, and the next calls succeed, so
+//     such a burst, however many calls it holds, spans no time and opens
+//     nothing, while a dead target goes on failing and at 250 calls a
+//     second spends about 50 ms on its 20 attempts anyway. DeadAfter(0, 0)
+//     turns it off.
 //   - FailuresWithin(n, d): n failures within d that make at least
 //     MinFailureRate (default 0.8) of the calls that ended within d (the
 //     last max(100, n/rate) calls). "5 failures in 30 s" is
@@ -70,14 +77,15 @@
 // overload, which the throttle and the retry budget handle, and never open
 // the breaker; overload that arrives as a plain UNAVAILABLE counts as
 // failures, which FailureRate and FailuresWithin leave alone while the
-// target still serves a fifth of its calls.
+// target still serves a fifth of its calls, and DeadAfter while the
+// refusals come in bursts shorter than its span.
 //
-// The rules but DeadAfter count calls as the caller sees them: a failed attempt that the
-// retry layer retries (it says so with chain.State's MayRetry, and the code
-// is one of the method's retryable codes) is not counted, since the retry
-// absorbs it; when the retries fail too, the last attempt is counted.
-// CountEveryAttempt counts every attempt. A failed half-open probe always
-// counts.
+// The rules but DeadAfter count calls as the caller sees them: a failed
+// attempt that the retry layer retries (it says so with chain.State's
+// MayRetry, and the code is one of the method's retryable codes) is not
+// counted, since the retry absorbs it; when the retries fail too, the
+// last attempt is counted. CountEveryAttempt counts every attempt. A
+// failed half-open probe always counts.
 //
 // Each method of a target has its own breaker by default, so that one
 // failing method does not cut off the others; a target that is down trips
@@ -120,9 +128,11 @@
 //
 // # Cost
 //
-// A closed breaker with a count window does not read the clock and does not
-// allocate: one policy lookup, one registry lookup and a few atomic
-// operations. FailuresWithin, a time window or a slow-call rule adds a
-// clock read per call. An open breaker rejects without allocating: its
-// rejections are made once per open period.
+// A closed breaker with a count window does not read the clock for a
+// call that succeeds and does not allocate: one policy lookup, one
+// registry lookup and a few atomic operations. A failed attempt reads the
+// clock once, for DeadAfter's span and the rules. FailuresWithin, a time
+// window or a slow-call rule adds a clock read per call. An open breaker
+// rejects without allocating: its rejections are made once per open
+// period.
 package breaker

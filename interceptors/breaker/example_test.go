@@ -155,7 +155,9 @@ func ExampleFailuresWithin() {
 
 func ExampleDeadAfter() {
 	clk := clock.NewFake(time.Unix(0, 0))
-	b, _ := breaker.New(breaker.WithClock(clk), breaker.DeadAfter(10))
+	// 10 failed attempts in a row, the first at least 200 ms before the
+	// last, open the breaker.
+	b, _ := breaker.New(breaker.WithClock(clk), breaker.DeadAfter(10, 200*time.Millisecond))
 	unary := b.UnaryClientInterceptor()
 	cc, _ := grpc.NewClient("dns:///payments.internal:443", grpc.WithTransportCredentials(insecure.NewCredentials()))
 	defer cc.Close()
@@ -165,13 +167,22 @@ func ExampleDeadAfter() {
 	for range 100 {
 		_ = unary(context.Background(), method, nil, nil, cc, ok)
 	}
-	// ...does not keep a target that answers nothing in use.
-	for range 10 {
+	// ...and a burst of 30 calls that fail together, then an answer...
+	for range 30 {
 		_ = unary(context.Background(), method, nil, nil, cc, failing)
 	}
+	_ = unary(context.Background(), method, nil, nil, cc, ok)
 	state, _ := b.State(cc.Target(), method)
 	fmt.Println(state)
+	// ...does not keep a target that answers nothing for 200 ms in use.
+	for range 10 {
+		clk.Advance(25 * time.Millisecond)
+		_ = unary(context.Background(), method, nil, nil, cc, failing)
+	}
+	state, _ = b.State(cc.Target(), method)
+	fmt.Println(state)
 	// Output:
+	// closed
 	// open
 }
 

@@ -29,6 +29,7 @@ type modelConfig struct {
 	probes        int
 	openFor, max  time.Duration
 	deadAfter     int
+	deadSpan      time.Duration
 }
 
 func drawConfig(t *rapid.T) modelConfig {
@@ -59,6 +60,7 @@ func drawConfig(t *rapid.T) modelConfig {
 		}
 	}
 	c.deadAfter = rapid.SampledFrom([]int{0, 2, 5, breaker.DefaultDeadAfter}).Draw(t, "deadAfter")
+	c.deadSpan = rapid.SampledFrom([]time.Duration{0, breaker.DefaultDeadSpan, time.Second, 5 * time.Second}).Draw(t, "deadSpan")
 	c.probes = rapid.IntRange(1, 3).Draw(t, "probes")
 	c.openFor = time.Duration(rapid.IntRange(1, 10).Draw(t, "openFor")) * time.Second
 	c.max = c.openFor * time.Duration(rapid.IntRange(1, 5).Draw(t, "maxFactor"))
@@ -67,8 +69,8 @@ func drawConfig(t *rapid.T) modelConfig {
 
 func (c modelConfig) options() []breaker.Option {
 	opts := []breaker.Option{breaker.HalfOpenProbes(c.probes), breaker.OpenFor(c.openFor, c.max)}
-	if c.deadAfter != breaker.DefaultDeadAfter {
-		opts = append(opts, breaker.DeadAfter(c.deadAfter))
+	if c.deadAfter != breaker.DefaultDeadAfter || c.deadSpan != breaker.DefaultDeadSpan {
+		opts = append(opts, breaker.DeadAfter(c.deadAfter, c.deadSpan))
 	}
 	if c.consecutive > 0 {
 		opts = append(opts, breaker.ConsecutiveFailures(c.consecutive))
@@ -104,7 +106,8 @@ type model struct {
 	reopens  int
 	recs     []rec
 	consec   int
-	dead     int // failed attempts in a row, for DeadAfter
+	dead     int           // failed attempts in a row, for DeadAfter
+	deadFrom time.Duration // when the first of them ended
 	ok       int
 	admitted int
 }
@@ -140,10 +143,15 @@ func (m *model) call(class outcome.Class, dur time.Duration) bool {
 	fail := class == outcome.Failure
 	if !fail {
 		m.dead = 0
-	} else if m.dead++; m.c.deadAfter > 0 && m.dead >= m.c.deadAfter {
-		m.reopens = 0
-		m.open()
-		return false
+	} else {
+		if m.dead == 0 {
+			m.deadFrom = m.now
+		}
+		if m.dead++; m.c.deadAfter > 0 && m.dead >= m.c.deadAfter && m.now-m.deadFrom >= m.c.deadSpan {
+			m.reopens = 0
+			m.open()
+			return false
+		}
 	}
 	if class != outcome.Success && !fail {
 		return false

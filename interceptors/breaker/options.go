@@ -46,6 +46,18 @@ const (
 	// none of them is down, while one that fails even a third of its
 	// attempts at random makes such a run about once in 10^9 attempts.
 	DefaultDeadAfter = 20
+	// DefaultDeadSpan is how long before the last of DeadAfter's failures
+	// the first must have ended. The calls in flight when a server pauses
+	// or restarts, when a proxy sheds them, or when the client itself
+	// pauses fail together, within a few milliseconds, and the next calls
+	// succeed; a dead target goes on failing. 50 ms lets such bursts pass
+	// and costs a dead target next to nothing: at 250 calls a second with
+	// retries, 20 attempts take about that long anyway. A longer span
+	// lets about one failed attempt per call through for its whole length
+	// (at 250 calls a second, 100 ms makes an outage of a few seconds cost
+	// about 40 % more attempts), and FailureRate cuts off a target that
+	// fails most of its calls for longer.
+	DefaultDeadSpan = 50 * time.Millisecond
 	// DefaultMaxTargets is about how many breakers are kept.
 	DefaultMaxTargets = 1024
 	// timeBuckets is how many buckets a time window is divided into.
@@ -76,6 +88,7 @@ type config struct {
 
 	minFailureRate float64 // for FailuresWithin
 	deadAfter      uint32  // 0: off
+	deadSpan       time.Duration
 
 	openFor, maxOpenFor time.Duration
 	probes              uint32
@@ -93,6 +106,7 @@ func defaultConfig() config {
 		maxOpenFor: DefaultMaxOpenFor,
 		probes:     DefaultHalfOpenProbes,
 		deadAfter:  DefaultDeadAfter,
+		deadSpan:   DefaultDeadSpan,
 		perMethod:  true,
 		maxTargets: DefaultMaxTargets,
 		rand:       rand.Float64,
@@ -181,21 +195,29 @@ func ConsecutiveFailures(n int) Option {
 	}
 }
 
-// DeadAfter trips the breaker when n attempts in a row failed, whether or
-// not the retry layer retried them, alongside the other rules; any other
-// result, even RESOURCE_EXHAUSTED, ends the run. A target that answered
-// none of n attempts is down, and the rule opens its breaker after n
-// attempts however long its history of successes (which the rate rules
-// weigh) and however many of the failures retries absorbed (which they do
-// not count). A sick target hardly ever fails n attempts in a row: a third
-// of them at random does with probability 3^-n. Default 20
-// (DefaultDeadAfter); 0 turns the rule off.
-func DeadAfter(n int) Option {
+// DeadAfter trips the breaker when n attempts in a row failed, the first
+// of them at least span before the last, whether or not the retry layer
+// retried them, alongside the other rules; any other result, even
+// RESOURCE_EXHAUSTED, ends the run. A target that answered none of its
+// attempts for span is down, and the rule opens its breaker however long
+// its history of successes (which the rate rules weigh) and however many
+// of the failures retries absorbed (which they do not count). A sick
+// target hardly ever fails n attempts in a row: a third of them at random
+// does with probability 3^-n, and the span asks for more of them at higher
+// rates. The span lets a burst pass: the calls in flight when a server
+// pauses, restarts or sheds them fail together, and the next ones
+// succeed. Default DeadAfter(20, 50*time.Millisecond) (DefaultDeadAfter,
+// DefaultDeadSpan); n = 0 turns the rule off, and span = 0 counts attempts
+// only.
+func DeadAfter(n int, span time.Duration) Option {
 	return func(c *config) error {
 		if n < 0 || n > 1<<30 {
-			return fmt.Errorf("breaker.DeadAfter(%d): must be between 0 (off) and 2^30", n)
+			return fmt.Errorf("breaker.DeadAfter(%d, %v): n must be between 0 (off) and 2^30", n, span)
 		}
-		c.deadAfter = uint32(n)
+		if span < 0 {
+			return fmt.Errorf("breaker.DeadAfter(%d, %v): the span must not be negative", n, span)
+		}
+		c.deadAfter, c.deadSpan = uint32(n), span
 		return nil
 	}
 }

@@ -2,6 +2,8 @@ package breaker_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -78,6 +80,7 @@ type scenario struct {
 
 	calls, ok, attempts, rejectedByBreaker, throttled int
 	opens                                             int
+	firstOpen                                         time.Duration // when a breaker first opened from closed
 	lastFailure                                       time.Duration // when the latest call failed
 }
 
@@ -98,6 +101,9 @@ func newScenario(t *rapid.T, cc *grpc.ClientConn, srv server, opts ...breaker.Op
 	s.br, err = breaker.New(append([]breaker.Option{breaker.WithClock(s.clk), breaker.WithRand(breakerRand.Float64),
 		breaker.OnStateChange(func(c breaker.Change) {
 			if c.From == breaker.Closed && c.To == breaker.Open {
+				if s.opens == 0 {
+					s.firstOpen = c.At.Sub(s.start)
+				}
 				s.opens++
 			}
 		})}, opts...)...)
@@ -166,6 +172,80 @@ func (s *scenario) run(rate int, d time.Duration, methods ...string) {
 		s.call(methods[i%len(methods)])
 		s.clk.Advance(time.Second / time.Duration(rate))
 	}
+}
+
+// burst makes k calls to method that are in flight together and fail
+// together with UNAVAILABLE at one instant, as when a server restarts or a
+// proxy sheds the calls it holds. Each is a single attempt that no retry
+// absorbs, so that the trip rules count every one.
+func (s *scenario) burst(k int, method string) {
+	for _, err := range failTogether(s.br.UnaryClientInterceptor(), s.cc, method, k) {
+		s.calls++
+		if errors.Is(err, breaker.ErrOpen) {
+			s.rejectedByBreaker++
+			continue
+		}
+		s.attempts++
+	}
+	s.lastFailure = s.now()
+}
+
+// TestScenarioBursts: a healthy target whose calls in flight fail together
+// now and then, 20 to 50 at a time, keeps its breaker closed, and every
+// call between the bursts succeeds.
+func TestScenarioBursts(t *testing.T) {
+	cc := testserver.Dial(t, "passthrough:///bursts")
+	rapid.Check(t, func(rt *rapid.T) {
+		s := newScenario(rt, cc, func(time.Duration, string, *rand.Rand) error { return nil }, drawRule(rt)...)
+		rate := rapid.IntRange(250, 2000).Draw(rt, "rate")
+		s.run(rate, time.Second, plainMethod)
+		for i := range rapid.IntRange(1, 5).Draw(rt, "bursts") {
+			s.burst(rapid.IntRange(20, 50).Draw(rt, fmt.Sprint("burst ", i)), plainMethod)
+			calls, ok := s.calls, s.ok
+			s.run(rate, time.Duration(rapid.IntRange(500, 2000).Draw(rt, fmt.Sprint("healthy ms ", i)))*time.Millisecond, plainMethod)
+			if s.ok-ok != s.calls-calls {
+				rt.Fatalf("burst %d: %d of the %d calls after it failed", i, s.calls-calls-(s.ok-ok), s.calls-calls)
+			}
+		}
+		if s.opens != 0 || s.rejectedByBreaker != 0 {
+			rt.Fatalf("the breaker opened %d times and rejected %d calls", s.opens, s.rejectedByBreaker)
+		}
+	})
+}
+
+// TestScenarioDeadTargetWithinSpan: a target that dies after a healthy
+// history opens its breaker at the first failed attempt that is both the
+// 20th of the run or later and DefaultDeadSpan or more after its first:
+// well under a second at 100 calls a second and more.
+func TestScenarioDeadTargetWithinSpan(t *testing.T) {
+	cc := testserver.Dial(t, "passthrough:///dies")
+	rapid.Check(t, func(rt *rapid.T) {
+		healthy := time.Duration(rapid.IntRange(1, 5).Draw(rt, "healthy seconds")) * time.Second
+		var failed []time.Duration // when each attempt of the outage ended
+		srv := func(at time.Duration, _ string, _ *rand.Rand) error {
+			if at < healthy {
+				return nil
+			}
+			failed = append(failed, at)
+			return serverError(codes.Unavailable)
+		}
+		rate := rapid.IntRange(100, 2000).Draw(rt, "rate")
+		s := newScenario(rt, cc, srv, drawRule(rt)...)
+		s.run(rate, healthy+time.Second, plainMethod)
+		want := time.Duration(-1)
+		for i, at := range failed {
+			if i+1 >= breaker.DefaultDeadAfter && at-failed[0] >= breaker.DefaultDeadSpan {
+				want = at
+				break
+			}
+		}
+		if s.opens == 0 || s.firstOpen != want {
+			rt.Fatalf("the breaker opened %d times, first at %v; want it open at %v", s.opens, s.firstOpen, want)
+		}
+		if took := s.firstOpen - failed[0]; took > 250*time.Millisecond {
+			rt.Fatalf("the breaker opened %v after the first failure, want within 250ms", took)
+		}
+	})
 }
 
 // TestScenarioDeadTarget: a target that answers nothing trips the breaker

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,11 +122,13 @@ type breaker struct {
 	sg     atomic.Uint64 // pack(generation, state)
 	consec atomic.Uint32
 	// dead is the run of failed attempts, retried or not, for the
-	// DeadAfter rule.
-	dead atomic.Uint32
-	cw   *countWindow
-	tw   *timeWindow
-	open atomic.Pointer[openInfo]
+	// DeadAfter rule, and deadSince the clock offset of its first failure
+	// (noRun while there is none).
+	dead      atomic.Uint32
+	deadSince atomic.Int64
+	cw        *countWindow
+	tw        *timeWindow
+	open      atomic.Pointer[openInfo]
 
 	recent *recentCalls // for FailuresWithin
 
@@ -136,9 +139,15 @@ type breaker struct {
 	busy                        *outcome.Rejection
 }
 
+// noRun is deadSince when no run of failures is under way. It is far in
+// the future, so that a run read before its first failure wrote its start
+// spans no time and trips nothing.
+const noRun = math.MaxInt64
+
 func newBreaker(ic *Interceptor, target, method string) *breaker {
 	c := &ic.cfg
 	b := &breaker{ic: ic, target: target, method: method}
+	b.deadSince.Store(noRun)
 	if c.countWindow > 0 {
 		b.cw = newCountWindow(c.countWindow)
 	}
@@ -218,25 +227,28 @@ func (b *breaker) done(ctx context.Context, method string, tok uint64, class out
 	if b.sg.Load() != tok {
 		return
 	}
+	var now int64
+	if class == outcome.Failure || b.ic.clocked && class == outcome.Success {
+		now = b.ic.now()
+	}
 	if class == outcome.Failure {
-		if c.deadAfter > 0 && b.dead.Add(1) >= c.deadAfter {
-			b.tripDead(ctx, method, tok)
+		if c.deadAfter > 0 && b.deadRun(now) {
+			b.tripDead(ctx, method, tok, now)
 			return
 		}
 	} else if b.dead.Load() != 0 {
-		// Any other result is an answer, even a refusal.
+		// Any other result is an answer, even a refusal. The start is
+		// cleared first: a failure that begins a new run meanwhile finds
+		// the count at 0 after it, and writes its own start.
+		b.deadSince.Store(noRun)
 		b.dead.Store(0)
 	}
 	if class != outcome.Success && class != outcome.Failure || absorbed {
 		return
 	}
-	var now int64
 	var v uint32
-	if b.ic.clocked {
-		now = b.ic.now()
-		if c.slowThreshold > 0 && now-start >= int64(c.slowThreshold) {
-			v = bitSlow
-		}
+	if c.slowThreshold > 0 && now-start >= int64(c.slowThreshold) {
+		v = bitSlow
 	}
 	if class == outcome.Success && v == 0 {
 		b.record(now, 0)
@@ -247,11 +259,20 @@ func (b *breaker) done(ctx context.Context, method string, tok uint64, class out
 	}
 	if class == outcome.Failure {
 		v |= bitFailure
-		if !b.ic.clocked {
-			now = b.ic.now()
-		}
 	}
 	b.closedBad(ctx, method, tok, v, now)
+}
+
+// deadRun counts a failed attempt that ended at now in the run of DeadAfter
+// and says whether the run trips it: DeadAfter's count of failures, the
+// first of them at least its span before now.
+func (b *breaker) deadRun(now int64) bool {
+	c := &b.ic.cfg
+	n := b.dead.Add(1)
+	if n == 1 {
+		b.deadSince.Store(now)
+	}
+	return n >= c.deadAfter && now-b.deadSince.Load() >= int64(c.deadSpan)
 }
 
 // record counts a call's outcome in the windows.
@@ -309,16 +330,17 @@ func (b *breaker) closedBad(ctx context.Context, method string, tok uint64, v ui
 }
 
 // tripDead opens the breaker of a target that failed DeadAfter attempts
-// in a row.
-func (b *breaker) tripDead(ctx context.Context, method string, tok uint64) {
+// in a row over its span.
+func (b *breaker) tripDead(ctx context.Context, method string, tok uint64, now int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.sg.Load() != tok {
 		return
 	}
-	now := b.ic.now()
 	b.reopens = 0
-	b.trip(ctx, method, Closed, b.closedCounts(now), fmt.Sprintf("%d attempts in a row failed", b.dead.Load()), now)
+	span := time.Duration(max(0, now-b.deadSince.Load()))
+	reason := fmt.Sprintf("%d attempts in a row failed over %v", b.dead.Load(), span.Round(time.Millisecond))
+	b.trip(ctx, method, Closed, b.closedCounts(now), reason, now)
 }
 
 // closedCounts returns the counts of the closed state, as the trip rules
@@ -430,6 +452,7 @@ func (b *breaker) trip(ctx context.Context, method string, from State, counts ob
 		Cause:   ErrOpen,
 	}
 	b.open.Store(info)
+	b.deadSince.Store(noRun)
 	b.dead.Store(0)
 	b.sg.Store(pack(b.sg.Load()>>2+1, Open))
 	b.emit(ctx, method, from, Open, counts, reason, now, d)
@@ -448,6 +471,7 @@ func (b *breaker) close(ctx context.Context, method string, tok uint64, counts o
 		b.recent.reset()
 	}
 	b.consec.Store(0)
+	b.deadSince.Store(noRun)
 	b.dead.Store(0)
 	b.reopens = 0
 	b.sg.Store(pack(tok>>2+1, Closed))
