@@ -33,11 +33,12 @@
 //   - failures: UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS and
 //     DEADLINE_EXCEEDED, the codes that say the backend is unwell;
 //   - not counted: the caller's errors (INVALID_ARGUMENT, NOT_FOUND,
-//     CANCELLED, ...) and overload (RESOURCE_EXHAUSTED, or any code with
-//     server pushback: a grpc-retry-pushback-ms trailer or a
-//     google.rpc.RetryInfo detail). An overloaded backend is alive; shedding
-//     load is the throttle's concern, and ejecting it would only pile its
-//     share on its siblings;
+//     CANCELLED, ...) and overload (RESOURCE_EXHAUSTED, or a failure code
+//     with server pushback: a grpc-retry-pushback-ms trailer or a
+//     google.rpc.RetryInfo detail with a delay, read as the retry layer
+//     reads them). An overloaded backend is alive; shedding load is the
+//     throttle's concern, and ejecting it would only pile its share on its
+//     siblings;
 //   - successes, whose latency (from pick to end, on the policy's clock) is
 //     kept for the latency rule; the last 32 of them per endpoint.
 //

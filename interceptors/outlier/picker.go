@@ -4,12 +4,10 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/balancer"
-	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/internal/pushback"
 	"github.com/failsoft/failsoft/interceptors/outcome"
-	"github.com/failsoft/failsoft/interceptors/retry"
 )
 
 // picker asks the child's picker for a SubConn, asks again while the one
@@ -81,23 +79,13 @@ func (c *call) finish(info balancer.DoneInfo) {
 }
 
 // classify says what a call's end means for its endpoint's health, as
-// the other layers read outcomes: pushback (a grpc-retry-pushback-ms
-// trailer or a google.rpc.RetryInfo detail) marks a live, overloaded
-// backend whatever the code.
+// the other layers read outcomes: server pushback (package
+// internal/pushback; valid or not, it comes from a live server) marks a
+// live, overloaded backend whatever the code.
 func classify(info balancer.DoneInfo) outcome.Class {
 	class := outcome.Default.Classify(info.Err)
-	if class != outcome.Failure {
-		return class
-	}
-	if len(info.Trailer.Get(retry.PushbackMetadata)) > 0 {
+	if class == outcome.Failure && pushback.Read(info.Trailer, info.Err).Present {
 		return outcome.Overload
-	}
-	if st, ok := status.FromError(info.Err); ok && len(st.Proto().GetDetails()) > 0 {
-		for _, d := range st.Details() {
-			if _, ok := d.(*errdetails.RetryInfo); ok {
-				return outcome.Overload
-			}
-		}
 	}
 	return class
 }

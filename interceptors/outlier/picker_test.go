@@ -167,6 +167,10 @@ func TestClassify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	noDelay, err := status.New(codes.Unavailable, "busy").WithDetails(&errdetails.RetryInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	otherDetail, err := status.New(codes.Unavailable, "down").WithDetails(&errdetails.ErrorInfo{Reason: "x"})
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +194,17 @@ func TestClassify(t *testing.T) {
 			Trailer: metadata.Pairs("grpc-retry-pushback-ms", "100"),
 		}, outcome.Overload},
 		{"unavailable with RetryInfo", balancer.DoneInfo{Err: retryInfo.Err()}, outcome.Overload},
+		{"unavailable with a malformed pushback", balancer.DoneInfo{
+			Err:     status.Error(codes.Unavailable, ""),
+			Trailer: metadata.Pairs("grpc-retry-pushback-ms", "-1"),
+		}, outcome.Overload},
+		// A RetryInfo without a delay says nothing, as in the retry layer.
+		{"unavailable with RetryInfo without a delay", balancer.DoneInfo{Err: noDelay.Err()}, outcome.Failure},
+		{"pushback on success", balancer.DoneInfo{Trailer: metadata.Pairs("grpc-retry-pushback-ms", "100")}, outcome.Success},
+		{"pushback on a caller's error", balancer.DoneInfo{
+			Err:     status.Error(codes.InvalidArgument, ""),
+			Trailer: metadata.Pairs("grpc-retry-pushback-ms", "100"),
+		}, outcome.Ignored},
 		{"unavailable with another detail", balancer.DoneInfo{Err: otherDetail.Err()}, outcome.Failure},
 	} {
 		if got := classify(tc.info); got != tc.want {
