@@ -117,6 +117,10 @@ func TestPicker(t *testing.T) {
 		a := &fakeSubConn{name: "a"}
 		child := &cycle{subConns: []balancer.SubConn{a}, done: map[string][]balancer.DoneInfo{}}
 		p := &picker{child: child, d: d, endpoints: map[balancer.SubConn]*endpoint{a: d.endpoint("a")}}
+		// Its siblings do better, as ejection for failures needs.
+		for range cfg.ConsecutiveFailures {
+			d.record(d.endpoint("b"), outcome.Success, 0)
+		}
 		for i := range cfg.ConsecutiveFailures {
 			res, err := p.Pick(balancer.PickInfo{})
 			if err != nil {
