@@ -93,6 +93,13 @@ func (d *detector) update(cfg Config, keys []string) {
 	d.endpoints = kept
 }
 
+// size returns the number of endpoints.
+func (d *detector) size() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.endpoints)
+}
+
 // endpoint returns the record of key, or nil when key is not an endpoint.
 func (d *detector) endpoint(key string) *endpoint {
 	d.mu.Lock()
@@ -100,10 +107,9 @@ func (d *detector) endpoint(key string) *endpoint {
 	return d.endpoints[key]
 }
 
-// record counts the outcome of a call that e served in latency, and
-// ejects endpoints as the rules say.
-func (d *detector) record(e *endpoint, class outcome.Class, latency time.Duration) {
-	now := d.clock.Now()
+// record counts the outcome of a call that e served in latency, ending
+// at now, and ejects endpoints as the rules say.
+func (d *detector) record(e *endpoint, class outcome.Class, now time.Time, latency time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if e.removed {

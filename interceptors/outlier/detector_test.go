@@ -348,7 +348,7 @@ func runSteps(t *testing.T, endpoints []string, set func(*Config), steps []step)
 		}
 		for _, ep := range append([]string{s.ep}, s.others...) {
 			for range s.n {
-				d.record(d.endpoint(ep), s.class, s.latency)
+				d.record(d.endpoint(ep), s.class, clk.Now(), s.latency)
 			}
 		}
 		if s.want == nil {
@@ -523,11 +523,11 @@ func TestDetectorUpdateKeepsRecords(t *testing.T) {
 	d := newDetector(cfg, clk)
 	d.update(cfg, []string{"a", "b", "c"})
 	for range 5 {
-		d.record(d.endpoint("b"), ok, 0)
+		d.record(d.endpoint("b"), ok, clk.Now(), 0)
 	}
 	a := d.endpoint("a")
 	for range 5 {
-		d.record(a, fail, 0)
+		d.record(a, fail, clk.Now(), 0)
 	}
 	d.update(cfg, []string{"a", "b", "d"})
 	if d.endpoint("a") != a || !a.ejected(clk.Now()) {
@@ -538,7 +538,7 @@ func TestDetectorUpdateKeepsRecords(t *testing.T) {
 	}
 	// A record of a removed endpoint is ignored.
 	d.update(cfg, []string{"b", "d"})
-	d.record(a, fail, 0)
+	d.record(a, fail, clk.Now(), 0)
 	if d.endpoint("a") != nil {
 		t.Fatal("a removed endpoint came back")
 	}

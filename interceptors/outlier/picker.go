@@ -13,9 +13,9 @@ import (
 // picker asks the child's picker for a SubConn, asks again while the one
 // it got belongs to an ejected endpoint, and hears every call's outcome.
 type picker struct {
-	child     balancer.Picker
-	d         *detector
-	endpoints map[balancer.SubConn]*endpoint // a snapshot, read-only
+	child balancer.Picker
+	d     *detector
+	n     int // endpoints when the child's picker came
 }
 
 // Pick returns the child's pick, skipping ejected endpoints. It asks the
@@ -30,11 +30,16 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		if err != nil {
 			return res, err
 		}
-		e := p.endpoints[res.SubConn]
+		sc, ok := res.SubConn.(*subConn)
+		if !ok {
+			return res, nil // not one the policy made
+		}
+		res.SubConn = sc.SubConn
+		e := sc.e
 		if e == nil {
 			return res, nil // not an endpoint the detector knows
 		}
-		if e.ejected(now) && tries < len(p.endpoints) {
+		if e.ejected(now) && tries < p.n {
 			// The child counts its picks (least_request does); nothing
 			// was sent.
 			if res.Done != nil {
@@ -72,7 +77,8 @@ func (c *call) finish(info balancer.DoneInfo) {
 	d, e, start, childDone := c.d, c.e, c.start, c.childDone
 	c.d, c.e, c.childDone = nil, nil, nil
 	callPool.Put(c)
-	d.record(e, classify(info), d.clock.Now().Sub(start))
+	now := d.clock.Now()
+	d.record(e, classify(info), now, now.Sub(start))
 	if childDone != nil {
 		childDone(info)
 	}

@@ -19,9 +19,11 @@ import (
 )
 
 var (
-	none     = pushback.Pushback{}
-	refuse   = pushback.Pushback{Present: true}
-	after    = func(d time.Duration) pushback.Pushback { return pushback.Pushback{Present: true, Allow: true, Delay: d} }
+	none   = pushback.Pushback{}
+	refuse = pushback.Pushback{Present: true}
+	after  = func(d time.Duration) pushback.Pushback {
+		return pushback.Pushback{Present: true, Allow: true, Delay: d}
+	}
 	retryIn  = func(d *durationpb.Duration) *errdetails.RetryInfo { return &errdetails.RetryInfo{RetryDelay: d} }
 	duration = durationpb.New
 )
