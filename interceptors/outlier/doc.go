@@ -82,10 +82,10 @@
 // ejection (a host is an outlier when its success rate is below the
 // fleet's mean by more than 1.9 standard deviations, by default) without
 // its statistics, which need many hosts: of three, a lone outlier lies at
-// most 1.41 deviations from the mean, so it is never ejected, hence their
-// minimum of five hosts (with 100 calls each). Their failure-percentage
-// and consecutive-5xx ejections are absolute, like ours were, and eject
-// hosts of a fleet that fails alike, up to max_ejection_percent.
+// most 1.41 deviations from the mean and is never ejected, which is why
+// they want at least five hosts (with 100 calls each). Their
+// failure-percentage and consecutive-5xx ejections are absolute: they
+// eject hosts of a fleet that fails alike, up to max_ejection_percent.
 //
 // The worst endpoints go first, and never more than maxEjectionPercent
 // (50) of the endpoints at once, rounded down, but at least one when
@@ -118,6 +118,11 @@
 //
 // # Limits
 //
+// The comparison with the siblings is over one or two intervals: when a
+// whole fleet starts failing at once, a backend whose first calls after
+// the start fail five in a row, while its siblings' windows still hold
+// the successes from before, can be ejected; it is not ejected again on
+// probation while its siblings fail as it did.
 // Latency is measured from pick to the call's end, which for a stream is
 // its whole life: a client whose calls are mostly long-lived streams should
 // switch the latency rule off ("latencyEjection":{"ratio":0}). Endpoints
