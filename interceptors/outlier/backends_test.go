@@ -180,6 +180,36 @@ func TestFleetWideOverload(t *testing.T) {
 	}
 }
 
+// TestChildPolicies: the SubConns the policy gives its child reach
+// grpc-go as its own, whichever the child: calls succeed, and a child
+// that spreads calls keeps the failing backend out.
+func TestChildPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		child   string
+		spreads bool
+	}{
+		{"round_robin", true},
+		{"least_request_experimental", true},
+		{"pick_first", false},
+	} {
+		t.Run(tc.child, func(t *testing.T) {
+			f := newFleet(t, failsoft.WithLoadBalancing(`[{"failsoft_outlier":{"childPolicy":[{"`+tc.child+`":{}}]}}]`))
+			if ok, attempts := f.run(t, 30); ok != 30 || sum(attempts) != 30 {
+				t.Fatalf("healthy: %d of 30 calls succeeded, attempts per backend %v", ok, attempts)
+			}
+			if !tc.spreads {
+				return
+			}
+			f.backends[0].mode.Store(failing)
+			ok, attempts := f.run(t, 100)
+			t.Logf("one failing: %d of 100 calls succeeded, attempts per backend %v", ok, attempts)
+			if ok != 100 || attempts[0] > 10 {
+				t.Errorf("one failing: %d of 100 calls succeeded, %d attempts at the failing backend (want <= 10)", ok, attempts[0])
+			}
+		})
+	}
+}
+
 // TestHealedBackendIsReadmitted: a failing backend is ejected; once it
 // heals and its ejection ends, it gets its share again. The ejection is
 // short, so that the test waits little, and the latency rule is off, so

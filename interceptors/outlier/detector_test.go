@@ -586,3 +586,59 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+// TestSiblingsDoBetter: the comparison itself. Each endpoint is given by
+// its calls and failures over its window (split between this interval and
+// the last, which count alike) and whether it is ejected.
+func TestSiblingsDoBetter(t *testing.T) {
+	type rec struct {
+		calls, failures int
+		ejected         bool
+	}
+	for _, tc := range []struct {
+		name     string
+		e        rec
+		siblings []rec
+		minCalls int
+		want     bool
+	}{
+		{"both siblings healthy", rec{5, 5, false}, []rec{{10, 0, false}, {10, 0, false}}, 5, true},
+		{"siblings fail alike", rec{10, 4, false}, []rec{{10, 4, false}, {10, 4, false}}, 5, false},
+		{"a sibling fails half as often", rec{10, 8, false}, []rec{{10, 4, false}}, 5, true},
+		{"a sibling fails a bit more than half as often", rec{10, 8, false}, []rec{{10, 5, false}}, 5, false},
+		{"one of two siblings healthy: not most", rec{10, 10, false}, []rec{{10, 10, false}, {10, 0, false}}, 5, false},
+		{"two of three siblings healthy", rec{10, 10, false}, []rec{{10, 10, false}, {10, 0, false}, {10, 0, false}}, 5, true},
+		{"no sibling with enough calls", rec{5, 5, false}, []rec{{4, 0, false}, {4, 0, false}}, 5, false},
+		{"siblings without enough calls do not count", rec{5, 5, false}, []rec{{4, 4, false}, {5, 0, false}}, 5, true},
+		{"ejected siblings do not count", rec{5, 5, false}, []rec{{10, 10, true}, {10, 0, false}}, 5, true},
+		{"only ejected siblings", rec{5, 5, false}, []rec{{10, 0, true}}, 5, false},
+		{"rates, not counts", rec{100, 10, false}, []rec{{20, 1, false}}, 5, true},
+		{"no siblings", rec{5, 5, false}, nil, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(time.Unix(1_000_000, 0))
+			d := newDetector(DefaultConfig(), clk)
+			set := func(e *endpoint, r rec) {
+				// Half in the previous interval, half in this one.
+				e.prevCalls, e.prevFailures = r.calls/2, r.failures/2
+				e.calls, e.failures = r.calls-r.calls/2, r.failures-r.failures/2
+				if r.ejected {
+					e.ejectedUntil.Store(clk.Now().Add(time.Minute).UnixNano())
+				}
+			}
+			keys := []string{"e"}
+			for i := range tc.siblings {
+				keys = append(keys, string(rune('a'+i)))
+			}
+			d.update(d.cfg, keys)
+			e := d.endpoint("e")
+			set(e, tc.e)
+			for i, r := range tc.siblings {
+				set(d.endpoint(keys[i+1]), r)
+			}
+			if got := d.siblingsDoBetter(e, tc.minCalls, clk.Now()); got != tc.want {
+				t.Errorf("siblingsDoBetter = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
