@@ -412,6 +412,25 @@ func check(want ...string) step { return wait(0).then(want...) }
 // none is the want of a step after which no endpoint is ejected.
 var none = []string{}
 
+// slowRounds is n rounds, one second apart, in which b and c succeed once
+// and a fails once: a client that sends each backend a call a second.
+func slowRounds(n int) []step {
+	var out []step
+	for range n {
+		out = append(out, calls("b", ok, 1), calls("c", ok, 1), calls("a", fail, 1), wait(time.Second))
+	}
+	return out
+}
+
+// TestDetectorSlowTraffic: siblings are compared over two intervals;
+// with one call a second they never have five, unless the interval is
+// longer.
+func TestDetectorSlowTraffic(t *testing.T) {
+	abc := []string{"a", "b", "c"}
+	runSteps(t, abc, nil, append(slowRounds(30), check()))
+	runSteps(t, abc, func(c *Config) { c.Interval = 5 * time.Second }, append(slowRounds(6), check("a")))
+}
+
 // TestDetectorFleet: a backend is ejected for failures only when most of
 // its siblings do clearly better. A fleet that fails alike (overload shed
 // as plain UNAVAILABLE) keeps every backend; one sick backend still goes.

@@ -118,11 +118,15 @@
 //
 // # Limits
 //
-// The comparison with the siblings is over one or two intervals: when a
+// The comparison with the siblings is over one or two intervals. When a
 // whole fleet starts failing at once, a backend whose first calls after
 // the start fail five in a row, while its siblings' windows still hold
 // the successes from before, can be ejected; it is not ejected again on
-// probation while its siblings fail as it did.
+// probation while its siblings fail as it did. A sibling needs five calls
+// in two intervals to be compared with: a client that sends each backend
+// fewer than a few calls a second ejects none for failures (a retry takes
+// a failed call to another backend), unless a longer interval widens the
+// window.
 // Latency is measured from pick to the call's end, which for a stream is
 // its whole life: a client whose calls are mostly long-lived streams should
 // switch the latency rule off ("latencyEjection":{"ratio":0}). Endpoints
