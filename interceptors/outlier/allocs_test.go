@@ -19,12 +19,8 @@ func TestPickAllocs(t *testing.T) {
 	d := newDetector(cfg, clk)
 	d.update(cfg, []string{"a", "b", "c"})
 	child := &cycle{}
-	p := &picker{child: child, d: d, endpoints: map[balancer.SubConn]*endpoint{}}
-	for _, k := range []string{"a", "b", "c"} {
-		sc := &fakeSubConn{name: k}
-		child.subConns = append(child.subConns, sc)
-		p.endpoints[sc] = d.endpoint(k)
-	}
+	child.subConns = endpointSubConns(d, "a", "b", "c")
+	p := &picker{child: child, d: d, n: 3}
 	child.noDone = true
 	pick := func() {
 		res, err := p.Pick(balancer.PickInfo{})

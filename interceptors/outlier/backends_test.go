@@ -22,10 +22,15 @@ import (
 
 // Backend modes.
 const (
-	healthy int32 = iota
-	failing       // every call fails UNAVAILABLE
-	slow          // every call answers 50 ms late
+	healthy  int32 = iota
+	failing        // every call fails UNAVAILABLE
+	slow           // every call answers 50 ms late
+	shedding       // 40% of calls fail UNAVAILABLE, some five in a row, as overload is shed
 )
+
+// shed is the shedding backend's answers to its calls in turn, F failing:
+// 10 of 25, five of them in a row.
+const shed = "SSFSSFFFFFSSFSSFSSFSSSSFS"
 
 // backend answers PlainService/Idempotent as its mode says, counting the
 // attempts that reach it.
@@ -36,10 +41,14 @@ type backend struct {
 }
 
 func (b *backend) Idempotent(ctx context.Context, req *pb.PingRequest) (*pb.PingResponse, error) {
-	b.calls.Add(1)
+	n := b.calls.Add(1)
 	switch b.mode.Load() {
 	case failing:
 		return nil, status.Error(codes.Unavailable, "this backend is broken")
+	case shedding:
+		if shed[(n-1)%int64(len(shed))] == 'F' {
+			return nil, status.Error(codes.Unavailable, "too many requests")
+		}
 	case slow:
 		select {
 		case <-time.After(50 * time.Millisecond):
@@ -133,6 +142,69 @@ func TestOneFailingBackend(t *testing.T) {
 			}
 			if tc.opts != nil && attempts[0] < int64(n/5) {
 				t.Errorf("without ejection the failing backend got only %d attempts: the control does not control", attempts[0])
+			}
+		})
+	}
+}
+
+// TestFleetWideOverload: every backend sheds 40% of its calls as plain
+// UNAVAILABLE, with runs of five failures. No backend is ejected: each
+// keeps its third of the attempts. Ejecting one would move its load onto
+// siblings that are shedding already. The control keeps each backend to
+// its share the same way, so the shares are what round_robin gives.
+func TestFleetWideOverload(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []failsoft.Option
+	}{
+		{"outlier ejection (default)", nil},
+		{"without", []failsoft.Option{failsoft.WithoutOutlierEjection()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(t, tc.opts...)
+			for _, b := range f.backends {
+				b.mode.Store(shedding)
+			}
+			const n = 300
+			ok, attempts := f.run(t, n)
+			t.Logf("%d calls: %d succeeded, attempts per backend %v", n, ok, attempts)
+			for i, a := range attempts {
+				if a*4 < sum(attempts) {
+					t.Errorf("backend %d got %d of %d attempts: ejected while every backend sheds alike", i, a, sum(attempts))
+				}
+			}
+			if sum(attempts) < n {
+				t.Errorf("%d attempts for %d calls", sum(attempts), n)
+			}
+		})
+	}
+}
+
+// TestChildPolicies: the SubConns the policy gives its child reach
+// grpc-go as its own, whichever the child: calls succeed, and a child
+// that spreads calls keeps the failing backend out.
+func TestChildPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		child   string
+		spreads bool
+	}{
+		{"round_robin", true},
+		{"least_request_experimental", true},
+		{"pick_first", false},
+	} {
+		t.Run(tc.child, func(t *testing.T) {
+			f := newFleet(t, failsoft.WithLoadBalancing(`[{"failsoft_outlier":{"childPolicy":[{"`+tc.child+`":{}}]}}]`))
+			if ok, attempts := f.run(t, 30); ok != 30 || sum(attempts) != 30 {
+				t.Fatalf("healthy: %d of 30 calls succeeded, attempts per backend %v", ok, attempts)
+			}
+			if !tc.spreads {
+				return
+			}
+			f.backends[0].mode.Store(failing)
+			ok, attempts := f.run(t, 100)
+			t.Logf("one failing: %d of 100 calls succeeded, attempts per backend %v", ok, attempts)
+			if ok != 100 || attempts[0] > 10 {
+				t.Errorf("one failing: %d of 100 calls succeeded, %d attempts at the failing backend (want <= 10)", ok, attempts[0])
 			}
 		})
 	}

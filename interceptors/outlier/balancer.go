@@ -3,7 +3,6 @@ package outlier
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"sync"
 
 	"google.golang.org/grpc/balancer"
@@ -30,10 +29,9 @@ func (b builder) Name() string { return b.name }
 
 func (b builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
 	return &outlierBalancer{
-		cc:       cc,
-		opts:     opts,
-		d:        newDetector(DefaultConfig(), b.clock),
-		subConns: map[balancer.SubConn]*endpoint{},
+		cc:   cc,
+		opts: opts,
+		d:    newDetector(DefaultConfig(), b.clock),
 	}
 }
 
@@ -42,7 +40,7 @@ func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfi
 }
 
 // outlierBalancer runs the child policy on a ClientConn of its own, which
-// tells it which endpoint each SubConn belongs to and wraps the child's
+// gives the child SubConns that know their endpoint and wraps the child's
 // pickers. grpc-go calls its methods one at a time.
 type outlierBalancer struct {
 	cc   balancer.ClientConn
@@ -52,11 +50,10 @@ type outlierBalancer struct {
 	child     balancer.Balancer
 	childName string
 
-	// mu guards the maps, which the child's ClientConn calls read and
-	// write (a child may call from its own goroutines).
+	// mu guards addrToKey, which the child's NewSubConn reads (a child
+	// may call from its own goroutines).
 	mu        sync.Mutex
 	addrToKey map[string]string
-	subConns  map[balancer.SubConn]*endpoint
 }
 
 func (b *outlierBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
@@ -140,59 +137,62 @@ type childConn struct {
 	b *outlierBalancer
 }
 
+// subConn is a SubConn as the child sees it: grpc-go's, with the endpoint
+// it belongs to, so that a pick finds its endpoint without a lookup. The
+// picker hands grpc-go its own SubConn back.
+type subConn struct {
+	balancer.SubConn
+	e *endpoint // nil when its address is no endpoint's
+}
+
 func (c *childConn) NewSubConn(addrs []resolver.Address, opts balancer.NewSubConnOptions) (balancer.SubConn, error) {
 	b := c.b
-	var sc balancer.SubConn
-	listener := opts.StateListener
-	opts.StateListener = func(s balancer.SubConnState) {
-		if s.ConnectivityState == connectivity.Shutdown {
-			b.forget(sc)
-		}
-		if listener != nil {
-			listener(s)
-		} else if child := b.child; child != nil {
-			//lint:ignore SA1019 a child that gives no listener still expects its updates this way.
-			child.UpdateSubConnState(sc, s)
+	sc := &subConn{}
+	if opts.StateListener == nil {
+		opts.StateListener = func(s balancer.SubConnState) {
+			if child := b.child; child != nil {
+				//lint:ignore SA1019 a child that gives no listener still expects its updates this way.
+				child.UpdateSubConnState(sc, s)
+			}
 		}
 	}
 	//lint:ignore SA1019 a ClientConn wrapper passes on the call its child makes.
-	sc, err := c.ClientConn.NewSubConn(addrs, opts)
-	if err != nil || len(addrs) == 0 {
-		return sc, err
+	inner, err := c.ClientConn.NewSubConn(addrs, opts)
+	if err != nil {
+		return nil, err
 	}
-	b.mu.Lock()
-	key, ok := b.addrToKey[addrs[0].Addr]
-	b.mu.Unlock()
-	if !ok {
-		return sc, nil
-	}
-	if e := b.d.endpoint(key); e != nil {
+	sc.SubConn = inner
+	if len(addrs) > 0 {
 		b.mu.Lock()
-		b.subConns[sc] = e
+		key, ok := b.addrToKey[addrs[0].Addr]
 		b.mu.Unlock()
+		if ok {
+			sc.e = b.d.endpoint(key)
+		}
 	}
 	return sc, nil
 }
 
 func (c *childConn) RemoveSubConn(sc balancer.SubConn) {
-	c.b.forget(sc)
+	if w, ok := sc.(*subConn); ok {
+		sc = w.SubConn
+	}
 	//lint:ignore SA1019 a ClientConn wrapper passes on the call its child makes.
 	c.ClientConn.RemoveSubConn(sc)
+}
+
+// UpdateAddresses passes the call on with grpc-go's SubConn.
+func (c *childConn) UpdateAddresses(sc balancer.SubConn, addrs []resolver.Address) {
+	if w, ok := sc.(*subConn); ok {
+		sc = w.SubConn
+	}
+	//lint:ignore SA1019 a ClientConn wrapper passes on the call its child makes.
+	c.ClientConn.UpdateAddresses(sc, addrs)
 }
 
 // UpdateState passes the child's state on with a picker that skips
 // ejected endpoints and hears every call's outcome.
 func (c *childConn) UpdateState(s balancer.State) {
-	b := c.b
-	b.mu.Lock()
-	snapshot := maps.Clone(b.subConns)
-	b.mu.Unlock()
-	s.Picker = &picker{child: s.Picker, d: b.d, endpoints: snapshot}
+	s.Picker = &picker{child: s.Picker, d: c.b.d, n: c.b.d.size()}
 	c.ClientConn.UpdateState(s)
-}
-
-func (b *outlierBalancer) forget(sc balancer.SubConn) {
-	b.mu.Lock()
-	delete(b.subConns, sc)
-	b.mu.Unlock()
 }

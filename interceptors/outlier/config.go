@@ -47,11 +47,13 @@ type Config struct {
 	// may always be ejected when there are two or more.
 	MaxEjectionPercent int
 	// ConsecutiveFailures ejects an endpoint at once when that many calls
-	// in a row failed on it.
+	// in a row failed on it, and most of its siblings did better (see the
+	// package documentation).
 	ConsecutiveFailures int
 	// FailureThreshold ejects an endpoint whose failures in an interval
 	// are at least this percentage of its calls that succeeded or failed,
-	// when they were at least FailureMinimumCalls.
+	// when they were at least FailureMinimumCalls, and most of its siblings
+	// did better.
 	FailureThreshold    int
 	FailureMinimumCalls int
 	// LatencyRatio ejects an endpoint whose median latency over its recent

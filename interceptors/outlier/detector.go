@@ -32,10 +32,17 @@ type endpoint struct {
 	// ejectedUntil is the Unix time in nanoseconds until which the
 	// endpoint is out of rotation; 0 when it is in.
 	ejectedUntil atomic.Int64
+	// removed is set when the resolver no longer lists the endpoint.
+	removed bool
 
 	consecutive int // failures in a row
 	calls       int // calls that succeeded or failed this interval
 	failures    int // of which failed
+	// prevCalls and prevFailures are the previous interval's; with this
+	// interval's they are the window an endpoint is compared with its
+	// siblings over.
+	prevCalls    int
+	prevFailures int
 	// probation is set on readmission: the next outcome decides, a
 	// failure ejecting the endpoint again at once.
 	probation bool
@@ -47,6 +54,11 @@ type endpoint struct {
 	latency [latencySamples]time.Duration // recent successful calls, a ring
 	samples int                           // how many of latency are filled
 	next    int                           // where the next one goes
+}
+
+// window returns the calls and failures of this interval and the last.
+func (e *endpoint) window() (calls, failures int) {
+	return e.calls + e.prevCalls, e.failures + e.prevFailures
 }
 
 func newDetector(cfg Config, c clock.Clock) *detector {
@@ -73,7 +85,19 @@ func (d *detector) update(cfg Config, keys []string) {
 		}
 		kept[k] = e
 	}
+	for k, e := range d.endpoints {
+		if kept[k] != e {
+			e.removed = true
+		}
+	}
 	d.endpoints = kept
+}
+
+// size returns the number of endpoints.
+func (d *detector) size() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.endpoints)
 }
 
 // endpoint returns the record of key, or nil when key is not an endpoint.
@@ -83,14 +107,13 @@ func (d *detector) endpoint(key string) *endpoint {
 	return d.endpoints[key]
 }
 
-// record counts the outcome of a call that e served in latency, and
-// ejects endpoints as the rules say.
-func (d *detector) record(e *endpoint, class outcome.Class, latency time.Duration) {
-	now := d.clock.Now()
+// record counts the outcome of a call that e served in latency, ending
+// at now, and ejects endpoints as the rules say.
+func (d *detector) record(e *endpoint, class outcome.Class, now time.Time, latency time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.endpoints[e.key] != e {
-		return // no longer an endpoint
+	if e.removed {
+		return
 	}
 	if !now.Before(d.nextEval) {
 		// The interval is over: judge it before counting into the next.
@@ -115,9 +138,11 @@ func (d *detector) record(e *endpoint, class outcome.Class, latency time.Duratio
 		e.consecutive++
 		e.calls++
 		e.failures++
-		if e.probation || (d.cfg.ConsecutiveFailures > 0 && e.consecutive >= d.cfg.ConsecutiveFailures) {
+		if (e.probation || (d.cfg.ConsecutiveFailures > 0 && e.consecutive >= d.cfg.ConsecutiveFailures)) &&
+			d.siblingsDoBetter(e, max(1, d.cfg.ConsecutiveFailures), now) {
 			d.eject(e, now, "consecutive failures")
 		}
+		e.probation = false
 	}
 }
 
@@ -128,11 +153,42 @@ func (d *detector) readmit(e *endpoint, now time.Time) {
 		return
 	}
 	e.ejectedUntil.Store(0)
+	// The record that got it ejected stays as its previous interval, so
+	// that a failure on probation is compared with the siblings over more
+	// than one call.
+	e.prevCalls, e.prevFailures = e.window()
 	e.consecutive, e.calls, e.failures = 0, 0, 0
 	e.samples, e.next = 0, 0
 	e.probation = true
 	e.calmSince = now
 	logger.Infof("endpoint %s readmitted", e.key)
+}
+
+// siblingsDoBetter reports whether most of e's siblings that are in
+// rotation and made at least minCalls calls over their window fail at most
+// half as often as e does over its own. A backend that fails while its
+// siblings do too is part of a fleet that fails (overload shed as
+// UNAVAILABLE, a bad dependency): ejecting it would only move its load
+// onto them. When most of the fleet fails, the healthy few could not take
+// the failing ones' share either.
+func (d *detector) siblingsDoBetter(e *endpoint, minCalls int, now time.Time) bool {
+	calls, failures := e.window()
+	better, judged := 0, 0
+	for _, s := range d.endpoints {
+		if s == e || s.ejected(now) {
+			continue
+		}
+		sc, sf := s.window()
+		if sc < minCalls {
+			continue
+		}
+		judged++
+		// sf/sc <= failures/calls / 2, without division.
+		if 2*sf*calls <= failures*sc {
+			better++
+		}
+	}
+	return 2*better > judged
 }
 
 // maxEjected is how many of n endpoints may be out of rotation at once.
@@ -185,7 +241,6 @@ func (d *detector) evaluate(now time.Time) {
 			e.failures*100 >= d.cfg.FailureThreshold*e.calls {
 			rate = append(rate, candidate{e, float64(e.failures) / float64(e.calls)})
 		}
-		e.calls, e.failures = 0, 0
 		if d.cfg.LatencyRatio > 0 && e.samples >= d.cfg.LatencyMinimumCalls {
 			eligible = append(eligible, e)
 			medians = append(medians, median(e.latency[:e.samples]))
@@ -216,11 +271,24 @@ func (d *detector) evaluate(now time.Time) {
 			return 0
 		})
 		for _, c := range cs.list {
-			if c.e.ejected(now) {
+			if c.e.ejected(now) || (cs.why == "failure rate" && !d.siblingsDoBetter(c.e, d.cfg.FailureMinimumCalls, now)) {
 				continue
 			}
 			d.eject(c.e, now, cs.why)
 		}
+	}
+	// The interval's counts become the previous ones, unless no call
+	// ended for a whole interval: then they are too old to compare with.
+	fresh := now.Sub(d.nextEval) < d.cfg.Interval
+	for _, e := range d.endpoints {
+		if e.ejected(now) || e.probation {
+			continue // keeps the record that got it ejected
+		}
+		e.prevCalls, e.prevFailures = 0, 0
+		if fresh {
+			e.prevCalls, e.prevFailures = e.calls, e.failures
+		}
+		e.calls, e.failures = 0, 0
 	}
 }
 

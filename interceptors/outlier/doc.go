@@ -33,11 +33,12 @@
 //   - failures: UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS and
 //     DEADLINE_EXCEEDED, the codes that say the backend is unwell;
 //   - not counted: the caller's errors (INVALID_ARGUMENT, NOT_FOUND,
-//     CANCELLED, ...) and overload (RESOURCE_EXHAUSTED, or any code with
-//     server pushback: a grpc-retry-pushback-ms trailer or a
-//     google.rpc.RetryInfo detail). An overloaded backend is alive; shedding
-//     load is the throttle's concern, and ejecting it would only pile its
-//     share on its siblings;
+//     CANCELLED, ...) and overload (RESOURCE_EXHAUSTED, or a failure code
+//     with server pushback: a grpc-retry-pushback-ms trailer or a
+//     google.rpc.RetryInfo detail with a delay, read as the retry layer
+//     reads them). An overloaded backend is alive; shedding load is the
+//     throttle's concern, and ejecting it would only pile its share on its
+//     siblings;
 //   - successes, whose latency (from pick to end, on the policy's clock) is
 //     kept for the latency rule; the last 32 of them per endpoint.
 //
@@ -62,6 +63,30 @@
 //     long stream, a big query) do not make an endpoint look slow. Only
 //     endpoints with enough samples take part, and at least two must.
 //
+// The two failure rules also need the fleet to do better: most of the
+// endpoint's siblings in rotation that made enough calls (as many as the
+// rule needs of the endpoint: 5 for a run, 10 for a rate) must have failed
+// at most half as often as it did, each over this interval and the last.
+// A backend that fails while its siblings fail too is part of a fleet that
+// fails: servers shedding overload as plain UNAVAILABLE, a dependency they
+// share that is down. Ejecting it would move its load onto siblings that
+// are failing already, and make the overload worse. So three backends
+// failing alike keep all three; one of three failing while the others
+// succeed goes; two of three failing while one succeeds keep both, since
+// most of the fleet fails and the one healthy backend could not take half
+// of another's load on top of its own (with four backends, two failing
+// and two healthy, both failing ones go). A backend that fails every call
+// while its siblings shed 40% still goes.
+//
+// The comparison borrows the idea of Envoy's and gRFC A50's success-rate
+// ejection (a host is an outlier when its success rate is below the
+// fleet's mean by more than 1.9 standard deviations, by default) without
+// its statistics, which need many hosts: of three, a lone outlier lies at
+// most 1.41 deviations from the mean and is never ejected, which is why
+// they want at least five hosts (with 100 calls each). Their
+// failure-percentage and consecutive-5xx ejections are absolute: they
+// eject hosts of a fleet that fails alike, up to max_ejection_percent.
+//
 // The worst endpoints go first, and never more than maxEjectionPercent
 // (50) of the endpoints at once, rounded down, but at least one when
 // there are two or more, and never the last one: with one endpoint nothing
@@ -72,8 +97,9 @@
 // An ejection lasts baseEjectionTime (10 s) times the endpoint's ejection
 // count, capped at maxEjectionTime (120 s). Then the endpoint is readmitted
 // with fresh counts, on probation: its first failure ejects it again at
-// once (for one baseEjectionTime longer), its first success ends the
-// probation. A backend that stays down thus costs one failed attempt per
+// once (for one baseEjectionTime longer) if its siblings do better, on
+// the record that got it ejected and that failure; its first outcome ends
+// the probation. A backend that stays down thus costs one failed attempt per
 // readmission. The ejection count falls by one for each baseEjectionTime
 // the endpoint stays in rotation, so a backend that healed is soon back to
 // short ejections.
@@ -92,6 +118,15 @@
 //
 // # Limits
 //
+// The comparison with the siblings is over one or two intervals. When a
+// whole fleet starts failing at once, a backend whose first calls after
+// the start fail five in a row, while its siblings' windows still hold
+// the successes from before, can be ejected; it is not ejected again on
+// probation while its siblings fail as it did. A sibling needs five calls
+// in two intervals to be compared with: a client that sends each backend
+// fewer than a few calls a second ejects none for failures (a retry takes
+// a failed call to another backend), unless a longer interval widens the
+// window.
 // Latency is measured from pick to the call's end, which for a stream is
 // its whole life: a client whose calls are mostly long-lived streams should
 // switch the latency rule off ("latencyEjection":{"ratio":0}). Endpoints

@@ -4,20 +4,18 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/balancer"
-	"google.golang.org/grpc/status"
 
+	"github.com/failsoft/failsoft/interceptors/internal/pushback"
 	"github.com/failsoft/failsoft/interceptors/outcome"
-	"github.com/failsoft/failsoft/interceptors/retry"
 )
 
 // picker asks the child's picker for a SubConn, asks again while the one
 // it got belongs to an ejected endpoint, and hears every call's outcome.
 type picker struct {
-	child     balancer.Picker
-	d         *detector
-	endpoints map[balancer.SubConn]*endpoint // a snapshot, read-only
+	child balancer.Picker
+	d     *detector
+	n     int // endpoints when the child's picker came
 }
 
 // Pick returns the child's pick, skipping ejected endpoints. It asks the
@@ -32,11 +30,16 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		if err != nil {
 			return res, err
 		}
-		e := p.endpoints[res.SubConn]
+		sc, ok := res.SubConn.(*subConn)
+		if !ok {
+			return res, nil // not one the policy made
+		}
+		res.SubConn = sc.SubConn
+		e := sc.e
 		if e == nil {
 			return res, nil // not an endpoint the detector knows
 		}
-		if e.ejected(now) && tries < len(p.endpoints) {
+		if e.ejected(now) && tries < p.n {
 			// The child counts its picks (least_request does); nothing
 			// was sent.
 			if res.Done != nil {
@@ -74,30 +77,21 @@ func (c *call) finish(info balancer.DoneInfo) {
 	d, e, start, childDone := c.d, c.e, c.start, c.childDone
 	c.d, c.e, c.childDone = nil, nil, nil
 	callPool.Put(c)
-	d.record(e, classify(info), d.clock.Now().Sub(start))
+	now := d.clock.Now()
+	d.record(e, classify(info), now, now.Sub(start))
 	if childDone != nil {
 		childDone(info)
 	}
 }
 
 // classify says what a call's end means for its endpoint's health, as
-// the other layers read outcomes: pushback (a grpc-retry-pushback-ms
-// trailer or a google.rpc.RetryInfo detail) marks a live, overloaded
-// backend whatever the code.
+// the other layers read outcomes: server pushback (package
+// internal/pushback; valid or not, it comes from a live server) marks a
+// live, overloaded backend whatever the code.
 func classify(info balancer.DoneInfo) outcome.Class {
 	class := outcome.Default.Classify(info.Err)
-	if class != outcome.Failure {
-		return class
-	}
-	if len(info.Trailer.Get(retry.PushbackMetadata)) > 0 {
+	if class == outcome.Failure && pushback.Read(info.Trailer, info.Err).Present {
 		return outcome.Overload
-	}
-	if st, ok := status.FromError(info.Err); ok && len(st.Proto().GetDetails()) > 0 {
-		for _, d := range st.Details() {
-			if _, ok := d.(*errdetails.RetryInfo); ok {
-				return outcome.Overload
-			}
-		}
 	}
 	return class
 }

@@ -24,6 +24,24 @@ type fakeSubConn struct {
 	name string
 }
 
+// endpointSubConns returns a SubConn for each named endpoint of d, as the
+// balancer gives the child.
+func endpointSubConns(d *detector, names ...string) []balancer.SubConn {
+	var out []balancer.SubConn
+	for _, k := range names {
+		out = append(out, &subConn{SubConn: &fakeSubConn{name: k}, e: d.endpoint(k)})
+	}
+	return out
+}
+
+// nameOf names the endpoint of sc, as the child or grpc-go sees it.
+func nameOf(sc balancer.SubConn) string {
+	if w, ok := sc.(*subConn); ok {
+		sc = w.SubConn
+	}
+	return sc.(*fakeSubConn).name
+}
+
 // cycle is a round-robin child picker that counts the Done calls of each
 // SubConn it picked.
 type cycle struct {
@@ -43,7 +61,7 @@ func (c *cycle) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 	if c.noDone {
 		return balancer.PickResult{SubConn: sc}, nil
 	}
-	name := sc.(*fakeSubConn).name
+	name := nameOf(sc)
 	return balancer.PickResult{SubConn: sc, Done: func(info balancer.DoneInfo) {
 		c.done[name] = append(c.done[name], info)
 	}}, nil
@@ -75,13 +93,8 @@ func TestPicker(t *testing.T) {
 			cfg.MaxEjectionPercent = 100
 			d := newDetector(cfg, clk)
 			d.update(cfg, []string{"a", "b", "c", "d"})
-			child := &cycle{done: map[string][]balancer.DoneInfo{}}
-			p := &picker{child: child, d: d, endpoints: map[balancer.SubConn]*endpoint{}}
-			for _, k := range []string{"a", "b", "c"} {
-				sc := &fakeSubConn{name: k}
-				child.subConns = append(child.subConns, sc)
-				p.endpoints[sc] = d.endpoint(k)
-			}
+			child := &cycle{subConns: endpointSubConns(d, "a", "b", "c"), done: map[string][]balancer.DoneInfo{}}
+			p := &picker{child: child, d: d, n: 3}
 			for _, k := range tc.ejected {
 				d.endpoint(k).ejectedUntil.Store(clk.Now().Add(time.Minute).UnixNano())
 			}
@@ -114,9 +127,12 @@ func TestPicker(t *testing.T) {
 		cfg := DefaultConfig()
 		d := newDetector(cfg, clk)
 		d.update(cfg, []string{"a", "b", "c"})
-		a := &fakeSubConn{name: "a"}
-		child := &cycle{subConns: []balancer.SubConn{a}, done: map[string][]balancer.DoneInfo{}}
-		p := &picker{child: child, d: d, endpoints: map[balancer.SubConn]*endpoint{a: d.endpoint("a")}}
+		child := &cycle{subConns: endpointSubConns(d, "a"), done: map[string][]balancer.DoneInfo{}}
+		p := &picker{child: child, d: d, n: 1}
+		// Its siblings do better, as ejection for failures needs.
+		for range cfg.ConsecutiveFailures {
+			d.record(d.endpoint("b"), outcome.Success, clk.Now(), 0)
+		}
 		for i := range cfg.ConsecutiveFailures {
 			res, err := p.Pick(balancer.PickInfo{})
 			if err != nil {
@@ -149,21 +165,28 @@ func TestPicker(t *testing.T) {
 			t.Fatalf("Pick error %v, want the child's", err)
 		}
 		stranger := &fakeSubConn{name: "x"}
-		child := &cycle{subConns: []balancer.SubConn{stranger}, done: map[string][]balancer.DoneInfo{}}
+		noEndpoint := &fakeSubConn{name: "y"}
+		child := &cycle{subConns: []balancer.SubConn{stranger, &subConn{SubConn: noEndpoint}}, done: map[string][]balancer.DoneInfo{}}
 		p = &picker{child: child, d: d}
-		res, err := p.Pick(balancer.PickInfo{})
-		if err != nil || res.SubConn != stranger {
-			t.Fatalf("Pick = %v, %v", res, err)
-		}
-		res.Done(balancer.DoneInfo{})
-		if len(child.done["x"]) != 1 {
-			t.Fatal("the child's Done must be the one returned")
+		for _, want := range []*fakeSubConn{stranger, noEndpoint} {
+			res, err := p.Pick(balancer.PickInfo{})
+			if err != nil || res.SubConn != want {
+				t.Fatalf("Pick = %v, %v, want %s", res, err, want.name)
+			}
+			res.Done(balancer.DoneInfo{})
+			if len(child.done[want.name]) != 1 {
+				t.Fatal("the child's Done must be the one returned")
+			}
 		}
 	})
 }
 
 func TestClassify(t *testing.T) {
 	retryInfo, err := status.New(codes.Unavailable, "busy").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noDelay, err := status.New(codes.Unavailable, "busy").WithDetails(&errdetails.RetryInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +213,17 @@ func TestClassify(t *testing.T) {
 			Trailer: metadata.Pairs("grpc-retry-pushback-ms", "100"),
 		}, outcome.Overload},
 		{"unavailable with RetryInfo", balancer.DoneInfo{Err: retryInfo.Err()}, outcome.Overload},
+		{"unavailable with a malformed pushback", balancer.DoneInfo{
+			Err:     status.Error(codes.Unavailable, ""),
+			Trailer: metadata.Pairs("grpc-retry-pushback-ms", "-1"),
+		}, outcome.Overload},
+		// A RetryInfo without a delay says nothing, as in the retry layer.
+		{"unavailable with RetryInfo without a delay", balancer.DoneInfo{Err: noDelay.Err()}, outcome.Failure},
+		{"pushback on success", balancer.DoneInfo{Trailer: metadata.Pairs("grpc-retry-pushback-ms", "100")}, outcome.Success},
+		{"pushback on a caller's error", balancer.DoneInfo{
+			Err:     status.Error(codes.InvalidArgument, ""),
+			Trailer: metadata.Pairs("grpc-retry-pushback-ms", "100"),
+		}, outcome.Ignored},
 		{"unavailable with another detail", balancer.DoneInfo{Err: otherDetail.Err()}, outcome.Failure},
 	} {
 		if got := classify(tc.info); got != tc.want {
@@ -217,13 +251,8 @@ func TestConcurrentPicks(t *testing.T) {
 	cfg := DefaultConfig()
 	d := newDetector(cfg, clk)
 	d.update(cfg, []string{"a", "b", "c"})
-	child := &atomicCycle{}
-	p := &picker{child: child, d: d, endpoints: map[balancer.SubConn]*endpoint{}}
-	for _, k := range []string{"a", "b", "c"} {
-		sc := &fakeSubConn{name: k}
-		child.subConns = append(child.subConns, sc)
-		p.endpoints[sc] = d.endpoint(k)
-	}
+	child := &atomicCycle{subConns: endpointSubConns(d, "a", "b", "c")}
+	p := &picker{child: child, d: d, n: 3}
 	fail := balancer.DoneInfo{Err: status.Error(codes.Unavailable, "down")}
 	var wg sync.WaitGroup
 	var overShare atomic.Int64

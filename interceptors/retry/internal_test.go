@@ -6,13 +6,8 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
 )
@@ -38,134 +33,6 @@ func TestBackoffFormula(t *testing.T) {
 			t.Errorf("backoff(n=%d, r=%v) = %v, want %v", tt.n, tt.r, got, tt.want)
 		}
 	}
-}
-
-func TestParsePushback(t *testing.T) {
-	tests := []struct {
-		in      []string
-		present bool
-		allow   bool
-		delay   time.Duration
-	}{
-		{nil, false, false, 0},
-		{[]string{"0"}, true, true, 0},
-		{[]string{"1500"}, true, true, 1500 * time.Millisecond},
-		{[]string{"2147483647"}, true, true, 2147483647 * time.Millisecond},
-		{[]string{"2147483648"}, true, false, 0},
-		{[]string{"-1"}, true, false, 0},
-		{[]string{"+5"}, true, false, 0},
-		{[]string{" 5"}, true, false, 0},
-		{[]string{""}, true, false, 0},
-		{[]string{"1e3"}, true, false, 0},
-		{[]string{"99999999999999999999"}, true, false, 0},
-		{[]string{"5", "5"}, true, false, 0},
-	}
-	for _, tt := range tests {
-		p := parsePushback(tt.in)
-		if p.present != tt.present || p.allow != tt.allow || p.delay != tt.delay {
-			t.Errorf("parsePushback(%q) = %+v", tt.in, p)
-		}
-	}
-}
-
-func statusWith(details ...proto.Message) *status.Status {
-	sp := &spb.Status{Code: int32(codes.Unavailable), Message: "x"}
-	for _, d := range details {
-		a, err := anypb.New(d)
-		if err != nil {
-			panic(err)
-		}
-		sp.Details = append(sp.Details, a)
-	}
-	return status.FromProto(sp)
-}
-
-func TestParseRetryInfo(t *testing.T) {
-	ri := func(d *durationpb.Duration) *errdetails.RetryInfo { return &errdetails.RetryInfo{RetryDelay: d} }
-	tests := []struct {
-		name    string
-		st      *status.Status
-		present bool
-		allow   bool
-		delay   time.Duration
-	}{
-		{"none", statusWith(), false, false, 0},
-		{"other detail", statusWith(&errdetails.ErrorInfo{Reason: "x"}), false, false, 0},
-		{"valid", statusWith(ri(durationpb.New(2 * time.Second))), true, true, 2 * time.Second},
-		{"zero", statusWith(ri(durationpb.New(0))), true, true, 0},
-		{"no delay", statusWith(ri(nil)), false, false, 0},
-		{"negative", statusWith(ri(durationpb.New(-time.Second))), true, false, 0},
-		{"invalid", statusWith(ri(&durationpb.Duration{Seconds: 1, Nanos: -5})), true, false, 0},
-		{"too long", statusWith(ri(durationpb.New(100 * 24 * time.Hour))), true, false, 0},
-		{"repeated", statusWith(ri(durationpb.New(time.Second)), ri(durationpb.New(time.Second))), true, false, 0},
-		{"nil status", nil, false, false, 0},
-	}
-	for _, tt := range tests {
-		p := parseRetryInfo(tt.st)
-		if p.present != tt.present || p.allow != tt.allow || p.delay != tt.delay {
-			t.Errorf("%s: %+v", tt.name, p)
-		}
-	}
-	// Undecodable RetryInfo: do not retry.
-	sp := &spb.Status{Code: 14, Details: []*anypb.Any{{TypeUrl: "type.googleapis.com/google.rpc.RetryInfo", Value: []byte{0xff}}}}
-	if p := parseRetryInfo(status.FromProto(sp)); !p.present || p.allow {
-		t.Errorf("undecodable: %+v", p)
-	}
-	// The trailer wins.
-	md := metadata.Pairs(PushbackMetadata, "3")
-	if p := serverPushback(md, statusWith(ri(durationpb.New(time.Hour))).Err()); p.delay != 3*time.Millisecond || p.source != "trailer" {
-		t.Errorf("serverPushback = %+v", p)
-	}
-}
-
-func FuzzPushback(f *testing.F) {
-	for _, s := range []string{"0", "100", "-1", "abc", "2147483648", "", "0010"} {
-		f.Add(s, uint8(1))
-	}
-	f.Add("5", uint8(2))
-	f.Fuzz(func(t *testing.T, s string, repeat uint8) {
-		vals := make([]string, int(repeat%4))
-		for i := range vals {
-			vals[i] = s
-		}
-		p := parsePushback(vals)
-		if p.present != (len(vals) > 0) {
-			t.Fatalf("present = %v for %d values", p.present, len(vals))
-		}
-		if p.allow {
-			if len(vals) != 1 || p.delay < 0 || p.delay > maxPushback*time.Millisecond {
-				t.Fatalf("allowed %q: %+v", vals, p)
-			}
-			if strings.TrimLeft(s, "0123456789") != "" {
-				t.Fatalf("allowed non-digits %q", s)
-			}
-		}
-	})
-}
-
-func FuzzRetryInfo(f *testing.F) {
-	seed := func(st *status.Status) {
-		b, err := proto.Marshal(st.Proto())
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	seed(statusWith(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)}))
-	seed(statusWith(&errdetails.RetryInfo{RetryDelay: &durationpb.Duration{Seconds: -1}}))
-	seed(statusWith(&errdetails.RetryInfo{}, &errdetails.ErrorInfo{Reason: "r"}))
-	f.Add([]byte{0x1a, 0x03, 0x0a, 0x01, 0x78})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var sp spb.Status
-		if proto.Unmarshal(data, &sp) != nil {
-			return
-		}
-		p := parseRetryInfo(status.FromProto(&sp))
-		if p.allow && (!p.present || p.delay < 0 || p.delay > maxPushback*time.Millisecond) {
-			t.Fatalf("%+v", p)
-		}
-		_ = serverPushback(nil, status.FromProto(&sp).Err())
-	})
 }
 
 func TestBucket(t *testing.T) {
