@@ -175,6 +175,9 @@ const (
 	ModeOutage     = "outage, then healthy"
 	ModeOutageOff  = "outage, then healthy; failsoft without its breaker"
 	ModeFlaky      = "3% flakiness at ~1,000 calls/s"
+	// ModeFleetOverload is the overload of every backend of three at once,
+	// each shedding its excess as plain UNAVAILABLE.
+	ModeFleetOverload = "1.5x overload of all 3 backends, rejected as UNAVAILABLE"
 )
 
 // ModeOverload names the overload mode whose rejections are sent as r.
@@ -247,6 +250,14 @@ func Modes() []Mode {
 		})
 	}
 	ms = append(ms,
+		Mode{
+			Name: ModeFleetOverload, Setup: LibraryDefaults,
+			Rounds: func(cfg Config) int { return max(1, cfg.OverloadRounds) },
+			run: func(ctx context.Context, spec Spec, cfg Config, round int) (Outcome, error) {
+				return runFleetOverload(ctx, spec, cfg, round)
+			},
+			Figures: overloadFigures,
+		},
 		Mode{
 			Name: ModeOutage, Setup: LibraryDefaults,
 			run:     runRecovery,
@@ -365,8 +376,8 @@ func runLost(ctx context.Context, spec Spec, cfg Config, _ int) (Outcome, error)
 
 // runOpen offers n reads at rate per second (Poisson arrivals, drawn from
 // the seed and round) to one server with faults f.
-func runOpen(ctx context.Context, spec Spec, cfg Config, rate float64, n, round int, f Faults) (Outcome, error) {
-	e, err := newEnv(spec, cfg.Params, f)
+func runOpen(ctx context.Context, spec Spec, cfg Config, rate float64, n, round int, faults ...Faults) (Outcome, error) {
+	e, err := newEnv(spec, cfg.Params, faults...)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -390,6 +401,25 @@ func runOverload(ctx context.Context, spec Spec, cfg Config, rej Reject, round i
 	f := Faults{Capacity: cfg.Capacity, Service: cfg.Service, Reject: rej, Pushback: cfg.Pushback, Seed: cfg.Seed + uint64(round)}
 	return runOpen(ctx, spec, cfg, rate, int(rate*d.Seconds()), round, f)
 }
+
+// runFleetOverload offers Load times the capacity of FleetSize servers
+// behind round_robin, each rejecting its excess as plain UNAVAILABLE: an
+// overload of the whole fleet, which no backend may be ejected for (the
+// others would take its share), for one round of OverloadDuration.
+func runFleetOverload(ctx context.Context, spec Spec, cfg Config, round int) (Outcome, error) {
+	capacity := float64(cfg.Capacity) / cfg.Service.Seconds()
+	rate := cfg.Load * capacity * FleetSize
+	d := cfg.OverloadDuration / time.Duration(max(1, cfg.OverloadRounds))
+	faults := make([]Faults, FleetSize)
+	for i := range faults {
+		faults[i] = Faults{Capacity: cfg.Capacity, Service: cfg.Service, Reject: RejectUnavailable,
+			Seed: cfg.Seed + uint64(round)*FleetSize + uint64(i)}
+	}
+	return runOpen(ctx, spec, cfg, rate, int(rate*d.Seconds()), round, faults...)
+}
+
+// FleetSize is how many backends the fleet-wide overload mode runs.
+const FleetSize = 3
 
 // runRecovery offers reads at OutageRate to a server that is down for
 // OutageDown and then healthy for OutageAfter.

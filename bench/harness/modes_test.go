@@ -166,6 +166,8 @@ func TestModeGoals(t *testing.T) {
 		want = append(want, ModeOverload(r)+", goodput/s (of the plain client's): ≥ 90% of the plain client's",
 			ModeOverload(r)+", attempts at server per call offered: ≤ 1.2x")
 	}
+	want = append(want, ModeFleetOverload+", goodput/s (of the plain client's): ≥ 90% of the plain client's",
+		ModeFleetOverload+", attempts at server per call offered: ≤ 1.2x")
 	for _, m := range []string{ModeOutage + ", attempts per call during the outage: ≤ 0.05", ModeOutageOff + ", attempts per call during the outage: ≤ 1.15"} {
 		mode, _, _ := strings.Cut(m, ", attempts")
 		want = append(want, m, mode+", success from 1 s after the heal: ≥ 99%", mode+", last failure after the heal: within 1 s")

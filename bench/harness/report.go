@@ -486,6 +486,9 @@ func modeTitle(m Mode, cfg Config) string {
 			t += "; failsoft without its breaker (failsoft.WithoutBreaker), the peers as above"
 		}
 		return t
+	case ModeFleetOverload:
+		return fmt.Sprintf("%.1fx overload of each of %d round_robin servers taking %d calls at once, %v each, the excess rejected at once as plain UNAVAILABLE (%v in %d rounds)",
+			cfg.Load, FleetSize, cfg.Capacity, cfg.Service, cfg.OverloadDuration, max(1, cfg.OverloadRounds))
 	case ModeFlaky:
 		return fmt.Sprintf("%s%% of attempts fail UNAVAILABLE, %d calls at %.0f calls/s (failsoft: the README's breaker.FailuresWithin(5, 30s))",
 			fmt.Sprint(100*cfg.FlakyRate), cfg.FlakyCalls, cfg.FlakyCallRate)
