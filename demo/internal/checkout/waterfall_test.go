@@ -2,7 +2,6 @@ package checkout
 
 import (
 	"math"
-	"os"
 	"strings"
 	"testing"
 
@@ -43,21 +42,6 @@ func demoTrace() *waterfall.Trace {
 					tag("failsoft.rejected_by", "breaker")}},
 		},
 	}
-}
-
-// jaegerFixture is a trace Jaeger stored for a call retried twice.
-func jaegerFixture(t *testing.T) *waterfall.Trace {
-	t.Helper()
-	f, err := os.Open("../../../cmd/tracewaterfall/waterfall/testdata/retried.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	resp, err := waterfall.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &resp.Data[0]
 }
 
 // The SVG waterfall has a row per span and per span event, in the order of
