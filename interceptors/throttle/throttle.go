@@ -232,7 +232,7 @@ func (t *Interceptor) record(r *ring, at time.Duration, err error) {
 		// only once the window holds enough calls to tell the two apart,
 		// and only as a presumed refusal, forgotten if the target dies or
 		// heals.
-		if !r.failed(at) && t.cfg.failuresAsRejects && r.presumed(at, idx) {
+		if t.cfg.failuresAsRejects && !r.failed(at) && r.presumed(at, idx) {
 			r.addSoft(idx)
 			return
 		}
@@ -241,11 +241,20 @@ func (t *Interceptor) record(r *ring, at time.Duration, err error) {
 			// A layer inside answered locally: the target never saw it.
 			return
 		}
-		r.answered(at)
+		t.answered(r, at)
 	case outcome.Success:
-		r.answered(at)
+		t.answered(r, at)
 	}
 	r.add(idx, accepted)
+}
+
+// answered notes that the target did the work of a call sent at at. Whether
+// it answers matters only to failures presumed refusals: without
+// WithFailuresAsRejects nothing is presumed, and nothing is noted.
+func (t *Interceptor) answered(r *ring, at time.Duration) {
+	if t.cfg.failuresAsRejects {
+		r.answered(at)
+	}
 }
 
 func isRejection(err error) bool {
