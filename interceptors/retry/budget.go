@@ -99,16 +99,8 @@ func (k *bucket) balance() float64 {
 	return k.ratio*float64(k.window.calls) + k.floor - float64(k.window.spent)
 }
 
-// deposit credits one call and reports whether a retry could then be
-// sent (allows), under the same lock.
-func (k *bucket) deposit(now time.Time) bool {
-	e := k.epoch(now)
-	k.mu.Lock()
-	k.count(e, 1, 0)
-	ok := k.balance() >= 1
-	k.mu.Unlock()
-	return ok
-}
+// deposit credits one call.
+func (k *bucket) deposit(now time.Time) { k.add(now, 1, 0) }
 
 // allows reports whether a retry could be sent now, without spending.
 func (k *bucket) allows(now time.Time) bool {

@@ -28,10 +28,7 @@ type call struct {
 	target string
 	p      *policy.Policy
 	b      *bucket // nil: no budget
-	// firstAllows is whether the budget allowed a retry when the call
-	// made its deposit: the first attempt's answer, under the same lock.
-	firstAllows bool
-	watch       bool // the observer wants attempt events (observe.Wants)
+	watch  bool    // the observer wants attempt events (observe.Wants)
 
 	// deadline is the call's deadline (zero: none); pending is the same
 	// deadline when it is not on ctx yet (chain.State.Deadline), for the
@@ -73,7 +70,7 @@ func (c *call) open(cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption
 	}
 	if ic.budgets != nil {
 		c.b = ic.budgets.get(c.target)
-		c.firstAllows = c.b.deposit(now)
+		c.b.deposit(now)
 	}
 	c.watch = ic.obs != nil && (observe.Wants(ctx, ic.obs, observe.AttemptEnd) || observe.Wants(ctx, ic.obs, observe.AttemptStart))
 	cfg := callOptions(opts)
@@ -129,15 +126,8 @@ func (c *call) mayRetry(now time.Time) bool {
 	if !c.deadline.IsZero() && c.deadline.Sub(now)-c.timeout <= max(c.p.MinBudget, 0) {
 		return false
 	}
-	// The budget last: it takes a lock, except for the first attempt,
-	// which the call's deposit already answered for.
-	if c.b == nil {
-		return true
-	}
-	if c.n == 1 {
-		return c.firstAllows
-	}
-	return c.b.allows(now)
+	// The budget last: it takes a lock.
+	return c.b == nil || c.b.allows(now)
 }
 
 // attemptContext returns the context of attempt c.n: its number in the
