@@ -64,9 +64,11 @@ func (c *call) open(cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption
 	if cc != nil {
 		c.target = cc.Target()
 	}
-	c.deadline, _ = st.DeadlineOf(ctx)
-	if d, ok := ctx.Deadline(); !ok || !d.Equal(c.deadline) {
-		c.pending = c.deadline
+	// The call's deadline: the caller's, or the deadline layer's when it
+	// is earlier, which is not on ctx yet.
+	c.deadline, _ = ctx.Deadline()
+	if d := st.Deadline; !d.IsZero() && (c.deadline.IsZero() || d.Before(c.deadline)) {
+		c.deadline, c.pending = d, d
 	}
 	if ic.budgets != nil {
 		c.b = ic.budgets.get(c.target)

@@ -105,7 +105,7 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 		c.n++
 		next.MayRetry = c.mayRetry(now)
 		var at attemptTimer
-		actx := at.start(c.ic, c.attemptContext(false, wait, reason), c.timeout, c.pending, now, false)
+		actx := at.start(c, c.attemptContext(false, wait, reason), now, false)
 		var start time.Time
 		if c.watch {
 			start = c.attemptStart(actx, c.n, false)

@@ -53,6 +53,12 @@ func (s *State) Resolve(r *policy.Resolver, method string) (*policy.Policy, erro
 	if s.Resolver == r {
 		return s.Policy, nil
 	}
+	return s.resolve(r, method)
+}
+
+// resolve is Resolve for the first layer that asks, kept apart so that
+// the others' question compiles into their own code.
+func (s *State) resolve(r *policy.Resolver, method string) (*policy.Policy, error) {
 	p, err := r.Resolve(method)
 	if err == nil {
 		s.Resolver, s.Policy = r, p
