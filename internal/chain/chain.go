@@ -139,15 +139,10 @@ func (n UnaryNext) Invoke(ctx context.Context, method string, req, reply any, cc
 		return l.Unary(ctx, method, req, reply, cc, n, opts...)
 	}
 	if n.needsDeadline(ctx) {
-		ctx, cancel := context.WithDeadline(ctx, n.Deadline)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, n.Deadline)
 		defer cancel()
-		return n.end(ctx, method, req, reply, cc, opts)
 	}
-	return n.end(ctx, method, req, reply, cc, opts)
-}
-
-// end calls the innermost interceptor, if any, around final.
-func (n *UnaryNext) end(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts []grpc.CallOption) error {
 	if n.layers != nil && n.layers.innermost != nil {
 		return n.layers.innermost(ctx, method, req, reply, cc, n.final, opts...)
 	}
