@@ -223,12 +223,6 @@ func Mark(opts []grpc.CallOption) ([]grpc.CallOption, bool) {
 	return append(opts[:len(opts):len(opts)], suiteMarker{}), true
 }
 
-// Interceptors returns a layer as a pair of gRPC interceptors, for the
-// layer packages' public API.
-func Interceptors(u Unary, s Stream) (grpc.UnaryClientInterceptor, grpc.StreamClientInterceptor) {
-	return UnaryInterceptor(u), StreamInterceptor(s)
-}
-
 // UnaryInterceptor returns a unary layer as a gRPC interceptor.
 func UnaryInterceptor(u Unary) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
