@@ -134,18 +134,29 @@ func (c *call) mayRetry(now time.Time) bool {
 
 // attemptContext returns the context of attempt c.n: its number in the
 // request metadata from the second attempt on, and the attempt for inner
-// layers as an observe.Attempt. The first attempt without a timeout of
-// its own carries no value: observe.AttemptFrom reads its absence as that
-// attempt.
+// layers as an observe.Attempt, unless the call is not retried and has no
+// timeout of its own: observe.AttemptFrom reads its absence as that one
+// attempt. Unary calls that may be retried use newUnaryAttempt instead.
 func (c *call) attemptContext(hedge bool, wait time.Duration, reason string) context.Context {
-	ctx := c.ctx
-	if c.n > 1 {
-		ctx = metadata.AppendToOutgoingContext(ctx, AttemptMetadata, strconv.Itoa(c.n))
-	}
-	if c.n > 1 || c.timeout > 0 {
-		ctx = observe.WithAttempt(ctx, observe.Attempt{N: c.n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.timeout})
+	ctx := c.attemptParent()
+	if c.max > 1 || c.timeout > 0 {
+		ctx = observe.WithAttempt(ctx, c.attempt(hedge, wait, reason))
 	}
 	return ctx
+}
+
+// attemptParent returns the caller's context with attempt c.n's number in
+// the request metadata from the second attempt on.
+func (c *call) attemptParent() context.Context {
+	if c.n > 1 {
+		return metadata.AppendToOutgoingContext(c.ctx, AttemptMetadata, strconv.Itoa(c.n))
+	}
+	return c.ctx
+}
+
+// attempt describes attempt c.n, sent after waiting wait for reason.
+func (c *call) attempt(hedge bool, wait time.Duration, reason string) observe.Attempt {
+	return observe.Attempt{N: c.n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.timeout}
 }
 
 func (c *call) event(ctx context.Context, e observe.Event) {
