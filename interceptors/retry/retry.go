@@ -100,7 +100,8 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 		// An attempt of a call that may be retried collects its trailer,
 		// which may hold the server's pushback.
 		var a *unaryAttempt
-		ctx, aopts := c.ctx, opts
+		var ctx context.Context
+		aopts := opts
 		if c.max > 1 {
 			a = c.newUnaryAttempt(opts, wait, reason)
 			ctx, aopts = a, a.opts
