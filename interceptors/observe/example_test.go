@@ -3,6 +3,7 @@ package observe_test
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/failsoft/failsoft/interceptors/observe"
 )
@@ -29,4 +30,28 @@ func Example() {
 	// Output:
 	// breaker for payments:443: closed -> open
 	// attempt events wanted: false
+}
+
+// attemptState is what a layer keeps about one attempt besides the
+// Attempt: here, a note. Embedding AttemptContext makes it the attempt's
+// context, so that the attempt costs one allocation.
+type attemptState struct {
+	observe.AttemptContext
+	note string
+}
+
+// A layer that keeps more about an attempt embeds an AttemptContext;
+// layers inside read the attempt from the context as usual.
+func ExampleAttemptContext() {
+	a := &attemptState{AttemptContext: observe.AttemptContext{
+		Context: context.Background(),
+		Attempt: observe.Attempt{N: 2, Backoff: 50 * time.Millisecond, BackoffReason: "policy"},
+	}, note: "second try"}
+	var ctx context.Context = a
+	got := observe.AttemptFrom(ctx)
+	fmt.Println(got.N, got.Backoff, got.BackoffReason, a.note)
+	fmt.Println(observe.AttemptFrom(context.Background()).N)
+	// Output:
+	// 2 50ms policy second try
+	// 1
 }

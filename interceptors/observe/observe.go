@@ -190,21 +190,26 @@ type attemptKey struct{}
 
 // WithAttempt returns ctx carrying a.
 func WithAttempt(ctx context.Context, a Attempt) context.Context {
-	return &attemptContext{Context: ctx, a: a}
+	return &AttemptContext{Context: ctx, Attempt: a}
 }
 
-// attemptContext carries an Attempt in one allocation (context.WithValue
-// would box the Attempt in a second one). It answers Value for the
-// attempt's key itself and leaves every other method to its parent, so
-// that contexts derived from it still find the parent's cancellation.
-type attemptContext struct {
-	context.Context
-	a Attempt
+// AttemptContext is a context that carries an Attempt in one allocation
+// (context.WithValue would box the Attempt in a second one). It answers
+// Value for the attempt itself and leaves every other method to Context,
+// its parent, so that contexts derived from it still find the parent's
+// cancellation. WithAttempt makes one; a layer that keeps more about an
+// attempt embeds it in a value of its own, so that the attempt still
+// costs one allocation.
+type AttemptContext struct {
+	context.Context // the parent
+	Attempt         Attempt
 }
 
-func (c *attemptContext) Value(key any) any {
+// Value returns the Attempt for AttemptFrom, and asks the parent for any
+// other key.
+func (c *AttemptContext) Value(key any) any {
 	if key == (attemptKey{}) {
-		return &c.a
+		return &c.Attempt
 	}
 	return c.Context.Value(key)
 }

@@ -2,6 +2,7 @@ package retry
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
@@ -99,16 +100,8 @@ func (k *bucket) balance() float64 {
 	return k.ratio*float64(k.window.calls) + k.floor - float64(k.window.spent)
 }
 
-// deposit credits one call and reports whether a retry could then be
-// sent (allows), under the same lock.
-func (k *bucket) deposit(now time.Time) bool {
-	e := k.epoch(now)
-	k.mu.Lock()
-	k.count(e, 1, 0)
-	ok := k.balance() >= 1
-	k.mu.Unlock()
-	return ok
-}
+// deposit credits one call.
+func (k *bucket) deposit(now time.Time) { k.add(now, 1, 0) }
 
 // allows reports whether a retry could be sent now, without spending.
 func (k *bucket) allows(now time.Time) bool {
@@ -140,38 +133,50 @@ func (k *bucket) withdraw(now time.Time) bool {
 // against the retries to come.
 func (k *bucket) refund(now time.Time) { k.add(now, 0, -1) }
 
-// budgets holds the buckets by target.
+// budgets holds the buckets by target. Lookups take no lock: the map is
+// copied on write, as targets are few and come once.
 type budgets struct {
 	cfg   Budget
 	clock clock.Clock
-	mu    sync.RWMutex
-	m     map[string]*bucket
-	extra *bucket // shared by targets past maxTargets
+	m     atomic.Pointer[map[string]*bucket]
+
+	mu    sync.Mutex // serialises changes
+	extra *bucket    // shared by targets past maxTargets
 }
 
 func newBudgets(cfg Budget, clk clock.Clock) *budgets {
-	return &budgets{cfg: cfg, clock: clk, m: map[string]*bucket{}}
+	bs := &budgets{cfg: cfg, clock: clk}
+	bs.m.Store(&map[string]*bucket{})
+	return bs
 }
 
 func (bs *budgets) get(target string) *bucket {
-	bs.mu.RLock()
-	b := bs.m[target]
-	bs.mu.RUnlock()
-	if b != nil {
+	if b := (*bs.m.Load())[target]; b != nil {
 		return b
 	}
+	return bs.add(target)
+}
+
+// add returns the bucket of a target that had none when get looked.
+func (bs *budgets) add(target string) *bucket {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
-	if b := bs.m[target]; b != nil {
+	m := *bs.m.Load()
+	if b := m[target]; b != nil {
 		return b
 	}
-	if len(bs.m) < maxTargets {
-		b := newBucket(bs.cfg, bs.clock.Now())
-		bs.m[target] = b
-		return b
+	if len(m) >= maxTargets {
+		if bs.extra == nil {
+			bs.extra = newBucket(bs.cfg, bs.clock.Now())
+		}
+		return bs.extra
 	}
-	if bs.extra == nil {
-		bs.extra = newBucket(bs.cfg, bs.clock.Now())
+	b := newBucket(bs.cfg, bs.clock.Now())
+	next := make(map[string]*bucket, len(m)+1)
+	for t, x := range m {
+		next[t] = x
 	}
-	return bs.extra
+	next[target] = b
+	bs.m.Store(&next)
+	return b
 }

@@ -28,10 +28,7 @@ type call struct {
 	target string
 	p      *policy.Policy
 	b      *bucket // nil: no budget
-	// firstAllows is whether the budget allowed a retry when the call
-	// made its deposit: the first attempt's answer, under the same lock.
-	firstAllows bool
-	watch       bool // the observer wants attempt events (observe.Wants)
+	watch  bool    // the observer wants attempt events (observe.Wants)
 
 	// deadline is the call's deadline (zero: none); pending is the same
 	// deadline when it is not on ctx yet (chain.State.Deadline), for the
@@ -67,13 +64,15 @@ func (c *call) open(cc *grpc.ClientConn, st *chain.State, opts []grpc.CallOption
 	if cc != nil {
 		c.target = cc.Target()
 	}
-	c.deadline, _ = st.DeadlineOf(ctx)
-	if d, ok := ctx.Deadline(); !ok || !d.Equal(c.deadline) {
-		c.pending = c.deadline
+	// The call's deadline: the caller's, or the deadline layer's when it
+	// is earlier, which is not on ctx yet.
+	c.deadline, _ = ctx.Deadline()
+	if d := st.Deadline; !d.IsZero() && (c.deadline.IsZero() || d.Before(c.deadline)) {
+		c.deadline, c.pending = d, d
 	}
 	if ic.budgets != nil {
 		c.b = ic.budgets.get(c.target)
-		c.firstAllows = c.b.deposit(now)
+		c.b.deposit(now)
 	}
 	c.watch = ic.obs != nil && (observe.Wants(ctx, ic.obs, observe.AttemptEnd) || observe.Wants(ctx, ic.obs, observe.AttemptStart))
 	cfg := callOptions(opts)
@@ -129,31 +128,35 @@ func (c *call) mayRetry(now time.Time) bool {
 	if !c.deadline.IsZero() && c.deadline.Sub(now)-c.timeout <= max(c.p.MinBudget, 0) {
 		return false
 	}
-	// The budget last: it takes a lock, except for the first attempt,
-	// which the call's deposit already answered for.
-	if c.b == nil {
-		return true
-	}
-	if c.n == 1 {
-		return c.firstAllows
-	}
-	return c.b.allows(now)
+	// The budget last: it takes a lock.
+	return c.b == nil || c.b.allows(now)
 }
 
 // attemptContext returns the context of attempt c.n: its number in the
 // request metadata from the second attempt on, and the attempt for inner
-// layers as an observe.Attempt. The first attempt without a timeout of
-// its own carries no value: observe.AttemptFrom reads its absence as that
-// attempt.
+// layers as an observe.Attempt, unless the call is not retried and has no
+// timeout of its own: observe.AttemptFrom reads its absence as that one
+// attempt. Unary calls that may be retried use newUnaryAttempt instead.
 func (c *call) attemptContext(hedge bool, wait time.Duration, reason string) context.Context {
-	ctx := c.ctx
-	if c.n > 1 {
-		ctx = metadata.AppendToOutgoingContext(ctx, AttemptMetadata, strconv.Itoa(c.n))
-	}
-	if c.n > 1 || c.timeout > 0 {
-		ctx = observe.WithAttempt(ctx, observe.Attempt{N: c.n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.timeout})
+	ctx := c.attemptParent()
+	if c.max > 1 || c.timeout > 0 {
+		ctx = observe.WithAttempt(ctx, c.attempt(hedge, wait, reason))
 	}
 	return ctx
+}
+
+// attemptParent returns the caller's context with attempt c.n's number in
+// the request metadata from the second attempt on.
+func (c *call) attemptParent() context.Context {
+	if c.n > 1 {
+		return metadata.AppendToOutgoingContext(c.ctx, AttemptMetadata, strconv.Itoa(c.n))
+	}
+	return c.ctx
+}
+
+// attempt describes attempt c.n, sent after waiting wait for reason.
+func (c *call) attempt(hedge bool, wait time.Duration, reason string) observe.Attempt {
+	return observe.Attempt{N: c.n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.timeout}
 }
 
 func (c *call) event(ctx context.Context, e observe.Event) {

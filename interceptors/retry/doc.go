@@ -150,9 +150,9 @@
 // Inner layers (per-attempt spans, metrics) and interceptors chained after
 // this one read the attempt with observe.AttemptFrom(ctx): number, hedge,
 // the wait before it and why, and the per-attempt timeout. Every attempt
-// but a first one without a timeout of its own carries the value (one
-// allocation); observe.AttemptFrom reads its absence as that first
-// attempt, {N: 1}.
+// of a call that may be retried or hedged, or that has a timeout of its
+// own, carries the value; observe.AttemptFrom reads its absence as the one
+// attempt of a call that is not retried, {N: 1}.
 //
 // Observers that implement observe.Selector (the telemetry layer does) may
 // say they have no use for attempt events; the interceptor then skips
@@ -250,10 +250,11 @@
 //
 // # Cost
 //
-// A unary call whose first attempt succeeds costs no allocations over a
-// no-op invoker, but its attempt's context: one deadline context when the
-// call's deadline is not on the caller's context yet, and the
-// observe.Attempt when the attempt has a timeout of its own. A retryable
+// A unary call whose first attempt succeeds costs, over a no-op invoker,
+// its attempt's context: one deadline context when the call's deadline is
+// not on the caller's context yet or the attempt has a timeout of its own,
+// and, when the call may be retried, one allocation that carries the
+// observe.Attempt and holds the trailer read for pushback. A retryable
 // stream costs its wrapper and a copy of each message it may replay;
 // hedged calls cost a goroutine and a reply per attempt. See the
 // benchmarks.

@@ -78,8 +78,8 @@ func TestBudgetsByTarget(t *testing.T) {
 	for i := range maxTargets + 5 {
 		bs.get(strings.Repeat("x", i+1))
 	}
-	if len(bs.m) != maxTargets || bs.extra == nil {
-		t.Fatalf("%d buckets", len(bs.m))
+	if n := len(*bs.m.Load()); n != maxTargets || bs.extra == nil || bs.get("one more") != bs.extra {
+		t.Fatalf("%d buckets", n)
 	}
 }
 

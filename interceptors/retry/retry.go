@@ -92,31 +92,32 @@ func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grp
 // succeeds or retrying ends. now is the clock's reading at the first
 // attempt.
 func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts []grpc.CallOption) error {
-	var tr *trailer
-	if c.max > 1 {
-		// The trailer may hold the server's pushback.
-		tr = newTrailer(opts)
-		defer tr.release()
-		opts = tr.opts
-	}
 	var wait time.Duration
 	var reason string
 	for {
 		c.n++
 		next.MayRetry = c.mayRetry(now)
+		// An attempt of a call that may be retried collects its trailer,
+		// which may hold the server's pushback.
+		var a *unaryAttempt
+		var ctx context.Context
+		aopts := opts
+		if c.max > 1 {
+			a = c.newUnaryAttempt(opts, wait, reason)
+			ctx, aopts = a, a.opts
+		} else {
+			ctx = c.attemptContext(false, wait, reason)
+		}
 		var at attemptTimer
-		actx := at.start(c.ic, c.attemptContext(false, wait, reason), c.timeout, c.pending, now, false)
+		actx := at.start(c, ctx, now, false)
 		var start time.Time
 		if c.watch {
 			start = c.attemptStart(actx, c.n, false)
 		}
+		err := next.Invoke(actx, c.method, req, reply, cc, aopts...)
 		var md metadata.MD
-		if tr != nil {
-			tr.md = nil
-		}
-		err := next.Invoke(actx, c.method, req, reply, cc, opts...)
-		if tr != nil {
-			md = tr.md
+		if a != nil {
+			md = a.trailer
 		}
 		timedOut := at.finish(err)
 		if timedOut {
@@ -141,4 +142,30 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 		}
 		now = c.ic.clock.Now()
 	}
+}
+
+// unaryAttempt is one attempt of a unary call that may be retried: its
+// context, which tells the layers inside which attempt it is
+// (observe.AttemptFrom), and the trailer grpc-go writes into, where the
+// server's pushback is read, together in one allocation.
+type unaryAttempt struct {
+	observe.AttemptContext
+	trailer metadata.MD
+	// opts are the call's options followed by the one that collects the
+	// trailer. room holds them when the call has up to three (in the
+	// suite: its marker, grpc.StaticMethod from generated code and one
+	// more); a call with more takes an allocation for them.
+	opts []grpc.CallOption
+	room [4]grpc.CallOption
+}
+
+// newUnaryAttempt returns attempt c.n of a unary call with options opts,
+// sent after waiting wait for reason.
+func (c *call) newUnaryAttempt(opts []grpc.CallOption, wait time.Duration, reason string) *unaryAttempt {
+	a := &unaryAttempt{AttemptContext: observe.AttemptContext{
+		Context: c.attemptParent(),
+		Attempt: c.attempt(false, wait, reason),
+	}}
+	a.opts = append(append(a.room[:0], opts...), grpc.Trailer(&a.trailer))
+	return a
 }

@@ -118,7 +118,7 @@ func (s *retryStream) newAttempt(wait time.Duration, reason string) (*streamAtte
 	next.MayRetry = c.mayRetry(now)
 	ctx := c.attemptContext(false, wait, reason)
 	if c.max > 1 {
-		ctx = a.timer.start(c.ic, ctx, c.timeout, time.Time{}, now, true)
+		ctx = a.timer.start(c, ctx, now, true)
 	}
 	a.ctx = ctx
 	if c.ic.obs != nil {

@@ -38,10 +38,12 @@ type attemptTimer struct {
 	stop   chan struct{}      // ends the goroutine that waits on a fake clock's timer
 }
 
-// start returns the attempt's context. d is the attempt's timeout (zero:
-// none), pending the call's deadline when it is not on ctx (zero
-// otherwise), now the clock's reading.
-func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Duration, pending, now time.Time, stream bool) context.Context {
+// start returns the context of an attempt of c on ctx, which carries the
+// caller's deadline, if any, and not c.pending: the attempt's timeout
+// (c.timeout, zero: none) and c.pending when not zero. now is the clock's
+// reading.
+func (t *attemptTimer) start(c *call, ctx context.Context, now time.Time, stream bool) context.Context {
+	ic, d, pending := c.ic, c.timeout, c.pending
 	t.parent = ctx
 	if d <= 0 {
 		if !pending.IsZero() {
@@ -52,7 +54,7 @@ func (t *attemptTimer) start(ic *Interceptor, ctx context.Context, d time.Durati
 	}
 	if ic.system && !stream {
 		own := now.Add(d)
-		if dl, ok := ctx.Deadline(); (ok && !own.Before(dl)) || (!pending.IsZero() && !own.Before(pending)) {
+		if !c.deadline.IsZero() && !own.Before(c.deadline) {
 			// The call's deadline comes first: the attempt has no timeout
 			// of its own to tell.
 			if pending.IsZero() {

@@ -7,10 +7,10 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// trailer collects one unary attempt's trailer: opts are the call's options
-// followed by a grpc.Trailer option that writes into md. Holders are pooled
-// because every retryable attempt needs one, and the pool keeps that free
-// of allocations.
+// trailer collects one unary attempt's trailer for the pushback marking
+// interceptor when no layer outside asked for it: opts are the call's
+// options followed by a grpc.Trailer option that writes into md. Holders
+// are pooled so that marking costs no allocation.
 type trailer struct {
 	md   metadata.MD
 	opts []grpc.CallOption

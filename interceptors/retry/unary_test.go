@@ -3,6 +3,7 @@ package retry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -270,39 +271,50 @@ func TestPushback(t *testing.T) {
 		{"retry info negative", nil, retryInfo(durationpb.New(-time.Second)), -1},
 		{"trailer wins over retry info", []string{"7"}, retryInfo(durationpb.New(time.Hour)), 7 * time.Millisecond},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, envOpts{})
-			e.rand.set(0.99)
-			pushbackServer(e, tt.trailer, tt.err)
-			done := make(chan error, 1)
-			go func() {
-				_, err := e.invoke(within(t, 10*time.Second), mIdempotent, "x")
-				done <- err
-			}()
-			if tt.wait > 0 {
-				e.clock.BlockUntil(1)
-				e.clock.Advance(tt.wait - time.Nanosecond)
-				if e.clock.Timers() != 1 {
-					t.Fatal("pushback wait ended early")
-				}
-				e.clock.Advance(time.Nanosecond)
-			}
-			err := <-done
-			if tt.wait < 0 {
-				if err == nil || e.b.count(mIdempotent) != 1 {
-					t.Fatalf("err = %v after %d attempts, want a failure after 1", err, e.b.count(mIdempotent))
-				}
-				return
-			}
-			if err != nil || e.b.count(mIdempotent) != 2 {
-				t.Fatalf("err = %v after %d attempts", err, e.b.count(mIdempotent))
-			}
-			bo := e.obs.of(observe.Backoff)
-			if len(bo) != 1 || bo[0].Duration != tt.wait || bo[0].Reason != "pushback" {
-				t.Errorf("backoff events = %+v", bo)
-			}
-		})
+	// Each case runs without call options, and with more than an attempt
+	// holds besides the option that collects its trailer.
+	more := []grpc.CallOption{grpc.StaticMethod(), grpc.WaitForReady(false), grpc.MaxCallRecvMsgSize(1 << 20), grpc.MaxCallSendMsgSize(1 << 20)}
+	for _, opts := range [][]grpc.CallOption{nil, more} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s, %d call options", tt.name, len(opts)), func(t *testing.T) {
+				testPushback(t, tt.trailer, tt.err, tt.wait, opts)
+			})
+		}
+	}
+}
+
+// testPushback makes a call with options opts whose first attempt ends
+// with trailer and attemptErr, and checks that it is retried after wait exactly (-1: not retried).
+func testPushback(t *testing.T, trailer []string, attemptErr error, wait time.Duration, opts []grpc.CallOption) {
+	e := newEnv(t, envOpts{})
+	e.rand.set(0.99)
+	pushbackServer(e, trailer, attemptErr)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.invoke(within(t, 10*time.Second), mIdempotent, "x", opts...)
+		done <- err
+	}()
+	if wait > 0 {
+		e.clock.BlockUntil(1)
+		e.clock.Advance(wait - time.Nanosecond)
+		if e.clock.Timers() != 1 {
+			t.Fatal("pushback wait ended early")
+		}
+		e.clock.Advance(time.Nanosecond)
+	}
+	err := <-done
+	if wait < 0 {
+		if err == nil || e.b.count(mIdempotent) != 1 {
+			t.Fatalf("err = %v after %d attempts, want a failure after 1", err, e.b.count(mIdempotent))
+		}
+		return
+	}
+	if err != nil || e.b.count(mIdempotent) != 2 {
+		t.Fatalf("err = %v after %d attempts", err, e.b.count(mIdempotent))
+	}
+	bo := e.obs.of(observe.Backoff)
+	if len(bo) != 1 || bo[0].Duration != wait || bo[0].Reason != "pushback" {
+		t.Errorf("backoff events = %+v", bo)
 	}
 }
 

@@ -44,12 +44,12 @@ func init() {
 func (l callLayer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
 	i := l.i
 	tr := i.tracer()
-	perCall := i.perCallMetrics(ctx)
-	if tr == nil && !perCall {
+	m := i.callMetrics(ctx)
+	if tr == nil && m == (callMetrics{}) {
 		return next.Invoke(ctx, method, req, reply, cc, opts...)
 	}
 	target := cc.Target()
-	ctx, span, st := i.startCall(ctx, tr, method, target)
+	ctx, span, st := i.startCall(ctx, tr, m, method, target)
 	err := next.Invoke(ctx, method, req, reply, cc, opts...)
 	i.endCall(ctx, span, st, method, target, err)
 	return err
@@ -66,12 +66,12 @@ func (i *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 func (l callLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	i := l.i
 	tr := i.tracer()
-	perCall := i.perCallMetrics(ctx)
-	if tr == nil && !perCall {
+	m := i.callMetrics(ctx)
+	if tr == nil && m == (callMetrics{}) {
 		return next.NewStream(ctx, desc, cc, method, opts...)
 	}
 	target := cc.Target()
-	ctx, span, st := i.startCall(ctx, tr, method, target)
+	ctx, span, st := i.startCall(ctx, tr, m, method, target)
 	cs, err := next.NewStream(ctx, desc, cc, method, opts...)
 	if err != nil {
 		i.endCall(ctx, span, st, method, target, err)
@@ -80,8 +80,8 @@ func (l callLayer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.C
 	return newStream(ctx, cs, desc, func(err error) { i.endCall(ctx, span, st, method, target, err) }), nil
 }
 
-func (i *Interceptor) startCall(ctx context.Context, tr trace.Tracer, method, target string) (context.Context, trace.Span, *callState) {
-	st := new(callState)
+func (i *Interceptor) startCall(ctx context.Context, tr trace.Tracer, m callMetrics, method, target string) (context.Context, trace.Span, *callState) {
+	st := &callState{metrics: m}
 	ctx = context.WithValue(ctx, callKey{}, st)
 	if tr == nil {
 		return ctx, nil, st
@@ -106,17 +106,27 @@ func (i *Interceptor) startCall(ctx context.Context, tr trace.Tracer, method, ta
 	return ctx, span, st
 }
 
-// perCallMetrics reports whether a metric recorded when a call ends is on.
-func (i *Interceptor) perCallMetrics(ctx context.Context) bool {
-	return i.m.calls.Enabled(ctx) || i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)
+// callMetrics says which of the metrics recorded when a call ends are on.
+// It is read once, when the call starts, so that a call records all of
+// them or none.
+type callMetrics struct {
+	calls   bool // the calls counter
+	retries bool // the retries and retry delay histograms
+}
+
+func (i *Interceptor) callMetrics(ctx context.Context) callMetrics {
+	return callMetrics{
+		calls:   i.m.calls.Enabled(ctx),
+		retries: i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx),
+	}
 }
 
 func (i *Interceptor) endCall(ctx context.Context, span trace.Span, st *callState, method, target string, err error) {
 	n := st.attempts.Load()
-	if i.m.calls.Enabled(ctx) {
+	if st.metrics.calls {
 		i.m.calls.Add(ctx, 1, metric.WithAttributes(Method.String(rpcName(method)), Target.String(target), Status.String(codeName(err))))
 	}
-	if n > 0 && (i.m.callRetries.Enabled(ctx) || i.m.callRetryDelay.Enabled(ctx)) {
+	if n > 0 && st.metrics.retries {
 		opt := metric.WithAttributes(Method.String(rpcName(method)), Target.String(target))
 		i.m.callRetries.Record(ctx, int64(n-1), opt)
 		i.m.callRetryDelay.Record(ctx, float64(st.retryDelay.Load())/1e9, opt)

@@ -192,6 +192,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // callState is what a call span learns from its attempts.
 type callState struct {
+	metrics    callMetrics // set when the call starts
 	attempts   atomic.Int32
 	retryDelay atomic.Int64 // nanoseconds waited between attempts
 }

@@ -81,8 +81,12 @@ func (m *model) forget() {
 }
 
 // answered: a heal is the first answer after the target was seen dead, or
-// after a second or more in which calls only failed.
+// after a second or more in which calls only failed. Without failures as
+// rejects nothing is presumed, and answers are not tracked.
 func (m *model) answered() {
+	if !m.failuresAsRejects {
+		return
+	}
 	healed := m.dead || m.failing && (m.lastAnswer < 0 || m.now-m.lastAnswer >= time.Second)
 	m.lastAnswer, m.failing, m.dead = m.now, false, false
 	if healed {
@@ -93,14 +97,19 @@ func (m *model) answered() {
 // failed: a failure of a call sent a second or more after the latest
 // answer shows the target dead; until then, a failure is presumed a
 // refusal once the window holds 20 requests, unless it comes from before
-// the latest forgetting.
+// the latest forgetting. Without failures as rejects, a failure is an
+// accept, and the target's life is not tracked.
 func (m *model) failed() {
+	if !m.failuresAsRejects {
+		m.count(true)
+		return
+	}
 	m.failing = true
 	if !m.answering() && !m.dead {
 		m.dead = true
 		m.forget()
 	}
-	if r, _ := m.totals(); m.failuresAsRejects && !m.dead && m.now > m.forgotAt && r >= 20 {
+	if r, _ := m.totals(); !m.dead && m.now > m.forgotAt && r >= 20 {
 		m.presume()
 		return
 	}

@@ -131,7 +131,7 @@ func WithClassifier(cl outcome.Classifier) Option {
 // rejections they caused, are forgotten once it answers nothing for a
 // second, and again when it answers after that. False counts every
 // failure as accepted, so that only RESOURCE_EXHAUSTED and pushback
-// throttle.
+// throttle, and keeps no record of whether the target answers.
 func WithFailuresAsRejects(rejects bool) Option {
 	return func(c *config) error {
 		c.failuresAsRejects = rejects

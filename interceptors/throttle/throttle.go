@@ -31,7 +31,7 @@ type Interceptor struct {
 
 	// The counts by target. When the registry is full, a target whose
 	// window holds no refusal makes room.
-	targets registry.Registry[ring]
+	targets registry.Table[string, ring]
 }
 
 // New returns an Interceptor configured by opts, or an error naming every
@@ -47,8 +47,8 @@ func New(opts ...Option) (*Interceptor, error) {
 		width:  cfg.window / time.Duration(cfg.buckets),
 		system: cfg.Clock == clock.System(),
 	}
-	t.targets.Init(false, cfg.maxTargets,
-		func(string, string) *ring { return newRing(cfg.buckets) },
+	t.targets.Init(cfg.maxTargets,
+		func(string) *ring { return newRing(cfg.buckets) },
 		func(r *ring) registry.Worth {
 			if r.allAccepted(t.index()) {
 				return registry.Nothing // its probability is 0, as a new one's
@@ -71,7 +71,7 @@ type State struct {
 // State returns the throttle's counts and rejection probability for target
 // (a ClientConn's Target()). An unknown target has the zero State.
 func (t *Interceptor) State(target string) State {
-	r := t.targets.Lookup(target, "")
+	r := t.targets.Lookup(target)
 	if r == nil {
 		return State{}
 	}
@@ -96,7 +96,7 @@ func init() {
 func (l layer) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, next chain.UnaryNext, opts ...grpc.CallOption) error {
 	t := l.t
 	target := targetOf(cc)
-	r := t.targets.Get(target, "")
+	r := t.targets.Get(target)
 	at, err := t.admit(ctx, r, target, method)
 	if err != nil {
 		return err
@@ -120,7 +120,7 @@ func (t *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
 func (l layer) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, next chain.StreamNext, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	t := l.t
 	target := targetOf(cc)
-	r := t.targets.Get(target, "")
+	r := t.targets.Get(target)
 	at, err := t.admit(ctx, r, target, method)
 	if err != nil {
 		return nil, err
@@ -232,7 +232,7 @@ func (t *Interceptor) record(r *ring, at time.Duration, err error) {
 		// only once the window holds enough calls to tell the two apart,
 		// and only as a presumed refusal, forgotten if the target dies or
 		// heals.
-		if !r.failed(at) && t.cfg.failuresAsRejects && r.presumed(at, idx) {
+		if t.cfg.failuresAsRejects && !r.failed(at) && r.presumed(at, idx) {
 			r.addSoft(idx)
 			return
 		}
@@ -241,11 +241,20 @@ func (t *Interceptor) record(r *ring, at time.Duration, err error) {
 			// A layer inside answered locally: the target never saw it.
 			return
 		}
-		r.answered(at)
+		t.answered(r, at)
 	case outcome.Success:
-		r.answered(at)
+		t.answered(r, at)
 	}
 	r.add(idx, accepted)
+}
+
+// answered notes that the target did the work of a call sent at at. Whether
+// it answers matters only to failures presumed refusals: without
+// WithFailuresAsRejects nothing is presumed, and nothing is noted.
+func (t *Interceptor) answered(r *ring, at time.Duration) {
+	if t.cfg.failuresAsRejects {
+		r.answered(at)
+	}
 }
 
 func isRejection(err error) bool {

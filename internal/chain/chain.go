@@ -53,6 +53,12 @@ func (s *State) Resolve(r *policy.Resolver, method string) (*policy.Policy, erro
 	if s.Resolver == r {
 		return s.Policy, nil
 	}
+	return s.resolve(r, method)
+}
+
+// resolve is Resolve for the first layer that asks, kept apart so that
+// the others' question compiles into their own code.
+func (s *State) resolve(r *policy.Resolver, method string) (*policy.Policy, error) {
 	p, err := r.Resolve(method)
 	if err == nil {
 		s.Resolver, s.Policy = r, p
@@ -133,15 +139,10 @@ func (n UnaryNext) Invoke(ctx context.Context, method string, req, reply any, cc
 		return l.Unary(ctx, method, req, reply, cc, n, opts...)
 	}
 	if n.needsDeadline(ctx) {
-		ctx, cancel := context.WithDeadline(ctx, n.Deadline)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, n.Deadline)
 		defer cancel()
-		return n.end(ctx, method, req, reply, cc, opts)
 	}
-	return n.end(ctx, method, req, reply, cc, opts)
-}
-
-// end calls the innermost interceptor, if any, around final.
-func (n *UnaryNext) end(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts []grpc.CallOption) error {
 	if n.layers != nil && n.layers.innermost != nil {
 		return n.layers.innermost(ctx, method, req, reply, cc, n.final, opts...)
 	}
@@ -220,12 +221,6 @@ func Mark(opts []grpc.CallOption) ([]grpc.CallOption, bool) {
 		}
 	}
 	return append(opts[:len(opts):len(opts)], suiteMarker{}), true
-}
-
-// Interceptors returns a layer as a pair of gRPC interceptors, for the
-// layer packages' public API.
-func Interceptors(u Unary, s Stream) (grpc.UnaryClientInterceptor, grpc.StreamClientInterceptor) {
-	return UnaryInterceptor(u), StreamInterceptor(s)
 }
 
 // UnaryInterceptor returns a unary layer as a gRPC interceptor.

@@ -376,7 +376,7 @@ func TestInside(t *testing.T) {
 func TestInterceptors(t *testing.T) {
 	var log []string
 	r := recorder{name: "only", log: &log}
-	u, s := Interceptors(r, r)
+	u, s := UnaryInterceptor(r), StreamInterceptor(r)
 	invoked := false
 	err := u(context.Background(), "/s/m", nil, nil, nil, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 		invoked = true

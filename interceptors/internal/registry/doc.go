@@ -5,4 +5,8 @@
 // and worth little makes room; a value whose loss callers would see (an
 // open breaker, a compartment with calls in flight) is never dropped, and
 // a new target is never left without a value.
+//
+// A Table holds the values in one map, by a key of its user's choosing;
+// a Registry is a Table keyed by target and, when its user keeps values
+// per method, method.
 package registry

@@ -23,129 +23,144 @@ const (
 )
 
 // Registry maps a call's target, or with per-method keys its target and
-// method, to a *T created on first use. Lookups take no lock: maps are
-// copied on write.
-//
-// It holds about max values. When it is full, a new key takes the place of
-// a value that was not used lately (the clock algorithm, an approximation
-// of least recently used), preferring one whose Worth is Nothing over one
-// whose Worth is Little. When every value is Needed or in use, the
-// registry grows past max: a new target is never left unguarded, and an
-// open breaker is never dropped to make room for it. Values that stop
-// being needed make room again as new keys come.
+// method, to a *T created on first use. See Table for how it is kept.
 type Registry[T any] struct {
 	perMethod bool
-	max       int
-	create    func(target, method string) *T
-	worth     func(*T) Worth
-
-	// One of the two maps is used: by target, or with per-method keys by
-	// target and method.
-	targets atomic.Pointer[map[string]*slot[T]]
-	keys    atomic.Pointer[map[key]*slot[T]]
-
-	mu    sync.Mutex // serialises changes
-	slots []*slot[T] // every value, in the order the clock hand visits them
-	hand  int
+	t         Table[Key, T]
 }
 
-// key is a value's key; method is "" without per-method keys.
-type key struct{ target, method string }
-
-// slot holds one value and whether it was used since the clock hand last
-// passed it.
-type slot[T any] struct {
-	key  key
-	v    *T
-	used atomic.Bool
-}
+// Key is a Registry's key; Method is "" without per-method keys.
+type Key struct{ Target, Method string }
 
 // Init empties r and sets it up; it must be called before any other
 // method. create makes the value of a key; without per-method keys its
 // method is "". worth says what dropping a value would lose. Both are
 // called with the registry's lock held.
 func (r *Registry[T]) Init(perMethod bool, max int, create func(target, method string) *T, worth func(*T) Worth) {
-	r.perMethod, r.max, r.create, r.worth = perMethod, max, create, worth
-	r.slots, r.hand = nil, 0
-	targets, keys := map[string]*slot[T]{}, map[key]*slot[T]{}
-	r.targets.Store(&targets)
-	r.keys.Store(&keys)
+	r.perMethod = perMethod
+	r.t.Init(max, func(k Key) *T { return create(k.Target, k.Method) }, worth)
+}
+
+func (r *Registry[T]) key(target, method string) Key {
+	if !r.perMethod {
+		method = ""
+	}
+	return Key{target, method}
 }
 
 // Get returns the value for a call, creating it on first use, and marks it
 // used.
-func (r *Registry[T]) Get(target, method string) *T {
-	s := r.find(target, method)
-	if s == nil {
-		s = r.add(target, method)
-	}
-	if !s.used.Load() {
-		s.used.Store(true)
-	}
-	return s.v
-}
+func (r *Registry[T]) Get(target, method string) *T { return r.t.Get(r.key(target, method)) }
 
 // Lookup returns the value for target (and method, with per-method keys),
 // or nil if there is none. It does not count as a use.
-func (r *Registry[T]) Lookup(target, method string) *T {
-	if s := r.find(target, method); s != nil {
+func (r *Registry[T]) Lookup(target, method string) *T { return r.t.Lookup(r.key(target, method)) }
+
+// Len returns the number of values held.
+func (r *Registry[T]) Len() int { return r.t.Len() }
+
+// All yields every value, in no particular order.
+func (r *Registry[T]) All() iter.Seq[*T] { return r.t.All() }
+
+// Table maps keys to a *T created on first use. Lookups take no lock: the
+// map is copied on write. Registry keys it by target and method; a layer
+// that keeps state by target alone keys it by the target string.
+//
+// It holds about max values. When it is full, a new key takes the place of
+// a value that was not used lately (the clock algorithm, an approximation
+// of least recently used), preferring one whose Worth is Nothing over one
+// whose Worth is Little. When every value is Needed or in use, the table
+// grows past max: a new target is never left unguarded, and an open
+// breaker is never dropped to make room for it. Values that stop being
+// needed make room again as new keys come.
+type Table[K comparable, T any] struct {
+	max    int
+	create func(K) *T
+	worth  func(*T) Worth
+
+	m atomic.Pointer[map[K]*slot[K, T]]
+
+	mu    sync.Mutex    // serialises changes
+	slots []*slot[K, T] // every value, in the order the clock hand visits them
+	hand  int
+}
+
+// slot holds one value and whether it was used since the clock hand last
+// passed it.
+type slot[K comparable, T any] struct {
+	key  K
+	v    *T
+	used atomic.Bool
+}
+
+// Init empties t and sets it up; it must be called before any other
+// method. create makes the value of a key; worth says what dropping a
+// value would lose. Both are called with the table's lock held.
+func (t *Table[K, T]) Init(max int, create func(K) *T, worth func(*T) Worth) {
+	t.max, t.create, t.worth = max, create, worth
+	t.slots, t.hand = nil, 0
+	m := map[K]*slot[K, T]{}
+	t.m.Store(&m)
+}
+
+// Get returns the value of k, creating it on first use, and marks it used.
+func (t *Table[K, T]) Get(k K) *T {
+	if s := (*t.m.Load())[k]; s != nil && s.used.Load() {
+		return s.v
+	}
+	return t.first(k)
+}
+
+// first is Get for a key not used since the clock hand last passed it, or
+// never used.
+func (t *Table[K, T]) first(k K) *T {
+	s := (*t.m.Load())[k]
+	if s == nil {
+		s = t.add(k)
+	}
+	s.used.Store(true)
+	return s.v
+}
+
+// Lookup returns the value of k, or nil if there is none. It does not
+// count as a use.
+func (t *Table[K, T]) Lookup(k K) *T {
+	if s := (*t.m.Load())[k]; s != nil {
 		return s.v
 	}
 	return nil
 }
 
-func (r *Registry[T]) find(target, method string) *slot[T] {
-	if !r.perMethod {
-		return (*r.targets.Load())[target]
-	}
-	return (*r.keys.Load())[key{target, method}]
-}
-
 // Len returns the number of values held.
-func (r *Registry[T]) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.slots)
+func (t *Table[K, T]) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.slots)
 }
 
 // All yields every value, in no particular order.
-func (r *Registry[T]) All() iter.Seq[*T] {
+func (t *Table[K, T]) All() iter.Seq[*T] {
 	return func(yield func(*T) bool) {
-		if !r.perMethod {
-			values(*r.targets.Load(), yield)
-			return
-		}
-		values(*r.keys.Load(), yield)
-	}
-}
-
-func values[K comparable, T any](m map[K]*slot[T], yield func(*T) bool) {
-	for _, s := range m {
-		if !yield(s.v) {
-			return
+		for _, s := range *t.m.Load() {
+			if !yield(s.v) {
+				return
+			}
 		}
 	}
 }
 
-func (r *Registry[T]) add(target, method string) *slot[T] {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s := r.find(target, method); s != nil {
+func (t *Table[K, T]) add(k K) *slot[K, T] {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := (*t.m.Load())[k]; s != nil {
 		return s
 	}
-	if len(r.slots) >= r.max {
-		r.evict()
+	if len(t.slots) >= t.max {
+		t.evict()
 	}
-	if !r.perMethod {
-		method = ""
-	}
-	s := &slot[T]{key: key{target, method}, v: r.create(target, method)}
-	r.slots = append(r.slots, s)
-	if !r.perMethod {
-		r.targets.Store(with(*r.targets.Load(), target, s))
-	} else {
-		r.keys.Store(with(*r.keys.Load(), s.key, s))
-	}
+	s := &slot[K, T]{key: k, v: t.create(k)}
+	t.slots = append(t.slots, s)
+	t.m.Store(with(*t.m.Load(), k, s))
 	return s
 }
 
@@ -153,43 +168,39 @@ func (r *Registry[T]) add(target, method string) *slot[T] {
 // worth Nothing if there is one, else worth Little. The hand goes round
 // twice at most: the first round may only clear use marks. Called with mu
 // held.
-func (r *Registry[T]) evict() {
+func (t *Table[K, T]) evict() {
 	fallback := -1
-	for range 2 * len(r.slots) {
-		if r.hand >= len(r.slots) {
-			r.hand = 0
+	for range 2 * len(t.slots) {
+		if t.hand >= len(t.slots) {
+			t.hand = 0
 		}
-		s := r.slots[r.hand]
+		s := t.slots[t.hand]
 		if !s.used.Swap(false) {
-			switch r.worth(s.v) {
+			switch t.worth(s.v) {
 			case Nothing:
-				r.drop(r.hand)
+				t.drop(t.hand)
 				return
 			case Little:
 				if fallback < 0 {
-					fallback = r.hand
+					fallback = t.hand
 				}
 			}
 		}
-		r.hand++
+		t.hand++
 	}
 	if fallback >= 0 {
-		r.drop(fallback)
+		t.drop(fallback)
 	}
 }
 
 // drop removes the value at index i of the clock. Called with mu held.
-func (r *Registry[T]) drop(i int) {
-	s := r.slots[i]
-	last := len(r.slots) - 1
-	r.slots[i] = r.slots[last]
-	r.slots[last] = nil
-	r.slots = r.slots[:last]
-	if !r.perMethod {
-		r.targets.Store(without(*r.targets.Load(), s.key.target))
-	} else {
-		r.keys.Store(without(*r.keys.Load(), s.key))
-	}
+func (t *Table[K, T]) drop(i int) {
+	s := t.slots[i]
+	last := len(t.slots) - 1
+	t.slots[i] = t.slots[last]
+	t.slots[last] = nil
+	t.slots = t.slots[:last]
+	t.m.Store(without(*t.m.Load(), s.key))
 }
 
 // with returns a copy of m with k set to v.
