@@ -48,7 +48,8 @@ func (s Source) String() string {
 // too little budget left. Client and server interceptors come from the same
 // value; it is safe for concurrent use.
 type Interceptor struct {
-	cfg config
+	cfg    config
+	floors floors
 }
 
 // New returns an Interceptor. Invalid options are reported together, each
@@ -83,6 +84,10 @@ type plan struct {
 	deadline  time.Time
 	remaining time.Duration
 	source    Source
+	now       time.Time // when the plan was made
+	// floored: the method's policy sets no min_budget, so a learned
+	// floor applies (WithLearnedFloor).
+	floored bool
 }
 
 // plan resolves the method's policy, computes the call's deadline into pl
@@ -96,6 +101,7 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 		return err
 	}
 	now := i.cfg.Clock.Now()
+	pl.now = now
 	caller, hasCaller := ctx.Deadline()
 	pl.deadline, pl.source = effective(now, caller, hasCaller, p.Timeout, i.cfg.timeout)
 	switch pl.source {
@@ -109,6 +115,7 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 	minBudget := p.MinBudget
 	if !p.MinBudgetSet {
 		minBudget = i.cfg.minBudget
+		pl.floored = i.cfg.learnFloor
 	}
 	if pl.remaining <= 0 || pl.remaining < minBudget {
 		return i.failFast(ctx, method, cc, pl, minBudget)
@@ -134,6 +141,26 @@ func (i *Interceptor) failFast(ctx context.Context, method string, cc *grpc.Clie
 		Code:    codes.DeadlineExceeded,
 		Message: failFastMessage(method, pl.remaining, minBudget),
 		Cause:   context.DeadlineExceeded,
+	}
+	if o := i.cfg.Observer; o != nil {
+		o.Observe(ctx, observe.Event{
+			Kind: observe.DeadlineFailFast, Method: method, Target: rej.Target,
+			Duration: pl.remaining, Reason: pl.source.String(), Err: rej,
+		})
+	}
+	return rej
+}
+
+// belowFloor refuses a call whose budget is below floor, the fastest its
+// method's calls succeeded lately.
+func (i *Interceptor) belowFloor(ctx context.Context, method string, cc *grpc.ClientConn, pl *plan, floor time.Duration) error {
+	rej := &outcome.Rejection{
+		Layer:  Layer,
+		Target: target(cc),
+		Code:   codes.DeadlineExceeded,
+		Message: fmt.Sprintf("failsoft: deadline: %v of budget left for %s, and none of its recent calls succeeded in less than %v; the call was not sent",
+			pl.remaining, method, floor),
+		Cause: context.DeadlineExceeded,
 	}
 	if o := i.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{
