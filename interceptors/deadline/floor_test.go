@@ -3,7 +3,10 @@ package deadline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,5 +234,38 @@ func TestLearnedFloorSparesStreams(t *testing.T) {
 	})
 	if !opened || status.Code(err) != codes.Unavailable {
 		t.Errorf("stream opened %v, err %v; want it opened, whatever the unary floor", opened, err)
+	}
+}
+
+// TestLearnedFloorConcurrent: calls to many methods from several
+// goroutines at once learn their floors without a race, and a method's
+// floor never exceeds its calls' latency: with every call given an hour,
+// none is refused.
+func TestLearnedFloorConcurrent(t *testing.T) {
+	dl, err := deadline.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unary := dl.UnaryClientInterceptor()
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+				method := fmt.Sprintf("/t.v1.S/M%d", (g+i)%20)
+				err := unary(ctx, method, nil, nil, nil, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil })
+				cancel()
+				if err != nil {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := refused.Load(); n != 0 {
+		t.Errorf("%d calls with an hour left were refused", n)
 	}
 }
