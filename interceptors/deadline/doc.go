@@ -46,7 +46,10 @@
 // it could only end in DEADLINE_EXCEEDED, which the breaker, the throttle
 // and outlier ejection count against a target that is healthy, and enough
 // of them would make those layers shed the calls of callers whose budgets
-// the target meets. WithLearnedFloor(false) switches it off.
+// the target meets. WithLearnedFloor(false) switches it off; a method
+// policy's min_budget (zero included) exempts its method, for example one
+// whose fallback chain should answer such calls (a fallback layer inside
+// this one never sees a call failed fast).
 //
 // # Telemetry
 //

@@ -131,6 +131,12 @@ func WithSafetyMargin(d time.Duration) Option {
 // than its floor serves calls with budgets between the two only once the
 // floor has followed it, within 20 s, or as soon as calls with longer
 // budgets succeed faster.
+//
+// A call failed fast here is answered by no layer inside this one: in the
+// failsoft suite, not by a fallback chain, which would have answered it
+// once it timed out. To keep fallback answers for a method whose callers'
+// budgets may fall below its floor, give its policy a min_budget (zero
+// included), which exempts it, or switch the floor off.
 func WithLearnedFloor(on bool) Option {
 	return func(c *config) error {
 		c.learnFloor = on
