@@ -135,32 +135,25 @@ func (i *Interceptor) observeSet(ctx context.Context, o observe.Observer, method
 
 // failFast refuses a call whose budget is below minBudget.
 func (i *Interceptor) failFast(ctx context.Context, method string, cc *grpc.ClientConn, pl *plan, minBudget time.Duration) error {
-	rej := &outcome.Rejection{
-		Layer:   Layer,
-		Target:  target(cc),
-		Code:    codes.DeadlineExceeded,
-		Message: failFastMessage(method, pl.remaining, minBudget),
-		Cause:   context.DeadlineExceeded,
-	}
-	if o := i.cfg.Observer; o != nil {
-		o.Observe(ctx, observe.Event{
-			Kind: observe.DeadlineFailFast, Method: method, Target: rej.Target,
-			Duration: pl.remaining, Reason: pl.source.String(), Err: rej,
-		})
-	}
-	return rej
+	return i.refuse(ctx, method, cc, pl, failFastMessage(method, pl.remaining, minBudget))
 }
 
 // belowFloor refuses a call whose budget is below floor, the fastest its
 // method's calls succeeded lately.
 func (i *Interceptor) belowFloor(ctx context.Context, method string, cc *grpc.ClientConn, pl *plan, floor time.Duration) error {
+	return i.refuse(ctx, method, cc, pl, fmt.Sprintf(
+		"failsoft: deadline: %v of budget left for %s, and none of its recent calls succeeded in less than %v; the call was not sent",
+		pl.remaining, method, floor))
+}
+
+// refuse fails a call fast with a Rejection carrying msg, and reports it.
+func (i *Interceptor) refuse(ctx context.Context, method string, cc *grpc.ClientConn, pl *plan, msg string) error {
 	rej := &outcome.Rejection{
-		Layer:  Layer,
-		Target: target(cc),
-		Code:   codes.DeadlineExceeded,
-		Message: fmt.Sprintf("failsoft: deadline: %v of budget left for %s, and none of its recent calls succeeded in less than %v; the call was not sent",
-			pl.remaining, method, floor),
-		Cause: context.DeadlineExceeded,
+		Layer:   Layer,
+		Target:  target(cc),
+		Code:    codes.DeadlineExceeded,
+		Message: msg,
+		Cause:   context.DeadlineExceeded,
 	}
 	if o := i.cfg.Observer; o != nil {
 		o.Observe(ctx, observe.Event{
