@@ -42,7 +42,8 @@
 //     down; its breaker opens after 20 attempts and 50 ms even when the
 //     rate rule would wait for 80 failed calls, or when retries absorb
 //     most of the failures. Any other result, RESOURCE_EXHAUSTED
-//     included, ends the run, and a sick target hardly ever fails 20
+//     included, ends the run (a call its caller cancelled is no answer
+//     and does not), and a sick target hardly ever fails 20
 //     attempts in a row (a third of its attempts at random, with
 //     probability 3^-20). The span is for bursts: the calls in flight
 //     when a server pauses or restarts, when a proxy sheds them, or when

@@ -198,7 +198,9 @@ func ConsecutiveFailures(n int) Option {
 // DeadAfter trips the breaker when n attempts in a row failed, the first
 // of them at least span before the last, whether or not the retry layer
 // retried them, alongside the other rules; any other result, even
-// RESOURCE_EXHAUSTED, ends the run. A target that answered none of its
+// RESOURCE_EXHAUSTED, ends the run, but for a call its caller gave up on
+// (its context ended, and the classifier ignores its code, as it does
+// CANCELLED), which is no answer. A target that answered none of its
 // attempts for span is down, and the rule opens its breaker however long
 // its history of successes (which the rate rules weigh) and however many
 // of the failures retries absorbed (which they do not count). A sick

@@ -236,8 +236,10 @@ func (b *breaker) done(ctx context.Context, method string, tok uint64, class out
 			b.tripDead(ctx, method, tok, now)
 			return
 		}
-	} else if b.dead.Load() != 0 {
-		// Any other result is an answer, even a refusal. The start is
+	} else if b.dead.Load() != 0 && !(class == outcome.Ignored && ctx.Err() != nil) {
+		// Any other result is an answer, even a refusal, but for a call
+		// whose caller gave up on it (cancelled, or out of time with a
+		// code the classifier ignores): that is no answer. The start is
 		// cleared first: a failure that begins a new run meanwhile finds
 		// the count at 0 after it, and writes its own start.
 		b.deadSince.Store(noRun)

@@ -31,10 +31,24 @@ func (l *layer) Unary(ctx context.Context, method string, req, reply any, cc *gr
 	if err := l.i.plan(ctx, method, cc, &next.State, &pl); err != nil {
 		return err
 	}
+	var fl *floor
+	if pl.floored {
+		fl = l.i.floors.get(method)
+		if fl != nil {
+			if d := fl.at(pl.now.UnixNano()); pl.remaining < d {
+				return l.i.belowFloor(ctx, method, cc, &pl, d)
+			}
+		}
+	}
 	if pl.source != FromCaller {
 		next.Deadline = pl.deadline
 	}
-	return next.Invoke(ctx, method, req, reply, cc, opts...)
+	err := next.Invoke(ctx, method, req, reply, cc, opts...)
+	if err == nil && fl != nil && fl.times(pl.now.UnixNano()) {
+		now := l.i.cfg.Clock.Now()
+		fl.success(now.UnixNano(), now.Sub(pl.now))
+	}
+	return err
 }
 
 // StreamClientInterceptor gives every stream its deadline, which covers the

@@ -48,7 +48,8 @@ func (s Source) String() string {
 // too little budget left. Client and server interceptors come from the same
 // value; it is safe for concurrent use.
 type Interceptor struct {
-	cfg config
+	cfg    config
+	floors floors
 }
 
 // New returns an Interceptor. Invalid options are reported together, each
@@ -83,6 +84,10 @@ type plan struct {
 	deadline  time.Time
 	remaining time.Duration
 	source    Source
+	now       time.Time // when the plan was made
+	// floored: the method's policy sets no min_budget, so a learned
+	// floor applies (WithLearnedFloor).
+	floored bool
 }
 
 // plan resolves the method's policy, computes the call's deadline into pl
@@ -96,6 +101,7 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 		return err
 	}
 	now := i.cfg.Clock.Now()
+	pl.now = now
 	caller, hasCaller := ctx.Deadline()
 	pl.deadline, pl.source = effective(now, caller, hasCaller, p.Timeout, i.cfg.timeout)
 	switch pl.source {
@@ -109,6 +115,7 @@ func (i *Interceptor) plan(ctx context.Context, method string, cc *grpc.ClientCo
 	minBudget := p.MinBudget
 	if !p.MinBudgetSet {
 		minBudget = i.cfg.minBudget
+		pl.floored = i.cfg.learnFloor
 	}
 	if pl.remaining <= 0 || pl.remaining < minBudget {
 		return i.failFast(ctx, method, cc, pl, minBudget)
@@ -128,11 +135,24 @@ func (i *Interceptor) observeSet(ctx context.Context, o observe.Observer, method
 
 // failFast refuses a call whose budget is below minBudget.
 func (i *Interceptor) failFast(ctx context.Context, method string, cc *grpc.ClientConn, pl *plan, minBudget time.Duration) error {
+	return i.refuse(ctx, method, cc, pl, failFastMessage(method, pl.remaining, minBudget))
+}
+
+// belowFloor refuses a call whose budget is below floor, the fastest its
+// method's calls succeeded lately.
+func (i *Interceptor) belowFloor(ctx context.Context, method string, cc *grpc.ClientConn, pl *plan, floor time.Duration) error {
+	return i.refuse(ctx, method, cc, pl, fmt.Sprintf(
+		"failsoft: deadline: %v of budget left for %s, and none of its recent calls succeeded in less than %v; the call was not sent",
+		pl.remaining, method, floor))
+}
+
+// refuse fails a call fast with a Rejection carrying msg, and reports it.
+func (i *Interceptor) refuse(ctx context.Context, method string, cc *grpc.ClientConn, pl *plan, msg string) error {
 	rej := &outcome.Rejection{
 		Layer:   Layer,
 		Target:  target(cc),
 		Code:    codes.DeadlineExceeded,
-		Message: failFastMessage(method, pl.remaining, minBudget),
+		Message: msg,
 		Cause:   context.DeadlineExceeded,
 	}
 	if o := i.cfg.Observer; o != nil {

@@ -38,6 +38,19 @@
 // whose deadline has already passed fail fast). A sent call lets the server start work it cannot finish; a call
 // failed here costs nothing and tells the caller at once.
 //
+// For methods whose policy sets no min_budget, the unary client
+// interceptor also learns a floor: the fastest the method's calls
+// succeeded lately (over the last 10 to 20 s, once 3 have succeeded). A
+// call whose budget is below it, such as a caller's nearly spent budget
+// passed on, fails fast the same way, its message naming the floor. Sent,
+// it could only end in DEADLINE_EXCEEDED, which the breaker, the throttle
+// and outlier ejection count against a target that is healthy, and enough
+// of them would make those layers shed the calls of callers whose budgets
+// the target meets. WithLearnedFloor(false) switches it off; a method
+// policy's min_budget (zero included) exempts its method, for example one
+// whose fallback chain should answer such calls (a fallback layer inside
+// this one never sees a call failed fast).
+//
 // # Telemetry
 //
 // With WithObserver, every sent call reports an observe.DeadlineSet event

@@ -220,3 +220,34 @@ type exampleServerStream struct {
 }
 
 func (s *exampleServerStream) Context() context.Context { return s.ctx }
+
+// A method whose calls take 20 ms: once three have succeeded, a call with
+// 10 ms left, a budget passed on nearly spent, is failed at once instead
+// of timing out at the server, where the breaker, the throttle and outlier
+// ejection would count it against a healthy target.
+func ExampleWithLearnedFloor() {
+	fc := clock.NewFake(time.Now().Add(time.Hour).Truncate(time.Second))
+	dl, err := deadline.New(deadline.WithClock(fc), deadline.WithLearnedFloor(true))
+	if err != nil {
+		log.Fatal(err)
+	}
+	unary := dl.UnaryClientInterceptor()
+	takes20ms := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		fc.Advance(20 * time.Millisecond)
+		return nil
+	}
+	call := func(budget time.Duration) error {
+		ctx, cancel := context.WithDeadline(context.Background(), fc.Now().Add(budget))
+		defer cancel()
+		return unary(ctx, "/shop.v1.Catalog/GetItem", nil, nil, nil, takes20ms)
+	}
+	for range 3 {
+		fmt.Println(call(time.Second))
+	}
+	fmt.Println(status.Convert(call(10 * time.Millisecond)).Message())
+	// Output:
+	// <nil>
+	// <nil>
+	// <nil>
+	// failsoft: deadline: 10ms of budget left for /shop.v1.Catalog/GetItem, and none of its recent calls succeeded in less than 20ms; the call was not sent
+}

@@ -32,14 +32,18 @@ type config struct {
 	timeout   time.Duration
 	minBudget time.Duration
 	margin    time.Duration
+	// learnFloor: fail fast unary calls whose budget is below what their
+	// method's recent successes took (WithLearnedFloor).
+	learnFloor bool
 }
 
 func defaults() config {
 	return config{
-		Config:    common.Config{Resolver: policy.Default(), Clock: clock.System()},
-		timeout:   DefaultTimeout,
-		minBudget: DefaultMinBudget,
-		margin:    DefaultSafetyMargin,
+		Config:     common.Config{Resolver: policy.Default(), Clock: clock.System()},
+		timeout:    DefaultTimeout,
+		minBudget:  DefaultMinBudget,
+		margin:     DefaultSafetyMargin,
+		learnFloor: true,
 	}
 }
 
@@ -100,6 +104,42 @@ func WithSafetyMargin(d time.Duration) Option {
 			return fmt.Errorf("deadline.WithSafetyMargin(%v): must not be negative", d)
 		}
 		c.margin = d
+		return nil
+	}
+}
+
+// WithLearnedFloor switches the learned floor on or off (on by default).
+// The floor of a method is the shortest time in which its unary calls
+// succeeded lately: the fastest success of the last 10 to 20 seconds,
+// counting only stretches of 10 s that saw at least 3 successes. Timing a
+// call costs a clock read, so once a stretch has its 3, about one success
+// in eight is timed. A call
+// whose budget is below it is not sent: it fails at once with
+// DEADLINE_EXCEEDED, as a call below the minimum budget does. It applies
+// to methods whose policy sets no min_budget (that policy's minimum is the
+// method owner's word), and never to streams.
+//
+// Such a call, a caller's nearly spent budget passed on, could only end in
+// DEADLINE_EXCEEDED, which the breaker, the throttle and outlier ejection
+// count against the target: enough of them would make those layers shed
+// the calls of callers whose budgets the target meets. Failed here, it is
+// a rejection, which no layer counts, and the target does no work for it.
+//
+// The floors are kept per method, for every target the interceptor serves:
+// a method served by a fast and a slow target gets the fast one's floor,
+// which fails fewer calls fast, never more. A target that becomes faster
+// than its floor serves calls with budgets between the two only once the
+// floor has followed it, within 20 s, or as soon as calls with longer
+// budgets succeed faster.
+//
+// A call failed fast here is answered by no layer inside this one: in the
+// failsoft suite, not by a fallback chain, which would have answered it
+// once it timed out. To keep fallback answers for a method whose callers'
+// budgets may fall below its floor, give its policy a min_budget (zero
+// included), which exempts it, or switch the floor off.
+func WithLearnedFloor(on bool) Option {
+	return func(c *config) error {
+		c.learnFloor = on
 		return nil
 	}
 }
