@@ -35,8 +35,7 @@ func TestGoals(t *testing.T) {
 				Interleaved: MedianPass([]ABResult{ab(0.05), ab(0.02), ab(-0.01)}), Modes: lost(Outcome{Calls: 10})},
 			want: []string{
 				"at most 6 allocations per call over a no-op invoker: 5, met",
-				"at most 600 ns per call over a no-op invoker: 550 ns (a plain call that sets its own deadline: 500 ns), met",
-				"less time than failsafe-go's chain and at most 0.6x its instructions over a no-op invoker: 0.18x its time, 0.50x its instructions, met",
+				"less time than failsafe-go's chain and at most 0.6x its instructions over a no-op invoker: 0.18x its time (550 ns to 3000 ns; a plain call that sets its own deadline: 500 ns), 0.50x its instructions, met",
 				"a loopback call within 3% of a plain call with the same deadline: +2.0% timed call by call (median of 3 passes of 100 calls each), +1.0% in instructions, met",
 				"no duplicate charge with lost responses where the peers make some: 0 (the peers: 3), met",
 			},
@@ -47,8 +46,7 @@ func TestGoals(t *testing.T) {
 				Interleaved: MedianPass([]ABResult{ab(0.05), ab(0.02), ab(-0.01)}), Modes: lost(Outcome{Calls: 10})},
 			want: []string{
 				"at most 6 allocations per call over a no-op invoker: 5, met",
-				"at most 600 ns per call over a no-op invoker: 550 ns (a plain call that sets its own deadline: 500 ns), met",
-				"less time than failsafe-go's chain and at most 0.6x its instructions over a no-op invoker: 0.18x its time, 0.61x its instructions, not met",
+				"less time than failsafe-go's chain and at most 0.6x its instructions over a no-op invoker: 0.18x its time (550 ns to 3000 ns; a plain call that sets its own deadline: 500 ns), 0.61x its instructions, not met",
 				"a loopback call within 3% of a plain call with the same deadline: +2.0% timed call by call (median of 3 passes of 100 calls each), +1.0% in instructions, met",
 				"no duplicate charge with lost responses where the peers make some: 0 (the peers: 3), met",
 			},
@@ -59,8 +57,7 @@ func TestGoals(t *testing.T) {
 				Interleaved: ab(0.045), Modes: lost(Outcome{Calls: 10, Duplicates: 1})},
 			want: []string{
 				"at most 6 allocations per call over a no-op invoker: 7, not met",
-				"at most 600 ns per call over a no-op invoker: 3100 ns (a plain call that sets its own deadline: 500 ns), not met",
-				"less time than failsafe-go's chain and at most 0.6x its instructions over a no-op invoker: 1.03x its time, 0.50x its instructions, not met",
+				"less time than failsafe-go's chain and at most 0.6x its instructions over a no-op invoker: 1.03x its time (3100 ns to 3000 ns; a plain call that sets its own deadline: 500 ns), 0.50x its instructions, not met",
 				"a loopback call within 3% of a plain call with the same deadline: +4.5% timed call by call (100 calls each), not met",
 				"no duplicate charge with lost responses where the peers make some: 1 (the peers: 3), not met",
 			},
@@ -132,16 +129,15 @@ func TestGoalsChain(t *testing.T) {
 	}
 	want := []string{
 		"at most 6 allocations per call over a no-op invoker: 5, met",
-		"at most 600 ns per call over a no-op invoker: 520 ns (a plain call that sets its own deadline: 500 ns), met",
-		"less time than failsafe-go's chain and at most 0.6x its instructions over a no-op invoker: 0.17x its time, met",
+		"less time than failsafe-go's chain and at most 0.6x its instructions over a no-op invoker: 0.17x its time (520 ns to 3000 ns; a plain call that sets its own deadline: 500 ns), met",
 		"a loopback call within 3% of a plain call with the same deadline: +2.0% timed call by call (100 calls each), met",
 		"no duplicate charge with lost responses where the peers make some: 0 for the whole suite (the peers: 3), met",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Goals:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if gs := Goals(rows, "failsoft"); len(gs) != 5 || gs[1].Met || gs[3].Met {
-		t.Errorf("the whole suite's goals = %v, want its 610 ns and +3.5%% unmet", gs)
+	if gs := Goals(rows, "failsoft"); len(gs) != 4 || !gs[1].Met || gs[2].Met {
+		t.Errorf("the whole suite's goals = %v, want its 0.20x time met and its +3.5%% unmet", gs)
 	}
 	if gs := Goals(rows[:2], GoalsChain); gs != nil {
 		t.Errorf("Goals of a chain the run did not measure = %v, want none", gs)
