@@ -33,11 +33,9 @@ func (l *layer) Unary(ctx context.Context, method string, req, reply any, cc *gr
 	}
 	var fl *floor
 	if pl.floored {
-		fl = l.i.floors.get(method)
-		if fl != nil {
-			if d := fl.at(pl.now.UnixNano()); pl.remaining < d {
-				return l.i.belowFloor(ctx, method, cc, &pl, d)
-			}
+		fl = l.i.floors.Get(method)
+		if d := fl.at(pl.now.UnixNano()); pl.remaining < d {
+			return l.i.belowFloor(ctx, method, cc, &pl, d)
 		}
 	}
 	if pl.source != FromCaller {

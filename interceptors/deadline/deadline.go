@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/failsoft/failsoft/interceptors/internal/option"
+	"github.com/failsoft/failsoft/interceptors/internal/registry"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/internal/chain"
@@ -49,7 +50,7 @@ func (s Source) String() string {
 // value; it is safe for concurrent use.
 type Interceptor struct {
 	cfg    config
-	floors floors
+	floors *registry.Table[string, floor] // learned floors by method
 }
 
 // New returns an Interceptor. Invalid options are reported together, each
@@ -59,7 +60,7 @@ func New(opts ...Option) (*Interceptor, error) {
 	if err := option.Apply(&cfg, opts...); err != nil {
 		return nil, err
 	}
-	return &Interceptor{cfg: cfg}, nil
+	return &Interceptor{cfg: cfg, floors: newFloors()}, nil
 }
 
 // effective returns a call's deadline: the earlier of the caller's and

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/failsoft/failsoft/interceptors/internal/registry"
 )
 
 // A learned floor: a call whose budget is shorter than every recent
@@ -20,42 +22,21 @@ const (
 	// fastest counts: one early answer, slowed by a connection's set-up,
 	// must not fail the calls that follow.
 	floorAnswers = 3
-	// floorMethods bounds the methods learned; past it, new methods get
-	// no floor.
+	// floorMethods bounds the methods learned; past it, a new method's
+	// floor takes the place of one not used lately.
 	floorMethods = 1024
 )
 
-// floors holds the learned floor of each method. Every call looks its
-// method up, so the map is replaced on insertion rather than locked.
-type floors struct {
-	m  atomic.Pointer[map[string]*floor]
-	mu sync.Mutex // serialises insertions
-}
-
-// get returns method's floor, creating it while there is room, or nil.
-func (f *floors) get(method string) *floor {
-	if m := f.m.Load(); m != nil {
-		if fl := (*m)[method]; fl != nil {
-			return fl
-		}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var old map[string]*floor
-	if m := f.m.Load(); m != nil {
-		old = *m
-	}
-	if fl := old[method]; fl != nil || len(old) >= floorMethods {
-		return fl
-	}
-	next := make(map[string]*floor, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	fl := &floor{}
-	next[method] = fl
-	f.m.Store(&next)
-	return fl
+// newFloors returns the learned floors by method, in a registry.Table:
+// every call looks its method up without a lock, and past floorMethods a
+// new method takes the place of one not used lately.
+func newFloors() *registry.Table[string, floor] {
+	t := &registry.Table[string, floor]{}
+	t.Init(floorMethods,
+		func(string) *floor { return &floor{} },
+		// A dropped floor is learned again from the next few successes.
+		func(*floor) registry.Worth { return registry.Little })
+	return t
 }
 
 // floor is the fastest successful calls of one method, by period. Times

@@ -2,10 +2,10 @@ package retry
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/internal/registry"
 )
 
 // budgetSlots is the number of slots a budget's window is cut into: a
@@ -13,8 +13,8 @@ import (
 const budgetSlots = 10
 
 // maxTargets bounds the per-target budgets. Targets come from ClientConns,
-// so a real client stays far below it; past it, further targets share one
-// budget.
+// so a real client stays far below it; past it, a new target's budget
+// takes the place of one not used lately.
 const maxTargets = 1024
 
 // bucket is one target's retry budget over a sliding window of TTL, cut
@@ -133,50 +133,21 @@ func (k *bucket) withdraw(now time.Time) bool {
 // against the retries to come.
 func (k *bucket) refund(now time.Time) { k.add(now, 0, -1) }
 
-// budgets holds the buckets by target. Lookups take no lock: the map is
-// copied on write, as targets are few and come once.
+// budgets holds the buckets by target, in a registry.Table: lookups take
+// no lock, and past maxTargets a new target takes the place of one not
+// used lately.
 type budgets struct {
-	cfg   Budget
-	clock clock.Clock
-	m     atomic.Pointer[map[string]*bucket]
-
-	mu    sync.Mutex // serialises changes
-	extra *bucket    // shared by targets past maxTargets
+	t registry.Table[string, bucket]
 }
 
 func newBudgets(cfg Budget, clk clock.Clock) *budgets {
-	bs := &budgets{cfg: cfg, clock: clk}
-	bs.m.Store(&map[string]*bucket{})
+	bs := &budgets{}
+	bs.t.Init(maxTargets,
+		func(string) *bucket { return newBucket(cfg, clk.Now()) },
+		// A bucket's window holds the calls and retries of the last TTL:
+		// a new one starts from the floor alone.
+		func(*bucket) registry.Worth { return registry.Little })
 	return bs
 }
 
-func (bs *budgets) get(target string) *bucket {
-	if b := (*bs.m.Load())[target]; b != nil {
-		return b
-	}
-	return bs.add(target)
-}
-
-// add returns the bucket of a target that had none when get looked.
-func (bs *budgets) add(target string) *bucket {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	m := *bs.m.Load()
-	if b := m[target]; b != nil {
-		return b
-	}
-	if len(m) >= maxTargets {
-		if bs.extra == nil {
-			bs.extra = newBucket(bs.cfg, bs.clock.Now())
-		}
-		return bs.extra
-	}
-	b := newBucket(bs.cfg, bs.clock.Now())
-	next := make(map[string]*bucket, len(m)+1)
-	for t, x := range m {
-		next[t] = x
-	}
-	next[target] = b
-	bs.m.Store(&next)
-	return b
-}
+func (bs *budgets) get(target string) *bucket { return bs.t.Get(target) }

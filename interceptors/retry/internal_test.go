@@ -78,8 +78,11 @@ func TestBudgetsByTarget(t *testing.T) {
 	for i := range maxTargets + 5 {
 		bs.get(strings.Repeat("x", i+1))
 	}
-	if n := len(*bs.m.Load()); n != maxTargets || bs.extra == nil || bs.get("one more") != bs.extra {
-		t.Fatalf("%d buckets", n)
+	if n := bs.t.Len(); n != maxTargets {
+		t.Fatalf("%d buckets, want at most %d", n, maxTargets)
+	}
+	if more := bs.get("one more"); more == nil || bs.get("one more") != more || bs.t.Len() != maxTargets {
+		t.Fatalf("a target past the bound must get a bucket of its own in a table of %d, has %d", maxTargets, bs.t.Len())
 	}
 }
 
