@@ -32,6 +32,12 @@ type endpoint struct {
 	// ejectedUntil is the Unix time in nanoseconds until which the
 	// endpoint is out of rotation; 0 when it is in.
 	ejectedUntil atomic.Int64
+	// lastFailed is set while the endpoint's latest counted call failed
+	// or was shed as overload, and cleared by a success; written by record
+	// alone. Pickers read it without locking: a retry's pick moves on from
+	// such an endpoint, as the attempt that failed most likely failed
+	// there.
+	lastFailed atomic.Bool
 	// removed is set when the resolver no longer lists the endpoint.
 	removed bool
 
@@ -128,13 +134,17 @@ func (d *detector) record(e *endpoint, class outcome.Class, now time.Time, laten
 	}
 	switch class {
 	case outcome.Success:
+		e.lastFailed.Store(false)
 		e.consecutive = 0
 		e.calls++
 		e.probation = false
 		e.latency[e.next] = latency
 		e.next = (e.next + 1) % latencySamples
 		e.samples = min(e.samples+1, latencySamples)
+	case outcome.Overload:
+		e.lastFailed.Store(true)
 	case outcome.Failure:
+		e.lastFailed.Store(true)
 		e.consecutive++
 		e.calls++
 		e.failures++

@@ -26,7 +26,11 @@
 // endpoint is discarded and the child is asked again, at most once more
 // than there are endpoints, so a round-robin child moves on to the next
 // endpoint in rotation; the child never learns of ejections, and its
-// connections stay up, ready for readmission. Every call's end (the
+// connections stay up, ready for readmission. A retry or hedge (an
+// attempt the retry layer numbers past the first) also moves on from an
+// endpoint whose latest call failed, as the attempt before it most likely
+// failed there: a child that picks at random would otherwise send it back
+// before the detector has seen enough to eject. Every call's end (the
 // picker's Done) is counted for the endpoint that served it, classified as
 // the other failsoft layers classify outcomes (see package outcome):
 //

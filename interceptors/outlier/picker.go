@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/balancer"
 
 	"github.com/failsoft/failsoft/interceptors/internal/pushback"
+	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
 
@@ -18,10 +19,14 @@ type picker struct {
 	n     int // endpoints when the child's picker came
 }
 
-// Pick returns the child's pick, skipping ejected endpoints. It asks the
-// child at most once more than there are endpoints: a round-robin child
-// comes round to an endpoint in rotation by then. When every answer was
-// ejected, the last one is used: a call to an ejected backend is better
+// Pick returns the child's pick, skipping ejected endpoints and, for a
+// retry or a hedge, endpoints whose latest call failed: the attempt before
+// most likely failed there, and a child that picks at random
+// (least_request) would otherwise send a retry back to the backend that
+// just failed it, before the detector has seen enough to eject it. It asks
+// the child at most once more than there are endpoints: a round-robin
+// child comes round to every endpoint by then. When every answer was
+// skipped, the last one is used: a call to an unwell backend is better
 // than none.
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	now := p.d.clock.Now()
@@ -39,7 +44,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		if e == nil {
 			return res, nil // not an endpoint the detector knows
 		}
-		if e.ejected(now) && tries < p.n {
+		if tries < p.n && (e.ejected(now) || e.lastFailed.Load() && isRetry(info)) {
 			// The child counts its picks (least_request does); nothing
 			// was sent.
 			if res.Done != nil {
@@ -56,6 +61,12 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		res.Done = c.done
 		return res, nil
 	}
+}
+
+// isRetry reports whether the pick is for an attempt after a call's first
+// (a retry or a hedge), as the retry layer marks its attempts.
+func isRetry(info balancer.PickInfo) bool {
+	return info.Ctx != nil && observe.AttemptFrom(info.Ctx).N > 1
 }
 
 // call is what a picked call's Done needs. Calls are pooled, each with its

@@ -1,7 +1,9 @@
 package outlier
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
+	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
 
@@ -154,6 +157,56 @@ func TestPicker(t *testing.T) {
 		res.Done(balancer.DoneInfo{})
 		if e := d.endpoint("a"); e.samples != 1 || e.latency[0] != 7*time.Millisecond {
 			t.Fatalf("latency samples %v (%d), want one of 7ms", e.latency[:e.samples], e.samples)
+		}
+	})
+
+	t.Run("a retry moves on from an endpoint whose latest call failed", func(t *testing.T) {
+		retry := observe.WithAttempt(context.Background(), observe.Attempt{N: 2})
+		tests := []struct {
+			name string
+			ctx  context.Context
+			// outcome of each endpoint's latest call, in order.
+			latest map[string]outcome.Class
+			want   []string
+		}{
+			{"a first attempt goes where the child says", context.Background(),
+				map[string]outcome.Class{"a": outcome.Failure}, []string{"a", "b", "c", "a"}},
+			{"a retry skips a failed endpoint", retry,
+				map[string]outcome.Class{"a": outcome.Failure}, []string{"b", "c", "b", "c"}},
+			{"and one that shed it", retry,
+				map[string]outcome.Class{"b": outcome.Overload}, []string{"a", "c", "a", "c"}},
+			{"a success clears it", retry,
+				map[string]outcome.Class{"a": outcome.Success}, []string{"a", "b", "c", "a"}},
+			{"the caller's own errors say nothing", retry,
+				map[string]outcome.Class{"a": outcome.Ignored}, []string{"a", "b", "c", "a"}},
+			{"all failed: the last pick is used", retry,
+				map[string]outcome.Class{"a": outcome.Failure, "b": outcome.Failure, "c": outcome.Failure}, []string{"a", "b"}},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				clk := clock.NewFake(time.Unix(1000, 0))
+				d := newDetector(DefaultConfig(), clk)
+				d.update(DefaultConfig(), []string{"a", "b", "c"})
+				for k, class := range tc.latest {
+					if class == outcome.Success {
+						d.record(d.endpoint(k), outcome.Failure, clk.Now(), 0)
+					}
+					d.record(d.endpoint(k), class, clk.Now(), 0)
+				}
+				child := &cycle{subConns: endpointSubConns(d, "a", "b", "c"), noDone: true}
+				p := &picker{child: child, d: d, n: 3}
+				var got []string
+				for range tc.want {
+					res, err := p.Pick(balancer.PickInfo{Ctx: tc.ctx})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, res.SubConn.(*fakeSubConn).name)
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Fatalf("picked %q, want %q", got, tc.want)
+				}
+			})
 		}
 	})
 
