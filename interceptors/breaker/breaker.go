@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/internal/option"
@@ -135,9 +136,25 @@ func (ic *Interceptor) guard(ctx context.Context, target, method string, st *cha
 
 // done reports the call's result to its breaker.
 func (c *call) done(ctx context.Context, method string, err error) {
-	class := c.b.ic.cfg.classifier.Classify(err)
+	class := c.b.ic.classify(ctx, err)
 	absorbed := class == outcome.Failure && c.absorb != 0 && c.absorb.Has(outcome.Code(err))
 	c.b.done(ctx, method, c.tok, class, absorbed, c.start)
+}
+
+// classify says what an attempt's end on ctx tells of its target. An
+// attempt that had a timeout of its own (observe.Attempt.Timeout, which
+// the retry layer sets only when a retry can follow) and ended
+// DEADLINE_EXCEEDED was cut by the caller's side to try again: the target
+// had not answered yet, which says it is slow, not that it failed. It is
+// no answer, as a cancelled call is none: it neither counts as a failure
+// nor ends a run of them. The attempt that nothing follows runs to the
+// call's deadline, and counts.
+func (ic *Interceptor) classify(ctx context.Context, err error) outcome.Class {
+	class := ic.cfg.classifier.Classify(err)
+	if class == outcome.Failure && outcome.Code(err) == codes.DeadlineExceeded && observe.AttemptFrom(ctx).Timeout > 0 {
+		return outcome.Ignored
+	}
+	return class
 }
 
 // UnaryClientInterceptor returns the unary client interceptor.
@@ -215,7 +232,7 @@ func (s *stream) RecvMsg(m any) error {
 	case err == io.EOF:
 		s.end(outcome.Success)
 	case err != nil:
-		s.end(s.b.ic.cfg.classifier.Classify(err))
+		s.end(s.b.ic.classify(s.ctx, err))
 	case !s.serverStreams:
 		// A single response: the call is complete and succeeded.
 		s.end(outcome.Success)

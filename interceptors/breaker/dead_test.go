@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/breaker"
+	"github.com/failsoft/failsoft/interceptors/observe"
 )
 
 // TestDeadRule: DeadAfter(n, span) trips on n failed attempts in a row
@@ -137,4 +138,55 @@ func failTogether(unary grpc.UnaryClientInterceptor, cc *grpc.ClientConn, method
 	close(release)
 	done.Wait()
 	return errs
+}
+
+// TestCutAttempts: an attempt with a timeout of its own (the retry layer
+// gives one only when a retry can follow) that ends DEADLINE_EXCEEDED was
+// cut by the caller's side while the target had not answered: it is no
+// failure to any rule, and does not end a run of failures either. The
+// same code on an attempt without its own timeout counts.
+func TestCutAttempts(t *testing.T) {
+	cut := observe.WithAttempt(context.Background(), observe.Attempt{N: 1, Timeout: 100 * time.Millisecond})
+	uncut := observe.WithAttempt(context.Background(), observe.Attempt{N: 3})
+	tests := []struct {
+		name string
+		opts []breaker.Option
+		ctx  context.Context
+		code codes.Code
+		want breaker.State
+	}{
+		{"cut, one failure trips", []breaker.Option{breaker.ConsecutiveFailures(1)}, cut, codes.DeadlineExceeded, breaker.Closed},
+		{"uncut, one failure trips", []breaker.Option{breaker.ConsecutiveFailures(1)}, uncut, codes.DeadlineExceeded, breaker.Open},
+		{"cut, but another code", []breaker.Option{breaker.ConsecutiveFailures(1)}, cut, codes.Unavailable, breaker.Open},
+		{"cut, dead rule", []breaker.Option{breaker.DeadAfter(5, 0)}, cut, codes.DeadlineExceeded, breaker.Closed},
+		{"uncut, dead rule", []breaker.Option{breaker.DeadAfter(5, 0)}, uncut, codes.DeadlineExceeded, breaker.Open},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			for range 10 {
+				_ = h.unary(tc.ctx, plainMethod, nil, nil, h.cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+					h.clk.Advance(10 * time.Millisecond)
+					return status.Error(tc.code, "from server")
+				})
+			}
+			h.wantState(tc.want)
+		})
+	}
+	t.Run("a cut attempt does not end a run", func(t *testing.T) {
+		// As the retry layer cuts it: its context is done. (A server that
+		// answers DEADLINE_EXCEEDED before that is alive, and ends it.)
+		cut, cancel := context.WithCancel(cut)
+		cancel()
+		h := newHarness(t, breaker.DeadAfter(4, 0))
+		for i := range 4 {
+			if i == 2 {
+				_ = h.unary(cut, plainMethod, nil, nil, h.cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+					return status.Error(codes.DeadlineExceeded, "cut")
+				})
+			}
+			h.call(codes.Unavailable, 0)
+		}
+		h.wantState(breaker.Open)
+	})
 }

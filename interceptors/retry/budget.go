@@ -128,6 +128,15 @@ func (k *bucket) withdraw(now time.Time) bool {
 	return ok
 }
 
+// owe takes one token for the retry of an attempt cut by its own timeout,
+// even when none is left: the attempt got its timeout because the budget
+// allowed a retry when it started (see call.begin), and cutting it without
+// one would fail a call that could have succeeded. The balance may go
+// below one by the attempts in flight when the budget ran out; from then
+// on attempts get no timeout of their own until it recovers, so the
+// overshoot stays that small.
+func (k *bucket) owe(now time.Time) { k.add(now, 0, 1) }
+
 // refund gives back the token of a retry that succeeded: it did the work
 // of the call it retried and added no futile load, so it is not counted
 // against the retries to come.

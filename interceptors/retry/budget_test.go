@@ -179,3 +179,39 @@ func TestBudgetRefundsStreams(t *testing.T) {
 		t.Errorf("%d attempts for 5 streams, want 10 (every stream retried once)", n)
 	}
 }
+
+// TestCutAttemptsAreRetried: two calls start while the budget holds one
+// token, so both attempts get their own timeout; both are cut, and both
+// are retried, the second taking a token the first already spent. An
+// attempt is cut only when a retry can follow it, and it does.
+func TestCutAttemptsAreRetried(t *testing.T) {
+	e := newEnv(t, envOpts{retry: []retry.Option{retry.WithBudget(retry.Budget{Ratio: 0, MinPerSecond: 0.1, TTL: 10 * time.Second})}})
+	arrived := make(chan struct{}, 2)
+	e.b.unary = func(c *serverCall) (*pb.PingResponse, error) {
+		if c.n <= 2 {
+			arrived <- struct{}{}
+			<-c.ctx.Done()
+			return nil, status.Error(codes.Canceled, "gone")
+		}
+		return &pb.PingResponse{Payload: "retried"}, nil
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := e.invoke(within(t, 10*time.Second), mOverride, "x")
+			errs <- err
+		}()
+	}
+	<-arrived
+	<-arrived
+	e.clock.BlockUntil(2)
+	e.clock.Advance(500 * time.Millisecond)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("a cut attempt was not retried: %v", err)
+		}
+	}
+	if n := e.b.count(mOverride); n != 4 {
+		t.Errorf("%d attempts, want 4", n)
+	}
+}

@@ -35,10 +35,10 @@ type call struct {
 	// attempts' contexts to carry it.
 	deadline, pending time.Time
 
-	hedge   bool // hedged (unary calls whose reply is a proto message)
-	max     int  // attempts, counting the first: hedges and retries together
-	hedges  int  // attempts a hedged call keeps in flight at most
-	timeout time.Duration
+	hedge   bool          // hedged (unary calls whose reply is a proto message)
+	max     int           // attempts, counting the first: hedges and retries together
+	hedges  int           // attempts a hedged call keeps in flight at most
+	timeout time.Duration // the policy's per-attempt timeout (zero: none)
 
 	initial, maxBackoff time.Duration
 	multiplier          float64
@@ -46,6 +46,11 @@ type call struct {
 	n          int  // attempts sent so far
 	sinceReset int  // retries since the last server pushback
 	paid       bool // the current attempt is a retry that took a budget token
+	// cut is the current attempt's own timeout, written by begin alone:
+	// timeout when a retry could follow the attempt, zero when none
+	// could. Cutting an attempt that nothing follows would only turn a
+	// slow answer into a failure; it runs to the call's deadline.
+	cut time.Duration
 }
 
 // open takes the steps every call takes before its first attempt, unary or
@@ -132,6 +137,19 @@ func (c *call) mayRetry(now time.Time) bool {
 	return c.b == nil || c.b.allows(now)
 }
 
+// begin counts the next attempt and decides its own timeout (cut). It
+// returns whether a failure of the attempt would be retried (mayRetry),
+// for chain.State.MayRetry.
+func (c *call) begin(now time.Time) bool {
+	c.n++
+	may := c.mayRetry(now)
+	c.cut = 0
+	if may {
+		c.cut = c.timeout
+	}
+	return may
+}
+
 // attemptContext returns the context of attempt c.n: its number in the
 // request metadata from the second attempt on, and the attempt for inner
 // layers as an observe.Attempt, unless the call is not retried and has no
@@ -139,7 +157,7 @@ func (c *call) mayRetry(now time.Time) bool {
 // attempt. Unary calls that may be retried use newUnaryAttempt instead.
 func (c *call) attemptContext(hedge bool, wait time.Duration, reason string) context.Context {
 	ctx := c.attemptParent()
-	if c.max > 1 || c.timeout > 0 {
+	if c.max > 1 || c.cut > 0 {
 		ctx = observe.WithAttempt(ctx, c.attempt(hedge, wait, reason))
 	}
 	return ctx
@@ -156,7 +174,7 @@ func (c *call) attemptParent() context.Context {
 
 // attempt describes attempt c.n, sent after waiting wait for reason.
 func (c *call) attempt(hedge bool, wait time.Duration, reason string) observe.Attempt {
-	return observe.Attempt{N: c.n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.timeout}
+	return observe.Attempt{N: c.n, Hedge: hedge, Backoff: wait, BackoffReason: reason, Timeout: c.cut}
 }
 
 func (c *call) event(ctx context.Context, e observe.Event) {
@@ -239,7 +257,11 @@ func (c *call) next(err error, trailer metadata.MD, timedOut bool) (time.Duratio
 	if err := c.checkDeadline(wait, err); err != nil {
 		return 0, "", err
 	}
-	if !c.spend(false) {
+	if timedOut && c.b != nil {
+		// The attempt was cut because a retry could follow it: it does.
+		c.b.owe(c.ic.clock.Now())
+		c.paid = true
+	} else if !c.spend(false) {
 		return 0, "", c.stopped("budget", newStopError("budget", c.n, c.target, err, ""))
 	}
 	return wait, reason, nil

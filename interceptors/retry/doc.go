@@ -67,7 +67,14 @@
 //
 // Each attempt may have a per-attempt timeout (policy
 // retry.per_attempt_timeout, or WithAttemptTimeout), inside the caller's
-// deadline. Before every wait the interceptor checks the caller's deadline:
+// deadline. An attempt gets it only when a retry could follow it (attempts
+// remain, the budget has a token, the deadline leaves room for the timeout
+// and min_budget): cutting an attempt that nothing follows would only turn
+// a slow answer into a failure, so such an attempt runs to the call's
+// deadline. An attempt cut by its timeout is always retried, its token
+// taken even if other calls emptied the budget meanwhile (the overshoot is
+// the attempts in flight when it ran out); the breaker does not count the
+// cut as a failure, as the target had not answered yet. Before every wait the interceptor checks the caller's deadline:
 // if the wait would leave no time for another attempt (less than the
 // policy's min_budget, or nothing), it returns the last error at once as a
 // *StopError whose message says that retries were cut short by the

@@ -180,10 +180,9 @@ func (h *hedger) run() error {
 // that it is a retry that took a budget token.
 func (h *hedger) launch(hedge bool, wait time.Duration, reason string, paid bool) {
 	c := &h.c
-	c.n++
 	h.inflight++
 	next := h.next
-	next.MayRetry = c.mayRetry(c.ic.clock.Now())
+	next.MayRetry = c.begin(c.ic.clock.Now())
 	ctx := c.attemptContext(hedge, wait, reason)
 	r := &hedgeResult{n: c.n, hedge: hedge, paid: paid, ctx: ctx, reply: h.reply.ProtoReflect().New().Interface()}
 	opts := append(h.base[:len(h.base):len(h.base)], grpc.Header(&r.header), grpc.Trailer(&r.trailer), grpc.Peer(&r.peer))

@@ -95,8 +95,7 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 	var wait time.Duration
 	var reason string
 	for {
-		c.n++
-		next.MayRetry = c.mayRetry(now)
+		next.MayRetry = c.begin(now)
 		// An attempt of a call that may be retried collects its trailer,
 		// which may hold the server's pushback.
 		var a *unaryAttempt

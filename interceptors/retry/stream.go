@@ -105,7 +105,8 @@ type retryStream struct {
 // newAttempt opens attempt s.c.n+1 after waiting wait.
 func (s *retryStream) newAttempt(wait time.Duration, reason string) (*streamAttempt, error) {
 	c := &s.c
-	c.n++
+	now := c.ic.clock.Now()
+	more := c.begin(now)
 	var a *streamAttempt
 	if c.n == 1 {
 		a = &s.first
@@ -113,9 +114,8 @@ func (s *retryStream) newAttempt(wait time.Duration, reason string) (*streamAtte
 	} else {
 		a = &streamAttempt{n: c.n}
 	}
-	now := c.ic.clock.Now()
 	next := s.next
-	next.MayRetry = c.mayRetry(now)
+	next.MayRetry = more
 	ctx := c.attemptContext(false, wait, reason)
 	if c.max > 1 {
 		ctx = a.timer.start(c, ctx, now, true)

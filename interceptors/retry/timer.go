@@ -39,11 +39,11 @@ type attemptTimer struct {
 }
 
 // start returns the context of an attempt of c on ctx, which carries the
-// caller's deadline, if any, and not c.pending: the attempt's timeout
-// (c.timeout, zero: none) and c.pending when not zero. now is the clock's
+// caller's deadline, if any, and not c.pending: the attempt's own timeout
+// (c.cut, zero: none) and c.pending when not zero. now is the clock's
 // reading.
 func (t *attemptTimer) start(c *call, ctx context.Context, now time.Time, stream bool) context.Context {
-	ic, d, pending := c.ic, c.timeout, c.pending
+	ic, d, pending := c.ic, c.cut, c.pending
 	t.parent = ctx
 	if d <= 0 {
 		if !pending.IsZero() {

@@ -448,7 +448,9 @@ func TestPerAttemptTimeout(t *testing.T) {
 
 // TestPerAttemptTimeoutUnobserved: the same when no observer wants attempt
 // events, so that the first attempt is sent before the call's state is
-// built; a last attempt that times out says so.
+// built. The last attempt (Override has two) gets no timeout of its own:
+// nothing would follow it, so cutting it would only turn a slow answer
+// into a failure. It runs until the caller gives up.
 func TestPerAttemptTimeoutUnobserved(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.obs.skipAttempts.Store(true)
@@ -463,50 +465,64 @@ func TestPerAttemptTimeoutUnobserved(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		payload string
-		hangs   int // attempts that hang until their timeout
-		wantErr string
+		// hangs is true when the second attempt hangs too, until the
+		// caller cancels the call.
+		hangs bool
 	}{
-		{payload: "x", hangs: 1},
-		{payload: "hang", hangs: 2, wantErr: "attempt 2 exceeded its per-attempt timeout of 500ms"},
+		{payload: "x"},
+		{payload: "hang", hangs: true},
 	} {
+		ctx, cancel := context.WithCancel(within(t, 10*time.Second))
 		done := make(chan error, 1)
 		go func() {
-			out, err := e.invoke(within(t, 10*time.Second), mOverride, tc.payload)
+			out, err := e.invoke(ctx, mOverride, tc.payload)
 			if err == nil && out.GetPayload() != "second" {
 				err = errors.New("wrong reply " + out.GetPayload())
 			}
 			done <- err
 		}()
-		for range tc.hangs {
+		<-arrived
+		e.clock.BlockUntil(1)
+		e.clock.Advance(500 * time.Millisecond)
+		if tc.hangs {
 			<-arrived
-			e.clock.BlockUntil(1)
-			e.clock.Advance(500 * time.Millisecond)
+			if n := e.clock.Timers(); n != 0 {
+				t.Errorf("%s: the last attempt has %d timers, want none", tc.payload, n)
+			}
+			e.clock.Advance(time.Hour)
+			select {
+			case err := <-done:
+				t.Fatalf("%s: the last attempt was cut: %v", tc.payload, err)
+			default:
+			}
+			cancel()
 		}
 		err := <-done
+		cancel()
 		switch {
-		case tc.wantErr == "" && err != nil:
+		case !tc.hangs && err != nil:
 			t.Errorf("%s: %v", tc.payload, err)
-		case tc.wantErr != "" && (status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), tc.wantErr)):
-			t.Errorf("%s: %v, want DEADLINE_EXCEEDED with %q", tc.payload, err, tc.wantErr)
+		case tc.hangs && status.Code(err) != codes.Canceled:
+			t.Errorf("%s: %v, want the caller's CANCELED", tc.payload, err)
 		}
 	}
 	if n := len(e.obs.of(observe.AttemptEnd)); n != 0 {
 		t.Errorf("%d attempt events reported to an observer that wants none", n)
 	}
-	if n := len(e.obs.of(observe.RetryStopped)); n != 1 {
-		t.Errorf("%d RetryStopped events, want 1 (the call whose attempts all timed out)", n)
-	}
 }
 
 // TestPerAttemptTimeoutSystemClock: on the system clock the timeout is a
-// context deadline, which the server sees; a last attempt that times out
-// returns DEADLINE_EXCEEDED saying so.
+// context deadline, which the server sees. The last attempt has none of
+// its own: the server sees the caller's deadline, and a hang ends there
+// with the caller's DEADLINE_EXCEEDED.
 func TestPerAttemptTimeoutSystemClock(t *testing.T) {
 	e := newEnv(t, envOpts{system: true})
 	var sawDeadline atomic.Bool
+	left := make(chan time.Duration, 4) // time each attempt had, as the server saw it
 	e.b.unary = func(c *serverCall) (*pb.PingResponse, error) {
-		if _, ok := c.ctx.Deadline(); ok {
+		if d, ok := c.ctx.Deadline(); ok {
 			sawDeadline.Store(true)
+			left <- time.Until(d)
 		}
 		if c.n == 1 || c.req.GetPayload() == "hang" {
 			<-c.ctx.Done()
@@ -520,12 +536,19 @@ func TestPerAttemptTimeoutSystemClock(t *testing.T) {
 	if !sawDeadline.Load() || e.b.count(mIdempotent) != 2 {
 		t.Fatalf("server saw deadline %v, %d attempts", sawDeadline.Load(), e.b.count(mIdempotent))
 	}
-	_, err := e.invoke(within(t, 10*time.Second), mIdempotent, "hang", retry.WithAttemptTimeout(20*time.Millisecond), retry.WithMax(2))
-	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "per-attempt timeout of 20ms") {
-		t.Fatalf("err = %v", err)
+	if first := <-left; first > 50*time.Millisecond {
+		t.Errorf("the first attempt had %v, want its own 50ms", first)
+	}
+	<-left
+	_, err := e.invoke(within(t, time.Second), mIdempotent, "hang", retry.WithAttemptTimeout(20*time.Millisecond), retry.WithMax(2))
+	if status.Code(err) != codes.DeadlineExceeded || strings.Contains(err.Error(), "per-attempt timeout") {
+		t.Fatalf("err = %v, want the caller's DEADLINE_EXCEEDED", err)
 	}
 	if e.b.count(mIdempotent) != 4 {
 		t.Errorf("attempts = %d, want 4", e.b.count(mIdempotent))
+	}
+	if first, last := <-left, <-left; first > 20*time.Millisecond || last < 500*time.Millisecond {
+		t.Errorf("the attempts had %v and %v, want 20ms and the rest of the caller's second", first, last)
 	}
 }
 

@@ -230,7 +230,9 @@ type RetryPolicy struct {
 	RetryableCodes []string `protobuf:"bytes,5,rep,name=retryable_codes,json=retryableCodes,proto3" json:"retryable_codes,omitempty"`
 	// Timeout of each attempt, within the call's overall deadline. An attempt
 	// that runs out of it ends with DEADLINE_EXCEEDED, which is then retried.
-	// Must be positive when set.
+	// Only an attempt that a retry could follow gets it: the last attempt,
+	// and one the retry budget or the deadline would not retry, run to the
+	// call's deadline. Must be positive when set.
 	PerAttemptTimeout *durationpb.Duration `protobuf:"bytes,6,opt,name=per_attempt_timeout,json=perAttemptTimeout,proto3" json:"per_attempt_timeout,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
