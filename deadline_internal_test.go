@@ -91,12 +91,13 @@ func TestAttemptsCarryTheCallDeadline(t *testing.T) {
 			for i, d := range deadlines {
 				// The attempt ends by the earliest of the caller's
 				// deadline, the call's timeout and its own timeout, each
-				// counted from when it started.
+				// counted from when it started. The last attempt (Override
+				// has two) has no timeout of its own: nothing follows it.
 				var lo, hi time.Time
 				switch {
 				case tc.caller > 0:
 					lo, hi = start.Add(tc.caller), end.Add(tc.caller)
-				case tc.attempt > 0:
+				case tc.attempt > 0 && i == 0:
 					lo, hi = start.Add(tc.attempt), end.Add(tc.attempt)
 				default:
 					lo, hi = start.Add(tc.timeout), end.Add(tc.timeout)
