@@ -70,6 +70,12 @@ func TestLayerBreakdown(t *testing.T) {
 		// The chain the cost goals name: no adaptive throttle.
 		suite("suite: deadline, key, retry, breaker", failsoft.WithoutThrottle()),
 		suite("suite: whole"),
+		// The goals' chain without the load-balancing default (round_robin
+		// under outlier ejection), and with round_robin alone.
+		suite("suite: goals' chain, pick_first", failsoft.WithoutThrottle(), failsoft.WithoutOutlierEjection(), failsoft.WithLoadBalancing(`[{"pick_first":{}}]`)),
+		suite("suite: deadline, pick_first", failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker(), failsoft.WithoutOutlierEjection(), failsoft.WithLoadBalancing(`[{"pick_first":{}}]`)),
+		suite("suite: deadline, round_robin", failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker(), failsoft.WithoutOutlierEjection()),
+		suite("suite: goals' chain, round_robin", failsoft.WithoutThrottle(), failsoft.WithoutOutlierEjection()),
 	}
 	for _, s := range specs {
 		for range 2 {
