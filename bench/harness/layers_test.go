@@ -49,6 +49,19 @@ func TestLayerBreakdown(t *testing.T) {
 			return &Chain{Dial: dial}, nil
 		}}
 	}
+	// callerDeadline makes the caller set the deadline, as the reference
+	// does, instead of the chain.
+	callerDeadline := func(s Spec) Spec {
+		build := s.Build
+		s.Build = func(p Params) (*Chain, error) {
+			c, err := build(p)
+			if err == nil {
+				c.CallerTimeout = p.Timeout
+			}
+			return c, err
+		}
+		return s
+	}
 	timeout := DefaultParams().Timeout
 	specs := []Spec{
 		ref,
@@ -63,6 +76,10 @@ func TestLayerBreakdown(t *testing.T) {
 			var md metadata.MD
 			return invoke(ctx, method, req, reply, cc, append(opts, grpc.Trailer(&md))...)
 		}),
+		// The suite's skeleton: its interceptor, pushback marking and
+		// load-balancing default, with the caller setting the deadline.
+		callerDeadline(suite("suite: no layers, caller's deadline", failsoft.WithoutDeadline(), failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker())),
+		callerDeadline(suite("suite: deadline, caller's deadline", failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker())),
 		suite("suite: deadline", failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker()),
 		suite("suite: deadline, retry", failsoft.WithoutIdempotency(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker()),
 		suite("suite: deadline, retry, throttle", failsoft.WithoutIdempotency(), failsoft.WithoutBreaker()),
