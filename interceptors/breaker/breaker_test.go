@@ -313,7 +313,7 @@ func TestTargetsAreSeparate(t *testing.T) {
 // lately makes room; open breakers are never dropped, and a new target is
 // never left unguarded.
 func TestRegistryBound(t *testing.T) {
-	h := newHarness(t, breaker.ConsecutiveFailures(1), breaker.MaxTargets(2))
+	h := newHarness(t, breaker.ConsecutiveFailures(1), breaker.WithMaxTargets(2))
 	invoke := func(cc *grpc.ClientConn, code codes.Code) error {
 		return h.unary(context.Background(), plainMethod, nil, nil, cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 			if code == codes.OK {
@@ -349,7 +349,7 @@ func TestRegistryBound(t *testing.T) {
 // after the default rule's 20 calls, although every breaker is open.
 func TestRegistryFullOfOpenBreakers(t *testing.T) {
 	const n = 8
-	h := newHarness(t, breaker.MaxTargets(n))
+	h := newHarness(t, breaker.WithMaxTargets(n))
 	dead := func(cc *grpc.ClientConn) (sent int) {
 		for range 100 {
 			h.unary(context.Background(), plainMethod, nil, nil, cc, func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
@@ -371,7 +371,7 @@ func TestRegistryFullOfOpenBreakers(t *testing.T) {
 // target's breaker keeps its count and opens after the default rule's 20
 // calls.
 func TestRegistryChurn(t *testing.T) {
-	h := newHarness(t, breaker.MaxTargets(16))
+	h := newHarness(t, breaker.WithMaxTargets(16))
 	ok := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
 	deadCC := testserver.Dial(t, "passthrough:///dead")
 	sent := 0
@@ -433,7 +433,7 @@ func TestOptionErrors(t *testing.T) {
 		{breaker.HalfOpenProbes(0), "breaker.HalfOpenProbes(0)"},
 		{breaker.DeadAfter(-1, time.Second), "breaker.DeadAfter(-1, 1s): n must be"},
 		{breaker.DeadAfter(20, -time.Second), "breaker.DeadAfter(20, -1s): the span must not be negative"},
-		{breaker.MaxTargets(0), "breaker.MaxTargets(0)"},
+		{breaker.WithMaxTargets(0), "breaker.WithMaxTargets(0)"},
 		{breaker.MinFailureRate(0), "breaker.MinFailureRate(0)"},
 		{breaker.MinFailureRate(0.5), "breaker.MinFailureRate(0.5): applies to FailuresWithin"},
 		{breaker.WithRand(nil), "breaker.WithRand(nil)"},

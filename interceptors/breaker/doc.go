@@ -106,11 +106,11 @@
 //
 // # How many breakers
 //
-// About MaxTargets (default 1024) breakers are kept. Past that, a closed
+// About 1024 breakers are kept (WithMaxTargets). Past that, a closed
 // breaker not used lately makes room for a new one, preferably one that
 // counted no failure; open and probing breakers are never dropped, and a
 // new target is never left unguarded: when every breaker is needed, there
-// are more than MaxTargets for a while.
+// are more than WithMaxTargets for a while.
 //
 // # Where it sits in the chain
 //

@@ -201,15 +201,15 @@ func ExampleCountEveryAttempt() {
 	// Output: <nil>
 }
 
-func ExampleMaxTargets() {
+func ExampleWithMaxTargets() {
 	// A client of many short-lived backends keeps about 10,000 breakers.
-	_, err := breaker.New(breaker.MaxTargets(10_000))
+	_, err := breaker.New(breaker.WithMaxTargets(10_000))
 	fmt.Println(err)
-	_, err = breaker.New(breaker.MaxTargets(0))
+	_, err = breaker.New(breaker.WithMaxTargets(0))
 	fmt.Println(err)
 	// Output:
 	// <nil>
-	// breaker.MaxTargets(0): must be at least 1
+	// breaker.WithMaxTargets(0): must be at least 1
 }
 
 func ExampleWithRand() {

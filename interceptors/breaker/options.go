@@ -410,18 +410,18 @@ func WithRand(f func() float64) Option {
 	}
 }
 
-// MaxTargets bounds how many breakers are kept, one per target (or per
+// WithMaxTargets bounds how many breakers are kept, one per target (or per
 // target and method with PerMethod); default 1024. When the bound is
 // reached, a closed breaker not used lately makes room for a new one,
 // preferably one that counted no failure. An open or probing breaker is
 // never dropped: when every breaker is, the bound is exceeded rather than
-// a new target left unguarded. The name is shared with the other layers
-// that keep state per target (bulkhead.MaxTargets, throttle.WithMaxTargets,
-// retry.WithMaxTargets).
-func MaxTargets(n int) Option {
+// a new target left unguarded. The other layers that keep state per
+// target take the same option (bulkhead.WithMaxTargets,
+// throttle.WithMaxTargets); the retry budgets keep the same bound, fixed.
+func WithMaxTargets(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("breaker.MaxTargets(%d): must be at least 1", n)
+			return fmt.Errorf("breaker.WithMaxTargets(%d): must be at least 1", n)
 		}
 		c.maxTargets = n
 		return nil

@@ -23,7 +23,7 @@ func TestStress(t *testing.T) {
 	var changes atomic.Int64
 	h := newHarness(t, breaker.ConsecutiveFailures(3), breaker.FailureRate(0.5), breaker.TimeWindow(10*time.Second),
 		breaker.MinimumCalls(10), breaker.SlowCallRate(0.9, time.Second), breaker.HalfOpenProbes(2),
-		breaker.OpenFor(100*time.Millisecond, time.Second), breaker.PerMethod(), breaker.MaxTargets(3),
+		breaker.OpenFor(100*time.Millisecond, time.Second), breaker.PerMethod(), breaker.WithMaxTargets(3),
 		breaker.OnStateChange(func(breaker.Change) { changes.Add(1) }))
 	methods := []string{plainMethod, otherMethod, "/failsoft.policytest.v1.PlainService/NoSideEffects", "/x.v1.Y/Z"}
 	var wg sync.WaitGroup

@@ -176,7 +176,7 @@ func TestPerMethod(t *testing.T) {
 // than let a new target's calls pass unlimited, and idle compartments make
 // room again.
 func TestRegistryBound(t *testing.T) {
-	ic, _ := bulkhead.New(bulkhead.Limit(1), bulkhead.MaxTargets(1))
+	ic, _ := bulkhead.New(bulkhead.Limit(1), bulkhead.WithMaxTargets(1))
 	unary := ic.UnaryClientInterceptor()
 	a, c := testserver.Dial(t, "passthrough:///a"), testserver.Dial(t, "passthrough:///c")
 	ba, bc := newBlocker(), newBlocker()
@@ -212,7 +212,7 @@ func TestOptionErrors(t *testing.T) {
 		{[]bulkhead.Option{bulkhead.MethodLimit("x", 1)}, "bulkhead.MethodLimit"},
 		{[]bulkhead.Option{bulkhead.MethodLimit(method, 1)}, "needs PerMethod"},
 		{[]bulkhead.Option{bulkhead.MaxWait(-1)}, "bulkhead.MaxWait"},
-		{[]bulkhead.Option{bulkhead.MaxTargets(0)}, "bulkhead.MaxTargets"},
+		{[]bulkhead.Option{bulkhead.WithMaxTargets(0)}, "bulkhead.WithMaxTargets"},
 		{[]bulkhead.Option{bulkhead.WithClock(nil)}, "bulkhead.WithClock"},
 	} {
 		if _, err := bulkhead.New(tc.opts...); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -67,9 +67,9 @@ func ExampleInterceptor_Usages() {
 	// Output: dns:///search:443 1 8
 }
 
-func ExampleMaxTargets() {
+func ExampleWithMaxTargets() {
 	// Keep about 10,000 compartments, for a client of many backends.
-	_, err := bulkhead.New(bulkhead.MaxTargets(10_000))
+	_, err := bulkhead.New(bulkhead.WithMaxTargets(10_000))
 	fmt.Println(err)
 	// Output: <nil>
 }

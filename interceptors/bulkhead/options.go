@@ -97,17 +97,17 @@ func PerMethod() Option {
 	}
 }
 
-// MaxTargets bounds how many compartments are kept, one per target (or
+// WithMaxTargets bounds how many compartments are kept, one per target (or
 // per target and method with PerMethod); default 1024. When the bound is
 // reached, a compartment with no call in flight and not used lately makes
 // room for a new one. Compartments with calls in flight are never dropped:
 // when every one has some, the bound is exceeded rather than a new target
 // left unlimited. The name is shared with the other layers that keep state
-// per target (breaker.MaxTargets, throttle.WithMaxTargets).
-func MaxTargets(n int) Option {
+// per target (breaker.WithMaxTargets, throttle.WithMaxTargets).
+func WithMaxTargets(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("bulkhead.MaxTargets(%d): must be at least 1", n)
+			return fmt.Errorf("bulkhead.WithMaxTargets(%d): must be at least 1", n)
 		}
 		c.maxTargets = n
 		return nil

@@ -57,7 +57,7 @@ func ExampleNew() {
 	_, err = throttle.New(throttle.WithMultiplier(0.5))
 	fmt.Println(err)
 	// Output:
-	// throttle: WithMultiplier(0.5): K must be a finite number of at least 1
+	// throttle.WithMultiplier(0.5): K must be a finite number of at least 1
 }
 
 func ExampleInterceptor_UnaryClientInterceptor() {
@@ -199,5 +199,5 @@ func ExampleWithWindow() {
 	fmt.Println(err)
 	// Output:
 	// <nil>
-	// throttle: WithWindow(1ms, 10): each bucket (window/buckets) must span at least 1ms
+	// throttle.WithWindow(1ms, 10): each bucket (window/buckets) must span at least 1ms
 }

@@ -66,11 +66,11 @@ func WithWindow(window time.Duration, buckets int) Option {
 	return func(c *config) error {
 		switch {
 		case buckets < 1 || buckets > MaxBuckets:
-			return fmt.Errorf("throttle: WithWindow(%v, %d): buckets must be between 1 and %d", window, buckets, MaxBuckets)
+			return fmt.Errorf("throttle.WithWindow(%v, %d): buckets must be between 1 and %d", window, buckets, MaxBuckets)
 		case window <= 0 || window/time.Duration(buckets) < MinBucketWidth:
-			return fmt.Errorf("throttle: WithWindow(%v, %d): each bucket (window/buckets) must span at least %v", window, buckets, MinBucketWidth)
+			return fmt.Errorf("throttle.WithWindow(%v, %d): each bucket (window/buckets) must span at least %v", window, buckets, MinBucketWidth)
 		case window%time.Duration(buckets) != 0:
-			return fmt.Errorf("throttle: WithWindow(%v, %d): window must divide into %d equal buckets", window, buckets, buckets)
+			return fmt.Errorf("throttle.WithWindow(%v, %d): window must divide into %d equal buckets", window, buckets, buckets)
 		}
 		c.window, c.buckets = window, buckets
 		return nil
@@ -86,7 +86,7 @@ func WithWindow(window time.Duration, buckets int) Option {
 func WithMultiplier(k float64) Option {
 	return func(c *config) error {
 		if math.IsNaN(k) || math.IsInf(k, 0) || k < 1 {
-			return fmt.Errorf("throttle: WithMultiplier(%v): K must be a finite number of at least 1", k)
+			return fmt.Errorf("throttle.WithMultiplier(%v): K must be a finite number of at least 1", k)
 		}
 		c.k = k
 		return nil
@@ -99,7 +99,7 @@ func WithMultiplier(k float64) Option {
 func WithMaxProbability(p float64) Option {
 	return func(c *config) error {
 		if math.IsNaN(p) || p < 0 || p > 1 {
-			return fmt.Errorf("throttle: WithMaxProbability(%v): must be between 0 and 1", p)
+			return fmt.Errorf("throttle.WithMaxProbability(%v): must be between 0 and 1", p)
 		}
 		c.maxProbability = p
 		return nil
@@ -160,7 +160,7 @@ func WithClock(cl clock.Clock) Option {
 func WithRand(f func() float64) Option {
 	return func(c *config) error {
 		if f == nil {
-			return fmt.Errorf("throttle: WithRand(nil): a random source is required")
+			return fmt.Errorf("throttle.WithRand(nil): a random source is required")
 		}
 		c.rand = f
 		return nil
@@ -171,13 +171,14 @@ func WithRand(f func() float64) Option {
 // the bound is reached, a target not called lately makes room for a new
 // one, preferably one whose window holds no refusal (its probability is
 // 0, as a new target's); when every target is in use, the bound is
-// exceeded rather than a new target left unthrottled. The name is shared
-// with the other layers that keep state per target (breaker.MaxTargets,
-// bulkhead.MaxTargets, retry.WithMaxTargets).
+// exceeded rather than a new target left unthrottled. The other layers
+// that keep state per target take the same option
+// (breaker.WithMaxTargets, bulkhead.WithMaxTargets); the retry budgets
+// keep the same bound, fixed.
 func WithMaxTargets(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("throttle: WithMaxTargets(%d): must be at least 1", n)
+			return fmt.Errorf("throttle.WithMaxTargets(%d): must be at least 1", n)
 		}
 		c.maxTargets = n
 		return nil
