@@ -8,11 +8,11 @@
 // a second suite on the connection is refused) and starts the layers,
 // outermost first: call telemetry, deadline (computes the call's deadline
 // into State.Deadline), idempotency key, fallback, retry (one attempt after
-// another: each gets a context with the call's deadline and its own
-// timeout, and State.MayRetry), throttle, breaker, bulkhead, attempt
-// telemetry. The chain's end sets State.Deadline on the context if no layer
-// did, runs pushback marking (Unaries.Inside) and then grpc-go's invoker,
-// which sends the attempt on the wire. Streams take the same path, with the
+// another: each gets a context with the call's deadline, its own timeout
+// when a retry could follow it, and State.MayRetry), throttle, breaker,
+// bulkhead, attempt telemetry. The chain's end sets State.Deadline on the
+// context if no layer did, runs pushback marking (Unaries.Inside) and then
+// grpc-go's invoker, which sends the attempt on the wire. Streams take the same path, with the
 // deadline on the stream's context from the start.
 //
 // Each layer gets its successor as a Next value, passed by value and never
