@@ -178,13 +178,14 @@ func load(workers, calls int, call func(w, i int) (kept, ok bool)) (okKept, kept
 // which some pass on a nearly spent budget (10 ms) and the others have a
 // second, fifty times what a call takes, so that a busy test machine does
 // not fail them. The short calls cannot succeed; they are the callers'
-// problem. Every long call must succeed, as through a plain client: no breaker
-// opens, the throttle sheds nothing, outlier ejection keeps every backend.
-// The deadline layer's learned floor fails the short calls fast, unsent,
-// once the method has answered a few calls. Without it, 90 % of short
-// calls opened the breaker (5 of 30 long calls succeeded), and with the
-// breaker off made the throttle shed 36 of 60; 60 % made the throttle shed
-// 6-13 of 120 and outlier ejection take a healthy backend out.
+// problem. Every long call must succeed, as through a plain client: no
+// breaker opens, the throttle sheds nothing, outlier ejection keeps every
+// backend. The deadline layer's learned floor fails the short calls fast,
+// unsent, once the method has answered a few calls. Without it, 90 % of
+// short calls opened the breaker and made the throttle shed 26 calls (4 of
+// 30 long calls succeeded); 60 % made it shed 15 (6 of 120 long calls
+// failed), and earlier versions saw outlier ejection take a healthy
+// backend out.
 func TestShortDeadlines(t *testing.T) {
 	for _, short := range []int{3, 6, 9} { // in 10 calls
 		for _, suite := range []bool{false, true} {

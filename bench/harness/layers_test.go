@@ -63,6 +63,13 @@ func TestLayerBreakdown(t *testing.T) {
 		return s
 	}
 	timeout := DefaultParams().Timeout
+	// deadlineOnly leaves the deadline layer alone in the suite; pickFirst
+	// replaces the load-balancing default with grpc-go's own default.
+	deadlineOnly := []failsoft.Option{failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker()}
+	pickFirst := []failsoft.Option{failsoft.WithoutOutlierEjection(), failsoft.WithLoadBalancing(`[{"pick_first":{}}]`)}
+	with := func(a []failsoft.Option, b ...failsoft.Option) []failsoft.Option {
+		return append(append([]failsoft.Option{}, a...), b...)
+	}
 	specs := []Spec{
 		ref,
 		interceptor("one interceptor: context.WithTimeout", func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -78,9 +85,9 @@ func TestLayerBreakdown(t *testing.T) {
 		}),
 		// The suite's skeleton: its interceptor, pushback marking and
 		// load-balancing default, with the caller setting the deadline.
-		callerDeadline(suite("suite: no layers, caller's deadline", failsoft.WithoutDeadline(), failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker())),
-		callerDeadline(suite("suite: deadline, caller's deadline", failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker())),
-		suite("suite: deadline", failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker()),
+		callerDeadline(suite("suite: no layers, caller's deadline", with(deadlineOnly, failsoft.WithoutDeadline())...)),
+		callerDeadline(suite("suite: deadline, caller's deadline", deadlineOnly...)),
+		suite("suite: deadline", deadlineOnly...),
 		suite("suite: deadline, retry", failsoft.WithoutIdempotency(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker()),
 		suite("suite: deadline, retry, throttle", failsoft.WithoutIdempotency(), failsoft.WithoutBreaker()),
 		suite("suite: deadline, retry, throttle, breaker", failsoft.WithoutIdempotency()),
@@ -89,9 +96,9 @@ func TestLayerBreakdown(t *testing.T) {
 		suite("suite: whole"),
 		// The goals' chain without the load-balancing default (round_robin
 		// under outlier ejection), and with round_robin alone.
-		suite("suite: goals' chain, pick_first", failsoft.WithoutThrottle(), failsoft.WithoutOutlierEjection(), failsoft.WithLoadBalancing(`[{"pick_first":{}}]`)),
-		suite("suite: deadline, pick_first", failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker(), failsoft.WithoutOutlierEjection(), failsoft.WithLoadBalancing(`[{"pick_first":{}}]`)),
-		suite("suite: deadline, round_robin", failsoft.WithoutIdempotency(), failsoft.WithoutRetry(), failsoft.WithoutThrottle(), failsoft.WithoutBreaker(), failsoft.WithoutOutlierEjection()),
+		suite("suite: goals' chain, pick_first", with(pickFirst, failsoft.WithoutThrottle())...),
+		suite("suite: deadline, pick_first", with(deadlineOnly, pickFirst...)...),
+		suite("suite: deadline, round_robin", with(deadlineOnly, failsoft.WithoutOutlierEjection())...),
 		suite("suite: goals' chain, round_robin", failsoft.WithoutThrottle(), failsoft.WithoutOutlierEjection()),
 	}
 	for _, s := range specs {

@@ -12,8 +12,8 @@
 // call's context ends while it waits, it fails with the context's status.
 //
 // Defaults: Limit 100 calls per target, no wait, about 1024 compartments
-// kept (WithMaxTargets): past that, an idle compartment not used lately makes
-// room for a new one, and one with calls in flight is never dropped.
+// kept (WithMaxTargets): past that, an idle compartment not used lately
+// makes room for a new one, and one with calls in flight is never dropped.
 //
 // # Where it sits in the chain
 //

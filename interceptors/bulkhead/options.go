@@ -102,8 +102,9 @@ func PerMethod() Option {
 // reached, a compartment with no call in flight and not used lately makes
 // room for a new one. Compartments with calls in flight are never dropped:
 // when every one has some, the bound is exceeded rather than a new target
-// left unlimited. The name is shared with the other layers that keep state
-// per target (breaker.WithMaxTargets, throttle.WithMaxTargets).
+// left unlimited. The other layers that keep state per target take the
+// same option (breaker.WithMaxTargets, throttle.WithMaxTargets); the retry
+// budgets keep the same bound, fixed.
 func WithMaxTargets(n int) Option {
 	return func(c *config) error {
 		if n < 1 {

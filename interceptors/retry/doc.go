@@ -15,10 +15,10 @@
 // for unary calls and streams (call.go), resolve the method's policy,
 // credit the target's retry budget, read the call's options and decide how
 // many attempts the call may have. Each attempt then gets a context with
-// its number, its observe.Attempt and one deadline, the earlier of the
-// call's and its own timeout, which only an attempt a retry could follow
-// has (timer.go), and the State's MayRetry; it goes
-// through the layers inside (throttle, breaker, bulkhead, attempt
+// its number, its observe.Attempt, one deadline (the earlier of the
+// call's and the attempt's own timeout, which only an attempt a retry
+// could follow has: timer.go) and the State's MayRetry; it goes through
+// the layers inside (throttle, breaker, bulkhead, attempt
 // telemetry, pushback marking) to grpc-go, which sends it on the wire. A
 // failure is judged by its code, its pushback (pushback.go) and the
 // deadline; the next attempt waits for its backoff (backoff.go) and a

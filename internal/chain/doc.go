@@ -12,8 +12,8 @@
 // when a retry could follow it, and State.MayRetry), throttle, breaker,
 // bulkhead, attempt telemetry. The chain's end sets State.Deadline on the
 // context if no layer did, runs pushback marking (Unaries.Inside) and then
-// grpc-go's invoker, which sends the attempt on the wire. Streams take the same path, with the
-// deadline on the stream's context from the start.
+// grpc-go's invoker, which sends the attempt on the wire. Streams take the
+// same path, with the deadline on the stream's context from the start.
 //
 // Each layer gets its successor as a Next value, passed by value and never
 // allocated: grpc-go's own chaining would allocate a closure per layer on
