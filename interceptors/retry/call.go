@@ -152,13 +152,13 @@ func (c *call) begin(now time.Time) bool {
 
 // attemptContext returns the context of attempt c.n: its number in the
 // request metadata from the second attempt on, and the attempt for inner
-// layers as an observe.Attempt, unless the call is not retried and has no
-// timeout of its own: observe.AttemptFrom reads its absence as that one
-// attempt. Unary calls that may be retried use newUnaryAttempt instead.
+// layers as an observe.Attempt, unless it is what observe.AttemptFrom
+// reads from a context without one: a first attempt without a timeout of
+// its own.
 func (c *call) attemptContext(hedge bool, wait time.Duration, reason string) context.Context {
 	ctx := c.attemptParent()
-	if c.max > 1 || c.cut > 0 {
-		ctx = observe.WithAttempt(ctx, c.attempt(hedge, wait, reason))
+	if a := c.attempt(hedge, wait, reason); a != (observe.Attempt{N: 1}) {
+		ctx = observe.WithAttempt(ctx, a)
 	}
 	return ctx
 }
@@ -240,13 +240,13 @@ func (c *call) retryable(err error, timedOut bool) (string, bool) {
 	return "", true
 }
 
-// next decides what follows a failed attempt: the wait before the next
-// one and why, or the error to return.
-func (c *call) next(err error, trailer metadata.MD, timedOut bool) (time.Duration, string, error) {
+// next decides what follows a failed attempt, given what the server said
+// about retrying it: the wait before the next one and why, or the error to
+// return.
+func (c *call) next(err error, pb pushback, timedOut bool) (time.Duration, string, error) {
 	if why, ok := c.retryable(err, timedOut); !ok {
 		return 0, "", c.stopped(why, err)
 	}
-	pb := serverPushback(trailer, err)
 	if pb.present && !pb.allow {
 		return 0, "", c.stopped("pushback", err)
 	}

@@ -103,15 +103,20 @@
 // StreamPushbackInterceptor, chained inside them, mark a failed attempt
 // whose trailer holds grpc-retry-pushback-ms (any value: even one that says
 // "do not retry" comes from a live server) or whose status holds a
-// google.rpc.RetryInfo with a delay, using outcome.MarkOverloaded, so that
-// outcome's classification says Overload. The marked error keeps the
+// google.rpc.RetryInfo with a delay, as outcome.MarkOverloaded does, so
+// that outcome's classification says Overload. The marked error keeps the
 // attempt's status (code, message, details), so this layer, outside, reads
 // the same pushback and returns the same status; the marking reaches the
 // caller too, where status.FromError and status.Code see the server's
-// status unchanged. They need no configuration; they read the trailer
-// through the grpc.Trailer option this layer adds to every retryable
-// attempt, and add one of their own otherwise (from a pool, so that a unary
-// attempt that succeeds costs no allocation; a stream costs its wrapper).
+// status unchanged. They need no configuration: they read the trailer
+// through the caller's grpc.Trailer option when there is one and add one
+// of their own otherwise (from a pool, so that a unary attempt that
+// succeeds costs no allocation; a stream costs its wrapper). A marked
+// error carries the pushback it was marked for, which is where this layer
+// reads a unary attempt's; UnaryClientInterceptor chains
+// UnaryPushbackInterceptor inside itself, so that it reads pushback when
+// used alone too (marking twice is harmless). A stream's pushback is read
+// from its attempt's trailer.
 //
 // # Retry budget
 //
@@ -261,8 +266,8 @@
 // A unary call whose first attempt succeeds costs, over a no-op invoker,
 // its attempt's context: one deadline context when the call's deadline is
 // not on the caller's context yet or the attempt has a timeout of its own,
-// and, when the call may be retried, one allocation that carries the
-// observe.Attempt and holds the trailer read for pushback. A retryable
+// and, when the attempt has a timeout of its own, or is not the first,
+// one allocation that carries its observe.Attempt. A retryable
 // stream costs its wrapper and a copy of each message it may replay;
 // hedged calls cost a goroutine and a reply per attempt. See the
 // benchmarks.

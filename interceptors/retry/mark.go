@@ -2,26 +2,29 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/internal/chain"
 )
 
 // UnaryPushbackInterceptor returns a per-attempt interceptor that marks a
-// failed attempt's error with outcome.MarkOverloaded when the server sent
-// pushback: a grpc-retry-pushback-ms trailer (PushbackMetadata) with any
-// value, even a negative or malformed one, or a google.rpc.RetryInfo with a
-// delay in the status details, read as this package reads them to decide a
-// retry. Either says that a live server answered and is shedding load, so
-// the layers that see only the error (circuit breaker, throttle, fallback,
-// outcome.Classify) count it as Overload, not as a Failure, whatever its
-// code. The marked error keeps the attempt's status, code, message and
-// details; its other results and successful attempts pass through
-// untouched.
+// failed attempt's error as overload, as outcome.MarkOverloaded does, when
+// the server sent pushback: a grpc-retry-pushback-ms trailer
+// (PushbackMetadata) with any value, even a negative or malformed one, or
+// a google.rpc.RetryInfo with a delay in the status details, read as this
+// package reads them to decide a retry. Either says that a live server
+// answered and is shedding load, so the layers that see only the error
+// (circuit breaker, throttle, fallback, outcome.Classify) count it as
+// Overload, not as a Failure, whatever its code. The marked error keeps
+// the attempt's status, code, message and details, and carries the
+// pushback for the retry layer outside; other results and successful
+// attempts pass through untouched.
 //
 // It needs no configuration and holds no state. Chain it inside the
 // breaker and the throttle, as close to the network as possible; see the
@@ -52,8 +55,7 @@ func StreamPushbackInterceptor() grpc.StreamClientInterceptor { return streamPus
 
 func unaryPushback(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if addr := trailerAddr(opts); addr != nil {
-		// The common case inside the retry layer, which asks for the
-		// trailer of every retryable attempt: read the same one.
+		// The caller asked for the trailer: read the same one.
 		err := invoker(ctx, method, req, reply, cc, opts...)
 		if err == nil {
 			return nil
@@ -117,13 +119,49 @@ func trailerAddr(opts []grpc.CallOption) *metadata.MD {
 // carries server pushback, by the rules the retry layer follows
 // (serverPushback): any grpc-retry-pushback-ms value, valid or not, or a
 // RetryInfo with a delay. An invalid pushback says "do not retry", yet it
-// still comes from a live server.
+// still comes from a live server. The marked error carries what the server
+// said, so that a retry layer outside reads it from the error
+// (serverPushback) and needs no trailer of its own. A layer's own
+// rejection says nothing of the server and is never marked.
 func markPushback(trailer metadata.MD, err error) error {
-	if _, ok := err.(*outcome.Rejection); ok {
+	if _, ok := outcome.AsRejection(err); ok {
 		return err
 	}
-	if serverPushback(trailer, err).present {
-		return outcome.MarkOverloaded(err)
+	var m pushbackMarked
+	if errors.As(err, &m) {
+		return err // marked further in
 	}
-	return err
+	pb := serverPushback(trailer, err)
+	if !pb.present {
+		return err
+	}
+	if st, ok := status.FromError(err); ok {
+		return &markedStatus{marked{err, pb}, st}
+	}
+	return &marked{err, pb}
 }
+
+// pushbackMarked is implemented by the errors markPushback returns.
+type pushbackMarked interface{ serverPushback() pushback }
+
+// marked is a failed attempt's error that carries server pushback: it is
+// overload to outcome.Classify (like outcome.MarkOverloaded's errors), and
+// it holds what the server said. Its message is the attempt's, and it
+// unwraps to the attempt's error.
+type marked struct {
+	error // the attempt's
+	pb    pushback
+}
+
+func (m *marked) Unwrap() error            { return m.error }
+func (m *marked) Overloaded() bool         { return true }
+func (m *marked) serverPushback() pushback { return m.pb }
+
+// markedStatus is marked for an error with a gRPC status, which it answers
+// with, so that status.FromError and outcome.Classify read it unchanged.
+type markedStatus struct {
+	marked
+	st *status.Status
+}
+
+func (m *markedStatus) GRPCStatus() *status.Status { return m.st }

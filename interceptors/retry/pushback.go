@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"errors"
 	"time"
 
 	"google.golang.org/grpc/metadata"
@@ -20,9 +21,15 @@ type pushback struct {
 	delay   time.Duration // exact wait before the retry
 }
 
-// serverPushback returns the pushback of a failed attempt: the trailer
-// wins, RetryInfo is read when there is no trailer value.
+// serverPushback returns the pushback of a failed attempt: what the
+// marking interceptor found (markPushback), carried on err, or else read
+// from trailer and err's status (the trailer wins, RetryInfo is read when
+// there is no trailer value).
 func serverPushback(trailer metadata.MD, err error) pushback {
+	var m pushbackMarked
+	if errors.As(err, &m) {
+		return m.serverPushback()
+	}
 	p := serverpb.Read(trailer, err)
 	return pushback{present: p.Present, allow: p.Allow, delay: p.Delay}
 }

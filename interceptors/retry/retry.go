@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
@@ -53,9 +52,14 @@ func New(opts ...Option) (*Interceptor, error) {
 	return ic, nil
 }
 
-// UnaryClientInterceptor returns the unary client interceptor.
+// UnaryClientInterceptor returns the unary client interceptor. It marks
+// its attempts' server pushback itself (UnaryPushbackInterceptor), around
+// the invoker it is given, to read how long the server asks it to wait.
 func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
-	return chain.UnaryInterceptor(layer{ic})
+	layers := chain.NewUnaries(layer{ic}).Inside(unaryPushback)
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return layers.Start(invoker).Invoke(ctx, method, req, reply, cc, opts...)
+	}
 }
 
 // StreamClientInterceptor returns the stream client interceptor, for all
@@ -96,27 +100,17 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 	var reason string
 	for {
 		next.MayRetry = c.begin(now)
-		// An attempt of a call that may be retried collects its trailer,
-		// which may hold the server's pushback.
-		var a *unaryAttempt
-		var ctx context.Context
-		aopts := opts
-		if c.max > 1 {
-			a = c.newUnaryAttempt(opts, wait, reason)
-			ctx, aopts = a, a.opts
-		} else {
-			ctx = c.attemptContext(false, wait, reason)
-		}
 		var at attemptTimer
-		actx := at.start(c, ctx, now, false)
+		actx := at.start(c, c.attemptContext(false, wait, reason), now, false)
 		var start time.Time
 		if c.watch {
 			start = c.attemptStart(actx, c.n, false)
 		}
-		err := next.Invoke(actx, c.method, req, reply, cc, aopts...)
-		var md metadata.MD
-		if a != nil {
-			md = a.trailer
+		err := next.Invoke(actx, c.method, req, reply, cc, opts...)
+		var pb pushback
+		if err != nil {
+			// Read before a timeout replaces err.
+			pb = serverPushback(nil, err)
 		}
 		timedOut := at.finish(err)
 		if timedOut {
@@ -133,7 +127,7 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 			return err
 		}
 		var stop error
-		if wait, reason, stop = c.next(err, md, timedOut); stop != nil {
+		if wait, reason, stop = c.next(err, pb, timedOut); stop != nil {
 			return stop
 		}
 		if err := c.sleep(wait, reason, err); err != nil {
@@ -141,30 +135,4 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 		}
 		now = c.ic.clock.Now()
 	}
-}
-
-// unaryAttempt is one attempt of a unary call that may be retried: its
-// context, which tells the layers inside which attempt it is
-// (observe.AttemptFrom), and the trailer grpc-go writes into, where the
-// server's pushback is read, together in one allocation.
-type unaryAttempt struct {
-	observe.AttemptContext
-	trailer metadata.MD
-	// opts are the call's options followed by the one that collects the
-	// trailer. room holds them when the call has up to three (in the
-	// suite: its marker, grpc.StaticMethod from generated code and one
-	// more); a call with more takes an allocation for them.
-	opts []grpc.CallOption
-	room [4]grpc.CallOption
-}
-
-// newUnaryAttempt returns attempt c.n of a unary call with options opts,
-// sent after waiting wait for reason.
-func (c *call) newUnaryAttempt(opts []grpc.CallOption, wait time.Duration, reason string) *unaryAttempt {
-	a := &unaryAttempt{AttemptContext: observe.AttemptContext{
-		Context: c.attemptParent(),
-		Attempt: c.attempt(false, wait, reason),
-	}}
-	a.opts = append(append(a.room[:0], opts...), grpc.Trailer(&a.trailer))
-	return a
 }

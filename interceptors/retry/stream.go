@@ -167,7 +167,7 @@ func (s *retryStream) recoverLocked(a *streamAttempt, err error) error {
 		if a.cs != nil {
 			trailer = a.cs.Trailer()
 		}
-		wait, reason, stop := s.c.next(err, trailer, timedOut)
+		wait, reason, stop := s.c.next(err, serverPushback(trailer, err), timedOut)
 		if stop == nil {
 			stop = s.c.sleep(wait, reason, err)
 		}
