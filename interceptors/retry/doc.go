@@ -267,7 +267,8 @@
 // its attempt's context: one deadline context when the call's deadline is
 // not on the caller's context yet or the attempt has a timeout of its own,
 // and, when the attempt has a timeout of its own, or is not the first,
-// one allocation that carries its observe.Attempt. A retryable
+// one allocation that carries its observe.Attempt and the trailer option
+// pushback marking reads through. A retryable
 // stream costs its wrapper and a copy of each message it may replay;
 // hedged calls cost a goroutine and a reply per attempt. See the
 // benchmarks.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/failsoft/failsoft/interceptors/clock"
@@ -100,13 +101,14 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 	var reason string
 	for {
 		next.MayRetry = c.begin(now)
+		ctx, aopts := c.unaryAttempt(opts, wait, reason)
 		var at attemptTimer
-		actx := at.start(c, c.attemptContext(false, wait, reason), now, false)
+		actx := at.start(c, ctx, now, false)
 		var start time.Time
 		if c.watch {
 			start = c.attemptStart(actx, c.n, false)
 		}
-		err := next.Invoke(actx, c.method, req, reply, cc, opts...)
+		err := next.Invoke(actx, c.method, req, reply, cc, aopts...)
 		var pb pushback
 		if err != nil {
 			// Read before a timeout replaces err.
@@ -135,4 +137,32 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 		}
 		now = c.ic.clock.Now()
 	}
+}
+
+// unaryAttempt returns the context and the options of attempt c.n of a
+// unary call, sent after waiting wait for reason: attemptContext's
+// context, and the call's options. An attempt whose context carries an
+// observe.Attempt also carries, in the same allocation, a grpc.Trailer
+// option for the pushback marking inside (UnaryPushbackInterceptor), which
+// would otherwise take a trailer holder from its pool.
+func (c *call) unaryAttempt(opts []grpc.CallOption, wait time.Duration, reason string) (context.Context, []grpc.CallOption) {
+	a := c.attempt(false, wait, reason)
+	if a == (observe.Attempt{N: 1}) {
+		return c.attemptParent(), opts
+	}
+	ua := &unaryAttempt{AttemptContext: observe.AttemptContext{Context: c.attemptParent(), Attempt: a}}
+	ua.opts = append(append(ua.room[:0], opts...), grpc.Trailer(&ua.trailer))
+	return ua, ua.opts
+}
+
+// unaryAttempt is the context of a unary attempt that carries its
+// observe.Attempt, and its options followed by one that collects its
+// trailer into trailer. room holds the options when the call has up to
+// three (in the suite: its marker, grpc.StaticMethod from generated code
+// and one more); a call with more takes an allocation for them.
+type unaryAttempt struct {
+	observe.AttemptContext
+	trailer metadata.MD
+	opts    []grpc.CallOption
+	room    [4]grpc.CallOption
 }

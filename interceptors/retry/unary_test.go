@@ -271,10 +271,13 @@ func TestPushback(t *testing.T) {
 		{"retry info negative", nil, retryInfo(durationpb.New(-time.Second)), -1},
 		{"trailer wins over retry info", []string{"7"}, retryInfo(durationpb.New(time.Hour)), 7 * time.Millisecond},
 	}
-	// Each case runs without call options, and with more than an attempt
-	// holds besides the option that collects its trailer.
-	more := []grpc.CallOption{grpc.StaticMethod(), grpc.WaitForReady(false), grpc.MaxCallRecvMsgSize(1 << 20), grpc.MaxCallSendMsgSize(1 << 20)}
-	for _, opts := range [][]grpc.CallOption{nil, more} {
+	// Each case runs without call options (the marking takes a trailer
+	// holder from its pool), with an attempt timeout (the attempt carries
+	// the trailer option), and with more options than an attempt holds
+	// besides that one.
+	timeout := []grpc.CallOption{retry.WithAttemptTimeout(time.Hour)}
+	more := []grpc.CallOption{grpc.StaticMethod(), grpc.WaitForReady(false), grpc.MaxCallRecvMsgSize(1 << 20), retry.WithAttemptTimeout(time.Hour)}
+	for _, opts := range [][]grpc.CallOption{nil, timeout, more} {
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("%s, %d call options", tt.name, len(opts)), func(t *testing.T) {
 				testPushback(t, tt.trailer, tt.err, tt.wait, opts)
