@@ -109,9 +109,11 @@
 // the same pushback and returns the same status; the marking reaches the
 // caller too, where status.FromError and status.Code see the server's
 // status unchanged. They need no configuration: they read the trailer
-// through the caller's grpc.Trailer option when there is one and add one
-// of their own otherwise (from a pool, so that a unary attempt that
-// succeeds costs no allocation; a stream costs its wrapper). A marked
+// through the attempt's last grpc.Trailer option when it has one (the
+// caller's, or the one this layer puts in an attempt that carries its
+// observe.Attempt) and add one of their own otherwise (from a pool, so
+// that a unary attempt that succeeds costs no allocation; a stream costs
+// its wrapper). A marked
 // error carries the pushback it was marked for, which is where this layer
 // reads a unary attempt's; UnaryClientInterceptor chains
 // UnaryPushbackInterceptor inside itself, so that it reads pushback when
