@@ -40,5 +40,6 @@
 //
 // The attempt itself (number, hedge, backoff, per-attempt timeout) travels
 // on the context as an observe.Attempt, so that user interceptors after the
-// suite see it too.
+// suite see it too; a first attempt without a timeout of its own carries
+// none, which observe.AttemptFrom reads as that attempt.
 package chain
