@@ -113,12 +113,12 @@
 // caller's, or the one this layer puts in an attempt that carries its
 // observe.Attempt) and add one of their own otherwise (from a pool, so
 // that a unary attempt that succeeds costs no allocation; a stream costs
-// its wrapper). A marked
-// error carries the pushback it was marked for, which is where this layer
-// reads a unary attempt's; UnaryClientInterceptor chains
-// UnaryPushbackInterceptor inside itself, so that it reads pushback when
-// used alone too (marking twice is harmless). A stream's pushback is read
-// from its attempt's trailer.
+// its wrapper). A marked error carries the pushback it was marked for,
+// which is where this layer reads a unary attempt's (a stream's is read
+// from its attempt's trailer). This package's interceptors chain the
+// marking inside themselves, so that used alone they read pushback too
+// and their errors are marked as the suite's are (marking twice is
+// harmless).
 //
 // # Retry budget
 //
@@ -271,7 +271,8 @@
 // and, when the attempt has a timeout of its own, or is not the first,
 // one allocation that carries its observe.Attempt and the trailer option
 // pushback marking reads through. A retryable
-// stream costs its wrapper and a copy of each message it may replay;
+// stream costs its wrapper and a copy of each message it may replay (and,
+// used alone, the marking's wrapper of each attempt);
 // hedged calls cost a goroutine and a reply per attempt. See the
 // benchmarks.
 package retry

@@ -363,3 +363,53 @@ func TestUnaryPushbackInterceptorOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestInterceptorsMarkPushback: the retry interceptors used alone, with
+// no marking chained inside them, return an error that carries pushback
+// as overload, unary calls and streams alike, with the server's status
+// unchanged; an error without pushback stays a failure.
+func TestInterceptorsMarkPushback(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trailer []string
+		want    outcome.Class
+	}{
+		{"pushback", []string{"-1"}, outcome.Overload},
+		{"none", nil, outcome.Failure},
+	} {
+		for _, kind := range []string{"unary", "stream"} {
+			t.Run(tc.name+", "+kind, func(t *testing.T) {
+				e := newEnv(t, envOpts{})
+				var err error
+				switch kind {
+				case "unary":
+					e.b.unary = func(c *serverCall) (*pb.PingResponse, error) {
+						if tc.trailer != nil {
+							_ = grpc.SetTrailer(c.ctx, metadata.Pairs(retry.PushbackMetadata, tc.trailer[0]))
+						}
+						return nil, fail(codes.Internal)
+					}
+					_, err = e.invoke(within(t, 10*time.Second), mIdempotent, "x")
+				case "stream":
+					e.b.stream = func(sc *serverCall) error {
+						if tc.trailer != nil {
+							sc.stream.SetTrailer(metadata.Pairs(retry.PushbackMetadata, tc.trailer[0]))
+						}
+						return fail(codes.Internal)
+					}
+					s, serr := pb.NewTunedServiceClient(e.cc).Watch(within(t, 10*time.Second), &pb.PingRequest{Payload: "w"})
+					if serr != nil {
+						t.Fatal(serr)
+					}
+					_, err = recvAll(s)
+				}
+				if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "injected Internal" {
+					t.Fatalf("caller got %v", err)
+				}
+				if got := outcome.Default.Classify(err); got != tc.want {
+					t.Errorf("caller's error classified %v, want %v", got, tc.want)
+				}
+			})
+		}
+	}
+}

@@ -64,9 +64,15 @@ func (ic *Interceptor) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 }
 
 // StreamClientInterceptor returns the stream client interceptor, for all
-// three stream kinds.
+// three stream kinds. Like the unary one, it marks its attempts' server
+// pushback itself (StreamPushbackInterceptor), around the streamer it is
+// given, so that a stream's final error says Overload to the layers
+// outside exactly when a unary call's would.
 func (ic *Interceptor) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return chain.StreamInterceptor(layer{ic})
+	layers := chain.NewStreams(layer{ic}, thePushbackLayer)
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return layers.Start(streamer).NewStream(ctx, desc, cc, method, opts...)
+	}
 }
 
 // layer is the Interceptor as a layer of a folded chain.
