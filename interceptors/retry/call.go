@@ -152,16 +152,19 @@ func (c *call) begin(now time.Time) bool {
 
 // attemptContext returns the context of attempt c.n: its number in the
 // request metadata from the second attempt on, and the attempt for inner
-// layers as an observe.Attempt, unless it is what observe.AttemptFrom
-// reads from a context without one: a first attempt without a timeout of
-// its own.
+// layers as an observe.Attempt, unless it is a bare first attempt.
 func (c *call) attemptContext(hedge bool, wait time.Duration, reason string) context.Context {
 	ctx := c.attemptParent()
-	if a := c.attempt(hedge, wait, reason); a != (observe.Attempt{N: 1}) {
-		ctx = observe.WithAttempt(ctx, a)
+	if !c.bareFirst(hedge) {
+		ctx = observe.WithAttempt(ctx, c.attempt(hedge, wait, reason))
 	}
 	return ctx
 }
+
+// bareFirst reports whether attempt c.n, sent as a hedge or not, is what
+// observe.AttemptFrom reads from a context that carries no attempt: the
+// first, without a timeout of its own. Its context needs none.
+func (c *call) bareFirst(hedge bool) bool { return c.n == 1 && !hedge && c.cut == 0 }
 
 // attemptParent returns the caller's context with attempt c.n's number in
 // the request metadata from the second attempt on.

@@ -152,11 +152,10 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 // option for the pushback marking inside (UnaryPushbackInterceptor), which
 // would otherwise take a trailer holder from its pool.
 func (c *call) unaryAttempt(opts []grpc.CallOption, wait time.Duration, reason string) (context.Context, []grpc.CallOption) {
-	a := c.attempt(false, wait, reason)
-	if a == (observe.Attempt{N: 1}) {
+	if c.bareFirst(false) {
 		return c.attemptParent(), opts
 	}
-	ua := &unaryAttempt{AttemptContext: observe.AttemptContext{Context: c.attemptParent(), Attempt: a}}
+	ua := &unaryAttempt{AttemptContext: observe.AttemptContext{Context: c.attemptParent(), Attempt: c.attempt(false, wait, reason)}}
 	ua.opts = append(append(ua.room[:0], opts...), grpc.Trailer(&ua.trailer))
 	return ua, ua.opts
 }
