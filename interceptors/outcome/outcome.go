@@ -92,7 +92,11 @@ func (c *Classifier) Code(code codes.Code) Class {
 }
 
 // Classify classifies an error returned by an invoker or a stream. It does
-// not allocate for nil errors or for errors that are gRPC statuses.
+// not allocate for nil errors or for errors that are gRPC statuses. An
+// error whose chain holds one with an Overloaded() bool method that
+// returns true is Overload, whatever its code: MarkOverloaded's errors,
+// and those of layers that mark pushback with more to carry (the retry
+// package's pushback marking).
 func (c *Classifier) Classify(err error) Class {
 	switch e := err.(type) {
 	case nil:

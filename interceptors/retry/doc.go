@@ -270,9 +270,8 @@
 // not on the caller's context yet or the attempt has a timeout of its own,
 // and, when the attempt has a timeout of its own, or is not the first,
 // one allocation that carries its observe.Attempt and the trailer option
-// pushback marking reads through. A retryable
-// stream costs its wrapper and a copy of each message it may replay (and,
-// used alone, the marking's wrapper of each attempt);
-// hedged calls cost a goroutine and a reply per attempt. See the
-// benchmarks.
+// pushback marking reads through. A retryable stream costs its wrapper and
+// a copy of each message it may replay (and, used alone, the marking's
+// wrapper of each attempt); hedged calls cost a goroutine and a reply per
+// attempt. See the benchmarks.
 package retry

@@ -117,7 +117,7 @@ func trailerAddr(opts []grpc.CallOption) *metadata.MD {
 
 // markPushback marks err as overload when the attempt's trailer or status
 // carries server pushback, by the rules the retry layer follows
-// (serverPushback): any grpc-retry-pushback-ms value, valid or not, or a
+// (readPushback): any grpc-retry-pushback-ms value, valid or not, or a
 // RetryInfo with a delay. An invalid pushback says "do not retry", yet it
 // still comes from a live server. The marked error carries what the server
 // said, so that a retry layer outside reads it from the error
@@ -131,7 +131,7 @@ func markPushback(trailer metadata.MD, err error) error {
 	if errors.As(err, &m) {
 		return err // marked further in
 	}
-	pb := serverPushback(trailer, err)
+	pb := readPushback(trailer, err)
 	if !pb.present {
 		return err
 	}
@@ -145,8 +145,9 @@ func markPushback(trailer metadata.MD, err error) error {
 type pushbackMarked interface{ serverPushback() pushback }
 
 // marked is a failed attempt's error that carries server pushback: it is
-// overload to outcome.Classify (like outcome.MarkOverloaded's errors), and
-// it holds what the server said. Its message is the attempt's, and it
+// overload to outcome.Classify through its Overloaded method, as
+// outcome.MarkOverloaded's errors are, and it holds what the server said,
+// which outcome's errors cannot. Its message is the attempt's, and it
 // unwraps to the attempt's error.
 type marked struct {
 	error // the attempt's

@@ -22,14 +22,20 @@ type pushback struct {
 }
 
 // serverPushback returns the pushback of a failed attempt: what the
-// marking interceptor found (markPushback), carried on err, or else read
-// from trailer and err's status (the trailer wins, RetryInfo is read when
-// there is no trailer value).
+// marking interceptor found (markPushback), carried on err, or else what
+// readPushback finds.
 func serverPushback(trailer metadata.MD, err error) pushback {
 	var m pushbackMarked
 	if errors.As(err, &m) {
 		return m.serverPushback()
 	}
+	return readPushback(trailer, err)
+}
+
+// readPushback reads the pushback of a failed attempt from its trailer and
+// its status: the trailer wins, RetryInfo is read when there is no trailer
+// value.
+func readPushback(trailer metadata.MD, err error) pushback {
 	p := serverpb.Read(trailer, err)
 	return pushback{present: p.Present, allow: p.Allow, delay: p.Delay}
 }
