@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	serverpb "github.com/failsoft/failsoft/interceptors/internal/pushback"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/interceptors/policy"
@@ -246,11 +247,11 @@ func (c *call) retryable(err error, timedOut bool) (string, bool) {
 // next decides what follows a failed attempt, given what the server said
 // about retrying it: the wait before the next one and why, or the error to
 // return.
-func (c *call) next(err error, pb pushback, timedOut bool) (time.Duration, string, error) {
+func (c *call) next(err error, pb serverpb.Pushback, timedOut bool) (time.Duration, string, error) {
 	if why, ok := c.retryable(err, timedOut); !ok {
 		return 0, "", c.stopped(why, err)
 	}
-	if pb.present && !pb.allow {
+	if pb.Present && !pb.Allow {
 		return 0, "", c.stopped("pushback", err)
 	}
 	if c.n >= c.max {
@@ -272,10 +273,10 @@ func (c *call) next(err error, pb pushback, timedOut bool) (time.Duration, strin
 
 // backoff returns the wait before the next retry and its reason: the
 // server's pushback when it allows one, the policy's backoff otherwise.
-func (c *call) backoff(pb pushback) (time.Duration, string) {
-	if pb.allow {
+func (c *call) backoff(pb serverpb.Pushback) (time.Duration, string) {
+	if pb.Allow {
 		c.sinceReset = 0
-		return pb.delay, "pushback"
+		return pb.Delay, "pushback"
 	}
 	c.sinceReset++
 	return backoff(c.initial, c.maxBackoff, c.multiplier, c.sinceReset, c.ic.rand()), "policy"

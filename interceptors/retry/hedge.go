@@ -240,7 +240,7 @@ func (h *hedger) failed(r *hedgeResult) (error, bool) {
 	}
 	pb := serverPushback(r.trailer, r.err)
 	switch {
-	case pb.present && !pb.allow:
+	case pb.Present && !pb.Allow:
 		h.stop = "pushback"
 		h.disarm()
 	case c.n >= c.max:

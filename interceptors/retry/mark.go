@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	serverpb "github.com/failsoft/failsoft/interceptors/internal/pushback"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 	"github.com/failsoft/failsoft/internal/chain"
 )
@@ -117,7 +118,7 @@ func trailerAddr(opts []grpc.CallOption) *metadata.MD {
 
 // markPushback marks err as overload when the attempt's trailer or status
 // carries server pushback, by the rules the retry layer follows
-// (readPushback): any grpc-retry-pushback-ms value, valid or not, or a
+// (serverpb.Read): any grpc-retry-pushback-ms value, valid or not, or a
 // RetryInfo with a delay. An invalid pushback says "do not retry", yet it
 // still comes from a live server. The marked error carries what the server
 // said, so that a retry layer outside reads it from the error
@@ -131,8 +132,8 @@ func markPushback(trailer metadata.MD, err error) error {
 	if errors.As(err, &m) {
 		return err // marked further in
 	}
-	pb := readPushback(trailer, err)
-	if !pb.present {
+	pb := serverpb.Read(trailer, err)
+	if !pb.Present {
 		return err
 	}
 	if st, ok := status.FromError(err); ok {
@@ -142,7 +143,7 @@ func markPushback(trailer metadata.MD, err error) error {
 }
 
 // pushbackMarked is implemented by the errors markPushback returns.
-type pushbackMarked interface{ serverPushback() pushback }
+type pushbackMarked interface{ serverPushback() serverpb.Pushback }
 
 // marked is a failed attempt's error that carries server pushback: it is
 // overload to outcome.Classify through its Overloaded method, as
@@ -151,12 +152,12 @@ type pushbackMarked interface{ serverPushback() pushback }
 // unwraps to the attempt's error.
 type marked struct {
 	error // the attempt's
-	pb    pushback
+	pb    serverpb.Pushback
 }
 
-func (m *marked) Unwrap() error            { return m.error }
-func (m *marked) Overloaded() bool         { return true }
-func (m *marked) serverPushback() pushback { return m.pb }
+func (m *marked) Unwrap() error                     { return m.error }
+func (m *marked) Overloaded() bool                  { return true }
+func (m *marked) serverPushback() serverpb.Pushback { return m.pb }
 
 // markedStatus is marked for an error with a gRPC status, which it answers
 // with, so that status.FromError and outcome.Classify read it unchanged.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	serverpb "github.com/failsoft/failsoft/interceptors/internal/pushback"
 	"github.com/failsoft/failsoft/interceptors/outcome"
 )
 
@@ -30,23 +31,23 @@ func TestMarkPushback(t *testing.T) {
 		name    string
 		trailer metadata.MD
 		err     error
-		want    pushback // the carried pushback; zero: err returned unchanged
+		want    serverpb.Pushback // the carried pushback; zero: err returned unchanged
 	}{
-		{"trailer", pushbackMD("20"), unavailable, pushback{present: true, allow: true, delay: 20 * time.Millisecond}},
-		{"malformed trailer", pushbackMD("soon"), unavailable, pushback{present: true}},
-		{"retry info", nil, retryInfo, pushback{present: true, allow: true, delay: 3 * time.Second}},
-		{"trailer wins over retry info", pushbackMD("7"), retryInfo, pushback{present: true, allow: true, delay: 7 * time.Millisecond}},
-		{"wrapped status", pushbackMD("0"), fmt.Errorf("attempt: %w", unavailable), pushback{present: true, allow: true}},
-		{"no status", pushbackMD("0"), context.DeadlineExceeded, pushback{present: true, allow: true}},
-		{"already overload", pushbackMD("5"), outcome.MarkOverloaded(unavailable), pushback{present: true, allow: true, delay: 5 * time.Millisecond}},
-		{"no pushback", metadata.Pairs("other", "1"), unavailable, pushback{}},
-		{"rejection", pushbackMD("0"), rejection, pushback{}},
-		{"wrapped rejection", pushbackMD("0"), fmt.Errorf("layer: %w", rejection), pushback{}},
+		{"trailer", pushbackMD("20"), unavailable, serverpb.Pushback{Present: true, Allow: true, Delay: 20 * time.Millisecond}},
+		{"malformed trailer", pushbackMD("soon"), unavailable, serverpb.Pushback{Present: true}},
+		{"retry info", nil, retryInfo, serverpb.Pushback{Present: true, Allow: true, Delay: 3 * time.Second}},
+		{"trailer wins over retry info", pushbackMD("7"), retryInfo, serverpb.Pushback{Present: true, Allow: true, Delay: 7 * time.Millisecond}},
+		{"wrapped status", pushbackMD("0"), fmt.Errorf("attempt: %w", unavailable), serverpb.Pushback{Present: true, Allow: true}},
+		{"no status", pushbackMD("0"), context.DeadlineExceeded, serverpb.Pushback{Present: true, Allow: true}},
+		{"already overload", pushbackMD("5"), outcome.MarkOverloaded(unavailable), serverpb.Pushback{Present: true, Allow: true, Delay: 5 * time.Millisecond}},
+		{"no pushback", metadata.Pairs("other", "1"), unavailable, serverpb.Pushback{}},
+		{"rejection", pushbackMD("0"), rejection, serverpb.Pushback{}},
+		{"wrapped rejection", pushbackMD("0"), fmt.Errorf("layer: %w", rejection), serverpb.Pushback{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := markPushback(tt.trailer, tt.err)
-			if tt.want == (pushback{}) {
+			if tt.want == (serverpb.Pushback{}) {
 				if got != tt.err {
 					t.Fatalf("markPushback = %#v, want the error unchanged", got)
 				}

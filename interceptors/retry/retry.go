@@ -11,6 +11,7 @@ import (
 
 	"github.com/failsoft/failsoft/interceptors/clock"
 	"github.com/failsoft/failsoft/interceptors/internal/option"
+	serverpb "github.com/failsoft/failsoft/interceptors/internal/pushback"
 	"github.com/failsoft/failsoft/interceptors/observe"
 	"github.com/failsoft/failsoft/interceptors/policy"
 	"github.com/failsoft/failsoft/internal/chain"
@@ -115,7 +116,7 @@ func (c *call) unary(now time.Time, req, reply any, cc *grpc.ClientConn, next ch
 			start = c.attemptStart(actx, c.n, false)
 		}
 		err := next.Invoke(actx, c.method, req, reply, cc, aopts...)
-		var pb pushback
+		var pb serverpb.Pushback
 		if err != nil {
 			// Read before a timeout replaces err.
 			pb = serverPushback(nil, err)
